@@ -1,0 +1,63 @@
+"""One exception family for the whole library.
+
+Every error names the bad value and what was expected. Errors raised by the C++ core arrive in
+Python as these classes (the bindings translate them).
+"""
+
+from __future__ import annotations
+
+
+class GenrecError(Exception):
+    """Base class of every error genrec-lite raises on purpose."""
+
+
+class InvalidArgumentError(GenrecError, ValueError):
+    """An argument has the wrong value, shape, type or range."""
+
+
+class DataError(GenrecError, ValueError):
+    """Input data is malformed: names the file, the line (1-based) and the offending value."""
+
+    def __init__(self, message: str, *, path: object = None, line: int | None = None,
+                 value: object = None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.value = value
+
+
+class UnknownItemError(DataError, KeyError):
+    """An item id that the catalog does not contain."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return Exception.__str__(self)
+
+
+class ArtifactError(GenrecError):
+    """A saved artefact (SID table, checkpoint, bundle) is missing, truncated or corrupted."""
+
+
+class FormatVersionError(ArtifactError):
+    """An artefact was written in a format version this release cannot read."""
+
+
+class MissingDependencyError(GenrecError, ImportError):
+    """An optional dependency (usually the [train] extra) is not installed."""
+
+
+def require(module: str, extra: str = "train"):
+    """Import an optional dependency or say which extra brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"'{module}' is needed for this step but is not installed; "
+            f"install it with: pip install 'genrec-lite[{extra}]'") from exc
