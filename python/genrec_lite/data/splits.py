@@ -1,0 +1,262 @@
+"""Evaluation cases and the splits that make them.
+
+A :class:`Case` is one next-item prediction: a user, the items before (oldest first, at most
+``max_len`` of them) and the item that came next.
+
+- :func:`windows` turns one sequence into cases (training prompts).
+- :func:`leave_one_out`: per user by time, the last item is the test target and the one before
+  the validation target; users with fewer than 3 interactions go wholly to training and give no
+  case (the usual convention: a user needs a training item, a valid item and a test item).
+- :func:`temporal_split`: training is everything before a timestamp; every later interaction
+  is a test case whose history is all of the user's earlier items (training-period and earlier
+  test-period items alike), so that one split reproduces the official cases of
+  amazon-industrial exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError, InvalidArgumentError, UnknownItemError
+from . import _readers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import Catalog
+    from .interactions import Interactions
+
+
+@dataclass(frozen=True)
+class Case:
+    """One next-item prediction: ``history`` (oldest first) then ``target``."""
+
+    user_id: str
+    history: tuple[int, ...]
+    target: int
+
+    def to_dict(self) -> dict:
+        return {"user_id": self.user_id, "history": list(self.history), "target": self.target}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Case":
+        return cls(str(d["user_id"]), tuple(int(x) for x in d["history"]), int(d["target"]))
+
+
+@dataclass
+class Split:
+    """Training sequences per user (oldest first) plus validation and test cases."""
+
+    train: dict[str, np.ndarray]
+    valid: list[Case] = field(default_factory=list)
+    test: list[Case] = field(default_factory=list)
+
+    def train_cases(self, max_len: int | None, *, start: int = 1) -> list[Case]:
+        """Sliding-window cases over every training sequence (see :func:`windows`)."""
+        out: list[Case] = []
+        for user, seq in self.train.items():
+            out.extend(windows(seq, max_len, start=start, user_id=user))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Split(train={len(self.train)} users/"
+                f"{sum(len(s) for s in self.train.values())} items, valid={len(self.valid)}, "
+                f"test={len(self.test)})")
+
+
+def _check_max_len(max_len: int | None) -> None:
+    if max_len is not None and (not isinstance(max_len, (int, np.integer)) or max_len < 1):
+        raise InvalidArgumentError(f"max_len must be a positive int or None, got {max_len!r}")
+
+
+def _window(seq: Sequence[int], end: int, max_len: int | None) -> tuple[int, ...]:
+    lo = 0 if max_len is None else max(0, end - max_len)
+    return tuple(int(x) for x in seq[lo:end])
+
+
+def windows(sequence: Sequence[int] | np.ndarray, max_len: int | None, start: int = 1, *,
+            user_id: str = "") -> list[Case]:
+    """For each position ``i >= start``: history = up to ``max_len`` items before ``i``,
+    target = item ``i``. ``max_len=None`` keeps the whole prefix."""
+    _check_max_len(max_len)
+    if start < 0:
+        raise InvalidArgumentError(f"start must be >= 0, got {start}")
+    seq = [int(x) for x in (sequence.tolist() if isinstance(sequence, np.ndarray)
+                            else sequence)]
+    return [Case(user_id, _window(seq, i, max_len), seq[i]) for i in range(start, len(seq))]
+
+
+def leave_one_out(interactions: "Interactions", max_len: int | None = None) -> Split:
+    """Per user by time: last item -> test case, second last -> valid case, rest -> train.
+
+    Users with fewer than 3 interactions are kept whole in ``train`` and give no case. Cases
+    come in the order users first appear in the interactions.
+    """
+    _check_max_len(max_len)
+    train: dict[str, np.ndarray] = {}
+    valid: list[Case] = []
+    test: list[Case] = []
+    for user, seq in interactions.sequences().items():
+        if len(seq) < 3:
+            train[user] = seq
+            continue
+        items = seq.tolist()
+        train[user] = seq[:-2]
+        valid.append(Case(user, _window(items, len(items) - 2, max_len), items[-2]))
+        test.append(Case(user, _window(items, len(items) - 1, max_len), items[-1]))
+    return Split(train, valid, test)
+
+
+def temporal_split(interactions: "Interactions", at: float, max_len: int | None = None, *,
+                   valid_at: float | None = None, min_history: int = 1) -> Split:
+    """Split at a timestamp.
+
+    - ``train``: each user's interactions with ``timestamp < (valid_at or at)``;
+    - ``test``: a case for every interaction with ``timestamp >= at``; its history is the
+      user's previous items at any time (including earlier test-period ones), the last
+      ``max_len`` of them;
+    - ``valid``: the same for ``valid_at <= timestamp < at`` when ``valid_at`` is given.
+
+    Cases are ordered by timestamp, ties in file order. A case with fewer than ``min_history``
+    history items (a user first seen after the split) is skipped.
+    """
+    _check_max_len(max_len)
+    if valid_at is not None and valid_at > at:
+        raise InvalidArgumentError(f"valid_at ({valid_at}) must not be after at ({at})")
+    train_end = at if valid_at is None else valid_at
+    train = interactions.sequences(before=train_end)
+
+    order = interactions.chronological_order()
+    codes = interactions._user_codes()[1][order]
+    n = len(order)
+    # position of each row inside its user's chronological sequence
+    starts = np.concatenate([[0], np.flatnonzero(codes[1:] != codes[:-1]) + 1]) if n else \
+        np.zeros(0, np.int64)
+    group_start = np.zeros(n, dtype=np.int64)
+    if n:
+        marks = np.zeros(n, dtype=np.int64)
+        marks[starts] = starts
+        group_start = np.maximum.accumulate(marks)
+    pos_sorted = np.arange(n) - group_start
+    position = np.empty(n, dtype=np.int64)
+    position[order] = pos_sorted
+    start_of_row = np.empty(n, dtype=np.int64)
+    start_of_row[order] = group_start
+    items_sorted = interactions.item_ids[order].tolist()
+    ts = interactions.timestamps
+    users = interactions.user_ids
+
+    def cases(lo: float, hi: float | None) -> list[Case]:
+        mask = ts >= lo
+        if hi is not None:
+            mask &= ts < hi
+        rows = np.flatnonzero(mask)
+        rows = rows[np.argsort(ts[rows], kind="stable")]
+        out = []
+        for r in rows.tolist():
+            p = int(position[r])
+            if p < min_history:
+                continue
+            g = int(start_of_row[r])
+            lo_i = g if max_len is None else max(g, g + p - max_len)
+            hist = tuple(items_sorted[lo_i:g + p])
+            out.append(Case(str(users[r]), hist, items_sorted[g + p]))
+        return out
+
+    test = cases(at, None)
+    valid = cases(valid_at, at) if valid_at is not None else []
+    return Split(train, valid, test)
+
+
+# ---------------------------------------------------------------------- case files
+
+
+def save_cases(cases: Iterable[Case], path: str | os.PathLike) -> Path:
+    """Write cases as JSONL: ``{"user_id", "history", "target"}`` a line."""
+    p = Path(path)
+    _readers.write_jsonl(p, (c.to_dict() for c in cases))
+    return p
+
+
+def load_cases(path: str | os.PathLike, *, catalog: "Catalog | None" = None,
+               allow_empty: bool = False) -> list[Case]:
+    """Read a JSONL case file; every problem is a DataError naming the file and line.
+
+    With ``catalog``, an item (in a history or a target) it lacks is an UnknownItemError.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", path=p)
+    with _readers.gc_paused():
+        out, lines = _parse_cases(p)
+    if not out and not allow_empty:
+        raise DataError("the file is empty (no cases)", path=p)
+    if catalog is not None and out:
+        ids = np.fromiter((v for c in out for v in (*c.history, c.target)), dtype=np.int64)
+        found = catalog.contains_all(ids)
+        if not found.all():
+            sizes = np.fromiter((len(c.history) + 1 for c in out), dtype=np.int64,
+                                count=len(out))
+            case_of = np.repeat(np.arange(len(out)), sizes)
+            bad_at = np.flatnonzero(~found)
+            k = int(bad_at[0])
+            bad = int(ids[k])
+            more = f" ({len(bad_at)} unknown ids in the file)" if len(bad_at) > 1 else ""
+            raise UnknownItemError(f"item id {bad} is not in the catalog{more}", path=p,
+                                   line=lines[int(case_of[k])], value=bad)
+    return out
+
+
+def _parse_cases(p: Path) -> tuple[list[Case], list[int]]:
+    text = _readers._decode(p, p.read_bytes())
+    out: list[Case] = []
+    lines: list[int] = []
+    as_int = _readers._as_int
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=p,
+                            line=lineno, value=raw[:200]) from None
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object per line", path=p, line=lineno, value=obj)
+        missing = [k for k in ("user_id", "history", "target") if k not in obj]
+        if missing:
+            raise DataError(f"a case needs 'user_id', 'history' and 'target'; missing "
+                            f"{', '.join(repr(m) for m in missing)} (has: "
+                            f"{', '.join(repr(k) for k in obj)})", path=p, line=lineno,
+                            value=missing[0])
+        user = obj["user_id"]
+        if user is None or isinstance(user, (bool, list, dict)) or user == "":
+            raise DataError(f"user_id must be a string or an integer, got {user!r}", path=p,
+                            line=lineno, value=user)
+        hist_raw = obj["history"]
+        if not isinstance(hist_raw, list):
+            raise DataError(f"history must be a list of item ids, got {hist_raw!r}", path=p,
+                            line=lineno, value=hist_raw)
+        if all(type(v) is int for v in hist_raw):
+            hist = tuple(hist_raw)
+        else:
+            conv = []
+            for v in hist_raw:
+                iv = as_int(v)
+                if iv is None:
+                    raise DataError(f"item id in history must be an integer, got {v!r}",
+                                    path=p, line=lineno, value=v)
+                conv.append(iv)
+            hist = tuple(conv)
+        target = obj["target"]
+        if type(target) is not int:
+            target = as_int(target)
+            if target is None:
+                raise DataError(f"target must be an integer item id, got {obj['target']!r}",
+                                path=p, line=lineno, value=obj["target"])
+        out.append(Case(user if type(user) is str else _readers.to_text(user), hist, target))
+        lines.append(lineno)
+    return out, lines
