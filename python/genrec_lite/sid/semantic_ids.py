@@ -1,0 +1,245 @@
+"""`SemanticIds`: the item id <-> codes <-> token-string table, with the quantiser that made it.
+
+Saved as a directory (written atomically):
+  semantic_ids.json  format name and version, shapes, the build config, versions, checksum
+  arrays.npz         item_ids, codes and the quantiser (codebooks and encoder weights)
+  sids.tsv           item_id <TAB> SID string, for people and other tools
+  report.json        collision and utilisation statistics
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .._io import atomic_directory, read_manifest, sha256_file, versions, write_json
+from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
+from .collisions import check_mode, extra_level, sid_report
+from .encoder import SidEncoder
+
+FORMAT_NAME = "genrec-lite.semantic-ids"
+FORMAT_VERSION = 1
+LEVEL_NAMES = "abcdefghij"
+_TOKEN_RE = re.compile(r"<([a-j])_(\d+)>")
+
+
+class SemanticIds:
+    """Semantic IDs of a catalog.
+
+    codes has shape (n_items, levels) with collisions `none`, or (n_items, levels + 1) with
+    `extra_level`. Level l's codes are written `<{LEVEL_NAMES[l]}_{code}>`.
+    """
+
+    def __init__(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *, levels: int,
+                 codebook_size: int, collisions: str = "none", extra_level_size: int = 0,
+                 encoder: SidEncoder | None = None, config: dict | None = None):
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        self.codes = np.ascontiguousarray(codes, dtype=np.int32)
+        self.levels = int(levels)
+        self.codebook_size = int(codebook_size)
+        self.collisions = check_mode(collisions)
+        self.extra_level_size = int(extra_level_size) if collisions == "extra_level" else 0
+        self.encoder = encoder
+        self.config = dict(config or {})
+        n_levels = self.levels + (1 if self.collisions == "extra_level" else 0)
+        if self.levels < 1 or self.levels > len(LEVEL_NAMES) - 1:
+            raise InvalidArgumentError(f"levels={levels}; expected 1..{len(LEVEL_NAMES) - 1}")
+        if self.codes.ndim != 2 or self.codes.shape != (len(self.item_ids), n_levels):
+            raise InvalidArgumentError(
+                f"codes must have shape ({len(self.item_ids)}, {n_levels}); got {self.codes.shape}")
+        sizes = np.asarray(self.level_sizes)
+        if len(self.codes) and ((self.codes < 0).any() or (self.codes >= sizes[None, :]).any()):
+            r, c = np.argwhere((self.codes < 0) | (self.codes >= sizes[None, :]))[0]
+            raise InvalidArgumentError(
+                f"item {self.item_ids[r]} has code {self.codes[r, c]} at level {c}; "
+                f"expected 0 <= code < {sizes[c]}")
+        uniq, counts = np.unique(self.item_ids, return_counts=True)
+        if (counts > 1).any():
+            raise InvalidArgumentError(f"item id {int(uniq[counts > 1][0])} appears more than once")
+        self._index = {int(i): r for r, i in enumerate(self.item_ids)}
+        self._by_sid: dict[bytes, list[int]] | None = None
+        self._trie = None
+
+    # --- shape -------------------------------------------------------------------------------
+    @property
+    def n_levels(self) -> int:
+        """Levels of a full SID, the extra level included."""
+        return int(self.codes.shape[1])
+
+    @property
+    def level_sizes(self) -> list[int]:
+        sizes = [self.codebook_size] * self.levels
+        if self.collisions == "extra_level":
+            sizes.append(self.extra_level_size)
+        return sizes
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __contains__(self, item_id: int) -> bool:
+        return int(item_id) in self._index
+
+    # --- tokens ------------------------------------------------------------------------------
+    @staticmethod
+    def token(level: int, code: int) -> str:
+        return f"<{LEVEL_NAMES[level]}_{int(code)}>"
+
+    def vocabulary(self) -> list[str]:
+        """Every SID token, level by level: what a language model needs added to its vocabulary."""
+        return [self.token(level, c) for level, size in enumerate(self.level_sizes) for c in range(size)]
+
+    def format(self, codes: Iterable[int]) -> str:
+        return "".join(self.token(level, c) for level, c in enumerate(codes))
+
+    def parse(self, text: str) -> tuple[int, ...]:
+        """'<a_1><b_2><c_3>' -> (1, 2, 3); checks level order and code ranges."""
+        parts = _TOKEN_RE.findall(text)
+        if "".join(f"<{a}_{b}>" for a, b in parts) != text.strip() or len(parts) != self.n_levels:
+            raise InvalidArgumentError(
+                f"{text!r} is not a SID; expected {self.n_levels} tokens like "
+                f"{self.format([0] * self.n_levels)!r}")
+        codes = []
+        for level, (name, code) in enumerate(parts):
+            if name != LEVEL_NAMES[level] or not 0 <= int(code) < self.level_sizes[level]:
+                raise InvalidArgumentError(
+                    f"{text!r}: token {level} is <{name}_{code}>; expected <{LEVEL_NAMES[level]}_k> "
+                    f"with 0 <= k < {self.level_sizes[level]}")
+            codes.append(int(code))
+        return tuple(codes)
+
+    # --- lookups -----------------------------------------------------------------------------
+    def row_of(self, item_id: int) -> int:
+        try:
+            return self._index[int(item_id)]
+        except KeyError:
+            raise UnknownItemError(f"item id {item_id} has no semantic ID", value=item_id) from None
+
+    def codes_of(self, item_id: int) -> tuple[int, ...]:
+        return tuple(int(c) for c in self.codes[self.row_of(item_id)])
+
+    def sid(self, item_id: int) -> str:
+        return self.format(self.codes[self.row_of(item_id)])
+
+    def sid_strings(self) -> list[str]:
+        return [self.format(row) for row in self.codes]
+
+    def items_of(self, sid: str | Sequence[int]) -> list[int]:
+        """Items named by a full SID (several with collisions `none`), in table order."""
+        codes = self.parse(sid) if isinstance(sid, str) else tuple(int(c) for c in sid)
+        if self._by_sid is None:
+            by_sid: dict[bytes, list[int]] = {}
+            for item, row in zip(self.item_ids.tolist(), self.codes):
+                by_sid.setdefault(row.tobytes(), []).append(item)
+            self._by_sid = by_sid
+        return list(self._by_sid.get(np.asarray(codes, dtype=np.int32).tobytes(), []))
+
+    def trie(self):
+        """The C++ prefix trie over these SIDs (built once, cached)."""
+        if self._trie is None:
+            from .._core import SidTrie
+
+            self._trie = SidTrie(self.codes, self.item_ids, self.level_sizes)
+        return self._trie
+
+    def report(self) -> dict:
+        return sid_report(self.codes, levels=self.levels, codebook_size=self.codebook_size,
+                          mode=self.collisions)
+
+    # --- cold start --------------------------------------------------------------------------
+    def assign(self, vectors: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        """Full codes for new item embeddings, without changing this table.
+
+        Base codes come from the trained quantiser; with `extra_level`, rows continue the numbering
+        of the group they join (and of each other, in the given order).
+        """
+        if self.encoder is None:
+            raise ArtifactError("these semantic IDs carry no quantiser, so new items cannot be assigned")
+        base = self.encoder.encode(vectors, n_threads=n_threads)
+        if self.collisions == "none":
+            return base
+        extra = extra_level(base, existing=self.codes)
+        too_big = extra >= self.extra_level_size
+        if too_big.any():
+            r = int(np.flatnonzero(too_big)[0])
+            raise InvalidArgumentError(
+                f"new item at row {r} would be item number {int(extra[r])} under SID "
+                f"{self.format(base[r])}, but the extra level holds {self.extra_level_size} codes; "
+                "rebuild the SIDs with a larger extra level")
+        return np.concatenate([base, extra[:, None]], axis=1)
+
+    def with_items(self, item_ids: Sequence[int], vectors: np.ndarray, n_threads: int = 1) -> "SemanticIds":
+        """A new table holding these items plus new ones (ids must be new)."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        if len(item_ids) != len(np.atleast_2d(vectors)):
+            raise InvalidArgumentError(
+                f"{len(item_ids)} item ids but {len(np.atleast_2d(vectors))} vectors; expected as many")
+        for i in item_ids.tolist():
+            if i in self._index:
+                raise InvalidArgumentError(f"item id {i} already has a semantic ID")
+        codes = self.assign(vectors, n_threads=n_threads)
+        return SemanticIds(np.concatenate([self.item_ids, item_ids]),
+                           np.concatenate([self.codes, codes]), levels=self.levels,
+                           codebook_size=self.codebook_size, collisions=self.collisions,
+                           extra_level_size=self.extra_level_size, encoder=self.encoder,
+                           config=self.config)
+
+    # --- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path, *, extra_files: dict[str, object] | None = None) -> Path:
+        """Write the artefact directory atomically; `extra_files` maps name -> JSON object."""
+        path = Path(path)
+        with atomic_directory(path) as tmp:
+            arrays = {"item_ids": self.item_ids, "codes": self.codes}
+            if self.encoder is not None:
+                arrays.update({f"quantizer.{k}": v for k, v in self.encoder.state().items()})
+            np.savez(tmp / "arrays.npz", **arrays)
+            with open(tmp / "sids.tsv", "w", encoding="utf-8") as f:
+                f.write("item_id\tsid\n")
+                for item, s in zip(self.item_ids.tolist(), self.sid_strings()):
+                    f.write(f"{item}\t{s}\n")
+            write_json(tmp / "report.json", self.report())
+            for name, obj in (extra_files or {}).items():
+                write_json(tmp / name, obj)
+            write_json(tmp / "semantic_ids.json", {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "n_items": len(self),
+                "levels": self.levels,
+                "codebook_size": self.codebook_size,
+                "collisions": self.collisions,
+                "extra_level_size": self.extra_level_size,
+                "has_quantizer": self.encoder is not None,
+                "config": self.config,
+                "versions": versions(),
+                "sha256": {"arrays.npz": sha256_file(tmp / "arrays.npz")},
+            })
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SemanticIds":
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtifactError(f"{path} is not a semantic-ID directory (expected the folder "
+                                "written by `genrec-lite sid build`)")
+        meta = read_manifest(path / "semantic_ids.json", FORMAT_NAME, FORMAT_VERSION)
+        arrays_path = path / "arrays.npz"
+        if not arrays_path.is_file():
+            raise ArtifactError(f"{arrays_path} is missing")
+        expected = meta.get("sha256", {}).get("arrays.npz")
+        if expected and sha256_file(arrays_path) != expected:
+            raise ArtifactError(f"{arrays_path} does not match its checksum; the file is corrupted")
+        try:
+            with np.load(arrays_path) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # zip/npy errors of every kind
+            raise ArtifactError(f"{arrays_path} cannot be read ({exc})") from exc
+        encoder = None
+        q = {k[len("quantizer."):]: v for k, v in arrays.items() if k.startswith("quantizer.")}
+        if q:
+            encoder = SidEncoder.from_state(q)
+        return cls(arrays["item_ids"], arrays["codes"], levels=meta["levels"],
+                   codebook_size=meta["codebook_size"], collisions=meta["collisions"],
+                   extra_level_size=meta.get("extra_level_size", 0), encoder=encoder,
+                   config=meta.get("config", {}))
