@@ -130,6 +130,151 @@ def sid_assign(sids_dir, items, out, update, quiet) -> None:
         grown.save(sids_dir)
 
 
+def _parse_tasks(text: str | None) -> dict | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            out[name.strip()] = float(weight)
+        except ValueError:
+            raise GenrecError(f"--tasks entry {part!r} is not NAME=WEIGHT (e.g. next_item=1)") from None
+    return out
+
+
+@cli.command("train")
+@click.option("--data", default="synthetic", show_default=True,
+              help="Data folder (../shared/data format) or 'synthetic'.")
+@click.option("--sids", "sids_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Directory written by `sid build` for this catalog.")
+@click.option("--backbone", default="compact", show_default=True,
+              help="'compact' (from scratch), 'smollm2', a Hugging Face model folder or a .gguf file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory.")
+@click.option("--split", default="leave-one-out", show_default=True,
+              help="'leave-one-out' or 'temporal:TIMESTAMP' (train before it; validate on valid.jsonl).")
+@click.option("--epochs", default=None, type=click.IntRange(1))
+@click.option("--batch-size", default=None, type=click.IntRange(1))
+@click.option("--lr", default=None, type=float, help="Peak learning rate (default 2e-3 compact, 3e-4 LoRA).")
+@click.option("--prompts", default="en", show_default=True, help="'en', 'zh' or a JSON prompt-set file.")
+@click.option("--tasks", default=None,
+              help="Task weights, e.g. 'next_item=1,sid_to_title=0.5,title_to_sid=0.5'.")
+@click.option("--max-history", default=None, type=click.IntRange(1))
+@click.option("--hidden", default=None, type=click.IntRange(16), help="compact: hidden size.")
+@click.option("--layers", default=None, type=click.IntRange(1), help="compact: transformer layers.")
+@click.option("--heads", default=None, type=click.IntRange(1), help="compact: attention heads.")
+@click.option("--dropout", default=None, type=click.FloatRange(0, 0.9), help="compact: dropout.")
+@click.option("--lora-r", default=None, type=click.IntRange(1), help="pretrained: LoRA rank.")
+@click.option("--max-minutes", default=None, type=float, help="Stop cleanly after this wall time.")
+@click.option("--max-steps", default=None, type=click.IntRange(1))
+@click.option("--eval-cases", default=None, type=click.IntRange(0), help="Validation sample size.")
+@click.option("--save-every", default=None, type=click.IntRange(1), help="Steps between last/ saves.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from OUT/last if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prompts, tasks,
+              max_history, hidden, layers, heads, dropout, lora_r, max_minutes, max_steps, eval_cases,
+              save_every, seed, threads, resume, quiet) -> None:
+    """Train a generative recommender on SID histories; keeps the best checkpoint.
+
+    \b
+    Example:
+      genrec-lite train --data ../shared/data/amazon-industrial --sids runs/amazon-sids \\
+          --split temporal:2000000 --out runs/amazon-model
+    Multi-process (DDP), same command:
+      torchrun --nproc-per-node 4 -m genrec_lite.cli train ...
+    """
+    from .data import resolve_dataset
+    from .sid import SemanticIds
+    from .train.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(backbone=backbone, split=split, prompts=prompts, seed=seed)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                        ("max_history", max_history), ("max_minutes", max_minutes),
+                        ("max_steps", max_steps), ("eval_cases", eval_cases),
+                        ("save_every", save_every), ("num_threads", threads)):
+        if value is not None:
+            setattr(cfg, name, value)
+    weights = _parse_tasks(tasks)
+    if weights is not None:
+        cfg.task_weights = weights
+    for name, value in (("hidden_size", hidden), ("num_layers", layers), ("num_heads", heads),
+                        ("num_kv_heads", heads), ("dropout", dropout)):
+        if value is not None:
+            cfg.compact[name] = value
+    if lora_r is not None:
+        cfg.lora["r"] = lora_r
+    dataset = resolve_dataset(data)
+    sids = SemanticIds.load(sids_dir)
+    trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume)
+    result = trainer.fit()
+    best = result["best"] or {}
+    click.echo(f"trained {result['steps']} steps in {result['minutes']} min; best "
+               + ", ".join(f"{k}={best[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in best)
+               + f"; checkpoint in {out}")
+
+
+@cli.command("eval")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A checkpoint written by `genrec-lite train`.")
+@click.option("--data", default=None, help="Data folder or 'synthetic' (default: the training data).")
+@click.option("--cases", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSONL cases {user_id, history, target}; default: the data's test cases.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write metrics JSON here.")
+@click.option("--beam", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=None, type=click.IntRange(1), help="Score only the first N cases.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--title-search", is_flag=True, help="Also report title -> SID exact-match accuracy.")
+@click.option("--free", is_flag=True, help="Also decode without the trie and report invalid outputs.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, quiet) -> None:
+    """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
+
+    \b
+    Example:
+      genrec-lite eval --model runs/amazon-model --data ../shared/data/amazon-industrial \\
+          --out runs/amazon-metrics.json
+    """
+    from .data import load_cases, resolve_dataset
+    from .prompts import PromptSet
+    from .train.checkpoint import load_model
+    from .train.evaluate import evaluate_cases, title_to_sid_accuracy
+    from .train.trainer import make_split
+
+    model, tok, sids, meta = load_model(model_path)
+    tcfg = meta["train"]
+    data = data or meta["data"].get("path") or "synthetic"
+    dataset = resolve_dataset(data)
+    if cases:
+        chosen = load_cases(cases)
+    elif dataset.test_cases:
+        chosen = dataset.test_cases
+    else:
+        chosen = make_split(dataset, tcfg["split"], tcfg["max_history"]).test
+    if limit:
+        chosen = chosen[:limit]
+    prompts = PromptSet.load(meta["prompts"])
+    profiles = dataset.profiles if tcfg.get("use_profiles") else None
+    common = dict(profiles=profiles, profile_template=tcfg.get("profile_template"),
+                  max_history=tcfg["max_history"], beam=beam, batch_size=batch_size)
+    metrics = evaluate_cases(model, tok, sids, chosen, prompts, progress=not quiet, **common)
+    if free:
+        free_m = evaluate_cases(model, tok, sids, chosen, prompts, constrained=False, **common)
+        metrics["free"] = free_m
+    if title_search:
+        metrics.update(title_to_sid_accuracy(model, tok, sids, dataset.catalog, prompts, beam=beam,
+                                             batch_size=batch_size, limit=limit))
+    metrics["model"] = str(model_path)
+    metrics["data"] = str(data)
+    text = json.dumps(metrics, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: GenrecErrors print one clear line (a traceback only with --debug)."""
     try:

@@ -8,6 +8,11 @@ A template set is a dict (or a JSON file holding one) with these keys:
 Responses are the bare SID or title. Templates use genrec_lite.data.templates syntax: a bracketed
 segment such as "[The user is {profile}. ]" drops out when its field is empty, so one template
 serves users with and without a profile.
+
+A next_item template that ends with {history} is a *continuation* template: the answer is written
+as the next entry of the history (after the separator). Then one user's sequence is one training
+example with a target at every item, instead of one example per target: the same prompts at
+inference, several times less compute per epoch. The "-seq" sets are the continuation forms.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ CHINESE = {
     "history_separator": "，",
 }
 
-BUILTIN = {"en": ENGLISH, "zh": CHINESE}
+ENGLISH_SEQ = dict(ENGLISH, name="en-seq",
+                   next_item="[The user is {profile}. ]The user has clicked these items in order: {history}")
+CHINESE_SEQ = dict(CHINESE, name="zh-seq", next_item="[该用户为{profile}。]用户已按时间顺序点击了如下商品：{history}")
+
+BUILTIN = {"en": ENGLISH, "zh": CHINESE, "en-seq": ENGLISH_SEQ, "zh-seq": CHINESE_SEQ}
 _REQUIRED = {"next_item": ("history",), "sid_to_title": ("sid",), "title_to_sid": ("title",)}
 
 
@@ -96,9 +105,17 @@ class PromptSet:
     def _templates(self) -> dict[str, Template]:
         return {k: Template(getattr(self, k), collapse_whitespace=False) for k in _REQUIRED}
 
+    @property
+    def continues_history(self) -> bool:
+        """Whether the answer continues the history (the template ends with {history})."""
+        return self.next_item.endswith("{history}")
+
     def next_item_prompt(self, history_sids: Sequence[str], profile: str = "") -> str:
-        return self._templates["next_item"].render(
+        text = self._templates["next_item"].render(
             {"history": self.history_separator.join(history_sids), "profile": profile or ""})
+        if self.continues_history and history_sids:
+            text += self.history_separator
+        return text
 
     def sid_to_title_prompt(self, sid: str) -> str:
         return self._templates["sid_to_title"].render({"sid": sid})

@@ -1,0 +1,66 @@
+"""Checkpoint layout and loading.
+
+CKPT/
+  genrec.json      run config: backbone, prompts, tasks, split, seeds, versions (format versioned)
+  sids/            the SemanticIds the model writes
+  items.jsonl      the catalog (titles for display, text for cold start)
+  tokenizer/       the tokenizer, SID tokens included
+  best/            weights of the best validation score (what eval and export load)
+  last/            weights + optimiser/scheduler/RNG state of the latest step (what resume loads)
+Each of best/ and last/ is replaced atomically, so a killed run never leaves a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._io import read_manifest
+from ..errors import ArtifactError, require
+
+FORMAT_NAME = "genrec-lite.checkpoint"
+FORMAT_VERSION = 1
+
+torch = require("torch")
+transformers = require("transformers")
+
+
+def read_run_config(ckpt: str | Path) -> dict:
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        raise ArtifactError(f"{ckpt} is not a checkpoint directory (expected the --out folder of "
+                            "`genrec-lite train`)")
+    meta = read_manifest(ckpt / "genrec.json", FORMAT_NAME, FORMAT_VERSION)
+    return meta
+
+
+def weights_dir(ckpt: str | Path, which: str = "best") -> Path:
+    ckpt = Path(ckpt)
+    for name in ((which, "last") if which == "best" else (which,)):
+        if (ckpt / name / "model").is_dir():
+            return ckpt / name
+    raise ArtifactError(f"{ckpt} holds no trained weights ({which}/model or last/model missing)")
+
+
+def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = False):
+    """(model, tokenizer, SemanticIds, run config) from a checkpoint."""
+    from ..sid import SemanticIds
+    from .backbone import add_residual_dropout, init_new_rows, resolve_pretrained
+    from .tokenizer import load_tokenizer
+
+    ckpt = Path(ckpt)
+    meta = read_run_config(ckpt)
+    sids = SemanticIds.load(ckpt / "sids")
+    tok = load_tokenizer(ckpt / "tokenizer")
+    wdir = weights_dir(ckpt, which) / "model"
+    if meta["backbone"]["kind"] == "compact":
+        model = transformers.LlamaForCausalLM.from_pretrained(str(wdir), dtype=torch.float32)
+        if for_training:
+            add_residual_dropout(model, meta["backbone"]["config"]["dropout"])
+    else:
+        peft = require("peft")
+        folder, _ = resolve_pretrained(meta["backbone"]["spec"])
+        base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        init_new_rows(base, meta["backbone"]["base_vocab_size"], len(tok))
+        model = peft.PeftModel.from_pretrained(base, str(wdir), is_trainable=for_training)
+    model.train(for_training)
+    return model, tok, sids, meta

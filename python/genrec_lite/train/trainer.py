@@ -1,0 +1,475 @@
+"""The trainer: plain PyTorch, one process on CPU or many under torchrun / accelerate launch (DDP).
+
+Seeded and deterministic on CPU; the data order of epoch e depends only on (seed, e), and the
+`last/` checkpoint holds every piece of state (weights, optimiser, scheduler, RNGs, position in
+the epoch), so a killed run resumes exactly where its last checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_directory, read_json, versions, write_json
+from ..errors import InvalidArgumentError, require
+from ..prompts import PromptSet
+from .checkpoint import FORMAT_NAME, FORMAT_VERSION
+from .tasks import TASKS, Example, alignment_examples, mix, next_item_examples
+
+torch = require("torch")
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "compact"              # 'compact', 'smollm2', a model folder or a .gguf file
+    compact: dict = field(default_factory=dict)    # CompactConfig fields
+    lora: dict = field(default_factory=dict)       # LoraSettings fields
+    vocab_size: int = 4096                 # compact: BPE vocabulary learnt from the catalog
+    prompts: str | dict = "en"
+    task_weights: dict = field(default_factory=lambda: {"next_item": 1.0, "sid_to_title": 0.5,
+                                                        "title_to_sid": 0.5})
+    split: str = "leave-one-out"           # or 'temporal:TIMESTAMP'
+    max_history: int = 10
+    use_profiles: bool = True
+    profile_template: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float | None = None                # default: 2e-3 compact, 3e-4 LoRA
+    weight_decay: float = 0.01
+    warmup: float = 0.03                   # fraction of all steps
+    grad_clip: float = 1.0
+    eval_every: int = 1                    # epochs between validations (0: never)
+    eval_cases: int = 1000                 # validation sample size (0: no validation)
+    eval_beam: int = 20
+    save_every: int = 500                  # steps between last/ checkpoints
+    max_minutes: float | None = None       # wall-clock budget; training stops cleanly at it
+    max_steps: int | None = None
+    seed: int = 0
+    num_threads: int | None = None
+
+    def validate(self) -> "TrainConfig":
+        for t in self.task_weights:
+            if t not in TASKS:
+                raise InvalidArgumentError(f"task {t!r} is not known; expected one of {TASKS}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidArgumentError(f"epochs={self.epochs}, batch_size={self.batch_size}; expected >= 1")
+        parse_split(self.split)
+        return self
+
+
+def parse_split(spec: str) -> tuple[str, float | None]:
+    if spec == "leave-one-out":
+        return "leave-one-out", None
+    if spec.startswith("temporal:"):
+        try:
+            return "temporal", float(spec.split(":", 1)[1])
+        except ValueError:
+            pass
+    raise InvalidArgumentError(f"split {spec!r} is not known; expected 'leave-one-out' or "
+                               "'temporal:TIMESTAMP'")
+
+
+def make_split(dataset, spec: str, max_history: int):
+    """Training sequences + validation cases (and test cases) for a split spec."""
+    from ..data import leave_one_out, temporal_split
+
+    kind, at = parse_split(spec)
+    if kind == "leave-one-out":
+        return leave_one_out(dataset.interactions, max_len=max_history)
+    split = temporal_split(dataset.interactions, at=at, max_len=max_history)
+    if dataset.valid_cases:
+        split.valid = [c for c in dataset.valid_cases]
+    return split
+
+
+# --- distributed helpers ------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _init_distributed():
+    rank, world, local = _dist_info()
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+class ResponseLoss(torch.nn.Module):
+    """Cross-entropy over response tokens only; the output head runs only at those positions."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels):
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        hidden = base.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        target = labels[:, 1:]
+        keep = target != -100
+        h = hidden[:, :-1][keep]
+        logits = base.lm_head(h).float()
+        return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
+def _pack(examples: list[tuple[list[int], list[int]]], pad: int, device):
+    """Right-padded tensors from (input ids, labels) pairs; -100 marks positions without loss."""
+    width = max(len(ids) for ids, _ in examples)
+    ids_t = torch.full((len(examples), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels_t = torch.full((len(examples), width), -100, dtype=torch.long)
+    for i, (ids, labels) in enumerate(examples):
+        ids_t[i, :len(ids)] = torch.tensor(ids)
+        mask[i, :len(ids)] = 1
+        labels_t[i, :len(ids)] = torch.tensor(labels)
+    return ids_t.to(device), mask.to(device), labels_t.to(device)
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length (less padding), the order a function of rng alone."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches = []
+    for s in range(0, len(order), chunk):
+        part = order[s:s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class Trainer:
+    """Prepare (tokenizer, model, examples) once, then `fit()`."""
+
+    def __init__(self, dataset, sids, out: str | Path, cfg: TrainConfig | None = None, *,
+                 progress: bool = True, resume: bool = True):
+        self.cfg = (cfg or TrainConfig()).validate()
+        self.dataset, self.sids, self.out = dataset, sids, Path(out)
+        self.progress, self.resume = progress, resume
+        self.rank, self.world, self.device = _init_distributed()
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
+        self.prompts = PromptSet.load(self.cfg.prompts)
+        self.split = make_split(dataset, self.cfg.split, self.cfg.max_history)
+        missing = [i for i in np.unique(dataset.interactions.item_ids).tolist() if i not in sids]
+        if missing:
+            raise InvalidArgumentError(f"item {missing[0]} (and {len(missing) - 1} more) of the "
+                                       "interactions has no SID; build the SIDs for this catalog")
+        self._build()
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _pools(self) -> dict[str, list[Example]]:
+        cfg = self.cfg
+        profiles = self.dataset.profiles if cfg.use_profiles else None
+        cases = self.split.train_cases(cfg.max_history)
+        pools = {"next_item": next_item_examples(cases, self.sids, self.prompts, profiles=profiles,
+                                                 profile_template=cfg.profile_template)}
+        if any(cfg.task_weights.get(t, 0) > 0 for t in ("sid_to_title", "title_to_sid")):
+            pools.update(alignment_examples(self.dataset.catalog, self.sids, self.prompts))
+        return pools
+
+    def _build(self):
+        from .backbone import (CompactConfig, LoraSettings, compact_model, count_parameters,
+                               load_pretrained)
+        from .tokenizer import train_bpe_tokenizer
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.pools = self._pools()
+        vocab = self.sids.vocabulary()
+        if cfg.backbone == "compact":
+            ccfg = CompactConfig(**{"vocab_size": cfg.vocab_size, **cfg.compact}).validate()
+            texts = [e.prompt + " " + e.response for pool in self.pools.values() for e in pool]
+            texts += self.dataset.catalog.titles
+            self.tok = train_bpe_tokenizer(texts, vocab, vocab_size=ccfg.vocab_size)
+            self.model = compact_model(ccfg, len(self.tok), eos_id=self.tok.eos_token_id,
+                                       pad_id=self.tok.pad_token_id)
+            self.backbone_meta = {"kind": "compact", "config": asdict(ccfg)}
+            self.lr = cfg.lr or 2e-3
+        else:
+            self.model, self.tok, info = load_pretrained(cfg.backbone, vocab,
+                                                         LoraSettings(**cfg.lora))
+            self.backbone_meta = {"kind": "pretrained", "spec": cfg.backbone,
+                                  "base_vocab_size": len(self.tok) - info["n_new_tokens"], **info}
+            self.lr = cfg.lr or 3e-4
+        self.model.to(self.device)
+        self.backbone_meta["parameters"] = count_parameters(self.model)
+        self._encode()
+
+    def _encode(self) -> None:
+        """Token ids of every fixed example, once (the epoch mixes pick from these)."""
+        eos = self.tok.eos_token_id
+        self.encoded = {}
+        for task, pool in self.pools.items():
+            if task == "next_item" and self.prompts.continues_history:
+                continue  # built per epoch from the user sequences (_sequence_pool)
+            prompts = self.tok([e.prompt for e in pool], add_special_tokens=True)["input_ids"]
+            resp = self.tok([e.response for e in pool], add_special_tokens=False)["input_ids"]
+            self.encoded[task] = [(p + r + [eos], [-100] * len(p) + r + [eos])
+                                  for p, r in zip(prompts, resp)]
+        if self.prompts.continues_history:
+            self._encode_sequences()
+
+    def _encode_sequences(self) -> None:
+        """Per user: the prompt up to the history and each item's SID token ids, so that an epoch
+        can cut the sequences anew (see _sequence_pool)."""
+        from ..prompts import profile_text
+
+        cfg = self.cfg
+        profiles = self.dataset.profiles if cfg.use_profiles else None
+        sid_ids = self.tok.convert_tokens_to_ids(self.sids.vocabulary())
+        offsets = np.cumsum([0] + self.sids.level_sizes[:-1])
+        self._item_tokens = {int(i): [sid_ids[o + c] for o, c in zip(offsets, row)]
+                             for i, row in zip(self.sids.item_ids.tolist(), self.sids.codes)}
+        self._sep = self.tok(self.prompts.history_separator, add_special_tokens=False)["input_ids"]
+        users = [u for u, seq in self.split.train.items() if len(seq) > 1]
+        profile = {u: profile_text(profiles.get(u), cfg.profile_template) if profiles is not None
+                   else "" for u in users}
+        texts = [self.prompts.next_item_prompt([], profile[u]) for u in users]
+        prefixes = self.tok(texts, add_special_tokens=True)["input_ids"]
+        self._sequences = [(p, [int(i) for i in self.split.train[u]]) for u, p in zip(users, prefixes)]
+        # The cut-and-join token ids must equal tokenising the rendered prompt: check a few.
+        rng = np.random.default_rng(0)
+        for k in rng.choice(len(self._sequences), size=min(20, len(self._sequences)), replace=False):
+            prefix, items = self._sequences[k]
+            hist = items[:min(len(items) - 1, cfg.max_history)]
+            ids, _ = self._join(prefix, hist + [items[len(hist)]], start=len(hist))
+            text = self.prompts.next_item_prompt([self.sids.sid(i) for i in hist], profile[users[k]])
+            want = self.tok(text, add_special_tokens=True)["input_ids"]
+            if ids[:len(want)] != want:
+                raise InvalidArgumentError(
+                    f"prompt set {self.prompts.name!r} does not tokenise piecewise the way it does "
+                    "whole with this tokenizer; use a question-style prompt set (e.g. 'en')")
+
+    def _join(self, prefix: list[int], items: list[int], start: int = 1):
+        """prefix + item0 + sep + item1 + ...; labels on the SID tokens of items[start:]."""
+        ids, labels = list(prefix), [-100] * len(prefix)
+        for j, item in enumerate(items):
+            if j:
+                ids += self._sep
+                labels += [-100] * len(self._sep)
+            toks = self._item_tokens[item]
+            ids += toks
+            labels += toks if j >= start else [-100] * len(toks)
+        return ids, labels
+
+    def _sequence_pool(self, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
+        """Each user's sequence cut into pieces of max_history + 1 items (the first piece at a
+        random offset each epoch); every item after a piece's first is a target once."""
+        span = self.cfg.max_history
+        out = []
+        for prefix, items in self._sequences:
+            first = int(rng.integers(0, span)) if len(items) > span + 1 else 0
+            starts = ([0] if first else []) + list(range(first, len(items) - 1, span))
+            for a in starts:
+                end = (first if a == 0 and first else a + span) + 1
+                piece = items[a:min(end, len(items))]
+                if len(piece) > 1:
+                    out.append(self._join(prefix, piece))
+        return out
+
+    def run_config(self) -> dict:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "backbone": self.backbone_meta, "train": asdict(self.cfg),
+                "prompts": self.prompts.to_dict(), "data": {
+                    "name": self.dataset.name,
+                    "path": str(self.dataset.path) if self.dataset.path else None,
+                    "n_train_users": len(self.split.train),
+                    "n_examples": {t: len(p) for t, p in self.pools.items()},
+                    "sequence_examples": bool(self.prompts.continues_history),
+                    "n_valid": len(self.split.valid), "n_test": len(self.split.test)},
+                "versions": versions()}
+
+    def _write_static(self) -> None:
+        """Everything but the weights, written once when a run starts."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("sids", "tokenizer"):
+            if (self.out / name).exists():
+                shutil.rmtree(self.out / name)
+        self.sids.save(self.out / "sids")
+        self.tok.save_pretrained(str(self.out / "tokenizer"))
+        self.dataset.catalog.save(self.out / "items.jsonl")
+        write_json(self.out / "genrec.json", self.run_config())
+
+    # --- epoch data ----------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[tuple[list[int], list[int]]]]:
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        pools = dict(self.encoded)
+        if self.prompts.continues_history:
+            pools["next_item"] = self._sequence_pool(rng)
+        examples = mix(pools, self.cfg.task_weights, rng)
+        lengths = np.array([len(ids) for ids, _ in examples])
+        batches = _batches(lengths, self.cfg.batch_size * self.world, rng)
+        # each rank takes its slice of every global batch
+        out = []
+        for b in batches:
+            mine = b[self.rank::self.world]
+            if len(mine):
+                out.append([examples[i] for i in mine])
+        return out
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate(self, model) -> dict:
+        """HR@K / NDCG@K on a seeded sample of the validation cases (reference decoder)."""
+        from .evaluate import evaluate_cases
+
+        cases = self.split.valid
+        if not cases or self.cfg.eval_cases == 0:
+            return {}
+        if len(cases) > self.cfg.eval_cases:
+            rng = np.random.default_rng(self.cfg.seed)
+            cases = [cases[i] for i in np.sort(rng.choice(len(cases), self.cfg.eval_cases,
+                                                          replace=False))]
+        was = model.training
+        metrics = evaluate_cases(model, self.tok, self.sids, cases, self.prompts,
+                                 profiles=self.dataset.profiles if self.cfg.use_profiles else None,
+                                 profile_template=self.cfg.profile_template,
+                                 max_history=self.cfg.max_history, beam=self.cfg.eval_beam)
+        model.train(was)
+        return metrics
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _save_weights(self, which: str, extra: dict | None = None, state: dict | None = None):
+        with atomic_directory(self.out / which) as tmp:
+            if hasattr(self.model, "peft_config"):
+                # SID rows live in the adapter's trainable-token deltas; the resized base
+                # embedding is rebuilt deterministically on load, so it is not saved again.
+                self.model.save_pretrained(str(tmp / "model"), save_embedding_layers=False)
+            else:
+                self.model.save_pretrained(str(tmp / "model"))
+            if state is not None:
+                torch.save(state, tmp / "trainer_state.pt")
+            write_json(tmp / "info.json", extra or {})
+
+    def _state(self, opt, sched, epoch, batch_in_epoch, step, best, history) -> dict:
+        return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch, "step": step, "best": best, "history": history,
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                "config": asdict(self.cfg)}
+
+    def _load_resume_state(self):
+        from .checkpoint import load_model
+
+        path = self.out / "last" / "trainer_state.pt"
+        if not (self.resume and path.is_file()):
+            return None
+        saved = read_json(self.out / "genrec.json")
+        if saved.get("train") != asdict(self.cfg):
+            raise InvalidArgumentError(
+                f"{self.out} holds a run with another configuration; use a new --out folder or "
+                "--no-resume to start over")
+        state = torch.load(path, weights_only=False)
+        model, tok, _, _ = load_model(self.out, "last", for_training=True)
+        self.model, self.tok = model.to(self.device), tok
+        self._encode()
+        return state
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        state = self._load_resume_state()
+        if state is None and self.rank == 0:
+            self._write_static()
+        model = self.model
+        model.train()
+        wrapped = ResponseLoss(model)
+        if self.world > 1:
+            wrapped = torch.nn.parallel.DistributedDataParallel(
+                wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
+                                betas=(0.9, 0.98))
+        steps_per_epoch = len(self._epoch_batches(0))
+        total = steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        warm = max(1, int(cfg.warmup * total))
+
+        def schedule(step):
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        start_epoch, skip, step, best, history = 0, 0, 0, None, []
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, skip, step = state["epoch"], state["batch_in_epoch"], state["step"]
+            best, history = state["best"], state["history"]
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+        t_start = time.time()
+        pad = self.tok.pad_token_id
+        stop = False
+        bar = tqdm(total=total, initial=step, desc="train", unit="step",
+                   disable=not self.progress or self.rank != 0, mininterval=1.0)
+        tokens_seen, t_last = 0, time.time()
+        for epoch in range(start_epoch, cfg.epochs):
+            batches = self._epoch_batches(epoch)
+            for b_idx in range(skip, len(batches)):
+                ids, mask, labels = _pack(batches[b_idx], pad, self.device)
+                loss = wrapped(ids, mask, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                tokens_seen += int(mask.sum())
+                if step % 10 == 0:
+                    now = time.time()
+                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}",
+                                    tok_s=f"{tokens_seen / max(now - t_last, 1e-9):.0f}")
+                    tokens_seen, t_last = 0, now
+                bar.update(1)
+                out_of_time = cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60
+                if (cfg.max_steps and step >= cfg.max_steps) or out_of_time:
+                    stop = True
+                if self.rank == 0 and (step % cfg.save_every == 0 or stop):
+                    self._save_weights("last", {"epoch": epoch, "step": step},
+                                       self._state(opt, sched, epoch, b_idx + 1, step, best, history))
+                if stop:
+                    break
+            skip = 0
+            last_epoch = stop or epoch + 1 == cfg.epochs
+            if self.rank == 0:
+                record = {"epoch": epoch, "step": step, "loss": float(loss.item()),
+                          "minutes": round((time.time() - t_start) / 60, 2)}
+                if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
+                    metrics = self.validate(model)
+                    record.update({k: metrics[k] for k in ("HR@10", "NDCG@10") if k in metrics})
+                    score = metrics.get("NDCG@10")
+                    if score is not None and (best is None or score > best["NDCG@10"]):
+                        best = {"epoch": epoch, "step": step, **metrics}
+                        self._save_weights("best", best)
+                history.append(record)
+                bar.write(f"epoch {epoch}: " + ", ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                self._save_weights("last", {"epoch": epoch + 1, "step": step},
+                                   self._state(opt, sched, epoch + 1, 0, step, best, history))
+            if stop:
+                break
+        bar.close()
+        if self.rank == 0 and best is None:  # no validation data: the last weights are the best
+            self._save_weights("best", {"step": step, "note": "no validation cases; last weights"})
+        if self.world > 1:
+            torch.distributed.barrier()
+        return {"best": best, "history": history, "steps": step,
+                "minutes": round((time.time() - t_start) / 60, 2)}
