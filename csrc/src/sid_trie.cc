@@ -271,6 +271,15 @@ void SidTrie::allowed_next_batch(const int32_t* prefixes, int64_t m, int len,
   }
 }
 
+int64_t SidTrie::active_below(const int32_t* prefix, int len) const {
+  if (len < 0 || len > levels_) {
+    throw OutOfRange("prefix has length " + std::to_string(len) + "; expected 0 <= length <= " +
+                     std::to_string(levels_) + " (the number of levels)");
+  }
+  const uint32_t v = find_node(prefix, len);
+  return v == kNone ? 0 : static_cast<int64_t>(depth_[len].active[v].load(std::memory_order_acquire));
+}
+
 std::vector<int64_t> SidTrie::items(const int32_t* sid, int len, bool active_only) const {
   if (len != levels_) {
     throw OutOfRange("sid has length " + std::to_string(len) + "; expected " +

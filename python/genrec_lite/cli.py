@@ -160,6 +160,8 @@ def _parse_tasks(text: str | None) -> dict | None:
 @click.option("--tasks", default=None,
               help="Task weights, e.g. 'next_item=1,sid_to_title=0.5,title_to_sid=0.5'.")
 @click.option("--max-history", default=None, type=click.IntRange(1))
+@click.option("--warmup", default=None, type=click.FloatRange(0, 0.5),
+              help="Learning-rate warm-up, as a fraction of all steps (default 0.03).")
 @click.option("--hidden", default=None, type=click.IntRange(16), help="compact: hidden size.")
 @click.option("--layers", default=None, type=click.IntRange(1), help="compact: transformer layers.")
 @click.option("--heads", default=None, type=click.IntRange(1), help="compact: attention heads.")
@@ -175,8 +177,8 @@ def _parse_tasks(text: str | None) -> dict | None:
               help="Continue from OUT/last if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prompts, tasks,
-              max_history, hidden, layers, heads, dropout, lora_r, max_minutes, max_steps, eval_cases,
-              save_every, seed, threads, resume, quiet) -> None:
+              max_history, warmup, hidden, layers, heads, dropout, lora_r, max_minutes, max_steps,
+              eval_cases, save_every, seed, threads, resume, quiet) -> None:
     """Train a generative recommender on SID histories; keeps the best checkpoint.
 
     \b
@@ -192,7 +194,7 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
 
     cfg = TrainConfig(backbone=backbone, split=split, prompts=prompts, seed=seed)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
-                        ("max_history", max_history), ("max_minutes", max_minutes),
+                        ("max_history", max_history), ("warmup", warmup), ("max_minutes", max_minutes),
                         ("max_steps", max_steps), ("eval_cases", eval_cases),
                         ("save_every", save_every), ("num_threads", threads)):
         if value is not None:
@@ -218,7 +220,8 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
 
 @cli.command("eval")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A checkpoint written by `genrec-lite train`.")
+              help="A checkpoint written by `genrec-lite train`, or a bundle written by "
+                   "`genrec-lite export` (scored through the C++ runtime).")
 @click.option("--data", default=None, help="Data folder or 'synthetic' (default: the training data).")
 @click.option("--cases", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSONL cases {user_id, history, target}; default: the data's test cases.")
@@ -233,11 +236,15 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
 
     \b
-    Example:
+    Examples:
       genrec-lite eval --model runs/amazon-model --data ../shared/data/amazon-industrial \\
           --out runs/amazon-metrics.json
+      genrec-lite eval --model runs/amazon-bundle --data ../shared/data/amazon-industrial
     """
-    from .data import load_cases, resolve_dataset
+    from .data import resolve_dataset
+
+    if (Path(model_path) / "manifest.json").is_file():
+        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, quiet)
     from .prompts import PromptSet
     from .train.checkpoint import load_model
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
@@ -247,14 +254,8 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     tcfg = meta["train"]
     data = data or meta["data"].get("path") or "synthetic"
     dataset = resolve_dataset(data)
-    if cases:
-        chosen = load_cases(cases)
-    elif dataset.test_cases:
-        chosen = dataset.test_cases
-    else:
-        chosen = make_split(dataset, tcfg["split"], tcfg["max_history"]).test
-    if limit:
-        chosen = chosen[:limit]
+    chosen = _choose_cases(dataset, cases, limit,
+                           lambda: make_split(dataset, tcfg["split"], tcfg["max_history"]).test)
     prompts = PromptSet.load(meta["prompts"])
     profiles = dataset.profiles if tcfg.get("use_profiles") else None
     common = dict(profiles=profiles, profile_template=tcfg.get("profile_template"),
@@ -266,6 +267,23 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     if title_search:
         metrics.update(title_to_sid_accuracy(model, tok, sids, dataset.catalog, prompts, beam=beam,
                                              batch_size=batch_size, limit=limit))
+    _write_metrics(metrics, model_path, data, out)
+
+
+def _choose_cases(dataset, cases_file, limit, default):
+    """--cases file, else the data's test cases, else `default()`; the first `limit` of them."""
+    from .data import load_cases
+
+    if cases_file:
+        chosen = load_cases(cases_file)
+    elif dataset.test_cases:
+        chosen = dataset.test_cases
+    else:
+        chosen = default()
+    return chosen[:limit] if limit else chosen
+
+
+def _write_metrics(metrics: dict, model_path, data, out) -> None:
     metrics["model"] = str(model_path)
     metrics["data"] = str(data)
     text = json.dumps(metrics, indent=2)
@@ -273,6 +291,89 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n", encoding="utf-8")
     click.echo(text)
+
+
+def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, quiet) -> None:
+    from .data import resolve_dataset
+    from .eval.bundle import evaluate_bundle
+    from .runtime import Recommender
+
+    rec = Recommender.load(bundle)
+    m = rec.bundle.manifest
+    data = data or (m.get("data") or {}).get("path") or "synthetic"
+    dataset = resolve_dataset(data)
+    from .data import leave_one_out
+
+    chosen = _choose_cases(dataset, cases, limit,
+                           lambda: leave_one_out(dataset.interactions, max_len=m["max_history"]).test)
+    profiles = dataset.profiles if m.get("use_profiles") else None
+    metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
+                              progress=not quiet)
+    _write_metrics(metrics, bundle, data, out)
+
+
+@cli.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A checkpoint written by `genrec-lite train`.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
+@click.option("--quant", default="f16", show_default=True, type=click.Choice(["f32", "f16", "q8_0"]),
+              help="Weight type of model.gguf.")
+@click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def export_cmd(model_path, out, quant, weights, quiet) -> None:
+    """Write a self-contained serving bundle (atomically: nothing half-written on failure).
+
+    \b
+    Example:
+      genrec-lite export --model runs/amazon-model --out runs/amazon-bundle --quant q8_0
+    """
+    from .export.bundle import export_bundle
+
+    say = None if quiet else (lambda msg: click.echo(msg, err=True))
+    m = export_bundle(model_path, out, quant=quant, which=weights, progress=say)
+    size = sum(f["bytes"] for f in m["files"].values()) / 2**20
+    click.echo(f"bundle written to {out}: {len(m['files'])} files, {size:.1f} MiB, "
+               f"{m['export_seconds']} s")
+
+
+@cli.command("recommend")
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A bundle written by `genrec-lite export`.")
+@click.option("--history", default="", help="Comma-separated item ids, oldest first (may be empty).")
+@click.option("--profile", default=None, help="Optional user-profile text.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--beam", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--deny", default=None, help="Comma-separated item ids never to recommend.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="llama.cpp threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> None:
+    """Recommend the next items for one history, with titles and scores.
+
+    \b
+    Example:
+      genrec-lite recommend --bundle runs/amazon-bundle --history 12,7,301 --k 5
+    """
+    from .runtime import Recommender
+
+    def ids(text, what):
+        try:
+            return [int(x) for x in text.split(",") if x.strip()] if text else []
+        except ValueError:
+            raise click.BadParameter(f"{text!r}; expected comma-separated item ids", param_hint=what)
+
+    rec = Recommender.load(bundle, n_threads=threads)
+    hist = ids(history, "--history")
+    recs = rec.recommend(hist, profile, k=k, beam=beam, deny=ids(deny, "--deny") or None)
+    if as_json:
+        click.echo(json.dumps({"history": hist, "items": [r.to_dict() for r in recs]}, indent=2,
+                              ensure_ascii=False))
+        return
+    state = rec.catalog.state
+    for i in hist:
+        if i in state.sids:
+            click.echo(f"  seen  {i:>8}  {state.sids.sid(i)}  {state.title(i)[:70]}")
+    for n, r in enumerate(recs, 1):
+        click.echo(f"{n:>4}. {r.item_id:>8}  {r.sid}  {r.score:8.3f}  {r.title[:70]}")
 
 
 def main(argv: list[str] | None = None) -> int:

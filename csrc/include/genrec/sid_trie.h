@@ -66,6 +66,10 @@ class SidTrie {
   void allowed_next_batch(const int32_t* prefixes, int64_t m, int len, std::vector<int64_t>& offsets,
                           std::vector<int32_t>& codes) const;
 
+  /// Number of active items below a prefix (0 <= len <= levels; a full SID at len == levels).
+  /// A prefix that no item has gives 0.
+  int64_t active_below(const int32_t* prefix, int len) const;
+
   /// Items whose SID is exactly sid (len must equal levels), in build-row order; only the active
   /// ones unless active_only is false. An SID that no item has gives an empty result.
   std::vector<int64_t> items(const int32_t* sid, int len, bool active_only = true) const;
@@ -84,6 +88,36 @@ class SidTrie {
 
   /// Heap bytes owned by the trie.
   size_t memory_bytes() const noexcept;
+
+  // ---- Node-level read access, for searches that walk the trie themselves (BeamSearch). ----
+  // Depth t (0 = the root, levels() = the leaves) holds n_nodes(t) nodes numbered in lexicographic
+  // order of their prefixes, so comparing two nodes of one depth compares their prefixes. Item
+  // positions 0..n_items()-1 are in trie order: leaf by leaf, build-row order within a leaf, so
+  // the items below any node occupy a contiguous range of positions. These accessors do not check
+  // their arguments: pass only depths, nodes and positions that the trie itself handed out. They
+  // keep the thread-safety guarantees above (counts and flags are atomic reads).
+  static constexpr uint32_t kNoNode = 0xFFFFFFFFu;
+  uint32_t n_nodes(int depth) const noexcept { return static_cast<uint32_t>(depth_[depth].size()); }
+  /// Children of a node at depth < levels(): nodes [child_begin(node), child_begin(node + 1)) of
+  /// depth + 1, in code order. At depth levels() the same range holds the leaf's item positions.
+  uint32_t child_begin(int depth, uint32_t node) const noexcept { return depth_[depth].child_begin[node]; }
+  /// The last code of a node at depth >= 1.
+  int32_t node_code(int depth, uint32_t node) const noexcept { return depth_[depth].code[node]; }
+  /// The parent (at depth - 1) of a node at depth >= 1.
+  uint32_t node_parent(int depth, uint32_t node) const noexcept { return depth_[depth].parent[node]; }
+  /// Active items below a node, as read now.
+  uint32_t node_active(int depth, uint32_t node) const noexcept {
+    return depth_[depth].active[node].load(std::memory_order_acquire);
+  }
+  int64_t item_at(uint32_t pos) const noexcept { return ids_by_pos_[pos]; }
+  /// Whether the item at a position is active, as read now.
+  bool active_at(uint32_t pos) const noexcept {
+    return active_by_pos_[pos].load(std::memory_order_acquire) != 0;
+  }
+  /// Position of an item id, or kNoNode when the trie does not hold it.
+  uint32_t item_position(int64_t item_id) const noexcept { return position_of(item_id); }
+  /// The leaf (node at depth levels()) that holds an item position.
+  uint32_t leaf_of_position(uint32_t pos) const noexcept { return leaf_of(pos); }
 
  private:
   struct Depth {

@@ -1,0 +1,207 @@
+"""Decode latency: the C++ constrained beam search over llama.cpp against Hugging Face generate.
+
+For each bundle (and the checkpoint it came from), on real request histories (amazon test cases):
+  * genrec-lite: Recommender.recommend_batch at batch 1, 8, 32, beam 20, k 10, 1 and 2 threads;
+    p50/p95 latency per call and requests/s;
+  * floor: the same llama.cpp decode calls and KV operations replayed without the search (what
+    the model alone costs on that token schedule); "search share" = (search - floor) / search;
+  * Hugging Face: model.generate(num_beams=20, num_return_sequences=10, max_new_tokens=levels,
+    prefix_allowed_tokens_fn=<the trie>) on the same weights in float32, batch 1.
+
+    python benchmarks/decode_latency.py --bundle compact-f16=runs/amazon-f16 \
+        --bundle compact-q8=runs/amazon-q8 [--requests 64] [--hf-requests 16]
+
+Prints a Markdown table and writes benchmarks/results/decode_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import genrec_lite  # noqa: F401
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, table, write_json  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "amazon-industrial"
+
+
+def percentile(xs, q):
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def load_requests(n: int, sids) -> list[list[int]]:
+    """Histories of the first n amazon test cases (or synthetic ones where the data is absent)."""
+    from genrec_lite.data import Dataset, leave_one_out, make_synthetic
+
+    if DATA.is_dir():
+        cases = Dataset.load(DATA).test_cases
+    else:
+        ds = make_synthetic()
+        cases = leave_one_out(ds.interactions, max_len=10).test
+    hist = [[i for i in c.history if i in sids][-10:] for c in cases]
+    return [h for h in hist if h][:n]
+
+
+def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: int) -> dict:
+    from genrec_lite.runtime import Recommender
+
+    rec = Recommender.load(bundle, n_threads=threads)
+    be = rec.backend
+    reqs = [{"history": h, "k": 10, "beam": 20} for h in histories]
+    chunks = [reqs[s:s + batch] for s in range(0, len(reqs), batch)]
+    chunks = [c for c in chunks if len(c) == batch] or chunks[:1]
+    rec.recommend_batch(chunks[0])  # warm-up (first-touch of the mmap'd weights)
+    lat, search_s, decode_s, floors = [], [], [], []
+    while len(lat) < max(repeats_min, len(chunks)):
+        for c in chunks:
+            state = rec.catalog.state
+            texts = [rec._prompt(state, q["history"], None) for q in c]
+            prompts = [be.tokenize(t) for t in texts]
+            t0 = time.perf_counter()
+            rec.recommend_batch(c)
+            lat.append(time.perf_counter() - t0)
+            # the C++ call alone, its model time, and the replayed floor of the same schedule
+            _, stats, schedule = be.model.search(state.trie, rec.token_table, prompts,
+                                                 [{"k": 10, "beam": 20}] * len(c), record=True)
+            search_s.append(stats["total_s"])
+            decode_s.append(stats["decode_s"])
+            floors.append(be.model.replay(schedule)["total_s"])
+            if len(lat) >= max(repeats_min, len(chunks)):
+                break
+    rec.close()
+    p50 = statistics.median(lat)
+    s50, f50 = statistics.median(search_s), statistics.median(floors)
+    return {"batch": batch, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
+            "p95_ms": percentile(lat, 95) * 1e3, "req_per_s": batch / p50,
+            "cpp_search_p50_ms": s50 * 1e3, "llama_decode_p50_ms": statistics.median(decode_s) * 1e3,
+            "floor_p50_ms": f50 * 1e3, "search_share": (s50 - f50) / s50}
+
+
+def run_hf(ckpt: Path, histories, threads: int, n: int) -> dict:
+    import torch
+
+    from genrec_lite.prompts import PromptSet
+    from genrec_lite.train.checkpoint import load_model
+
+    torch.set_num_threads(threads)
+    model, tok, sids, meta = load_model(ckpt)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.eval()
+    prompts = PromptSet.load(meta["prompts"])
+    trie = sids.trie()
+    levels = len(sids.level_sizes)
+    table_ids = [tok.convert_tokens_to_ids([sids.token(lv, c) for c in range(size)])
+                 for lv, size in enumerate(sids.level_sizes)]
+    code_of = {t: c for lv in range(levels) for c, t in enumerate(table_ids[lv])}
+    eos = [tok.eos_token_id]
+
+    def make_fn(width):
+        def allowed(_batch_id, ids):
+            gen = ids[width:].tolist()
+            if len(gen) >= levels:
+                return eos
+            prefix = np.array([code_of[t] for t in gen], dtype=np.int32)
+            return [table_ids[len(gen)][c] for c in trie.allowed_next(prefix).tolist()]
+        return allowed
+
+    lat = []
+    for h in histories[:n]:
+        text = prompts.next_item_prompt([sids.sid(i) for i in h])
+        enc = tok(text, return_tensors="pt")
+        width = enc["input_ids"].shape[1]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.generate(**enc, num_beams=20, num_return_sequences=10, max_new_tokens=levels,
+                           do_sample=False, prefix_allowed_tokens_fn=make_fn(width),
+                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
+                           early_stopping=True)
+        lat.append(time.perf_counter() - t0)
+    p50 = statistics.median(lat)
+    return {"batch": 1, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
+            "p95_ms": percentile(lat, 95) * 1e3, "req_per_s": 1 / p50}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", action="append", required=True,
+                    help="NAME=BUNDLE_DIR (repeatable); the bundle's checkpoint feeds the HF row")
+    ap.add_argument("--requests", type=int, default=64, help="distinct request histories")
+    ap.add_argument("--min-calls", type=int, default=8, help="timed calls per configuration, at least")
+    ap.add_argument("--hf-requests", type=int, default=16)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--no-hf", action="store_true")
+    args = ap.parse_args(argv)
+
+    from genrec_lite.runtime import Bundle
+    from genrec_lite.sid import SemanticIds
+
+    results = {"benchmark": "decode_latency", "machine": machine_info("llama-cpp-python", "torch",
+                                                                    "transformers"), "runs": []}
+    rows = []
+    hf_done: dict = {}
+    for spec in args.bundle:
+        name, _, path = spec.partition("=")
+        path = Path(path)
+        b = Bundle.open(path, verify=False)
+        sids = SemanticIds.load(path / "sids")
+        hist = load_requests(args.requests, sids)
+        quant = b.manifest["model"]["gguf"].get("quant")
+        ckpt = Path(b.manifest["checkpoint"]["path"])
+        for threads in args.threads:
+            for batch in args.batches:
+                r = run_runtime(path, hist, threads, batch, args.min_calls)
+                r.update(model=name, quant=quant, decoder="genrec-lite C++ / llama.cpp")
+                results["runs"].append(r)
+                rows.append(r)
+                print(f"{name} t{threads} b{batch}: p50 {r['p50_ms']:.1f} ms, "
+                      f"{r['req_per_s']:.1f} req/s, search share {r['search_share']:.3%}",
+                      file=sys.stderr, flush=True)
+            key = (str(ckpt), threads)
+            if not args.no_hf and ckpt.is_dir() and key not in hf_done:
+                h = run_hf(ckpt, hist, threads, args.hf_requests)
+                h.update(model=name.split("-")[0], quant="f32 (torch)",
+                         decoder="HF generate + prefix_allowed_tokens_fn")
+                hf_done[key] = h
+                results["runs"].append(h)
+                rows.append(h)
+                print(f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms", file=sys.stderr, flush=True)
+    # speed-ups at batch 1 against HF on the same checkpoint and threads
+    for r in results["runs"]:
+        if r["decoder"].startswith("genrec") and r["batch"] == 1:
+            for (ck, th), h in hf_done.items():
+                if th == r["threads"] and h["model"] == r["model"].split("-")[0]:
+                    r["speedup_vs_hf"] = h["p50_ms"] / r["p50_ms"]
+    for r in results["runs"]:
+        if r["decoder"].startswith("genrec") and r["batch"] > 1:
+            one = [x for x in results["runs"] if x["decoder"].startswith("genrec") and
+                   x["model"] == r["model"] and x["threads"] == r["threads"] and x["batch"] == 1]
+            if one:
+                r["throughput_gain_vs_batch1"] = r["req_per_s"] / one[0]["req_per_s"]
+    print(table(["model", "quant", "decoder", "threads", "batch", "p50 ms", "p95 ms", "req/s",
+                 "floor p50 ms", "search share", "vs HF", "vs batch 1"],
+                [[r["model"], r["quant"], r["decoder"], r["threads"], r["batch"],
+                  f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['req_per_s']:.1f}",
+                  f"{r['floor_p50_ms']:.1f}" if "floor_p50_ms" in r else "",
+                  f"{r['search_share']:.2%}" if "search_share" in r else "",
+                  f"{r['speedup_vs_hf']:.1f}x" if "speedup_vs_hf" in r else "",
+                  f"{r['throughput_gain_vs_batch1']:.2f}x" if "throughput_gain_vs_batch1" in r else ""]
+                 for r in results["runs"]]))
+    write_json("decode_latency", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+// genrec-lite: batched constrained beam search over semantic IDs, independent of the model.
+//
+// The caller runs the model; this class decides what to feed it. Protocol, for level 0..L-1:
+//   rows()        how many logit rows step() expects (level 0: one per request, the logits at the
+//                 prompt's last position, in request order);
+//   row_request() the request of each row (rows are grouped by request, in request order, and
+//                 by rank within a request, best first);
+//   step(logits)  scores that level: for each row, the logits of the SID tokens of the codes the
+//                 trie allows after the row's prefix are log-softmaxed (in double) over those
+//                 codes only; a candidate's score is its row's score plus that log-probability;
+//                 each request keeps its `beam` best candidates over all its rows and codes
+//                 (ties: the lexicographically smaller SID first); rows with no allowed code and
+//                 candidates whose score is not finite (inf/NaN logits) are dropped;
+//   parents()/tokens()  after a step below the last level: new row j extends input row
+//                 parents()[j] by token tokens()[j] (the caller extends its KV cache so);
+//   results()     after the last level: each request's final beams, best first, expanded to
+//                 their items (a SID shared by several items gives them in the trie's build-row
+//                 order), first k kept, each with its beam's score.
+// This is the rule of the PyTorch reference decoder (genrec_lite.train.decode). A request with no
+// valid continuation has no rows from then on and an empty result.
+//
+// Filters act inside the walk: a code is allowed only if at least one item below it is active
+// (the trie's mask), in the request's allow list (when it has one) and not in its deny list, so a
+// filtered request still returns k items when k eligible items exist and beam >= k. Ids in
+// allow/deny that the trie does not hold are ignored (a catalog may list ads the bundle lacks).
+//
+// Cost: step() reads only the SID columns of each row (children of the row's trie node), keeps a
+// bounded heap per request and reuses its buffers; a filter costs O(|list| x (log n + L)) once at
+// construction, then O(log |list|) per row and step.
+//
+// Thread safety: a BeamSearch is one search, used by one thread at a time; any number of them may
+// run at once on one trie, also while another thread changes its active mask. Such a change made
+// during a search may or may not be seen by it, but the search never crashes and never returns
+// an item that was inactive when its leaf was read. The trie must outlive the search.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "genrec/errors.h"
+#include "genrec/sid_trie.h"
+
+namespace genrec {
+
+/// Token id of (level, code): ids[level * max_size + code]; -1 = none.
+struct SidTokenTable {
+  int levels = 0;
+  int max_size = 0;
+  std::vector<int32_t> ids;
+  /// The token of (level, code), -1 if the table has none (code outside 0..max_size-1 included).
+  int32_t token(int level, int32_t code) const noexcept {
+    return code >= 0 && code < max_size ? ids[static_cast<size_t>(level) * static_cast<size_t>(max_size) +
+                                              static_cast<size_t>(code)]
+                                        : -1;
+  }
+};
+
+struct SearchRequest {
+  int k = 10;
+  int beam = 20;
+  bool has_allow = false;
+  std::vector<int64_t> allow;  // only these items (if has_allow)
+  std::vector<int64_t> deny;   // never these items
+};
+
+struct SearchResult {
+  std::vector<int64_t> items;  // <= k items, best first
+  std::vector<float> scores;
+  std::vector<int32_t> sids;   // final beams (n x levels), best first
+  std::vector<float> sid_scores;
+};
+
+class BeamSearch {
+ public:
+  /// Throws InvalidArgument for a token table whose shape does not match the trie, or a request
+  /// with k < 1 or beam < 1. Copies the table and the requests' lists; keeps a reference to trie.
+  BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests);
+
+  /// The SID level the next step() scores (levels() once done).
+  int level() const noexcept { return level_; }
+  int levels() const noexcept { return levels_; }
+  bool done() const noexcept { return level_ == levels_; }
+  int64_t n_requests() const noexcept { return static_cast<int64_t>(requests_.size()); }
+  /// Rows step() expects next.
+  int64_t rows() const noexcept { return static_cast<int64_t>(node_.size()); }
+  /// Request index of each row.
+  const std::vector<int32_t>& row_request() const noexcept { return row_request_; }
+  /// Row score so far (the summed log-probabilities of the row's prefix).
+  const std::vector<double>& row_scores() const noexcept { return score_; }
+
+  /// Scores one level. logits: rows() rows, row i at logits + i * row_stride, each a full logit
+  /// row whose SID token ids must be < row_stride. May be null when rows() is 0. Throws
+  /// InvalidArgument after the last level or for a SID token id outside the row (the search is
+  /// then unchanged).
+  void step(const float* logits, int64_t row_stride);
+  /// Same, for rows of vocab logits laid out row_stride >= vocab floats apart (a strided view).
+  void step(const float* logits, int64_t row_stride, int64_t vocab);
+
+  /// After a step: for each new row, the input row it extends ...
+  const std::vector<int32_t>& parents() const noexcept { return parents_; }
+  /// ... and the SID token id to feed for it. (After the last step they describe the final
+  /// beams; there is nothing more to feed.)
+  const std::vector<int32_t>& tokens() const noexcept { return tokens_; }
+
+  /// Per request, after the last level (throws InvalidArgument before): items (<= k, best first,
+  /// active and passing the filters when read), their scores, and the final beams' SIDs and scores.
+  std::vector<SearchResult> results() const;
+
+ private:
+  // An allow or deny list as seen by the trie: the listed items' positions (sorted; positions are
+  // in trie order, so the listed items below any node form a contiguous run of them) and, per
+  // depth, the nodes that have listed items below them, each with its run (CSR).
+  struct Overlay {
+    bool allow = false;                       // true: only the listed items; false: all but them
+    std::vector<uint32_t> pos;                // sorted positions of the listed items the trie has
+    std::vector<std::vector<uint32_t>> node;  // [depth] sorted nodes with listed items below
+    std::vector<std::vector<uint32_t>> run;   // [depth] node[d][j]'s items: pos[run[d][j] .. run[d][j+1])
+  };
+  struct Candidate {
+    double score;
+    uint32_t node;  // child node at depth level_ + 1; within one request nodes are unique
+    int32_t row;
+  };
+
+  void build_overlay(const SearchRequest& q, Overlay& ov) const;
+  // Children of row i's node that are allowed for the request's filter, with their logits; returns
+  // how many (into child_buf_ / logit_buf_). Throws for a bad token id.
+  size_t gather(size_t i, const Overlay* ov, const float* row, int64_t vocab);
+  void select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
+                      int64_t vocab);
+  void expand_items(uint32_t leaf, const Overlay* ov, float score, size_t k, SearchResult& out) const;
+
+  const SidTrie& trie_;
+  SidTokenTable table_;
+  std::vector<SearchRequest> requests_;
+  std::vector<Overlay> overlays_;
+  std::vector<int32_t> overlay_of_;  // per request: index into overlays_, -1 for none
+  int levels_ = 0;
+  int level_ = 0;
+
+  // Current rows: request, trie node at depth level_, score.
+  std::vector<int32_t> row_request_;
+  std::vector<uint32_t> node_;
+  std::vector<double> score_;
+  std::vector<int32_t> parents_, tokens_;
+  // The next level, built by step() and swapped in at its end (so a throwing step changes nothing).
+  std::vector<int32_t> next_request_, next_parents_, next_tokens_;
+  std::vector<uint32_t> next_node_;
+  std::vector<double> next_score_;
+  // Scratch reused across rows and steps.
+  std::vector<uint32_t> child_buf_;
+  std::vector<double> logit_buf_;
+  std::vector<Candidate> heap_;
+};
+
+}  // namespace genrec

@@ -1,0 +1,70 @@
+// genrec-lite: batched constrained beam search over llama.cpp.
+//
+// For a batch of requests (prompt tokens + search settings) on one llama.cpp context:
+//   1. all prompts are decoded in one call, one sequence each, logits of their last token only;
+//   2. each SID level is one BeamSearch::step over those logits, then one decode call that feeds
+//      the chosen SID token of every beam of every request (one sequence per beam).
+// Beam reordering works on sequence ids in the context's unified KV cache: a beam whose prefix
+// has no continuation is removed; the first child of a beam takes over its sequence, the other
+// children get a copy (llama_memory_seq_cp shares the cells, it does not copy tensors).
+// Requests are processed in groups that fit the context's sequence and cell limits.
+//
+// The context must have been created with a unified KV cache and limits that the caller reports
+// in LlamaContextInfo. A context is not thread-safe: one search per context at a time (the
+// Python runtime keeps a pool of contexts over one shared model).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "genrec/beam_search.h"
+#include "genrec/llama_api.h"
+#include "genrec/sid_trie.h"
+
+namespace genrec {
+
+struct LlamaContextInfo {
+  llama::context* ctx = nullptr;
+  int64_t n_ctx = 0;      // KV cells
+  int64_t n_seq_max = 0;  // sequences
+  int64_t n_batch = 0;    // tokens one decode call may take
+  int64_t n_vocab = 0;    // length of a logits row
+};
+
+struct LlamaSearchStats {
+  double total_s = 0;   // wall time of the whole call
+  double decode_s = 0;  // inside llama_decode (the model forward)
+  int64_t decode_calls = 0;
+  int64_t decoded_tokens = 0;
+  int64_t groups = 0;
+};
+
+// The decode/KV operations a search issued, to replay them without the search (the "floor" of
+// the latency benchmark: what the model alone costs on the same token schedule).
+struct LlamaSchedule {
+  enum Kind : int32_t { kClear = 0, kDecode = 1, kSeqRm = 2, kSeqCp = 3 };
+  struct Op {
+    Kind kind;
+    int32_t a = 0, b = 0;        // kSeqRm: a = seq; kSeqCp: a = src, b = dst
+    int64_t begin = 0, end = 0;  // kDecode: range in the token arrays
+  };
+  std::vector<Op> ops;
+  std::vector<int32_t> tokens, positions, seqs;
+  std::vector<int8_t> logits;
+};
+
+/// Runs the search. prompts[i] are the token ids of request i. Throws InvalidArgument for a
+/// request that cannot fit the context, Error when llama_decode fails. If record is given, the
+/// schedule of llama.cpp operations is appended to it.
+std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
+                                            const SidTrie& trie, const SidTokenTable& tokens,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<SearchRequest>& requests,
+                                            LlamaSearchStats* stats = nullptr,
+                                            LlamaSchedule* record = nullptr);
+
+/// Replays a recorded schedule: the same decode calls and KV operations, no search.
+void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const LlamaSchedule& schedule,
+                  LlamaSearchStats* stats = nullptr);
+
+}  // namespace genrec

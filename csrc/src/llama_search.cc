@@ -1,0 +1,350 @@
+// genrec-lite: batched constrained beam search over llama.cpp (see llama_search.h).
+#include "genrec/llama_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "genrec/errors.h"
+
+namespace genrec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Reusable llama_batch storage: one sequence id per token.
+class Batch {
+ public:
+  void clear() {
+    tokens_.clear();
+    positions_.clear();
+    seqs_.clear();
+    logits_.clear();
+  }
+  void add(int32_t token, int32_t pos, int32_t seq, bool logits) {
+    tokens_.push_back(token);
+    positions_.push_back(pos);
+    seqs_.push_back(seq);
+    logits_.push_back(logits ? 1 : 0);
+  }
+  int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  const std::vector<int32_t>& positions() const { return positions_; }
+  const std::vector<int32_t>& seqs() const { return seqs_; }
+  const std::vector<int8_t>& logits() const { return logits_; }
+
+  llama::batch view() {
+    const size_t n = tokens_.size();
+    n_seq_.assign(n, 1);
+    seq_ptr_.resize(n);
+    for (size_t i = 0; i < n; ++i) seq_ptr_[i] = &seqs_[i];
+    llama::batch b{};
+    b.n_tokens = static_cast<int32_t>(n);
+    b.tokens = tokens_.data();
+    b.embd = nullptr;
+    b.positions = positions_.data();
+    b.n_seq_id = n_seq_.data();
+    b.seq_ids = seq_ptr_.data();
+    b.logits = logits_.data();
+    return b;
+  }
+
+ private:
+  std::vector<int32_t> tokens_, positions_, seqs_, n_seq_;
+  std::vector<int8_t> logits_;
+  std::vector<int32_t*> seq_ptr_;
+};
+
+// Wraps the llama.cpp calls: timing, error checks, optional recording.
+class Runner {
+ public:
+  Runner(const llama::Api& api, const LlamaContextInfo& info, LlamaSearchStats* stats,
+         LlamaSchedule* record)
+      : api_(api), info_(info), stats_(stats), record_(record) {
+    if (!api.complete()) throw InvalidArgument("the llama.cpp function table is incomplete");
+    if (info.ctx == nullptr) throw InvalidArgument("the llama.cpp context is null");
+    if (info.n_vocab <= 0 || info.n_ctx <= 0 || info.n_seq_max <= 0 || info.n_batch <= 0)
+      throw InvalidArgument("llama.cpp context limits must be positive (n_vocab " +
+                            std::to_string(info.n_vocab) + ", n_ctx " + std::to_string(info.n_ctx) +
+                            ", n_seq_max " + std::to_string(info.n_seq_max) + ", n_batch " +
+                            std::to_string(info.n_batch) + ")");
+    mem_ = api.get_memory(info.ctx);
+    if (mem_ == nullptr) throw Error("the llama.cpp context has no KV memory");
+  }
+
+  void clear() {
+    api_.memory_clear(mem_, true);
+    if (record_) record_->ops.push_back({LlamaSchedule::kClear});
+  }
+  void seq_rm(int32_t seq) {
+    api_.memory_seq_rm(mem_, seq, -1, -1);
+    if (record_) record_->ops.push_back({LlamaSchedule::kSeqRm, seq});
+  }
+  void seq_cp(int32_t src, int32_t dst) {
+    api_.memory_seq_cp(mem_, src, dst, -1, -1);
+    if (record_) record_->ops.push_back({LlamaSchedule::kSeqCp, src, dst});
+  }
+
+  // Decodes the batch; returns the logits rows of the flagged tokens, in batch order, as one
+  // contiguous (n_out x n_vocab) block.
+  const float* decode(Batch& batch, int64_t n_out) {
+    if (record_) {
+      LlamaSchedule::Op op{LlamaSchedule::kDecode};
+      op.begin = static_cast<int64_t>(record_->tokens.size());
+      auto append = [](auto& dst, const auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+      append(record_->tokens, batch.tokens());
+      append(record_->positions, batch.positions());
+      append(record_->seqs, batch.seqs());
+      append(record_->logits, batch.logits());
+      op.end = static_cast<int64_t>(record_->tokens.size());
+      record_->ops.push_back(op);
+    }
+    out_index_.clear();
+    const auto& flags = batch.logits();
+    for (size_t i = 0; i < flags.size(); ++i)
+      if (flags[i]) out_index_.push_back(static_cast<int32_t>(i));
+    if (static_cast<int64_t>(out_index_.size()) != n_out)
+      throw Error("internal: " + std::to_string(out_index_.size()) + " output rows flagged, " +
+                  std::to_string(n_out) + " expected");
+    return run_decode(batch.view());
+  }
+
+  // Decodes; returns the logits rows of the flagged tokens, in batch order, as one contiguous
+  // (n_out x n_vocab) block.
+  const float* run_decode(llama::batch b) {
+    const auto t = Clock::now();
+    const int32_t rc = api_.decode(info_.ctx, b);
+    if (stats_) {
+      stats_->decode_s += seconds_since(t);
+      stats_->decode_calls += 1;
+      stats_->decoded_tokens += b.n_tokens;
+    }
+    if (rc != 0)
+      throw Error("llama_decode failed with status " + std::to_string(rc) + " on a batch of " +
+                  std::to_string(b.n_tokens) + " tokens (KV cache of " +
+                  std::to_string(info_.n_ctx) + " cells)");
+    const int64_t n_out = static_cast<int64_t>(out_index_.size());
+    if (n_out == 0) return nullptr;
+    // llama.cpp keeps the requested rows contiguous in batch order; verify rather than assume
+    // (llama_get_logits_ith takes the token's index in the batch), and gather them otherwise.
+    const float* base = api_.get_logits(info_.ctx);
+    const int64_t v = info_.n_vocab;
+    const bool contiguous =
+        base != nullptr && api_.get_logits_ith(info_.ctx, out_index_.front()) == base &&
+        api_.get_logits_ith(info_.ctx, out_index_.back()) == base + (n_out - 1) * v;
+    if (contiguous) return base;
+    gathered_.resize(static_cast<size_t>(n_out * v));
+    for (int64_t i = 0; i < n_out; ++i) {
+      const float* row = api_.get_logits_ith(info_.ctx, out_index_[static_cast<size_t>(i)]);
+      if (row == nullptr) throw Error("llama.cpp returned no logits for batch token " +
+                                      std::to_string(out_index_[static_cast<size_t>(i)]));
+      std::memcpy(gathered_.data() + i * v, row, sizeof(float) * static_cast<size_t>(v));
+    }
+    return gathered_.data();
+  }
+
+ private:
+  const llama::Api& api_;
+  const LlamaContextInfo& info_;
+  LlamaSearchStats* stats_;
+  LlamaSchedule* record_;
+  llama::memory* mem_ = nullptr;
+  std::vector<float> gathered_;
+  std::vector<int32_t> out_index_;
+};
+
+// Requests [begin, end) that share one pass over the context.
+struct Group {
+  size_t begin, end;
+};
+
+std::vector<Group> plan_groups(const LlamaContextInfo& info, int levels,
+                               const std::vector<std::vector<int32_t>>& prompts,
+                               const std::vector<SearchRequest>& requests) {
+  std::vector<Group> groups;
+  int64_t seqs = 0, cells = 0, prefill = 0;
+  size_t begin = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const int64_t beam = requests[i].beam;
+    const int64_t len = static_cast<int64_t>(prompts[i].size());
+    // every SID token ever decoded for this request takes a cell until the group ends
+    const int64_t need = len + beam * std::max(levels - 1, 0);
+    if (len == 0) throw InvalidArgument("request " + std::to_string(i) + " has an empty prompt");
+    if (beam > info.n_seq_max || need > info.n_ctx || len > info.n_batch || beam > info.n_batch)
+      throw InvalidArgument("request " + std::to_string(i) + " (prompt of " + std::to_string(len) +
+                            " tokens, beam " + std::to_string(beam) + ") needs " +
+                            std::to_string(need) + " KV cells and " + std::to_string(beam) +
+                            " sequences; the context has " + std::to_string(info.n_ctx) +
+                            " cells, " + std::to_string(info.n_seq_max) + " sequences and a batch of " +
+                            std::to_string(info.n_batch) + " tokens");
+    if (i > begin && (seqs + beam > info.n_seq_max || cells + need > info.n_ctx ||
+                      prefill + len > info.n_batch || seqs + beam > info.n_batch)) {
+      groups.push_back({begin, i});
+      begin = i;
+      seqs = cells = prefill = 0;
+    }
+    seqs += beam;
+    cells += need;
+    prefill += len;
+  }
+  if (begin < requests.size()) groups.push_back({begin, requests.size()});
+  return groups;
+}
+
+void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie,
+                  const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
+                  const std::vector<SearchRequest>& requests, Group g,
+                  std::vector<SearchResult>& out) {
+  const size_t n = g.end - g.begin;
+  std::vector<SearchRequest> reqs(requests.begin() + static_cast<std::ptrdiff_t>(g.begin),
+                                  requests.begin() + static_cast<std::ptrdiff_t>(g.end));
+  BeamSearch search(trie, tokens, std::move(reqs));
+
+  // Sequence slots: request r owns [base[r], base[r] + beam_r); its prompt goes to base[r].
+  std::vector<int32_t> base(n), prompt_len(n);
+  std::vector<std::vector<int32_t>> free_slots(n);
+  int32_t next = 0;
+  for (size_t r = 0; r < n; ++r) {
+    const int32_t beam = requests[g.begin + r].beam;
+    base[r] = next;
+    prompt_len[r] = static_cast<int32_t>(prompts[g.begin + r].size());
+    for (int32_t s = beam - 1; s >= 1; --s) free_slots[r].push_back(next + s);
+    next += beam;
+  }
+
+  run.clear();
+  Batch batch;
+  for (size_t r = 0; r < n; ++r) {
+    const auto& p = prompts[g.begin + r];
+    for (size_t t = 0; t < p.size(); ++t)
+      batch.add(p[t], static_cast<int32_t>(t), base[r], t + 1 == p.size());
+  }
+  const float* logits = run.decode(batch, static_cast<int64_t>(n));
+
+  // slot of each current row; at level 0 the rows are the requests
+  std::vector<int32_t> slot(base), new_slot, children;
+  std::vector<char> taken;
+  for (int level = 0;; ++level) {
+    search.step(logits, info.n_vocab);
+    if (search.done()) break;
+    const auto& parents = search.parents();
+    const auto& toks = search.tokens();
+    const auto& row_req = search.row_request();
+    const size_t rows_in = slot.size(), rows_out = parents.size();
+    // The request of an input row, for returning its slot to the right pool.
+    children.assign(rows_in, 0);
+    for (int32_t p : parents) children[static_cast<size_t>(p)] += 1;
+    std::vector<int32_t> req_of_in(rows_in);
+    {
+      // input rows are grouped by request in request order; recover it from the slot ranges
+      for (size_t i = 0; i < rows_in; ++i) {
+        const auto it = std::upper_bound(base.begin(), base.end(), slot[i]);
+        req_of_in[i] = static_cast<int32_t>((it - base.begin()) - 1);
+      }
+    }
+    for (size_t i = 0; i < rows_in; ++i) {
+      if (children[i] == 0) {
+        run.seq_rm(slot[i]);
+        free_slots[static_cast<size_t>(req_of_in[i])].push_back(slot[i]);
+      }
+    }
+    taken.assign(rows_in, 0);
+    new_slot.resize(rows_out);
+    for (size_t j = 0; j < rows_out; ++j) {
+      const size_t p = static_cast<size_t>(parents[j]);
+      if (!taken[p]) {
+        taken[p] = 1;
+        new_slot[j] = slot[p];
+      } else {
+        auto& pool = free_slots[static_cast<size_t>(row_req[j])];
+        if (pool.empty()) throw Error("beam search produced more beams than its sequence slots");
+        const int32_t s = pool.back();
+        pool.pop_back();
+        run.seq_cp(slot[p], s);
+        new_slot[j] = s;
+      }
+    }
+    slot.swap(new_slot);
+    batch.clear();
+    for (size_t j = 0; j < rows_out; ++j) {
+      const size_t r = static_cast<size_t>(row_req[j]);
+      batch.add(toks[j], prompt_len[r] + level, slot[j], true);
+    }
+    // every request may be dead (filters left nothing): finish the protocol without decoding
+    logits = rows_out == 0 ? nullptr : run.decode(batch, static_cast<int64_t>(rows_out));
+  }
+  auto res = search.results();
+  for (auto& r : res) out.push_back(std::move(r));
+}
+
+}  // namespace
+
+std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
+                                            const SidTrie& trie, const SidTokenTable& tokens,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<SearchRequest>& requests,
+                                            LlamaSearchStats* stats, LlamaSchedule* record) {
+  const auto t0 = Clock::now();
+  if (prompts.size() != requests.size())
+    throw InvalidArgument(std::to_string(prompts.size()) + " prompts for " +
+                          std::to_string(requests.size()) + " requests; expected one each");
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (requests[i].beam < 1 || requests[i].k < 1)
+      throw InvalidArgument("request " + std::to_string(i) + ": k=" + std::to_string(requests[i].k) +
+                            ", beam=" + std::to_string(requests[i].beam) + "; expected both >= 1");
+    for (int32_t t : prompts[i])
+      if (t < 0 || t >= info.n_vocab)
+        throw InvalidArgument("request " + std::to_string(i) + ": prompt token " + std::to_string(t) +
+                              " outside the vocabulary of " + std::to_string(info.n_vocab));
+  }
+  Runner run(api, info, stats, record);
+  std::vector<SearchResult> out;
+  out.reserve(requests.size());
+  const auto groups = plan_groups(info, tokens.levels, prompts, requests);
+  try {
+    for (const Group& g : groups) search_group(run, info, trie, tokens, prompts, requests, g, out);
+  } catch (...) {
+    run.clear();  // leave the context reusable
+    throw;
+  }
+  run.clear();
+  if (stats) {
+    stats->groups += static_cast<int64_t>(groups.size());
+    stats->total_s += seconds_since(t0);
+  }
+  return out;
+}
+
+void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const LlamaSchedule& s,
+                  LlamaSearchStats* stats) {
+  const auto t0 = Clock::now();
+  Runner run(api, info, stats, nullptr);
+  Batch batch;
+  for (const auto& op : s.ops) {
+    switch (op.kind) {
+      case LlamaSchedule::kClear: run.clear(); break;
+      case LlamaSchedule::kSeqRm: run.seq_rm(op.a); break;
+      case LlamaSchedule::kSeqCp: run.seq_cp(op.a, op.b); break;
+      case LlamaSchedule::kDecode: {
+        batch.clear();
+        int64_t n_out = 0;
+        for (int64_t i = op.begin; i < op.end; ++i) {
+          const size_t u = static_cast<size_t>(i);
+          batch.add(s.tokens[u], s.positions[u], s.seqs[u], s.logits[u] != 0);
+          n_out += s.logits[u] != 0;
+        }
+        // read the logits like the search does (the pointer lookups), but score nothing
+        run.decode(batch, n_out);
+        break;
+      }
+    }
+  }
+  if (stats) stats->total_s += seconds_since(t0);
+}
+
+}  // namespace genrec

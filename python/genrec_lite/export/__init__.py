@@ -1,0 +1,1 @@
+"""Export: a trained checkpoint -> a serving bundle (GGUF, ONNX, SID table, manifest)."""

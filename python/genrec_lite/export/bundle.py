@@ -1,0 +1,82 @@
+"""`genrec-lite export`: a trained checkpoint -> a self-contained serving bundle.
+
+The bundle (layout in genrec_lite.runtime.bundle) is written into a temporary folder beside the
+target and renamed into place only when every file is written and checksummed, so a failed
+export leaves nothing behind and never damages an existing bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from .._io import atomic_directory, sha256_file, versions, write_json
+from ..errors import InvalidArgumentError
+from ..runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+
+QUANTS = ("f32", "f16", "q8_0")
+
+
+def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", which: str = "best",
+                  text_encoder: bool = True, progress=None) -> dict:
+    """Write the bundle; returns its manifest. `progress(msg)` is told about each stage."""
+    from ..sid.embed import resolve_model
+    from ..train.checkpoint import load_model
+    from .gguf_export import write_gguf
+    from .onnx_export import export_sid_encoder, export_text_encoder
+
+    if quant not in QUANTS:
+        raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
+    say = progress or (lambda msg: None)
+    ckpt = Path(ckpt)
+    t0 = time.perf_counter()
+    model, tok, sids, meta = load_model(ckpt, which)
+    train = meta["train"]
+    sid_cfg = sids.config
+    if sids.encoder is None:
+        raise InvalidArgumentError(f"the SIDs of {ckpt} carry no quantiser; cold start needs one")
+    facts: dict = {}
+    with atomic_directory(out) as tmp:
+        say(f"writing model.gguf ({quant})")
+        facts["gguf"] = write_gguf(model, tok, tmp / "model.gguf", quant=quant,
+                                   name=f"genrec-lite {meta['backbone']['kind']}")
+        sids.save(tmp / "sids")
+        say("writing sid_encoder.onnx")
+        facts["sid_encoder"] = export_sid_encoder(sids, tmp / "sid_encoder.onnx")
+        if text_encoder:
+            say("writing text_encoder/")
+            facts["text_encoder"] = export_text_encoder(
+                resolve_model(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2"),
+                tmp / "text_encoder")
+        shutil.copyfile(ckpt / "items.jsonl", tmp / "items.jsonl")
+        files = {}
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            rel = f.relative_to(tmp).as_posix()
+            files[rel] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "checkpoint": {"path": str(ckpt.resolve()), "weights": which},
+            "backbone": {k: v for k, v in meta["backbone"].items() if k != "config"}
+            | {"config": meta["backbone"].get("config")},
+            "model": facts,
+            "tokenizer": {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                          "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)},
+            "data": {k: meta.get("data", {}).get(k) for k in ("name", "path")},
+            "prompts": meta["prompts"],
+            "max_history": int(train["max_history"]),
+            "use_profiles": bool(train.get("use_profiles", True)),
+            "profile_template": train.get("profile_template"),
+            "sid": {"levels": sids.levels, "level_sizes": sids.level_sizes,
+                    "collisions": sids.collisions, "n_items": len(sids),
+                    "text_template": sid_cfg.get("text_template"),
+                    "embedding_model": sid_cfg.get("embedding_model"),
+                    "input_dim": int(sid_cfg.get("input_dim") or sids.encoder.input_dim)},
+            "files": files,
+            "versions": versions(),
+            "export_seconds": round(time.perf_counter() - t0, 1),
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,75 @@
+"""The serving bundle: what `genrec-lite export` writes and the runtime loads (no torch).
+
+BUNDLE/
+  manifest.json        format name + version, model facts, prompts, SID facts, file checksums
+  model.gguf           the LM for llama.cpp (LoRA merged, SID tokens in the vocabulary)
+  model.onnx           optional: the LM with its KV cache for onnxruntime
+  sids/                the SemanticIds table (item id <-> codes) and the RQ codebooks; the SID
+                       trie is built from it at load (1M items take well under a second)
+  sid_encoder.onnx     RQ-VAE encoder MLP (embedding -> latent), for cold-start items
+  text_encoder/        the item text encoder as ONNX + tokenizer.json
+  items.jsonl          the catalog: item id, title and the text the SIDs were made from
+
+Every file is listed in the manifest with its size and SHA-256; `Bundle.open` checks them (a
+missing, truncated or altered file is an ArtifactError naming it) before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._io import read_manifest, sha256_file
+from ..errors import ArtifactError
+
+FORMAT_NAME = "genrec-lite.bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtifactError(f"{path} is not a bundle directory (expected the --out folder of "
+                                "`genrec-lite export`)")
+        manifest = read_manifest(path / MANIFEST, FORMAT_NAME, FORMAT_VERSION)
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise ArtifactError(f"{path / MANIFEST} lists no files; the manifest is damaged")
+        for name, facts in files.items():
+            f = path / name
+            if not f.is_file():
+                raise ArtifactError(f"bundle file {f} is missing")
+            size = f.stat().st_size
+            if size != facts.get("bytes"):
+                raise ArtifactError(f"bundle file {f} has {size} bytes, the manifest says "
+                                    f"{facts.get('bytes')}; it is truncated or was replaced")
+            if verify and sha256_file(f) != facts.get("sha256"):
+                raise ArtifactError(f"bundle file {f} does not match its checksum; it is corrupted")
+        return cls(path, manifest)
+
+    def file(self, name: str) -> Path:
+        if name not in self.manifest["files"]:
+            raise ArtifactError(f"the bundle {self.path} has no {name}")
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["files"]
+
+    def items(self) -> list[dict]:
+        """The catalog records (id, title, text) in file order."""
+        out = []
+        with open(self.file("items.jsonl"), encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ArtifactError(f"{self.file('items.jsonl')} line {n} is not JSON ({exc})") from exc
+        return out

@@ -1,0 +1,180 @@
+"""llama.cpp backend: one GGUF model (memory-mapped, shared) and a pool of decoding contexts.
+
+llama-cpp-python loads libllama; we use its low-level API to open the model and create contexts,
+and hand the C++ core the addresses of the handful of llama.cpp functions the search calls, so
+the whole search (prompt decode, every SID level, KV reordering) runs in C++ with the GIL
+released. A context serves one search at a time; concurrent callers take different contexts from
+the pool (and wait when all are busy). No torch here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, GenrecError, InvalidArgumentError, MissingDependencyError
+
+LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences per context
+_API_FUNCTIONS = ("llama_decode", "llama_get_logits", "llama_get_logits_ith", "llama_get_memory",
+                  "llama_memory_clear", "llama_memory_seq_rm", "llama_memory_seq_cp")
+_init_lock = threading.Lock()
+_initialised = False
+
+
+def _llama_cpp():
+    global _initialised
+    try:
+        import llama_cpp
+        from llama_cpp import _logger
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise MissingDependencyError(
+            "llama-cpp-python is required to serve GGUF bundles (pip install genrec-lite)") from exc
+    with _init_lock:
+        if not _initialised:
+            _logger.set_verbose(False)  # llama.cpp logs every load to stderr otherwise
+            llama_cpp.llama_backend_init()
+            _initialised = True
+    return llama_cpp
+
+
+def _api_addresses(llama_cpp) -> tuple[int, ...]:
+    lib = llama_cpp.llama_cpp._lib
+    out = []
+    for name in _API_FUNCTIONS:
+        fn = getattr(lib, name, None)
+        if fn is None:
+            raise MissingDependencyError(f"the loaded libllama has no {name}; genrec-lite needs the "
+                                         "llama-cpp-python version it pins")
+        out.append(ctypes.cast(fn, ctypes.c_void_p).value)
+    return tuple(out)
+
+
+class LlamaModel:
+    """A GGUF model and `n_contexts` contexts sized for batched beam search."""
+
+    def __init__(self, path: str | Path, *, n_threads: int | None = None, n_contexts: int = 1,
+                 n_ctx: int = 8192, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512):
+        llama_cpp = _llama_cpp()
+        self._llama = llama_cpp
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"GGUF model {path} is missing")
+        if n_contexts < 1:
+            raise InvalidArgumentError(f"n_contexts={n_contexts}; expected >= 1")
+        if not 1 <= n_seq_max <= LLAMA_MAX_SEQ:
+            raise InvalidArgumentError(f"n_seq_max={n_seq_max}; expected 1..{LLAMA_MAX_SEQ}")
+        self.n_threads = int(n_threads or min(4, os.cpu_count() or 1))
+        mp = llama_cpp.llama_model_default_params()
+        mp.n_gpu_layers = 0
+        mp.use_mmap = True  # worker processes share the weights' pages
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+        if not self._model:
+            raise ArtifactError(f"llama.cpp cannot load {path} (not a GGUF model it understands)")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self.api = _api_addresses(llama_cpp)
+        self.limits: tuple[int, int, int, int] | None = None
+        self._contexts: list = []
+        self._pool: queue.Queue = queue.Queue()
+        try:
+            for _ in range(n_contexts):
+                ctx = self._new_context(n_ctx, n_seq_max, n_ubatch)
+                self._contexts.append(ctx)
+                self._pool.put(ctx)
+        except Exception:
+            self.close()
+            raise
+
+    def _new_context(self, n_ctx: int, n_seq_max: int, n_ubatch: int):
+        llama_cpp = self._llama
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = n_ctx          # a whole group's prompts go in one decode call
+        cp.n_ubatch = min(n_ubatch, n_ctx)
+        cp.n_seq_max = n_seq_max
+        cp.n_threads = self.n_threads
+        cp.n_threads_batch = self.n_threads
+        cp.kv_unified = True        # beams share their prompt's cells (seq_cp tags, never copies)
+        cp.no_perf = True
+        cp.embeddings = False
+        ctx = llama_cpp.llama_init_from_model(self._model, cp)
+        if not ctx:
+            raise GenrecError(f"llama.cpp could not create a context of {n_ctx} cells and "
+                              f"{n_seq_max} sequences (out of memory?)")
+        n_ctx_real = int(llama_cpp.llama_n_ctx(ctx))
+        n_batch = int(llama_cpp.llama_n_batch(ctx))
+        n_seq = int(llama_cpp.llama_n_seq_max(ctx))
+        self.limits = (n_ctx_real, n_seq, n_batch, self.n_vocab)
+        return ctx
+
+    @contextmanager
+    def context(self):
+        """A context for one search (blocks while all are busy)."""
+        ctx = self._pool.get()
+        try:
+            yield int(ctypes.cast(ctx, ctypes.c_void_p).value)
+        finally:
+            self._pool.put(ctx)
+
+    def set_threads(self, n_threads: int) -> None:
+        self.n_threads = int(n_threads)
+        for ctx in self._contexts:
+            self._llama.llama_set_n_threads(ctx, self.n_threads, self.n_threads)
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        llama_cpp = self._llama
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:  # buffer too small: -n is the size needed
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:
+            raise GenrecError(f"llama.cpp could not tokenize a prompt of {len(data)} bytes")
+        return list(buf[:n])
+
+    def token_id(self, piece: str) -> int:
+        """Id of a single-token string such as a SID token; -1 when it is not one token."""
+        ids = self.tokenize(piece, add_special=False)
+        return ids[0] if len(ids) == 1 else -1
+
+    def search(self, trie, token_table: np.ndarray, prompts: list[list[int]], requests: list[dict],
+               *, record: bool = False):
+        """(results, stats[, schedule]) of the C++ search over one pooled context."""
+        from .. import _core
+
+        with self.context() as ctx:
+            return _core.llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
+                                           requests, record)
+
+    def replay(self, schedule) -> dict:
+        """Decode a recorded token schedule without the search (the latency floor)."""
+        from .. import _core
+
+        with self.context() as ctx:
+            return _core.llama_replay(self.api, ctx, self.limits, schedule)
+
+    def close(self) -> None:
+        llama_cpp = self._llama
+        for ctx in self._contexts:
+            llama_cpp.llama_free(ctx)
+        self._contexts = []
+        self._pool = queue.Queue()
+        if getattr(self, "_model", None):
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self):  # pragma: no cover - interpreter shutdown order is not ours
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,82 @@
+"""onnxruntime pieces of the runtime (no torch): the item text encoder and the RQ-VAE encoder,
+which give a new item its SID in a serving process (text -> embedding -> latent -> C++ lookup)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, InvalidArgumentError, MissingDependencyError
+
+
+def _session(path: Path, n_threads: int | None):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise MissingDependencyError("onnxruntime is required for cold start (pip install genrec-lite)") from exc
+    if not Path(path).is_file():
+        raise ArtifactError(f"ONNX model {path} is missing")
+    opts = ort.SessionOptions()
+    if n_threads:
+        opts.intra_op_num_threads = int(n_threads)
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        raise ArtifactError(f"onnxruntime cannot load {path} ({exc})") from exc
+
+
+class OnnxTextEncoder:
+    """Item text -> embedding, identical (to float rounding) to the sentence-transformers model."""
+
+    def __init__(self, folder: str | Path, *, n_threads: int | None = None, batch_size: int = 64):
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        try:
+            self.facts = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{folder / 'encoder.json'} is missing or damaged ({exc})") from exc
+        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tok.enable_truncation(max_length=int(self.facts["max_seq_length"]))
+        self.tok.enable_padding(pad_id=int(self.facts["pad_token_id"]), pad_token=self.facts["pad_token"])
+        self.session = _session(folder / "model.onnx", n_threads)
+        self.dim = int(self.facts["dim"])
+        self.batch_size = batch_size
+
+    def encode(self, texts) -> np.ndarray:
+        if isinstance(texts, str):
+            raise InvalidArgumentError("texts must be a list of strings, not one string")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidArgumentError(f"text {i} is {type(t).__name__}; expected a string")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for s in range(0, len(texts), self.batch_size):
+            enc = self.tok.encode_batch(texts[s:s + self.batch_size])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            out[s:s + len(enc)] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+
+class OnnxSidEncoder:
+    """Embeddings -> base codes: the RQ-VAE encoder in onnxruntime, then the C++ residual lookup."""
+
+    def __init__(self, path: str | Path, codebooks: np.ndarray, *, n_threads: int | None = None):
+        from .._core import ResidualQuantizer
+
+        self.session = _session(Path(path), n_threads)
+        self.input_dim = int(self.session.get_inputs()[0].shape[1])
+        self.quantizer = ResidualQuantizer(np.ascontiguousarray(codebooks, dtype=np.float32))
+
+    def latent(self, vectors: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != self.input_dim:
+            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected (n, {self.input_dim})")
+        return self.session.run(None, {"embedding": v})[0]
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        return self.quantizer.encode(self.latent(vectors))

@@ -1,0 +1,312 @@
+"""`Recommender`: serve an exported bundle in-process (no torch).
+
+    rec = Recommender.load("bundle/", n_threads=2)
+    rec.recommend([12, 7, 301], k=10)                 # -> [Recommendation(item_id, score, sid, title)]
+    rec.recommend_batch([{"history": [12, 7]}, {"history": [5], "deny": [9]}])
+    rec.add_items([{"item_id": 90001, "title": "...", "brand": "..."}])   # cold start, no retraining
+    rec.set_active([90001], False)                    # paused ad: never recommended until resumed
+
+Each call builds the prompt exactly as training did (same template, newest `max_history` items),
+tokenizes it with the model's own tokenizer (llama.cpp's, checked equal to training's), and runs
+the C++ constrained beam search over llama.cpp: prompt decode, every SID level and the KV-cache
+reordering happen in C++ with the GIL released. Many threads may call recommend at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .._io import atomic_directory, write_json
+from ..data.templates import Template
+from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
+from ..prompts import PromptSet
+from ..sid import SemanticIds
+from .bundle import Bundle
+from .catalog import CatalogState, LiveCatalog
+
+UNKNOWN_POLICIES = ("skip", "error")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: int
+    score: float          # summed log-probability of the item's SID under the model
+    sid: str
+    title: str
+
+    def to_dict(self) -> dict:
+        return {"item_id": self.item_id, "score": self.score, "sid": self.sid, "title": self.title}
+
+
+class Recommender:
+    def __init__(self, bundle: Bundle, backend, catalog: LiveCatalog, token_table: np.ndarray, *,
+                 unknown_items: str = "skip"):
+        m = bundle.manifest
+        self.bundle = bundle
+        self.backend = backend
+        self.catalog = catalog
+        self.prompts = PromptSet.load(m["prompts"])
+        self.max_history = int(m["max_history"])
+        self.token_table = token_table
+        if unknown_items not in UNKNOWN_POLICIES:
+            raise InvalidArgumentError(f"unknown_items={unknown_items!r}; expected one of {UNKNOWN_POLICIES}")
+        self.unknown_items = unknown_items
+        self._text_encoder = None
+        self._sid_encoder = None
+        self._encoder_lock = threading.Lock()
+
+    # --- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, bundle: str | Path, *, n_threads: int | None = None, backend: str = "llama",
+             n_contexts: int = 1, unknown_items: str = "skip", verify: bool = True,
+             catalog: str | Path | None = None) -> "Recommender":
+        """Open a bundle. backend 'llama' (model.gguf through llama.cpp); n_contexts: how many
+        searches may run at once. `catalog` is a folder
+        written by save_catalog() to serve instead of the bundle's own catalog."""
+        b = Bundle.open(bundle, verify=verify)
+        sids = SemanticIds.load(b.file("sids/semantic_ids.json").parent)
+        records = {int(r["item_id"]): r for r in b.items()}
+        inactive: list[int] = []
+        if catalog is not None:
+            sids, records, inactive = _load_catalog(catalog, sids)
+        if backend == "llama":
+            from .llama_backend import LlamaModel
+
+            model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts)
+            table = _token_table(sids, model.token_id, "model.gguf")
+            model_backend = _LlamaBackend(model)
+        else:
+            raise InvalidArgumentError(f"backend={backend!r}; expected 'llama'")
+        live = LiveCatalog(sids, records)
+        if inactive:
+            live.set_active(inactive, False)
+        return cls(b, model_backend, live, table, unknown_items=unknown_items)
+
+    # --- requests ----------------------------------------------------------------------------
+    def recommend(self, history: Sequence[int], profile: str | None = None, *, k: int = 10,
+                  beam: int = 20, allow: Iterable[int] | None = None,
+                  deny: Iterable[int] | None = None) -> list[Recommendation]:
+        return self.recommend_batch([{"history": history, "profile": profile, "k": k, "beam": beam,
+                                      "allow": allow, "deny": deny}])[0]
+
+    def recommend_batch(self, requests: Sequence[Mapping]) -> list[list[Recommendation]]:
+        """Several requests in one batched search; each is a dict with the keys of recommend()."""
+        state = self.catalog.state  # one consistent catalog for the whole batch
+        texts, search_reqs = [], []
+        for n, r in enumerate(requests):
+            if not isinstance(r, Mapping):
+                raise InvalidArgumentError(f"request {n} is a {type(r).__name__}; expected a dict")
+            unknown = set(r) - {"history", "profile", "k", "beam", "allow", "deny"}
+            if unknown:
+                raise InvalidArgumentError(f"request {n} has unknown keys {sorted(unknown)}")
+            k, beam = _positive(r.get("k", 10), "k"), _positive(r.get("beam", 20), "beam")
+            if beam < k:
+                raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
+            n_active = int(state.trie.n_active)
+            if k > n_active:
+                raise InvalidArgumentError(f"k={k} but the catalog has {n_active} active items")
+            texts.append(self._prompt(state, r.get("history") or [], r.get("profile")))
+            req = {"k": k, "beam": beam}
+            if r.get("allow") is not None:
+                req["allow"] = _id_list(r["allow"], "allow")
+            if r.get("deny") is not None:
+                req["deny"] = _id_list(r["deny"], "deny")
+            search_reqs.append(req)
+        if not search_reqs:
+            return []
+        results = self.backend.search(state.trie, self.token_table, texts, search_reqs)
+        return [self._answer(state, res) for res in results]
+
+    def _prompt(self, state: CatalogState, history, profile) -> str:
+        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
+            raise InvalidArgumentError(f"history must be a list of item ids; got {history!r}")
+        known = []
+        for item in history:
+            try:
+                item = int(item)
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgumentError(f"history item {item!r} is not an integer id") from exc
+            if item in state.sids:
+                known.append(item)
+            elif self.unknown_items == "error":
+                raise UnknownItemError(f"history item {item} is not in the catalog", value=item)
+            else:
+                warnings.warn(f"history item {item} is not in the catalog; skipped", stacklevel=4)
+        known = known[-self.max_history:]  # the model's window: the newest items
+        return self.prompts.next_item_prompt([state.sids.sid(i) for i in known], profile or "")
+
+    def _answer(self, state: CatalogState, res: dict) -> list[Recommendation]:
+        out = []
+        for item, score in zip(res["items"].tolist(), res["scores"].tolist()):
+            out.append(Recommendation(int(item), float(score), state.sids.sid(item), state.title(item)))
+        return out
+
+    # --- live catalog ------------------------------------------------------------------------
+    def add_items(self, items: Sequence[Mapping], vectors: np.ndarray | None = None) -> list[str]:
+        """Give new items SIDs from their text (ONNX text encoder -> ONNX RQ encoder -> C++
+        lookup) or from given embedding `vectors`, and make them recommendable at once.
+        Returns their SIDs. Nothing changes if any item is bad."""
+        records = _records(items)
+        ids = np.array([int(r["item_id"]) for r in records], dtype=np.int64)
+        state = self.catalog.state
+        for i in ids.tolist():
+            if i in state.sids:
+                raise InvalidArgumentError(f"item id {i} is already in the catalog")
+        if len(set(ids.tolist())) != len(ids):
+            raise InvalidArgumentError("add_items got the same item id twice")
+        if vectors is None:
+            vectors = self._embed(records)
+        codes = self._codes(state.sids, vectors, len(records))
+        new = self.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records})
+        return [new.sids.sid(i) for i in ids.tolist()]
+
+    def remove_items(self, item_ids: Iterable[int]) -> int:
+        return self.catalog.remove(item_ids)
+
+    def set_active(self, item_ids: Iterable[int], active: bool = True) -> int:
+        """Pause (active=False) or resume items; returns how many changed."""
+        return self.catalog.set_active(item_ids, active)
+
+    def save_catalog(self, path: str | Path) -> Path:
+        """Persist the served catalog (bundle items + added ones, removals applied, paused ids)
+        so that Recommender.load(bundle, catalog=path) serves the same catalog after a restart."""
+        state = self.catalog.state
+        path = Path(path)
+        with atomic_directory(path) as tmp:
+            state.sids.save(tmp / "sids")
+            with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
+                for i in state.sids.item_ids.tolist():
+                    f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
+            write_json(tmp / "catalog.json", {"format": "genrec-lite.catalog", "format_version": 1,
+                                              "bundle": str(self.bundle.path),
+                                              "inactive": sorted(self.catalog.inactive())})
+        return path
+
+    def _embed(self, records: list[dict]) -> np.ndarray:
+        from .onnx_backend import OnnxTextEncoder
+
+        m = self.bundle.manifest
+        template = Template(m["sid"]["text_template"])
+        texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
+        with self._encoder_lock:
+            if self._text_encoder is None:
+                self._text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
+        return self._text_encoder.encode(texts)
+
+    def _codes(self, sids: SemanticIds, vectors, n: int) -> np.ndarray:
+        from .onnx_backend import OnnxSidEncoder
+        from ..sid.collisions import extra_level
+
+        v = np.asarray(vectors, dtype=np.float32)
+        dim = int(self.bundle.manifest["sid"]["input_dim"])
+        if v.ndim != 2 or v.shape != (n, dim):
+            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {dim})")
+        bad = ~np.isfinite(v).all(axis=1)
+        if bad.any():
+            raise InvalidArgumentError(f"vector of row {int(np.flatnonzero(bad)[0])} has NaN or inf values")
+        with self._encoder_lock:
+            if self._sid_encoder is None:
+                self._sid_encoder = OnnxSidEncoder(self.bundle.file("sid_encoder.onnx"),
+                                                   sids.encoder.codebooks)
+        base = self._sid_encoder.encode(v)
+        if sids.collisions == "none":
+            return base
+        extra = extra_level(base, existing=sids.codes)
+        if (extra >= sids.extra_level_size).any():
+            r = int(np.flatnonzero(extra >= sids.extra_level_size)[0])
+            raise InvalidArgumentError(f"new item {r} would be number {int(extra[r])} under SID "
+                                       f"{sids.format(base[r])}; the extra level holds "
+                                       f"{sids.extra_level_size} codes")
+        return np.concatenate([base, extra[:, None]], axis=1)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+# --- backends ----------------------------------------------------------------------------------
+class _LlamaBackend:
+    def __init__(self, model):
+        self.model = model
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text, add_special=True)
+
+    def search(self, trie, table, texts, requests, record=False):
+        prompts = [self.tokenize(t) for t in texts]
+        results, stats, schedule = self.model.search(trie, table, prompts, requests, record=record)
+        self.last_stats = stats
+        self.last_schedule = schedule
+        return results
+
+    def close(self):
+        self.model.close()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _token_table(sids: SemanticIds, token_id, source: str) -> np.ndarray:
+    sizes = sids.level_sizes
+    table = np.full((len(sizes), max(sizes)), -1, dtype=np.int32)
+    for level, size in enumerate(sizes):
+        for code in range(size):
+            tid = token_id(sids.token(level, code))
+            if tid < 0:
+                raise ArtifactError(f"{source} has no single token for the SID token "
+                                    f"{sids.token(level, code)}; the model does not match the SID table")
+            table[level, code] = tid
+    return table
+
+
+def _positive(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgumentError(f"{name}={value!r}; expected an integer >= 1")
+    return int(value)
+
+
+def _id_list(ids, name: str) -> list[int]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise InvalidArgumentError(f"{name} must be a list of item ids; got {ids!r}")
+    try:
+        return [int(i) for i in ids]
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{name} must hold integer item ids ({exc})") from exc
+
+
+def _records(items) -> list[dict]:
+    if isinstance(items, Mapping):
+        items = [items]
+    out = []
+    for n, r in enumerate(items):
+        if not isinstance(r, Mapping) or "item_id" not in r:
+            raise InvalidArgumentError(f"new item {n} must be a dict with an 'item_id'; got {r!r}")
+        try:
+            iid = int(r["item_id"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"new item {n} has item_id {r['item_id']!r}; expected an integer") from exc
+        out.append({**r, "item_id": iid})
+    if not out:
+        raise InvalidArgumentError("add_items got no items")
+    return out
+
+
+def _load_catalog(path, sids: SemanticIds):
+    from .._io import read_manifest
+
+    path = Path(path)
+    meta = read_manifest(path / "catalog.json", "genrec-lite.catalog", 1)
+    new = SemanticIds.load(path / "sids")
+    if new.levels != sids.levels or new.level_sizes != sids.level_sizes:
+        raise ArtifactError(f"the saved catalog {path} has SID levels {new.level_sizes}; the bundle "
+                            f"has {sids.level_sizes}")
+    recs = {}
+    with open(path / "items.jsonl", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            recs[int(r["item_id"])] = r
+    return new, recs, [int(i) for i in meta.get("inactive", [])]

@@ -1,0 +1,458 @@
+"""The C++ batched constrained beam search (genrec_lite._core.BeamSearch) against Python references.
+
+A deterministic toy "model" gives each row logits that depend only on (request, SID prefix), so a
+Python loop can drive the search the way a real backend does (tracking each row's prefix through
+parents/tokens) and plain-Python references can score the same rows. The references repeat the
+search's arithmetic exactly (float64, log-sum-exp summed in code order, score = parent + (logit -
+lse)), so results, tie order included, must match exactly.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genrec_lite._core import BeamSearch, SidTrie
+from genrec_lite.errors import InvalidArgumentError
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ------------------------------------------------------------------------------------------------
+# The toy world: SID table, token table, model.
+
+class World:
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, k: int, vocab_extra: int, seed: int,
+                 ties: bool, inactive=()):
+        self.codes = codes
+        self.ids = ids
+        self.levels = codes.shape[1]
+        self.k = k
+        self.trie = SidTrie(codes, ids, codebook_sizes=k)
+        self.inactive = set(int(i) for i in inactive)
+        if self.inactive:
+            self.trie.set_active(sorted(self.inactive), False)
+        # SID tokens scattered over a vocabulary with other tokens in between
+        self.vocab = self.levels * k + vocab_extra
+        perm = np.random.default_rng(seed).permutation(self.vocab)
+        self.table = perm[: self.levels * k].reshape(self.levels, k).astype(np.int32)
+        self.code_of = {int(t): (lv, c) for lv in range(self.levels) for c, t in enumerate(self.table[lv])}
+        self.seed = seed
+        self.ties = ties
+        self._cache: dict = {}
+
+    def logits(self, request: int, prefix: tuple[int, ...]) -> np.ndarray:
+        key = (request, prefix)
+        if key not in self._cache:
+            self._cache[key] = self._make_logits(request, prefix)
+        return self._cache[key]
+
+    def _make_logits(self, request: int, prefix: tuple[int, ...]) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, request, len(prefix), *prefix])
+        if self.ties:  # few distinct values: many exactly equal scores
+            return (rng.integers(-2, 3, size=self.vocab) * 0.5).astype(np.float32)
+        return rng.normal(0.0, 2.0, size=self.vocab).astype(np.float32)
+
+    def eligible_items(self, allow=None, deny=()) -> set[int]:
+        out = {int(i) for i in self.ids} - self.inactive - {int(d) for d in deny}
+        if allow is not None:
+            out &= {int(a) for a in allow}
+        return out
+
+    def items_of(self, sid: tuple[int, ...], eligible: set[int]) -> list[int]:
+        """A SID's eligible items in build-row order."""
+        return [int(i) for row, i in zip(self.codes, self.ids) if tuple(int(c) for c in row) == sid
+                and int(i) in eligible]
+
+
+def run_search(world: World, requests: list[dict], check_protocol: bool = True) -> list[dict]:
+    """Drive a BeamSearch as a backend would: feed each row the logits of its prefix."""
+    search = BeamSearch(world.trie, world.table, requests)
+    prefixes = [() for _ in requests]
+    assert search.rows == len(requests) and search.level == 0
+    assert search.row_request.tolist() == list(range(len(requests)))
+    while not search.done:
+        req = search.row_request.tolist()
+        rows = np.stack([world.logits(r, p) for r, p in zip(req, prefixes)]) if req else \
+            np.zeros((0, world.vocab), np.float32)
+        level = search.level
+        search.step(rows)
+        parents, tokens, new_req = search.parents.tolist(), search.tokens.tolist(), search.row_request.tolist()
+        assert len(parents) == len(tokens) == len(new_req) == search.rows
+        new_prefixes = []
+        for p, t, r in zip(parents, tokens, new_req):
+            lv, c = world.code_of[t]
+            assert lv == level and req[p] == r
+            new_prefixes.append(prefixes[p] + (c,))
+        if check_protocol:
+            assert new_req == sorted(new_req)  # grouped by request, in request order
+            scores = search.row_scores.tolist()
+            for a, b in zip(range(len(new_req)), range(1, len(new_req))):
+                if new_req[a] == new_req[b]:  # ranked best first, ties by SID
+                    assert (-scores[a], new_prefixes[a]) < (-scores[b], new_prefixes[b])
+            for r in set(new_req):
+                assert new_req.count(r) <= requests[r].get("beam", 20)
+        prefixes = new_prefixes
+    out = search.results()
+    assert len(out) == len(requests)
+    for res in out:
+        assert res["items"].dtype == np.int64 and res["scores"].dtype == np.float32
+        assert res["sids"].dtype == np.int32 and res["sid_scores"].dtype == np.float32
+        assert res["sids"].shape == (len(res["sid_scores"]), world.levels)
+    return out
+
+
+def as_lists(res: dict) -> tuple:
+    return (res["items"].tolist(), res["scores"].tolist(),
+            [tuple(s) for s in res["sids"].tolist()], res["sid_scores"].tolist())
+
+
+# ------------------------------------------------------------------------------------------------
+# References (same arithmetic as the C++ search).
+
+def deny_of(q: dict) -> list[int]:
+    d = q.get("deny")
+    return [] if d is None else [int(x) for x in d]
+
+
+def log_probs(row: np.ndarray, table_level: np.ndarray, codes: list[int]) -> dict[int, float] | None:
+    x = [float(row[table_level[c]]) for c in codes]
+    m = max(x)
+    if not math.isfinite(m):
+        return None
+    s = 0.0
+    for v in x:
+        s += math.exp(v - m)
+    lse = m + math.log(s)
+    return {c: v - lse for c, v in zip(codes, x)}
+
+
+def eligible_sids(world: World, eligible: set[int]) -> set[tuple[int, ...]]:
+    return {tuple(int(c) for c in row) for row, i in zip(world.codes, world.ids) if int(i) in eligible}
+
+
+def allowed_after(sids: set[tuple[int, ...]], prefix: tuple[int, ...]) -> list[int]:
+    n = len(prefix)
+    return sorted({s[n] for s in sids if s[:n] == prefix})
+
+
+def expand(world: World, beams, k: int, eligible: set[int]) -> dict:
+    items, scores = [], []
+    for sid, sc in beams:
+        for it in world.items_of(sid, eligible):
+            if len(items) < k:
+                items.append(it)
+                scores.append(float(np.float32(sc)))
+    return {"items": items, "scores": scores, "sids": [s for s, _ in beams],
+            "sid_scores": [float(np.float32(sc)) for _, sc in beams]}
+
+
+def reference_beam(world: World, request: int, q: dict) -> dict:
+    """The reference decoder's rule, level by level, in plain Python."""
+    eligible = world.eligible_items(q.get("allow"), deny_of(q))
+    sids = eligible_sids(world, eligible)
+    beams = [((), 0.0)]
+    for level in range(world.levels):
+        cands = []
+        for prefix, sc in beams:
+            codes = allowed_after(sids, prefix)
+            if not codes:
+                continue
+            lp = log_probs(world.logits(request, prefix), world.table[level], codes)
+            if lp is None:
+                continue
+            for c in codes:
+                s2 = sc + lp[c]
+                if s2 > -math.inf:
+                    cands.append((prefix + (c,), s2))
+        cands.sort(key=lambda t: (-t[1], t[0]))
+        beams = cands[: q.get("beam", 20)]
+    return expand(world, beams, q.get("k", 10), eligible)
+
+
+def reference_exhaustive(world: World, request: int, q: dict) -> dict:
+    """Every eligible full SID scored by its summed per-level allowed log-softmax."""
+    eligible = world.eligible_items(q.get("allow"), deny_of(q))
+    sids = eligible_sids(world, eligible)
+    scored = []
+    for sid in sids:
+        sc = 0.0
+        for level in range(world.levels):
+            prefix = sid[:level]
+            lp = log_probs(world.logits(request, prefix), world.table[level], allowed_after(sids, prefix))
+            sc = sc + lp[sid[level]]
+        scored.append((sid, sc))
+    scored.sort(key=lambda t: (-t[1], t[0]))
+    return expand(world, scored, q.get("k", 10), eligible)
+
+
+def check_equal(got: dict, want: dict) -> None:
+    items, scores, sids, sid_scores = as_lists(got)
+    assert sids == want["sids"]
+    assert sid_scores == want["sid_scores"]
+    assert items == want["items"]
+    assert scores == want["scores"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Strategies.
+
+@st.composite
+def worlds(draw, max_n: int = 30):
+    levels = draw(st.integers(1, 4))
+    k = draw(st.integers(1, 4))
+    n = draw(st.integers(0, max_n))
+    flat = draw(st.lists(st.integers(0, k - 1), min_size=n * levels, max_size=n * levels))
+    codes = np.array(flat, dtype=np.int32).reshape(n, levels)
+    if n >= 2 and draw(st.booleans()):  # force some collisions
+        for _ in range(draw(st.integers(1, max(1, n // 3)))):
+            a, b = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+            codes[a] = codes[b]
+    start = draw(st.integers(-3, 100))
+    ids = start + np.array(draw(st.permutations(range(n))), dtype=np.int64) * draw(st.sampled_from([1, 7]))
+    inactive = draw(st.lists(st.sampled_from(ids.tolist()), max_size=n // 2)) if n else []
+    world = World(codes, ids, k, vocab_extra=draw(st.integers(0, 9)), seed=draw(st.integers(0, 2**32 - 1)),
+                  ties=draw(st.booleans()), inactive=inactive)
+    return world
+
+
+# ------------------------------------------------------------------------------------------------
+# 1-3: properties.
+
+@settings(max_examples=120, **SETTINGS)
+@given(worlds(), st.data())
+def test_wide_beam_equals_exhaustive_top_k(world, data):
+    n_sids = len({tuple(r) for r in world.codes.tolist()})
+    reqs = [{"k": data.draw(st.integers(1, len(world.ids) + 2)),
+             "beam": n_sids + data.draw(st.integers(0, 3)) if n_sids else data.draw(st.integers(1, 3))}
+            for _ in range(data.draw(st.integers(1, 3)))]
+    got = run_search(world, reqs)
+    for r, q in enumerate(reqs):
+        check_equal(got[r], reference_exhaustive(world, r, q))
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(worlds(), st.data())
+def test_narrow_beam_equals_reference_algorithm(world, data):
+    n_sids = len({tuple(r) for r in world.codes.tolist()})
+    reqs = [{"k": data.draw(st.integers(1, 6)), "beam": data.draw(st.integers(1, max(1, n_sids - 1)))}
+            for _ in range(data.draw(st.integers(1, 4)))]
+    got = run_search(world, reqs)
+    for r, q in enumerate(reqs):
+        check_equal(got[r], reference_beam(world, r, q))
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(worlds(), st.data())
+def test_filters_act_inside_the_walk(world, data):
+    ids = world.ids.tolist()
+    pool = st.sampled_from(ids + [10**12, -(10**12)])  # unknown ids are ignored
+    reqs = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        q: dict = {"k": data.draw(st.integers(1, 6))}
+        q["beam"] = data.draw(st.integers(q["k"], q["k"] + 4))
+        if data.draw(st.booleans()):
+            q["allow"] = data.draw(st.lists(pool, max_size=len(ids) + 2))
+            if data.draw(st.booleans()):
+                q["allow"] = set(q["allow"])  # any iterable will do
+        else:
+            q["allow"] = None
+        if data.draw(st.booleans()):
+            q["deny"] = np.array(data.draw(st.lists(pool, max_size=len(ids) + 2)), dtype=np.int64)
+        reqs.append(q)
+    got = run_search(world, reqs)
+    for r, q in enumerate(reqs):
+        eligible = world.eligible_items(q.get("allow"), deny_of(q))
+        items = got[r]["items"].tolist()
+        assert set(items) <= eligible, (items, eligible)
+        assert len(items) == len(set(items))
+        assert len(items) == min(q["k"], len(eligible))  # beam >= k: exactly k when k exist
+        check_equal(got[r], reference_beam(world, r, q))
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixed cases.
+
+def small_world(ties: bool = False) -> World:
+    codes = np.array(list(itertools.product(range(3), range(3), range(2))), dtype=np.int32)
+    codes = np.concatenate([codes, codes[:4]])  # 4 collisions
+    ids = np.arange(len(codes), dtype=np.int64) * 3 + 5
+    return World(codes, ids, 3, vocab_extra=7, seed=11, ties=ties)
+
+
+def test_ties_break_by_sid_and_collisions_keep_build_order():
+    # all logits equal: every SID of the same branching has the same score
+    world = small_world()
+    world.logits = lambda request, prefix: np.zeros(world.vocab, np.float32)
+    got = run_search(world, [{"k": 30, "beam": 100}])[0]
+    sids = [tuple(s) for s in got["sids"].tolist()]
+    assert sids == sorted(sids)  # equal scores: SID ascending
+    assert len(set(got["sid_scores"].tolist())) == 1
+    # items of a shared SID come in build-row order
+    first = [i for i in got["items"].tolist() if tuple(world.trie.codes_of(i)) == (0, 0, 0)]
+    assert first == [5, 18 * 3 + 5]
+
+
+def test_empty_batch_dead_requests_and_empty_trie():
+    world = small_world()
+    assert run_search(world, []) == []
+    # a request whose allow list holds nothing known dies at level 0; the others go on
+    out = run_search(world, [{"k": 2, "allow": [10**9]}, {"k": 2, "beam": 3}, {"allow": []}])
+    assert out[0]["items"].size == 0 and out[0]["sids"].shape == (0, 3)
+    assert out[1]["items"].size == 2
+    assert out[2]["items"].size == 0
+    empty = World(np.zeros((0, 2), np.int32), np.zeros(0, np.int64), 2, 3, seed=1, ties=False)
+    assert run_search(empty, [{"k": 3}])[0]["items"].size == 0
+    world.trie.set_all_active(False)
+    assert run_search(world, [{"k": 3}])[0]["items"].size == 0
+
+
+def test_strided_and_converted_logits_give_the_same_result():
+    world = small_world()
+    reqs = [{"k": 4, "beam": 5}, {"k": 3, "beam": 2, "deny": [5, 8]}]
+    want = run_search(world, reqs)
+
+    def drive(make):
+        s = BeamSearch(world.trie, world.table, reqs)
+        prefixes = [()] * len(reqs)
+        while not s.done:
+            rows = np.stack([world.logits(r, p) for r, p in zip(s.row_request.tolist(), prefixes)])
+            s.step(make(rows))
+            prefixes = [prefixes[p] + (world.code_of[t][1],) for p, t in zip(s.parents.tolist(), s.tokens.tolist())]
+        return s.results()
+
+    wide = lambda rows: np.concatenate([rows, np.full_like(rows, 99.0)], axis=1)[:, : rows.shape[1]]
+    cube = lambda rows: np.repeat(rows[:, None, :], 3, axis=1)[:, -1, :]  # (batch, seq, vocab)[:, -1]
+    for make in (wide, cube, lambda rows: rows.astype(np.float64), lambda rows: np.asfortranarray(rows)):
+        got = drive(make)
+        for g, w in zip(got, want):
+            assert as_lists(g) == as_lists(w)
+
+
+def test_search_keeps_the_trie_alive():
+    world = small_world()
+    s = BeamSearch(world.trie, world.table, [{"k": 2}])
+    world.trie = None
+    gc.collect()
+    rng = np.random.default_rng(0)
+    while not s.done:
+        s.step(rng.normal(size=(s.rows, world.vocab)).astype(np.float32))
+    assert s.results()[0]["items"].size == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# 4: errors.
+
+def test_errors():
+    world = small_world()
+    V = world.vocab
+    s = BeamSearch(world.trie, world.table, [{"k": 2}, {"k": 1}])
+    for bad in (np.zeros((3, V), np.float32), np.zeros((2,), np.float32), np.zeros((2, V, 1), np.float32),
+                np.zeros((2, 0), np.float32), "logits"):
+        with pytest.raises(InvalidArgumentError):
+            s.step(bad)
+    # SID token ids beyond the row: an error that names the id; the search is unchanged
+    narrow = int(world.table[0].max())
+    with pytest.raises(InvalidArgumentError, match=f"has id {narrow}"):
+        s.step(np.zeros((2, narrow), np.float32))
+    assert s.level == 0 and s.rows == 2
+    while not s.done:
+        s.step(np.zeros((s.rows, V), np.float32))
+    with pytest.raises(InvalidArgumentError, match="done"):
+        s.step(np.zeros((s.rows, V), np.float32))
+    assert len(s.results()) == 2
+    with pytest.raises(InvalidArgumentError, match="results"):
+        BeamSearch(world.trie, world.table, [{}]).results()
+
+    for q, what in (({"k": 0}, "k"), ({"beam": 0}, "beam"), ({"k": -3}, "k"), ({"k": 1.5}, "k"),
+                    ({"beam": True}, "beam"), ({"k": "2"}, "k"), ({"kk": 2}, "kk"),
+                    ({"deny": 5}, "deny"), ({"allow": [1.5]}, "allow")):
+        with pytest.raises(InvalidArgumentError, match=what):
+            BeamSearch(world.trie, world.table, [{"k": 1}, q])
+    with pytest.raises(InvalidArgumentError, match="requests"):
+        BeamSearch(world.trie, world.table, {"k": 1})
+    with pytest.raises(InvalidArgumentError, match="requests\\[0\\]"):
+        BeamSearch(world.trie, world.table, [3])
+    with pytest.raises(InvalidArgumentError, match="levels"):
+        BeamSearch(world.trie, world.table[:2], [{}])
+    with pytest.raises(InvalidArgumentError, match="token_table"):
+        BeamSearch(world.trie, world.table[0], [{}])
+    # a code the trie holds without a token
+    table = world.table.copy()
+    table[1, 2] = -1
+    s = BeamSearch(world.trie, table, [{}])
+    s.step(np.zeros((1, V), np.float32))
+    with pytest.raises(InvalidArgumentError, match="level 1 code 2"):
+        s.step(np.zeros((s.rows, V), np.float32))
+
+
+def test_non_finite_logits_drop_candidates():
+    world = small_world()
+    s = BeamSearch(world.trie, world.table, [{"k": 3, "beam": 4}, {"k": 3}])
+    row = np.zeros((2, world.vocab), np.float32)
+    row[0, world.table[0, 0]] = -np.inf  # code 0 impossible for request 0
+    row[1, :] = np.nan                   # request 1: nothing finite, no rows
+    s.step(row)
+    assert s.row_request.tolist() == [0, 0]
+    assert sorted(world.code_of[t][1] for t in s.tokens.tolist()) == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# 5: threads.
+
+def test_concurrent_searches_while_the_mask_changes():
+    rng = np.random.default_rng(3)
+    n, levels, k = 3000, 3, 12
+    codes = rng.integers(0, k, size=(n, levels), dtype=np.int32)
+    ids = rng.choice(10**9, size=n, replace=False).astype(np.int64)
+    trie = SidTrie(codes, ids, codebook_sizes=k)
+    never = ids[:300]                 # inactive all along
+    toggled = ids[300:1500]           # flipped on and off while the searches run
+    trie.set_active(never, False)
+    allowed = set(ids.tolist()) - set(never.tolist())
+    vocab = 2000
+    table = rng.permutation(vocab)[: levels * k].reshape(levels, k).astype(np.int32)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def toggle():
+        r = np.random.default_rng(5)
+        while not stop.is_set():
+            pick = r.choice(toggled, size=200, replace=False)
+            trie.set_active(pick, False)
+            trie.set_active(pick, True)
+
+    def searcher(seed):
+        try:
+            r = np.random.default_rng(seed)
+            for _ in range(12):
+                reqs = [{"k": 10, "beam": 20, "deny": ids[1500:1520]} if j % 2 else {"k": 10, "beam": 20}
+                        for j in range(4)]
+                s = BeamSearch(trie, table, reqs)
+                while not s.done:
+                    s.step(r.normal(size=(s.rows, vocab)).astype(np.float32))
+                for q, res in zip(reqs, s.results()):
+                    items = res["items"].tolist()
+                    assert set(items) <= allowed - set(q.get("deny", np.array([], np.int64)).tolist())
+                    assert len(items) == len(set(items)) <= 10
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    tog = threading.Thread(target=toggle)
+    tog.start()
+    workers = [threading.Thread(target=searcher, args=(s,)) for s in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    tog.join()
+    assert not errors, errors[0]
+    assert trie.n_active == n - len(never)

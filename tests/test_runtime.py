@@ -1,0 +1,270 @@
+"""Export -> bundle -> C++ runtime over llama.cpp: parity with the PyTorch reference decoder, live
+catalog changes, filters, concurrency, and the errors a server can run into."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+
+from genrec_lite.cli import main  # noqa: E402
+from genrec_lite.errors import (ArtifactError, FormatVersionError, InvalidArgumentError,  # noqa: E402
+                                UnknownItemError)
+
+TINY = ["--hidden", "64", "--layers", "2", "--heads", "4", "--prompts", "en-seq",
+        "--tasks", "next_item=1,sid_to_title=0.1,title_to_sid=0.1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime")
+    sids = root / "sids"
+    assert main(["sid", "build", "--out", str(sids), "--codebook-size", "64", "--epochs", "150",
+                 "--collisions", "extra_level", "--quiet"]) == 0
+    ckpt = root / "ckpt"
+    assert main(["train", "--sids", str(sids), "--out", str(ckpt), "--max-steps", "120",
+                 "--batch-size", "32", "--eval-cases", "0", "--lr", "3e-3", "--quiet", *TINY]) == 0
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def bundle(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "b32"
+    assert main(["export", "--model", str(trained), "--out", str(out), "--quant", "f32",
+                 "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def rec(bundle):
+    from genrec_lite.runtime import Recommender
+
+    r = Recommender.load(bundle, n_threads=1, n_contexts=2)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def cases():
+    from genrec_lite.data import leave_one_out, make_synthetic
+
+    ds = make_synthetic()
+    return leave_one_out(ds.interactions, max_len=10).test[:64], ds
+
+
+def _reference(ckpt, cases, ds):
+    from genrec_lite.prompts import PromptSet
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.decode import ReferenceDecoder
+    from genrec_lite.train.evaluate import case_prompts
+
+    model, tok, sids, meta = load_model(ckpt)
+    texts = case_prompts(cases, sids, PromptSet.load(meta["prompts"]), profiles=ds.profiles)
+    return ReferenceDecoder(model, tok, sids).recommend(texts, k=10, beam=20)
+
+
+def _requests(cases, ds, rec):
+    from genrec_lite.prompts import profile_text
+
+    return [{"history": list(c.history), "profile": profile_text(ds.profiles.get(c.user_id))}
+            for c in cases]
+
+
+def test_bundle_layout(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["format"] == "genrec-lite.bundle" and m["format_version"] == 1
+    for name in ("model.gguf", "sids/arrays.npz", "sid_encoder.onnx", "text_encoder/model.onnx",
+                 "items.jsonl"):
+        assert name in m["files"], name
+        assert (bundle / name).stat().st_size == m["files"][name]["bytes"]
+    assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".b32")]  # no temp left
+
+
+def test_parity_with_reference_decoder(trained, rec, cases):
+    cs, ds = cases
+    ref = _reference(trained, cs, ds)
+    got = rec.recommend_batch(_requests(cs, ds, rec))
+    same = [r.items == [x.item_id for x in g] for r, g in zip(ref, got)]
+    assert np.mean(same) >= 0.95, np.mean(same)
+    for r, g in zip(ref, got):  # F32 weights: the scores agree closely too
+        if r.items == [x.item_id for x in g]:
+            np.testing.assert_allclose(r.scores, [x.score for x in g], atol=2e-3)
+
+
+def test_batch_equals_single_requests(rec, cases):
+    cs, ds = cases
+    reqs = _requests(cs[:12], ds, rec)
+    batch = rec.recommend_batch(reqs)
+    for r, b in zip(reqs, batch):
+        single = rec.recommend(r["history"], r["profile"])
+        assert [x.item_id for x in single] == [x.item_id for x in b]
+
+
+def test_filters_and_active_mask(rec, cases):
+    cs, ds = cases
+    h = list(cs[0].history)
+    base = [x.item_id for x in rec.recommend(h, k=10)]
+    denied = base[:3]
+    got = [x.item_id for x in rec.recommend(h, k=10, deny=denied)]
+    assert len(got) == 10 and not set(denied) & set(got)
+    allow = base[5:7] + [int(i) for i in rec.catalog.state.sids.item_ids[:5]]
+    got = [x.item_id for x in rec.recommend(h, k=5, allow=allow)]
+    assert set(got) <= set(allow) and len(got) == 5
+    try:
+        assert rec.set_active([base[0]], False) == 1
+        got = [x.item_id for x in rec.recommend(h, k=10)]
+        assert base[0] not in got and len(got) == 10
+    finally:
+        rec.set_active([base[0]], True)
+    assert [x.item_id for x in rec.recommend(h, k=10)] == base
+
+
+def test_add_items_makes_a_new_item_recommendable(bundle, cases):
+    from genrec_lite.runtime import Recommender
+
+    cs, ds = cases
+    r = Recommender.load(bundle, n_threads=1)
+    try:
+        h = list(cs[1].history)
+        top = r.recommend(h, k=1)[0]
+        twin = dict(r.catalog.state.records[top.item_id])
+        new_id = 10_000_000
+        sid = r.add_items([{**twin, "item_id": new_id}])[0]
+        assert sid.startswith(top.sid.rsplit("<", 1)[0])  # same text -> same base codes
+        got = r.recommend(h, k=1, allow=[new_id])
+        assert [x.item_id for x in got] == [new_id] and np.isfinite(got[0].score)
+        with pytest.raises(InvalidArgumentError, match=str(new_id)):
+            r.add_items([{**twin, "item_id": new_id}])
+        with pytest.raises(InvalidArgumentError, match="NaN"):
+            r.add_items([{"item_id": new_id + 1}], vectors=np.full((1, 384), np.nan))
+        with pytest.raises(InvalidArgumentError, match="shape"):
+            r.add_items([{"item_id": new_id + 1}], vectors=np.zeros((1, 7)))
+        assert r.remove_items([new_id]) == 1
+        with pytest.raises(UnknownItemError):
+            r.set_active([new_id], True)
+    finally:
+        r.close()
+
+
+def test_concurrent_requests_equal_serial(rec, cases):
+    cs, ds = cases
+    reqs = _requests(cs[:16], ds, rec)
+    serial = [[x.item_id for x in rec.recommend(q["history"], q["profile"])] for q in reqs]
+    out: dict = {}
+    errors = []
+
+    def worker(t):
+        try:
+            for n, q in enumerate(reqs):
+                if n % 4 == t:
+                    out[n] = [x.item_id for x in rec.recommend(q["history"], q["profile"])]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [out[n] for n in range(len(reqs))] == serial
+
+
+def test_bad_requests(rec, cases):
+    cs, ds = cases
+    h = list(cs[0].history)
+    with pytest.raises(InvalidArgumentError, match="beam=5 < k=10"):
+        rec.recommend(h, k=10, beam=5)
+    with pytest.raises(InvalidArgumentError, match="active items"):
+        rec.recommend(h, k=100_000, beam=100_000)
+    with pytest.warns(UserWarning, match="999999"):
+        a = rec.recommend(h + [999_999])
+    assert [x.item_id for x in a] == [x.item_id for x in rec.recommend(h)]
+    assert len(rec.recommend([])) == 10  # profile-only / empty history still answers
+    long = [int(i) for i in rec.catalog.state.sids.item_ids[:50]]
+    assert [x.item_id for x in rec.recommend(long)] == [x.item_id for x in rec.recommend(long[-10:])]
+
+
+def test_unknown_history_items_can_be_an_error(bundle, cases):
+    from genrec_lite.runtime import Recommender
+
+    r = Recommender.load(bundle, n_threads=1, unknown_items="error")
+    try:
+        with pytest.raises(UnknownItemError, match="999999"):
+            r.recommend([999_999])
+    finally:
+        r.close()
+
+
+def test_damaged_bundles_are_refused(bundle, tmp_path):
+    import shutil
+
+    from genrec_lite.runtime import Recommender
+
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copytree(bundle, dst)
+        return dst
+
+    b = copy("missing")
+    (b / "sid_encoder.onnx").unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        Recommender.load(b)
+    b = copy("truncated")
+    with open(b / "model.gguf", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ArtifactError, match="truncated"):
+        Recommender.load(b)
+    b = copy("flipped")
+    data = bytearray((b / "model.gguf").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (b / "model.gguf").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum"):
+        Recommender.load(b)
+    b = copy("version")
+    m = json.loads((b / "manifest.json").read_text())
+    m["format_version"] = 99
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FormatVersionError):
+        Recommender.load(b)
+
+
+def test_failed_export_leaves_nothing(trained, tmp_path, bundle):
+    from genrec_lite.export.bundle import export_bundle
+
+    out = tmp_path / "never"
+    with pytest.raises(InvalidArgumentError, match="q3"):
+        export_bundle(trained, out, quant="q3")
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_recommend_and_eval(bundle, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["recommend", "--bundle", str(bundle), "--history", "1,2,3", "--k", "3",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["items"]) == 3 and {"item_id", "score", "sid", "title"} <= set(data["items"][0])
+    out = tmp_path / "m.json"
+    assert main(["eval", "--model", str(bundle), "--limit", "40", "--out", str(out), "--quiet"]) == 0
+    m = json.loads(out.read_text())
+    assert m["n_cases"] == 40 and 0 <= m["NDCG@10"] <= m["HR@10"] <= 1
+
+
+def test_serving_never_imports_torch(bundle):
+    code = (f"import sys; from genrec_lite.runtime import Recommender; "
+            f"r = Recommender.load({str(bundle)!r}, n_threads=1); "
+            f"assert len(r.recommend([1, 2, 3], k=5)) == 5; "
+            f"r.add_items([{{'item_id': 77777, 'title': 'a new drill'}}]); "
+            f"assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
