@@ -102,6 +102,9 @@ def run_search(world: World, requests: list[dict], check_protocol: bool = True) 
         prefixes = new_prefixes
     out = search.results()
     assert len(out) == len(requests)
+    final = search.row_scores.tolist()  # float64 scores of the final beams, in result order
+    for r, res in enumerate(out):
+        res["scores64"] = [sc for sc, q in zip(final, search.row_request.tolist()) if q == r]
     for res in out:
         assert res["items"].dtype == np.int64 and res["scores"].dtype == np.float32
         assert res["sids"].dtype == np.int32 and res["sid_scores"].dtype == np.float32
@@ -122,14 +125,35 @@ def deny_of(q: dict) -> list[int]:
     return [] if d is None else [int(x) for x in d]
 
 
+# The search's exp kernel for x <= 0, step by step (each numpy operation rounds once, like the
+# C++ code compiled without FMA contraction): x = k ln2 + r, Taylor series of exp(r) to degree 13,
+# times 2^k; 0 below -700.
+LOG2E, SHIFT = 1.4426950408889634, 6755399441055744.0
+LN2_HI, LN2_LO = 0.6931471803691238, 1.9082149292705877e-10
+TAYLOR = [1.0 / math.factorial(i) for i in range(14)]
+
+
+def exp_kernel(v: np.ndarray) -> np.ndarray:
+    xc = np.maximum(v, -700.0)
+    kd = xc * LOG2E + SHIFT
+    k = kd - SHIFT
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    p = np.full_like(r, TAYLOR[13])
+    for c in TAYLOR[12::-1]:
+        p = p * r + c
+    return np.where(v < -700.0, 0.0, np.ldexp(p, k.astype(np.int64)))
+
+
 def log_probs(row: np.ndarray, table_level: np.ndarray, codes: list[int]) -> dict[int, float] | None:
     x = [float(row[table_level[c]]) for c in codes]
+    if any(math.isnan(v) for v in x):
+        return None
     m = max(x)
     if not math.isfinite(m):
         return None
     s = 0.0
-    for v in x:
-        s += math.exp(v - m)
+    for e in exp_kernel(np.array(x) - m).tolist():  # summed in code order
+        s += e
     lse = m + math.log(s)
     return {c: v - lse for c, v in zip(codes, x)}
 
@@ -151,7 +175,7 @@ def expand(world: World, beams, k: int, eligible: set[int]) -> dict:
                 items.append(it)
                 scores.append(float(np.float32(sc)))
     return {"items": items, "scores": scores, "sids": [s for s, _ in beams],
-            "sid_scores": [float(np.float32(sc)) for _, sc in beams]}
+            "sid_scores": [float(np.float32(sc)) for _, sc in beams], "scores64": [sc for _, sc in beams]}
 
 
 def reference_beam(world: World, request: int, q: dict) -> dict:
@@ -197,8 +221,20 @@ def check_equal(got: dict, want: dict) -> None:
     items, scores, sids, sid_scores = as_lists(got)
     assert sids == want["sids"]
     assert sid_scores == want["sid_scores"]
+    assert got["scores64"] == want["scores64"]  # the same float64 arithmetic, bit for bit
     assert items == want["items"]
     assert scores == want["scores"]
+
+
+def test_exp_kernel_is_accurate():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.exponential(3.0, 200_000), -rng.uniform(0, 700, 100_000),
+                        [0.0, -0.0, -1e-300, -0.34657359027997264, -700.0, -699.9999]])
+    want = np.exp(x)
+    got = exp_kernel(x)
+    ulps = np.abs(got - want) / np.spacing(want)
+    assert ulps.max() <= 2.0
+    assert exp_kernel(np.array([-700.5, -1e6, -np.inf])).tolist() == [0.0, 0.0, 0.0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,6 +336,23 @@ def test_ties_break_by_sid_and_collisions_keep_build_order():
     assert first == [5, 18 * 3 + 5]
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_larger_table_matches_reference(ties):
+    # wide nodes (up to 24 children): the vectorised paths run, not only their scalar tails
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 24, size=(600, 3), dtype=np.int32)
+    codes[:, 0] %= 6
+    codes[500:] = codes[:100]  # collisions
+    ids = rng.choice(10**6, size=600, replace=False).astype(np.int64)
+    world = World(codes, ids, 24, vocab_extra=40, seed=3, ties=ties, inactive=ids[::17])
+    reqs = [{"k": 10, "beam": 12}, {"k": 3, "beam": 5, "deny": ids[:300]},
+            {"k": 10, "beam": 20, "allow": ids[100:400:2], "deny": ids[100:120]}, {"k": 1, "beam": 1}]
+    got = run_search(world, reqs)
+    for r, q in enumerate(reqs):
+        check_equal(got[r], reference_beam(world, r, q))
+        assert len(got[r]["items"]) == q["k"]
+
+
 def test_empty_batch_dead_requests_and_empty_trie():
     world = small_world()
     assert run_search(world, []) == []
@@ -384,6 +437,16 @@ def test_errors():
         BeamSearch(world.trie, world.table[:2], [{}])
     with pytest.raises(InvalidArgumentError, match="token_table"):
         BeamSearch(world.trie, world.table[0], [{}])
+    # a table narrower than the codes the trie holds: an error when such a code comes up
+    s = BeamSearch(world.trie, world.table[:, :2], [{}])
+    with pytest.raises(InvalidArgumentError, match="level 0 code 2"):
+        s.step(np.zeros((1, V), np.float32))
+    # a trie whose code range is wider than the table, but whose codes all have tokens: fine
+    wide = SidTrie(world.codes, world.ids, codebook_sizes=1000)
+    s = BeamSearch(wide, world.table, [{"k": 3}])
+    while not s.done:
+        s.step(np.zeros((s.rows, V), np.float32))
+    assert s.results()[0]["items"].size == 3
     # a code the trie holds without a token
     table = world.table.copy()
     table[1, 2] = -1

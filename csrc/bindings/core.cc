@@ -853,7 +853,9 @@ NB_MODULE(_core, m) {
         }
         return results_to_python(std::move(r), b.search->levels());
       }, "Per request: {items, scores, sids, sid_scores}, after the last level.")
-      .def("__repr__", [](const PyBeamSearch& b) {
+      .def("__repr__", [](const PyBeamSearch& b) -> std::string {
+        std::unique_lock<std::mutex> lock(b.busy, std::try_to_lock);
+        if (!lock.owns_lock()) return "BeamSearch(<in use by another thread>)";
         const genrec::BeamSearch& s = *b.search;
         return "BeamSearch(requests=" + std::to_string(s.n_requests()) + ", level=" + std::to_string(s.level()) +
                "/" + std::to_string(s.levels()) + ", rows=" + std::to_string(s.rows()) + ")";

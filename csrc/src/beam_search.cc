@@ -1,8 +1,14 @@
 // genrec-lite: batched constrained beam search over semantic IDs. See genrec/beam_search.h.
 #include "genrec/beam_search.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -19,10 +25,67 @@ inline bool ranks_before(double sa, uint32_t na, double sb, uint32_t nb) noexcep
   return sa > sb || (sa == sb && na < nb);
 }
 
+// exp(x) for x <= 0 (not NaN), in double, to about 1 ulp: x = k ln2 + r with |r| <= ln2 / 2 (ln2
+// split in two so k * ln2_hi is exact), exp(r) by its Taylor series to degree 13 (truncation
+// below 1e-17), times 2^k. Below -700 the result is 0, which leaves a softmax sum >= 1 unchanged.
+// Every step is one IEEE operation in a fixed order (no FMA), so the AVX2 and the scalar paths
+// give the same bits as each other and as the numpy copy of this kernel in the tests.
+// (libm's exp, one call per element, took about half of the search's time.)
+constexpr double kExpMin = -700.0;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 0.6931471803691238;     // 0x3fe62e42fee00000: 21 low bits zero
+constexpr double kLn2Lo = 1.9082149292705877e-10;
+constexpr double kShift = 6755399441055744.0;      // 1.5 * 2^52: adding it rounds to an integer
+constexpr double kTaylor[14] = {1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664,
+                                0.008333333333333333, 0.001388888888888889, 0.0001984126984126984,
+                                2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07,
+                                2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10};
+
+inline double exp_nonpositive(double x) noexcept {
+  const double xc = x < kExpMin ? kExpMin : x;
+  const double kd = xc * kLog2e + kShift;
+  const double k = kd - kShift;
+  const double r = (xc - k * kLn2Hi) - k * kLn2Lo;
+  double p = kTaylor[13];
+  for (int i = 12; i >= 0; --i) p = p * r + kTaylor[i];
+  uint64_t kbits, shift_bits;
+  std::memcpy(&kbits, &kd, sizeof kd);
+  std::memcpy(&shift_bits, &kShift, sizeof kShift);
+  const uint64_t scale_bits = (kbits - shift_bits + 1023u) << 52;  // 2^k, k in [-1010, 0]
+  double scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return x < kExpMin ? 0.0 : p * scale;
+}
+
+// out[j] = exp(x[j] - m) for j < n (x[j] <= m, no NaN).
+void exp_shifted(const double* x, double m, double* out, size_t n) noexcept {
+  size_t j = 0;
+#if defined(__AVX2__)
+  const __m256d vm = _mm256_set1_pd(m), vmin = _mm256_set1_pd(kExpMin), vlog2e = _mm256_set1_pd(kLog2e);
+  const __m256d vshift = _mm256_set1_pd(kShift), vhi = _mm256_set1_pd(kLn2Hi), vlo = _mm256_set1_pd(kLn2Lo);
+  const __m256i bias = _mm256_set1_epi64x(1023), shift_bits = _mm256_castpd_si256(vshift);
+  for (; j + 4 <= n; j += 4) {
+    const __m256d v = _mm256_sub_pd(_mm256_loadu_pd(x + j), vm);
+    const __m256d xc = _mm256_max_pd(v, vmin);
+    const __m256d kd = _mm256_add_pd(_mm256_mul_pd(xc, vlog2e), vshift);
+    const __m256d k = _mm256_sub_pd(kd, vshift);
+    const __m256d r = _mm256_sub_pd(_mm256_sub_pd(xc, _mm256_mul_pd(k, vhi)), _mm256_mul_pd(k, vlo));
+    __m256d p = _mm256_set1_pd(kTaylor[13]);
+    for (int i = 12; i >= 0; --i) p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(kTaylor[i]));
+    const __m256i e = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_sub_epi64(_mm256_castpd_si256(kd), shift_bits), bias), 52);
+    const __m256d y = _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+    const __m256d under = _mm256_cmp_pd(v, vmin, _CMP_LT_OQ);
+    _mm256_storeu_pd(out + j, _mm256_andnot_pd(under, y));
+  }
+#endif
+  for (; j < n; ++j) out[j] = exp_nonpositive(x[j] - m);
+}
+
 }  // namespace
 
 BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests)
-    : trie_(trie), table_(tokens), requests_(std::move(requests)), levels_(trie.levels()) {
+    : trie_(trie), requests_(std::move(requests)), levels_(trie.levels()) {
   if (tokens.levels != levels_) {
     throw InvalidArgument("the token table has " + std::to_string(tokens.levels) +
                           " levels; expected " + std::to_string(levels_) + " (the trie's levels)");
@@ -35,6 +98,29 @@ BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::ve
   }
   if (requests_.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     throw InvalidArgument("got " + std::to_string(requests_.size()) + " requests; expected fewer than 2^31");
+  }
+  // The tokens of each level's codes (those both the trie's code range and the table hold) in one
+  // flat array, and each level's token id range, for prefetching logit rows.
+  tok_begin_.assign(static_cast<size_t>(levels_) + 1, 0);
+  tok_len_.assign(static_cast<size_t>(levels_), 0);
+  for (int l = 0; l < levels_; ++l) {
+    tok_len_[static_cast<size_t>(l)] = std::min(trie.codebook_sizes()[static_cast<size_t>(l)], tokens.max_size);
+    tok_begin_[static_cast<size_t>(l) + 1] = tok_begin_[static_cast<size_t>(l)] +
+                                             static_cast<size_t>(tok_len_[static_cast<size_t>(l)]);
+  }
+  tok_.resize(tok_begin_.back());
+  tok_lo_.assign(static_cast<size_t>(levels_), -1);
+  tok_hi_.assign(static_cast<size_t>(levels_), -1);
+  for (int l = 0; l < levels_; ++l) {
+    int32_t& lo = tok_lo_[static_cast<size_t>(l)];
+    int32_t& hi = tok_hi_[static_cast<size_t>(l)];
+    for (int32_t c = 0; c < tok_len_[static_cast<size_t>(l)]; ++c) {
+      const int32_t t = tokens.token(l, c);
+      tok_[tok_begin_[static_cast<size_t>(l)] + static_cast<size_t>(c)] = t;
+      if (t < 0) continue;
+      lo = lo < 0 ? t : std::min(lo, t);
+      hi = std::max(hi, t);
+    }
   }
   overlay_of_.assign(requests_.size(), -1);
   size_t total_beam = 0;
@@ -100,6 +186,10 @@ void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
   }
   ov.node.assign(static_cast<size_t>(L) + 1, {});
   ov.run.assign(static_cast<size_t>(L) + 1, {});
+  for (int d = 1; d <= L; ++d) {
+    ov.node[static_cast<size_t>(d)].reserve(ov.pos.size());
+    ov.run[static_cast<size_t>(d)].reserve(ov.pos.size() + 1);
+  }
   // Node of each listed position at each depth; positions are sorted, so per depth the nodes are
   // non-decreasing and a node's positions are one run.
   std::vector<uint32_t> path(static_cast<size_t>(L) + 1);
@@ -117,34 +207,37 @@ void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
   for (int d = 1; d <= L; ++d) ov.run[static_cast<size_t>(d)].push_back(static_cast<uint32_t>(ov.pos.size()));
 }
 
-size_t BeamSearch::gather(size_t i, const Overlay* ov, const float* row, int64_t vocab) {
+[[noreturn]] void BeamSearch::bad_token(int level, int32_t code, int32_t tok, int64_t vocab) {
+  if (tok < 0) {
+    throw InvalidArgument("the token table has no token (" + std::to_string(tok) + ") for level " +
+                          std::to_string(level) + " code " + std::to_string(code) + ", which the trie holds");
+  }
+  throw InvalidArgument("the SID token of level " + std::to_string(level) + " code " + std::to_string(code) +
+                        " has id " + std::to_string(tok) + "; expected 0 <= id < " + std::to_string(vocab) +
+                        " (the length of a logits row)");
+}
+
+size_t BeamSearch::gather(size_t i, const Overlay* ov) {
   const int d = level_;  // the row's node is at depth d; its children at d + 1
   const uint32_t v = node_[i];
   const uint32_t b = trie_.child_begin(d, v), e = trie_.child_begin(d, v + 1);
   if (child_buf_.size() < e - b) {  // grows to the widest node once, then reused
     child_buf_.resize(e - b);
+    tok_buf_.resize(e - b);
     logit_buf_.resize(e - b);
+    exp_buf_.resize(e - b);
   }
   size_t n = 0;
-  auto take = [&](uint32_t u) {
-    const int32_t code = trie_.node_code(d + 1, u);
-    const int32_t tok = table_.token(d, code);
-    if (tok < 0 || tok >= vocab) {
-      throw InvalidArgument(tok < 0 ? "the token table has no token (" + std::to_string(tok) + ") for level " +
-                                          std::to_string(d) + " code " + std::to_string(code) +
-                                          ", which the trie holds"
-                                    : "the SID token of level " + std::to_string(d) + " code " +
-                                          std::to_string(code) + " has id " + std::to_string(tok) +
-                                          "; expected 0 <= id < " + std::to_string(vocab) +
-                                          " (the length of a logits row)");
-    }
-    child_buf_[n] = u;
-    logit_buf_[n] = static_cast<double>(row[tok]);
-    ++n;
-  };
   if (ov == nullptr) {
-    for (uint32_t u = b; u < e; ++u)
-      if (trie_.node_active(d + 1, u) != 0) take(u);
+    const std::atomic<uint32_t>* active = trie_.active_counts(d + 1);
+    uint32_t* out = child_buf_.data();
+    for (uint32_t u = b; u < e; ++u) {
+      out[n] = u;
+      n += active[u].load(std::memory_order_relaxed) != 0 ? 1 : 0;  // branch-free: most are active
+    }
+    // Pairs with the trie's release updates: what this search reads below these nodes later is
+    // at least as new as the counts read here.
+    std::atomic_thread_fence(std::memory_order_acquire);
     return n;
   }
   // The listed nodes among the children: a contiguous part of the depth's sorted node list.
@@ -155,7 +248,7 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov, const float* row, int64_t
     for (; j < nodes.size() && nodes[j] < e; ++j) {
       for (uint32_t x = run[j]; x < run[j + 1]; ++x) {
         if (trie_.active_at(ov->pos[x])) {
-          take(nodes[j]);
+          child_buf_[n++] = nodes[j];
           break;
         }
       }
@@ -164,13 +257,13 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov, const float* row, int64_t
   }
   for (uint32_t u = b; u < e; ++u) {  // deny: children with more active items than active denied ones
     const uint32_t active = trie_.node_active(d + 1, u);
+    const bool listed = j < nodes.size() && nodes[j] == u;
     if (active == 0) {
-      if (j < nodes.size() && nodes[j] == u) ++j;
+      j += listed ? 1 : 0;
       continue;
     }
-    if (j < nodes.size() && nodes[j] == u) {
-      const uint32_t listed = run[j + 1] - run[j];
-      bool ok = active > listed;  // more active items than denied ones at all: no need to look
+    if (listed) {
+      bool ok = active > run[j + 1] - run[j];  // more active items than denied ones at all: no need to look
       if (!ok) {
         uint32_t denied_active = 0;
         for (uint32_t x = run[j]; x < run[j + 1]; ++x) denied_active += trie_.active_at(ov->pos[x]) ? 1u : 0u;
@@ -179,9 +272,42 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov, const float* row, int64_t
       ++j;
       if (!ok) continue;
     }
-    take(u);
+    child_buf_[n++] = u;
   }
   return n;
+}
+
+double BeamSearch::load_logits(size_t n, const float* row, int64_t vocab) {
+  const int d = level_;
+  const int32_t* codes = trie_.node_codes(d + 1);
+  const int32_t* level_tokens = tok_.data() + tok_begin_[static_cast<size_t>(d)];
+  const int32_t n_tokens = tok_len_[static_cast<size_t>(d)];
+  const uint32_t* child = child_buf_.data();
+  int32_t* toks = tok_buf_.data();
+  bool bad = false;
+  for (size_t j = 0; j < n; ++j) {
+    const int32_t c = codes[child[j]];
+    const int32_t tok = c < n_tokens ? level_tokens[c] : -1;
+    bad |= static_cast<uint64_t>(static_cast<int64_t>(tok)) >= static_cast<uint64_t>(vocab);  // < 0 too
+    toks[j] = tok;
+  }
+  if (bad) {
+    for (size_t j = 0; j < n; ++j) {
+      if (tok_buf_[j] < 0 || tok_buf_[j] >= vocab) {
+        bad_token(d, trie_.node_code(d + 1, child_buf_[j]), tok_buf_[j], vocab);
+      }
+    }
+  }
+  double m = kNegInf;
+  bool nan = false;
+  double* x = logit_buf_.data();
+  for (size_t j = 0; j < n; ++j) {
+    x[j] = static_cast<double>(row[toks[j]]);
+    m = x[j] > m ? x[j] : m;
+    nan |= x[j] != x[j];
+  }
+  // A NaN logit makes the whole row NaN in the reference (then -inf): report no finite maximum.
+  return nan ? std::numeric_limits<double>::quiet_NaN() : m;
 }
 
 void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
@@ -194,32 +320,52 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     return ranks_before(a.score, a.node, b.score, b.node);
   };
   heap_.clear();
+  const int32_t lo = tok_lo_[static_cast<size_t>(level_)], hi = tok_hi_[static_cast<size_t>(level_)];
+  // This level's SID tokens within a few cache lines (added tokens are consecutive): fetch the
+  // next row's while scoring this one, since fresh logit rows are rarely in cache.
+  const bool prefetch = lo >= 0 && hi < vocab && hi - lo < 1024;
+  bool full = false;
+  double worst = kNegInf;  // the heap's worst score once it is full
   for (size_t i = begin; i < end; ++i) {
+    const double base = score_[i];
+    // A candidate never scores above its row (its log-probability is <= 0, also after rounding),
+    // and rows come best first: once a row cannot beat a full heap, no later row can.
+    if (full && base < worst) break;
     const float* row = logits + static_cast<int64_t>(i) * row_stride;
-    const size_t n = gather(i, ov, row, vocab);
+    if (prefetch && i + 1 < node_.size()) {
+      const float* next = row + row_stride;
+      for (int32_t t = lo; t <= hi; t += 16) __builtin_prefetch(next + t);
+      __builtin_prefetch(next + hi);
+    }
+    const size_t n = gather(i, ov);
     if (n == 0) continue;  // a dead beam: nothing valid below its prefix
     // log-softmax over the allowed codes, in double, summed in code order
-    double m = kNegInf;
-    for (size_t j = 0; j < n; ++j) m = logit_buf_[j] > m ? logit_buf_[j] : m;
-    if (!std::isfinite(m)) continue;  // all -inf, or +inf: no finite score (the reference drops them)
+    const double m = load_logits(n, row, vocab);
+    if (!std::isfinite(m)) continue;  // all -inf, +inf or NaN: no finite score (the reference drops them)
+    const double* x = logit_buf_.data();
+    double* ex = exp_buf_.data();
+    exp_shifted(x, m, ex, n);
     double s = 0.0;
-    for (size_t j = 0; j < n; ++j) s += std::exp(logit_buf_[j] - m);
+    for (size_t j = 0; j < n; ++j) s += ex[j];
     const double lse = m + std::log(s);
-    const double base = score_[i];
-    // The row's best candidate cannot enter a full heap: skip the row.
-    if (heap_.size() == cap && base + (m - lse) < heap_.front().score) continue;
+    if (full && base + (m - lse) < worst) continue;  // not even the row's best gets in
     for (size_t j = 0; j < n; ++j) {
-      const double sc = base + (logit_buf_[j] - lse);
+      const double sc = base + (x[j] - lse);
       if (!(sc > kNegInf)) continue;  // -inf or NaN
+      if (full && sc < worst) continue;
       const uint32_t u = child_buf_[j];
-      if (heap_.size() < cap) {
+      if (!full) {
         heap_.push_back({sc, u, static_cast<int32_t>(i)});
         std::push_heap(heap_.begin(), heap_.end(), worse_first);
+        full = heap_.size() == cap;
       } else if (ranks_before(sc, u, heap_.front().score, heap_.front().node)) {
         std::pop_heap(heap_.begin(), heap_.end(), worse_first);
         heap_.back() = {sc, u, static_cast<int32_t>(i)};
         std::push_heap(heap_.begin(), heap_.end(), worse_first);
+      } else {
+        continue;
       }
+      if (full) worst = heap_.front().score;
     }
   }
   std::sort_heap(heap_.begin(), heap_.end(), worse_first);  // best first
@@ -229,7 +375,8 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     next_node_.push_back(c.node);
     next_score_.push_back(c.score);
     next_parents_.push_back(c.row);
-    next_tokens_.push_back(table_.token(level_, trie_.node_code(d, c.node)));
+    next_tokens_.push_back(tok_[tok_begin_[static_cast<size_t>(level_)] +  // checked in load_logits
+                                static_cast<size_t>(trie_.node_code(d, c.node))]);
   }
 }
 

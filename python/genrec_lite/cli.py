@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .errors import GenrecError
@@ -318,9 +319,11 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, quiet) -> No
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
 @click.option("--quant", default="f16", show_default=True, type=click.Choice(["f32", "f16", "q8_0"]),
               help="Weight type of model.gguf.")
+@click.option("--onnx", "with_onnx", is_flag=True,
+              help="Also write model.onnx (the onnxruntime backend, float32).")
 @click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--quiet", is_flag=True, help="No progress messages.")
-def export_cmd(model_path, out, quant, weights, quiet) -> None:
+def export_cmd(model_path, out, quant, with_onnx, weights, quiet) -> None:
     """Write a self-contained serving bundle (atomically: nothing half-written on failure).
 
     \b
@@ -330,7 +333,7 @@ def export_cmd(model_path, out, quant, weights, quiet) -> None:
     from .export.bundle import export_bundle
 
     say = None if quiet else (lambda msg: click.echo(msg, err=True))
-    m = export_bundle(model_path, out, quant=quant, which=weights, progress=say)
+    m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights, progress=say)
     size = sum(f["bytes"] for f in m["files"].values()) / 2**20
     click.echo(f"bundle written to {out}: {len(m['files'])} files, {size:.1f} MiB, "
                f"{m['export_seconds']} s")
@@ -374,6 +377,85 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> 
             click.echo(f"  seen  {i:>8}  {state.sids.sid(i)}  {state.title(i)[:70]}")
     for n, r in enumerate(recs, 1):
         click.echo(f"{n:>4}. {r.item_id:>8}  {r.sid}  {r.score:8.3f}  {r.title[:70]}")
+
+
+@cli.command("quickstart")
+@click.option("--data", default="synthetic", show_default=True,
+              help="'synthetic' (built-in) or a data folder in the ../shared/data format.")
+@click.option("--out", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
+              help="Where the SIDs, checkpoint and bundle go.")
+@click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0.2),
+              help="Training budget (wall clock).")
+@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads.")
+def quickstart_cmd(data, out, minutes, threads) -> None:
+    """The whole loop in a few minutes: SIDs, training, evaluation, export, recommendations.
+
+    \b
+    Examples:
+      genrec-lite quickstart
+      genrec-lite quickstart --data ../shared/data/amazon-industrial --minutes 20
+    """
+    import time
+
+    from .data import leave_one_out, resolve_dataset
+    from .eval.bundle import evaluate_bundle
+    from .eval.metrics import metrics_table, rank_metrics
+    from .export.bundle import export_bundle
+    from .runtime import Recommender
+    from .sid.build import SidConfig, build_semantic_ids
+    from .train.trainer import TrainConfig, Trainer
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    dataset = resolve_dataset(data)
+    synthetic = data == "synthetic"
+    step = lambda n, text: click.secho(f"[{n}/5] {text}", bold=True, err=True)  # noqa: E731
+    step(1, f"semantic IDs for {len(dataset.catalog)} items ({dataset.name})")
+    sid_cfg = SidConfig(levels=3, codebook_size=64 if synthetic else 256,
+                        collisions="extra_level", epochs=150 if synthetic else None)
+    sids = build_semantic_ids(dataset.catalog, sid_cfg)
+    sids.save(out / "sids")
+    rep = sids.report()
+    click.echo(f"      {len(sids)} items, collision rate before the extra level "
+               f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
+    split = "temporal:2000000" if dataset.test_cases and dataset.valid_cases else "leave-one-out"
+    step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
+    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
+                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
+                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
+                                                    "num_heads": 4, "num_kv_heads": 4})
+    Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
+    step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
+    export_bundle(out / "model", out / "bundle", quant="f16",
+                  progress=lambda msg: click.echo(f"      {msg}", err=True))
+    step(4, "evaluating the bundle with the C++ runtime")
+    rec = Recommender.load(out / "bundle", n_threads=threads)
+    if dataset.test_cases:
+        cases = dataset.test_cases
+        train_before = 2_000_000
+    else:
+        cases = leave_one_out(dataset.interactions, max_len=cfg.max_history).test
+        train_before = None
+    profiles = dataset.profiles if cfg.use_profiles else None
+    ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True)
+    inter = dataset.interactions if train_before is None else dataset.interactions.between(before=train_before)
+    counts = np.bincount(inter.item_ids, minlength=int(inter.item_ids.max()) + 1)
+    top = np.argsort(-counts, kind="stable")[:10].tolist()
+    pop = rank_metrics([top] * len(cases), [c.target for c in cases])
+    click.echo("\n" + metrics_table({"genrec-lite (this run)": ours, "popularity": pop}))
+    step(5, "a few recommendations")
+    state = rec.catalog.state
+    for c in cases[:3]:
+        click.echo(f"\nuser {c.user_id}:")
+        for i in c.history[-5:]:
+            click.echo(f"   saw   {state.title(i)[:80]}")
+        recs = rec.recommend(c.history, k=5)
+        for n, r in enumerate(recs, 1):
+            mark = "  <- next item" if r.item_id == c.target else ""
+            click.echo(f"   {n}. {r.title[:80]}  ({r.score:.2f}){mark}")
+    click.echo(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} min; bundle in {out / 'bundle'}; try\n"
+               f"  genrec-lite recommend --bundle {out / 'bundle'} --history "
+               f"{','.join(str(i) for i in cases[0].history[-3:])}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@
 // filtered request still returns k items when k eligible items exist and beam >= k. Ids in
 // allow/deny that the trie does not hold are ignored (a catalog may list ads the bundle lacks).
 //
-// Cost: step() reads only the SID columns of each row (children of the row's trie node), keeps a
-// bounded heap per request and reuses its buffers; a filter costs O(|list| x (log n + L)) once at
+// Cost: step() reads only the SID columns of each row (the children of the row's trie node),
+// keeps a bounded heap per request, skips rows that can no longer place a candidate, and reuses
+// its buffers (no allocation once they have grown); a filter costs O(|list| x (log n + L)) once at
 // construction, then O(log |list|) per row and step.
 //
 // Thread safety: a BeamSearch is one search, used by one thread at a time; any number of them may
@@ -73,7 +74,7 @@ struct SearchResult {
 class BeamSearch {
  public:
   /// Throws InvalidArgument for a token table whose shape does not match the trie, or a request
-  /// with k < 1 or beam < 1. Copies the table and the requests' lists; keeps a reference to trie.
+  /// with k < 1 or beam < 1. Copies what it needs of the table; keeps a reference to trie.
   BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests);
 
   /// The SID level the next step() scores (levels() once done).
@@ -90,8 +91,8 @@ class BeamSearch {
 
   /// Scores one level. logits: rows() rows, row i at logits + i * row_stride, each a full logit
   /// row whose SID token ids must be < row_stride. May be null when rows() is 0. Throws
-  /// InvalidArgument after the last level or for a SID token id outside the row (the search is
-  /// then unchanged).
+  /// InvalidArgument after the last level, or when an allowed code has no token in the table or
+  /// one outside the row (the search is then unchanged; the table is checked only where read).
   void step(const float* logits, int64_t row_stride);
   /// Same, for rows of vocab logits laid out row_stride >= vocab floats apart (a strided view).
   void step(const float* logits, int64_t row_stride, int64_t vocab);
@@ -123,15 +124,17 @@ class BeamSearch {
   };
 
   void build_overlay(const SearchRequest& q, Overlay& ov) const;
-  // Children of row i's node that are allowed for the request's filter, with their logits; returns
-  // how many (into child_buf_ / logit_buf_). Throws for a bad token id.
-  size_t gather(size_t i, const Overlay* ov, const float* row, int64_t vocab);
+  // Children of row i's node that the request's filter allows, into child_buf_; returns how many.
+  size_t gather(size_t i, const Overlay* ov);
+  // Their tokens and logits into tok_buf_ / logit_buf_; returns the largest logit (NaN if any is
+  // NaN). Throws for a token id outside the row.
+  double load_logits(size_t n, const float* row, int64_t vocab);
+  [[noreturn]] static void bad_token(int level, int32_t code, int32_t tok, int64_t vocab);
   void select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
                       int64_t vocab);
   void expand_items(uint32_t leaf, const Overlay* ov, float score, size_t k, SearchResult& out) const;
 
   const SidTrie& trie_;
-  SidTokenTable table_;
   std::vector<SearchRequest> requests_;
   std::vector<Overlay> overlays_;
   std::vector<int32_t> overlay_of_;  // per request: index into overlays_, -1 for none
@@ -149,7 +152,14 @@ class BeamSearch {
   std::vector<double> next_score_;
   // Scratch reused across rows and steps.
   std::vector<uint32_t> child_buf_;
-  std::vector<double> logit_buf_;
+  std::vector<int32_t> tok_buf_;
+  std::vector<double> logit_buf_, exp_buf_;
+  // Token of (level, code) at tok_[tok_begin_[level] + code] for code < tok_len_[level] (-1 or
+  // beyond: none), and per level the smallest / largest token id (-1: none).
+  std::vector<int32_t> tok_;
+  std::vector<size_t> tok_begin_;
+  std::vector<int32_t> tok_len_;
+  std::vector<int32_t> tok_lo_, tok_hi_;
   std::vector<Candidate> heap_;
 };
 

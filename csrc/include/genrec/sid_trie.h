@@ -109,6 +109,11 @@ class SidTrie {
   uint32_t node_active(int depth, uint32_t node) const noexcept {
     return depth_[depth].active[node].load(std::memory_order_acquire);
   }
+  /// The same per-depth arrays as raw pointers, for tight loops: n_nodes(depth) + 1 child
+  /// begins, n_nodes(depth) codes (depth >= 1) and active counts (read them atomically).
+  const uint32_t* child_begins(int depth) const noexcept { return depth_[depth].child_begin.data(); }
+  const int32_t* node_codes(int depth) const noexcept { return depth_[depth].code.data(); }
+  const std::atomic<uint32_t>* active_counts(int depth) const noexcept { return depth_[depth].active.get(); }
   int64_t item_at(uint32_t pos) const noexcept { return ids_by_pos_[pos]; }
   /// Whether the item at a position is active, as read now.
   bool active_at(uint32_t pos) const noexcept {

@@ -18,13 +18,13 @@ from ..runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 QUANTS = ("f32", "f16", "q8_0")
 
 
-def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", which: str = "best",
-                  text_encoder: bool = True, progress=None) -> dict:
+def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx: bool = False,
+                  which: str = "best", text_encoder: bool = True, progress=None) -> dict:
     """Write the bundle; returns its manifest. `progress(msg)` is told about each stage."""
     from ..sid.embed import resolve_model
     from ..train.checkpoint import load_model
     from .gguf_export import write_gguf
-    from .onnx_export import export_sid_encoder, export_text_encoder
+    from .onnx_export import export_lm, export_sid_encoder, export_text_encoder
 
     if quant not in QUANTS:
         raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
@@ -41,6 +41,10 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", whic
         say(f"writing model.gguf ({quant})")
         facts["gguf"] = write_gguf(model, tok, tmp / "model.gguf", quant=quant,
                                    name=f"genrec-lite {meta['backbone']['kind']}")
+        if onnx:
+            say("writing model.onnx")
+            facts["onnx"] = export_lm(model, tmp / "model.onnx")
+            tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
         sids.save(tmp / "sids")
         say("writing sid_encoder.onnx")
         facts["sid_encoder"] = export_sid_encoder(sids, tmp / "sid_encoder.onnx")

@@ -182,6 +182,7 @@ def write_gguf(model, tokenizer, path: str | Path, *, quant: str = "f16", name: 
         w.write_tensors_to_file()
         w.close()
         n_bytes = os.path.getsize(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp made it private; worker processes of other users read it
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -97,3 +97,100 @@ def export_sid_encoder(sids, out_path: str | Path) -> dict:
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     return {"input_dim": int(enc.input_dim), "latent_dim": latent, "layers": len(enc.layers)}
+
+
+def export_lm(model, path: str | Path) -> dict:
+    """The causal LM (Llama or Qwen2; LoRA merged) with an explicit KV cache, as ONNX.
+
+    Inputs: input_ids (b, t), attention_mask (b, past + t), position_ids (b, t), past_key and
+    past_value (layers, b, kv_heads, past, head_dim). Outputs: logits of the last position
+    (b, vocab) — all a beam search needs — and present_key / present_value (past + t). The graph
+    is written from the weights by a small explicit forward (no cache objects to trace), checked
+    against the Hugging Face model by the tests.
+    """
+    torch = require("torch")
+    from .gguf_export import ARCHS, _rope_theta, merged_copy
+
+    m = merged_copy(model)
+    if type(m).__name__ not in ARCHS:
+        raise InvalidArgumentError(f"model class {type(m).__name__} cannot be exported to ONNX; "
+                                   f"expected one of {sorted(ARCHS)}")
+    cfg = m.config
+    n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_head
+    theta = _rope_theta(cfg)
+
+    class ExplicitLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m.model
+            self.head = m.lm_head
+            self.register_buffer("inv_freq", 1.0 / theta ** (torch.arange(0, hd, 2).float() / hd))
+
+        @staticmethod
+        def _rms(norm, x):
+            var = x.pow(2).mean(-1, keepdim=True)
+            return norm.weight * (x * torch.rsqrt(var + norm.variance_epsilon))
+
+        def forward(self, input_ids, attention_mask, position_ids, past_key, past_value):
+            b, t = input_ids.shape
+            x = self.m.embed_tokens(input_ids)
+            freqs = position_ids.unsqueeze(-1).float() * self.inv_freq       # (b, t, hd/2)
+            emb = torch.cat([freqs, freqs], dim=-1)
+            cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)         # (b, 1, t, hd)
+            total = attention_mask.shape[1]
+            past = total - t
+            # query i (absolute index past + i) sees key j when j <= past + i and j is not padding
+            qi = torch.arange(t).unsqueeze(1) + past
+            kj = torch.arange(total).unsqueeze(0)
+            allowed = (kj <= qi).unsqueeze(0) & (attention_mask.unsqueeze(1) > 0)   # (b, t, total)
+            bias = torch.where(allowed, 0.0, -1e9).unsqueeze(1)                     # (b, 1, t, total)
+
+            def rope(z):
+                z1, z2 = z[..., : hd // 2], z[..., hd // 2:]
+                return z * cos + torch.cat([-z2, z1], dim=-1) * sin
+
+            keys, values = [], []
+            for i, layer in enumerate(self.m.layers):
+                att = layer.self_attn
+                h = self._rms(layer.input_layernorm, x)
+                q = att.q_proj(h).view(b, t, n_head, hd).transpose(1, 2)
+                k = att.k_proj(h).view(b, t, n_kv, hd).transpose(1, 2)
+                v = att.v_proj(h).view(b, t, n_kv, hd).transpose(1, 2)
+                q, k = rope(q), rope(k)
+                k = torch.cat([past_key[i], k], dim=2)
+                v = torch.cat([past_value[i], v], dim=2)
+                keys.append(k)
+                values.append(v)
+                rep = n_head // n_kv
+                kk = k.repeat_interleave(rep, dim=1)
+                vv = v.repeat_interleave(rep, dim=1)
+                w = torch.softmax(q @ kk.transpose(-1, -2) / hd ** 0.5 + bias, dim=-1)
+                o = (w @ vv).transpose(1, 2).reshape(b, t, n_head * hd)
+                x = x + att.o_proj(o)
+                h = self._rms(layer.post_attention_layernorm, x)
+                mlp = layer.mlp
+                x = x + mlp.down_proj(torch.nn.functional.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+            x = self._rms(self.m.norm, x[:, -1])
+            return self.head(x), torch.stack(keys), torch.stack(values)
+
+    lm = ExplicitLM().eval()
+    n_layers = cfg.num_hidden_layers
+    ids = torch.ones(2, 3, dtype=torch.long)
+    past = torch.zeros(n_layers, 2, n_kv, 2, hd)
+    mask = torch.ones(2, 5, dtype=torch.long)
+    pos = torch.arange(2, 5).repeat(2, 1)
+    with torch.no_grad():
+        torch.onnx.export(
+            lm, (ids, mask, pos, past, past), str(path),
+            input_names=["input_ids", "attention_mask", "position_ids", "past_key", "past_value"],
+            output_names=["logits", "present_key", "present_value"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                          "attention_mask": {0: "batch", 1: "total"},
+                          "position_ids": {0: "batch", 1: "tokens"},
+                          "past_key": {1: "batch", 3: "past"}, "past_value": {1: "batch", 3: "past"},
+                          "logits": {0: "batch"}, "present_key": {1: "batch", 3: "total"},
+                          "present_value": {1: "batch", 3: "total"}},
+            opset_version=OPSET, dynamo=False)
+    return {"arch": ARCHS[type(m).__name__], "layers": n_layers, "kv_heads": n_kv, "head_dim": hd,
+            "vocab": int(m.lm_head.out_features), "bytes": Path(path).stat().st_size}

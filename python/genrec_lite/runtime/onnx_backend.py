@@ -80,3 +80,46 @@ class OnnxSidEncoder:
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         return self.quantizer.encode(self.latent(vectors))
+
+
+class OnnxLM:
+    """The LM exported by export_lm, driven one SID level at a time (the second backend).
+
+    prefill() runs a left-padded batch of prompts; step() first reorders the cache rows by
+    `parents` (beam search) and then feeds one token per row. The state is plain numpy.
+    """
+
+    def __init__(self, path: str | Path, *, n_threads: int | None = None, pad_id: int = 0):
+        self.session = _session(Path(path), n_threads)
+        shape = self.session.get_inputs()[3].shape  # past_key: (layers, batch, kv, past, head_dim)
+        self.layers, self.kv_heads, self.head_dim = int(shape[0]), int(shape[2]), int(shape[4])
+        self.pad_id = int(pad_id)
+
+    def _run(self, ids, mask, pos, pk, pv):
+        logits, k, v = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                               "position_ids": pos, "past_key": pk, "past_value": pv})
+        return logits, k, v
+
+    def prefill(self, prompts: list[list[int]]):
+        n = len(prompts)
+        width = max(len(p) for p in prompts)
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        for r, p in enumerate(prompts):  # left padding: every prompt ends at the last column
+            ids[r, width - len(p):] = p
+            mask[r, width - len(p):] = 1
+        pos = np.clip(mask.cumsum(1) - 1, 0, None)
+        empty = np.zeros((self.layers, n, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        logits, k, v = self._run(ids, mask, pos, empty, empty)
+        return logits, {"k": k, "v": v, "mask": mask, "next": mask.sum(1)}
+
+    def step(self, state: dict, parents, tokens):
+        parents = np.asarray(parents, dtype=np.int64)
+        if len(parents) == 0:
+            return np.zeros((0, 1), dtype=np.float32), state
+        k, v = state["k"][:, parents], state["v"][:, parents]
+        mask = np.concatenate([state["mask"][parents], np.ones((len(parents), 1), np.int64)], axis=1)
+        nxt = state["next"][parents]
+        ids = np.asarray(tokens, dtype=np.int64)[:, None]
+        logits, k, v = self._run(ids, mask, nxt[:, None], k, v)
+        return logits, {"k": k, "v": v, "mask": mask, "next": nxt + 1}

@@ -67,8 +67,8 @@ class Recommender:
     def load(cls, bundle: str | Path, *, n_threads: int | None = None, backend: str = "llama",
              n_contexts: int = 1, unknown_items: str = "skip", verify: bool = True,
              catalog: str | Path | None = None) -> "Recommender":
-        """Open a bundle. backend 'llama' (model.gguf through llama.cpp); n_contexts: how many
-        searches may run at once. `catalog` is a folder
+        """Open a bundle. backend 'llama' (model.gguf through llama.cpp) or 'onnx' (model.onnx
+        through onnxruntime, if exported); n_contexts: how many llama.cpp searches may run at once. `catalog` is a folder
         written by save_catalog() to serve instead of the bundle's own catalog."""
         b = Bundle.open(bundle, verify=verify)
         sids = SemanticIds.load(b.file("sids/semantic_ids.json").parent)
@@ -82,8 +82,18 @@ class Recommender:
             model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts)
             table = _token_table(sids, model.token_id, "model.gguf")
             model_backend = _LlamaBackend(model)
+        elif backend == "onnx":
+            if not b.has("model.onnx"):
+                raise ArtifactError(f"the bundle {b.path} has no model.onnx (export it with --onnx)")
+            from .onnx_backend import OnnxLM
+
+            tok = _Tokenizer(b.file("tokenizer.json"))
+            pad = b.manifest["tokenizer"].get("pad_token_id") or 0
+            lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
+            table = _token_table(sids, tok.token_id, "tokenizer.json")
+            model_backend = _OnnxBackend(lm, tok)
         else:
-            raise InvalidArgumentError(f"backend={backend!r}; expected 'llama'")
+            raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
         live = LiveCatalog(sids, records)
         if inactive:
             live.set_active(inactive, False)
@@ -247,6 +257,44 @@ class _LlamaBackend:
 
     def close(self):
         self.model.close()
+
+
+class _OnnxBackend:
+    """The same C++ search core over onnxruntime logits; Python loops over the SID levels only."""
+
+    def __init__(self, lm, tokenizer):
+        self.lm = lm
+        self.tok = tokenizer
+
+    def search(self, trie, table, texts, requests):
+        from .. import _core
+
+        search = _core.BeamSearch(trie, table, requests)
+        logits, state = self.lm.prefill([self.tok.encode(t) for t in texts])
+        while True:
+            search.step(logits)
+            if search.done:
+                return search.results()
+            logits, state = self.lm.step(state, search.parents, search.tokens)
+
+    def close(self):
+        pass
+
+
+class _Tokenizer:
+    """The model's tokenizer through the `tokenizers` library (no transformers at serving time)."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=True).ids
+
+    def token_id(self, piece: str) -> int:
+        t = self._tok.token_to_id(piece)
+        return -1 if t is None else int(t)
 
 
 # --- helpers -----------------------------------------------------------------------------------
