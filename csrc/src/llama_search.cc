@@ -78,7 +78,9 @@ class Runner {
   }
 
   void clear() {
-    api_.memory_clear(mem_, true);
+    // Metadata only: freed cells are overwritten before they are read, and wiping the tensors
+    // would cost a memset of the whole KV buffer per call (milliseconds for small models).
+    api_.memory_clear(mem_, false);
     if (record_) record_->ops.push_back({LlamaSchedule::kClear});
   }
   void seq_rm(int32_t seq) {

@@ -59,7 +59,7 @@ class LlamaModel:
     """A GGUF model and `n_contexts` contexts sized for batched beam search."""
 
     def __init__(self, path: str | Path, *, n_threads: int | None = None, n_contexts: int = 1,
-                 n_ctx: int = 8192, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512):
+                 n_ctx: int = 4096, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512):
         llama_cpp = _llama_cpp()
         self._llama = llama_cpp
         path = Path(path)
