@@ -283,3 +283,45 @@ def test_serving_never_imports_torch(bundle):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_bundle_loader_fuzz_raises_only_genrec_errors(bundle, tmp_path):
+    """Random damage to the manifest or to a file: loading fails with a GenrecError or succeeds."""
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from genrec_lite.errors import GenrecError
+    from genrec_lite.runtime import Recommender
+
+    work = tmp_path / "fuzz"
+    shutil.copytree(bundle, work)
+    manifest = (bundle / "manifest.json").read_bytes()
+    victims = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz",
+               "sid_encoder.onnx"]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(victims), st.integers(0, 10**9), st.binary(min_size=0, max_size=64),
+           st.booleans())
+    def damage(name, where, junk, truncate):
+        target = work / name
+        original = (bundle / name).read_bytes()
+        pos = where % (len(original) + 1)
+        data = original[:pos] if truncate else original[:pos] + junk + original[pos + len(junk):]
+        target.write_bytes(data)
+        if name != "manifest.json":  # also make the manifest agree, so the damaged file is parsed
+            import hashlib
+
+            m = json.loads(manifest)
+            m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            (work / "manifest.json").write_text(json.dumps(m))
+        try:
+            Recommender.load(work, n_threads=1).close()
+        except GenrecError:
+            pass
+        finally:
+            target.write_bytes(original)
+            (work / "manifest.json").write_bytes(manifest)
+
+    damage()

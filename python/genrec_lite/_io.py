@@ -66,6 +66,8 @@ def read_manifest(path: str | os.PathLike, format_name: str, format_version: int
     """Read an artefact's JSON manifest and check its format name and version."""
     path = Path(path)
     meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path} holds a JSON {type(meta).__name__}; expected an object")
     if meta.get("format") != format_name:
         raise ArtifactError(f"{path} has format {meta.get('format')!r}; expected {format_name!r}")
     if meta.get("format_version") != format_version:

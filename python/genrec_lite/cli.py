@@ -384,7 +384,7 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> 
               help="'synthetic' (built-in) or a data folder in the ../shared/data format.")
 @click.option("--out", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
               help="Where the SIDs, checkpoint and bundle go.")
-@click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0.2),
+@click.option("--minutes", default=5.0, show_default=True, type=click.FloatRange(0.2),
               help="Training budget (wall clock).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads.")
 def quickstart_cmd(data, out, minutes, threads) -> None:

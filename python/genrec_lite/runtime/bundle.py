@@ -26,6 +26,8 @@ from ..errors import ArtifactError
 FORMAT_NAME = "genrec-lite.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# manifest keys the runtime reads, and their JSON types
+_REQUIRED = {"prompts": dict, "max_history": int, "sid": dict, "tokenizer": dict, "model": dict}
 
 
 @dataclass
@@ -43,7 +45,13 @@ class Bundle:
         files = manifest.get("files")
         if not isinstance(files, dict) or not files:
             raise ArtifactError(f"{path / MANIFEST} lists no files; the manifest is damaged")
+        for key, kind in _REQUIRED.items():
+            if not isinstance(manifest.get(key), kind):
+                raise ArtifactError(f"{path / MANIFEST}: {key!r} is {manifest.get(key)!r}; expected "
+                                    f"a {kind.__name__} (the manifest is damaged)")
         for name, facts in files.items():
+            if not isinstance(facts, dict) or ".." in Path(name).parts or Path(name).is_absolute():
+                raise ArtifactError(f"{path / MANIFEST}: file entry {name!r} is damaged")
             f = path / name
             if not f.is_file():
                 raise ArtifactError(f"bundle file {f} is missing")
@@ -66,10 +74,18 @@ class Bundle:
     def items(self) -> list[dict]:
         """The catalog records (id, title, text) in file order."""
         out = []
-        with open(self.file("items.jsonl"), encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ArtifactError(f"{self.file('items.jsonl')} line {n} is not JSON ({exc})") from exc
+        try:
+            text = self.file("items.jsonl").read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(f"{self.file('items.jsonl')} is not UTF-8 text ({exc})") from exc
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                rec["item_id"] = int(rec["item_id"])
+            except (json.JSONDecodeError, TypeError, KeyError, ValueError, IndexError) as exc:
+                raise ArtifactError(f"{self.file('items.jsonl')} line {n} is not an item record "
+                                    f"({exc!r})") from exc
+            out.append(rec)
         return out

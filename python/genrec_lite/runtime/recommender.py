@@ -52,8 +52,13 @@ class Recommender:
         self.bundle = bundle
         self.backend = backend
         self.catalog = catalog
-        self.prompts = PromptSet.load(m["prompts"])
+        try:
+            self.prompts = PromptSet.load(m["prompts"])
+        except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
+            raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
         self.max_history = int(m["max_history"])
+        if self.max_history < 1:
+            raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
         self.token_table = token_table
         if unknown_items not in UNKNOWN_POLICIES:
             raise InvalidArgumentError(f"unknown_items={unknown_items!r}; expected one of {UNKNOWN_POLICIES}")
@@ -94,10 +99,14 @@ class Recommender:
             model_backend = _OnnxBackend(lm, tok)
         else:
             raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
-        live = LiveCatalog(sids, records)
-        if inactive:
-            live.set_active(inactive, False)
-        return cls(b, model_backend, live, table, unknown_items=unknown_items)
+        try:
+            live = LiveCatalog(sids, records)
+            if inactive:
+                live.set_active(inactive, False)
+            return cls(b, model_backend, live, table, unknown_items=unknown_items)
+        except BaseException:
+            model_backend.close()  # free the model's memory before reporting
+            raise
 
     # --- requests ----------------------------------------------------------------------------
     def recommend(self, history: Sequence[int], profile: str | None = None, *, k: int = 10,

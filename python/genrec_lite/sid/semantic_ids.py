@@ -235,11 +235,16 @@ class SemanticIds:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # zip/npy errors of every kind
             raise ArtifactError(f"{arrays_path} cannot be read ({exc})") from exc
-        encoder = None
-        q = {k[len("quantizer."):]: v for k, v in arrays.items() if k.startswith("quantizer.")}
-        if q:
-            encoder = SidEncoder.from_state(q)
-        return cls(arrays["item_ids"], arrays["codes"], levels=meta["levels"],
-                   codebook_size=meta["codebook_size"], collisions=meta["collisions"],
-                   extra_level_size=meta.get("extra_level_size", 0), encoder=encoder,
-                   config=meta.get("config", {}))
+        try:
+            encoder = None
+            q = {k[len("quantizer."):]: v for k, v in arrays.items() if k.startswith("quantizer.")}
+            if q:
+                encoder = SidEncoder.from_state(q)
+            return cls(arrays["item_ids"], arrays["codes"], levels=meta["levels"],
+                       codebook_size=meta["codebook_size"], collisions=meta["collisions"],
+                       extra_level_size=meta.get("extra_level_size", 0), encoder=encoder,
+                       config=meta.get("config", {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, InvalidArgumentError):
+                raise
+            raise ArtifactError(f"{path} is damaged: {exc!r}") from exc
