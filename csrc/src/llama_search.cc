@@ -32,7 +32,6 @@ class Batch {
     seqs_.push_back(seq);
     logits_.push_back(logits ? 1 : 0);
   }
-  int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& tokens() const { return tokens_; }
   const std::vector<int32_t>& positions() const { return positions_; }
   const std::vector<int32_t>& seqs() const { return seqs_; }
@@ -92,9 +91,9 @@ class Runner {
     if (record_) record_->ops.push_back({LlamaSchedule::kSeqCp, src, dst});
   }
 
-  // Decodes the batch; returns the logits rows of the flagged tokens, in batch order, as one
-  // contiguous (n_out x n_vocab) block.
-  const float* decode(Batch& batch, int64_t n_out) {
+  // Decodes the batch; returns the logits rows of its flagged tokens, in batch order, as one
+  // contiguous (rows x n_vocab) block (null when no token is flagged).
+  const float* decode(Batch& batch) {
     if (record_) {
       LlamaSchedule::Op op{LlamaSchedule::kDecode};
       op.begin = static_cast<int64_t>(record_->tokens.size());
@@ -110,15 +109,7 @@ class Runner {
     const auto& flags = batch.logits();
     for (size_t i = 0; i < flags.size(); ++i)
       if (flags[i]) out_index_.push_back(static_cast<int32_t>(i));
-    if (static_cast<int64_t>(out_index_.size()) != n_out)
-      throw Error("internal: " + std::to_string(out_index_.size()) + " output rows flagged, " +
-                  std::to_string(n_out) + " expected");
-    return run_decode(batch.view());
-  }
-
-  // Decodes; returns the logits rows of the flagged tokens, in batch order, as one contiguous
-  // (n_out x n_vocab) block.
-  const float* run_decode(llama::batch b) {
+    const llama::batch b = batch.view();
     const auto t = Clock::now();
     const int32_t rc = api_.decode(info_.ctx, b);
     if (stats_) {
@@ -226,29 +217,21 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
     for (size_t t = 0; t < p.size(); ++t)
       batch.add(p[t], static_cast<int32_t>(t), base[r], t + 1 == p.size());
   }
-  const float* logits = run.decode(batch, static_cast<int64_t>(n));
+  const float* logits = run.decode(batch);
 
   // slot of each current row; at level 0 the rows are the requests
-  std::vector<int32_t> slot(base), new_slot, children;
+  std::vector<int32_t> slot(base), new_slot, children, req_of_in;
   std::vector<char> taken;
   for (int level = 0;; ++level) {
+    req_of_in = search.row_request();  // whose pool a row's slot returns to
     search.step(logits, info.n_vocab);
     if (search.done()) break;
     const auto& parents = search.parents();
     const auto& toks = search.tokens();
     const auto& row_req = search.row_request();
     const size_t rows_in = slot.size(), rows_out = parents.size();
-    // The request of an input row, for returning its slot to the right pool.
     children.assign(rows_in, 0);
     for (int32_t p : parents) children[static_cast<size_t>(p)] += 1;
-    std::vector<int32_t> req_of_in(rows_in);
-    {
-      // input rows are grouped by request in request order; recover it from the slot ranges
-      for (size_t i = 0; i < rows_in; ++i) {
-        const auto it = std::upper_bound(base.begin(), base.end(), slot[i]);
-        req_of_in[i] = static_cast<int32_t>((it - base.begin()) - 1);
-      }
-    }
     for (size_t i = 0; i < rows_in; ++i) {
       if (children[i] == 0) {
         run.seq_rm(slot[i]);
@@ -278,7 +261,7 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
       batch.add(toks[j], prompt_len[r] + level, slot[j], true);
     }
     // every request may be dead (filters left nothing): finish the protocol without decoding
-    logits = rows_out == 0 ? nullptr : run.decode(batch, static_cast<int64_t>(rows_out));
+    logits = rows_out == 0 ? nullptr : run.decode(batch);
   }
   auto res = search.results();
   for (auto& r : res) out.push_back(std::move(r));
@@ -334,14 +317,12 @@ void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const Lla
       case LlamaSchedule::kSeqCp: run.seq_cp(op.a, op.b); break;
       case LlamaSchedule::kDecode: {
         batch.clear();
-        int64_t n_out = 0;
         for (int64_t i = op.begin; i < op.end; ++i) {
           const size_t u = static_cast<size_t>(i);
           batch.add(s.tokens[u], s.positions[u], s.seqs[u], s.logits[u] != 0);
-          n_out += s.logits[u] != 0;
         }
         // read the logits like the search does (the pointer lookups), but score nothing
-        run.decode(batch, n_out);
+        run.decode(batch);
         break;
       }
     }

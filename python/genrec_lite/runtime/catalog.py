@@ -58,20 +58,21 @@ class LiveCatalog:
         """Ids added since load, in order (what save_catalog persists beyond the bundle)."""
         return list(self._added)
 
+    def check_new(self, item_ids: np.ndarray, state: CatalogState | None = None) -> None:
+        """InvalidArgumentError unless the ids are all different and none is in the catalog."""
+        state = state or self._state
+        dup = [int(i) for i in item_ids.tolist() if int(i) in state.sids]
+        if dup:
+            raise InvalidArgumentError(f"item id {dup[0]} is already in the catalog")
+        if len(set(item_ids.tolist())) != len(item_ids):
+            raise InvalidArgumentError("the new items repeat an item id")
+
     def add(self, item_ids: np.ndarray, codes: np.ndarray, records: dict[int, dict]) -> CatalogState:
         with self._lock:
             old = self._state
-            dup = [int(i) for i in item_ids.tolist() if int(i) in old.sids]
-            if dup:
-                raise InvalidArgumentError(f"item id {dup[0]} is already in the catalog")
-            if len(set(item_ids.tolist())) != len(item_ids):
-                raise InvalidArgumentError("the new items repeat an item id")
-            sids = SemanticIds(np.concatenate([old.sids.item_ids, item_ids]),
-                               np.concatenate([old.sids.codes, codes]), levels=old.sids.levels,
-                               codebook_size=old.sids.codebook_size,
-                               collisions=old.sids.collisions,
-                               extra_level_size=old.sids.extra_level_size,
-                               encoder=old.sids.encoder, config=old.sids.config)
+            self.check_new(item_ids, old)  # again under the lock: a writer may have added them
+            sids = old.sids.with_rows(np.concatenate([old.sids.item_ids, item_ids]),
+                                      np.concatenate([old.sids.codes, codes]))
             self._swap(sids, {**old.records, **records})
             self._added.extend(int(i) for i in item_ids.tolist())
             return self._state
@@ -87,11 +88,7 @@ class LiveCatalog:
             keep = np.array([i not in gone for i in old.sids.item_ids.tolist()], dtype=bool)
             if not keep.any():
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
-            sids = SemanticIds(old.sids.item_ids[keep], old.sids.codes[keep], levels=old.sids.levels,
-                               codebook_size=old.sids.codebook_size,
-                               collisions=old.sids.collisions,
-                               extra_level_size=old.sids.extra_level_size,
-                               encoder=old.sids.encoder, config=old.sids.config)
+            sids = old.sids.with_rows(old.sids.item_ids[keep], old.sids.codes[keep])
             self._inactive -= gone
             self._added = [i for i in self._added if i not in gone]
             self._swap(sids, {k: v for k, v in old.records.items() if k not in gone})

@@ -78,7 +78,6 @@ class LlamaModel:
             raise ArtifactError(f"llama.cpp cannot load {path} (not a GGUF model it understands)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.api = _api_addresses(llama_cpp)
         self.limits: tuple[int, int, int, int] | None = None
         self._contexts: list = []
@@ -122,11 +121,6 @@ class LlamaModel:
             yield int(ctypes.cast(ctx, ctypes.c_void_p).value)
         finally:
             self._pool.put(ctx)
-
-    def set_threads(self, n_threads: int) -> None:
-        self.n_threads = int(n_threads)
-        for ctx in self._contexts:
-            self._llama.llama_set_n_threads(ctx, self.n_threads, self.n_threads)
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         llama_cpp = self._llama

@@ -118,6 +118,7 @@ class Recommender:
     def recommend_batch(self, requests: Sequence[Mapping]) -> list[list[Recommendation]]:
         """Several requests in one batched search; each is a dict with the keys of recommend()."""
         state = self.catalog.state  # one consistent catalog for the whole batch
+        n_active = int(state.trie.n_active)
         texts, search_reqs = [], []
         for n, r in enumerate(requests):
             if not isinstance(r, Mapping):
@@ -128,7 +129,6 @@ class Recommender:
             k, beam = _positive(r.get("k", 10), "k"), _positive(r.get("beam", 20), "beam")
             if beam < k:
                 raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
-            n_active = int(state.trie.n_active)
             if k > n_active:
                 raise InvalidArgumentError(f"k={k} but the catalog has {n_active} active items")
             texts.append(self._prompt(state, r.get("history") or [], r.get("profile")))
@@ -175,11 +175,7 @@ class Recommender:
         records = _records(items)
         ids = np.array([int(r["item_id"]) for r in records], dtype=np.int64)
         state = self.catalog.state
-        for i in ids.tolist():
-            if i in state.sids:
-                raise InvalidArgumentError(f"item id {i} is already in the catalog")
-        if len(set(ids.tolist())) != len(ids):
-            raise InvalidArgumentError("add_items got the same item id twice")
+        self.catalog.check_new(ids, state)  # before the costly embedding
         if vectors is None:
             vectors = self._embed(records)
         codes = self._codes(state.sids, vectors, len(records))
@@ -221,29 +217,16 @@ class Recommender:
 
     def _codes(self, sids: SemanticIds, vectors, n: int) -> np.ndarray:
         from .onnx_backend import OnnxSidEncoder
-        from ..sid.collisions import extra_level
 
-        v = np.asarray(vectors, dtype=np.float32)
-        dim = int(self.bundle.manifest["sid"]["input_dim"])
-        if v.ndim != 2 or v.shape != (n, dim):
-            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {dim})")
-        bad = ~np.isfinite(v).all(axis=1)
-        if bad.any():
-            raise InvalidArgumentError(f"vector of row {int(np.flatnonzero(bad)[0])} has NaN or inf values")
+        v = sids.encoder.check_vectors(vectors)
+        if len(v) != n:
+            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
+                                       "one row per new item")
         with self._encoder_lock:
             if self._sid_encoder is None:
                 self._sid_encoder = OnnxSidEncoder(self.bundle.file("sid_encoder.onnx"),
                                                    sids.encoder.codebooks)
-        base = self._sid_encoder.encode(v)
-        if sids.collisions == "none":
-            return base
-        extra = extra_level(base, existing=sids.codes)
-        if (extra >= sids.extra_level_size).any():
-            r = int(np.flatnonzero(extra >= sids.extra_level_size)[0])
-            raise InvalidArgumentError(f"new item {r} would be number {int(extra[r])} under SID "
-                                       f"{sids.format(base[r])}; the extra level holds "
-                                       f"{sids.extra_level_size} codes")
-        return np.concatenate([base, extra[:, None]], axis=1)
+        return sids.complete(self._sid_encoder.encode(v))
 
     def close(self) -> None:
         self.backend.close()
@@ -257,12 +240,9 @@ class _LlamaBackend:
     def tokenize(self, text: str) -> list[int]:
         return self.model.tokenize(text, add_special=True)
 
-    def search(self, trie, table, texts, requests, record=False):
+    def search(self, trie, table, texts, requests):
         prompts = [self.tokenize(t) for t in texts]
-        results, stats, schedule = self.model.search(trie, table, prompts, requests, record=record)
-        self.last_stats = stats
-        self.last_schedule = schedule
-        return results
+        return self.model.search(trie, table, prompts, requests)[0]
 
     def close(self):
         self.model.close()

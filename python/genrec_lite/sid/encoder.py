@@ -54,7 +54,7 @@ class SidEncoder:
 
     def latent(self, vectors: np.ndarray) -> np.ndarray:
         """The encoder MLP, in float32 numpy."""
-        x = self._check(vectors)
+        x = self.check_vectors(vectors)
         for i, (w, b) in enumerate(self.layers):
             x = x @ w.T + b
             if i + 1 < len(self.layers):
@@ -69,7 +69,9 @@ class SidEncoder:
             self._quantizer = ResidualQuantizer(self.codebooks)
         return self._quantizer.encode(self.latent(vectors), n_threads=n_threads)
 
-    def _check(self, vectors: np.ndarray) -> np.ndarray:
+    def check_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors as C-contiguous float32 (n, input_dim); InvalidArgumentError for a wrong shape
+        or a non-finite value, naming the row."""
         x = np.asarray(vectors)
         if x.ndim == 1:
             x = x[None, :]

@@ -157,7 +157,11 @@ class SemanticIds:
         """
         if self.encoder is None:
             raise ArtifactError("these semantic IDs carry no quantiser, so new items cannot be assigned")
-        base = self.encoder.encode(vectors, n_threads=n_threads)
+        return self.complete(self.encoder.encode(vectors, n_threads=n_threads))
+
+    def complete(self, base: np.ndarray) -> np.ndarray:
+        """Full codes from new items' base (quantiser) codes: with `extra_level`, each row takes
+        the next free number of the group it joins (and of each other, in the given order)."""
         if self.collisions == "none":
             return base
         extra = extra_level(base, existing=self.codes)
@@ -170,6 +174,12 @@ class SemanticIds:
                 "rebuild the SIDs with a larger extra level")
         return np.concatenate([base, extra[:, None]], axis=1)
 
+    def with_rows(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray) -> "SemanticIds":
+        """A table over these rows with this one's settings and quantiser."""
+        return SemanticIds(item_ids, codes, levels=self.levels, codebook_size=self.codebook_size,
+                           collisions=self.collisions, extra_level_size=self.extra_level_size,
+                           encoder=self.encoder, config=self.config)
+
     def with_items(self, item_ids: Sequence[int], vectors: np.ndarray, n_threads: int = 1) -> "SemanticIds":
         """A new table holding these items plus new ones (ids must be new)."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
@@ -180,11 +190,8 @@ class SemanticIds:
             if i in self._index:
                 raise InvalidArgumentError(f"item id {i} already has a semantic ID")
         codes = self.assign(vectors, n_threads=n_threads)
-        return SemanticIds(np.concatenate([self.item_ids, item_ids]),
-                           np.concatenate([self.codes, codes]), levels=self.levels,
-                           codebook_size=self.codebook_size, collisions=self.collisions,
-                           extra_level_size=self.extra_level_size, encoder=self.encoder,
-                           config=self.config)
+        return self.with_rows(np.concatenate([self.item_ids, item_ids]),
+                              np.concatenate([self.codes, codes]))
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, extra_files: dict[str, object] | None = None) -> Path:
