@@ -192,8 +192,15 @@ def main(argv=None) -> int:
         md.append(table(name, report["datasets"][name]))
         print(md[-1], flush=True)
     if not args.quick:
-        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
-        Path(args.out).with_suffix(".md").write_text("\n".join(md))
+        # A run over some data sets keeps the others' earlier results in the same files.
+        out = Path(args.out)
+        if out.is_file():
+            old = json.loads(out.read_text()).get("datasets", {})
+            report["datasets"] = {**{k: v for k, v in old.items() if k not in report["datasets"]},
+                                  **report["datasets"]}
+            md = [table(k, v) for k, v in report["datasets"].items()]
+        out.write_text(json.dumps(report, indent=1, default=str))
+        out.with_suffix(".md").write_text("\n".join(md))
         log(f"wrote {args.out}")
     return 0
 

@@ -4,6 +4,8 @@
   that use it are skipped with a clear reason when the folder is absent.
 - ``amazon_industrial_dir`` / ``ml100k_dir``: one data set folder each.
 - ``synthetic_dataset``: the built-in synthetic data set with its defaults (built once).
+- ``runtime_checkpoint`` / ``runtime_bundle``: a tiny compact model trained on the synthetic data
+  and its F32 bundle (with model.onnx), built once for the serving tests.
 """
 
 from __future__ import annotations
@@ -55,3 +57,34 @@ def synthetic_dataset():
     from genrec_lite.data import make_synthetic
 
     return make_synthetic()
+
+
+# A tiny compact model: fast to train, but with every task and the extra SID level.
+TINY = ["--hidden", "64", "--layers", "2", "--heads", "4", "--prompts", "en-seq",
+        "--tasks", "next_item=1,sid_to_title=0.1,title_to_sid=0.1"]
+
+
+@pytest.fixture(scope="session")
+def runtime_checkpoint(tmp_path_factory):
+    pytest.importorskip("torch")
+    from genrec_lite.cli import main
+
+    root = tmp_path_factory.mktemp("runtime")
+    sids = root / "sids"
+    assert main(["sid", "build", "--out", str(sids), "--codebook-size", "64", "--epochs", "150",
+                 "--collisions", "extra_level", "--quiet"]) == 0
+    ckpt = root / "ckpt"
+    assert main(["train", "--sids", str(sids), "--out", str(ckpt), "--max-steps", "120",
+                 "--batch-size", "32", "--eval-cases", "0", "--lr", "3e-3", "--quiet", *TINY]) == 0
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def runtime_bundle(runtime_checkpoint, tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.cli import main
+
+    out = tmp_path_factory.mktemp("bundle") / "b32"
+    assert main(["export", "--model", str(runtime_checkpoint), "--out", str(out), "--quant", "f32",
+                 "--onnx", "--quiet"]) == 0
+    return out

@@ -204,29 +204,34 @@ class Recommender:
                                               "inactive": sorted(self.catalog.inactive())})
         return path
 
-    def _embed(self, records: list[dict]) -> np.ndarray:
-        from .onnx_backend import OnnxTextEncoder
+    def preload(self) -> None:
+        """Load the cold-start encoders (text encoder, RQ encoder) now rather than at the first
+        add_items, so that a server's first new item is not slower than the rest."""
+        self._encoders(text=True)
 
+    def _encoders(self, text: bool):
+        from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
+
+        with self._encoder_lock:
+            if text and self._text_encoder is None:
+                self._text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
+            if self._sid_encoder is None:
+                self._sid_encoder = OnnxSidEncoder(self.bundle.file("sid_encoder.onnx"),
+                                                   self.catalog.state.sids.encoder.codebooks)
+        return self._text_encoder, self._sid_encoder
+
+    def _embed(self, records: list[dict]) -> np.ndarray:
         m = self.bundle.manifest
         template = Template(m["sid"]["text_template"])
         texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
-        with self._encoder_lock:
-            if self._text_encoder is None:
-                self._text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
-        return self._text_encoder.encode(texts)
+        return self._encoders(text=True)[0].encode(texts)
 
     def _codes(self, sids: SemanticIds, vectors, n: int) -> np.ndarray:
-        from .onnx_backend import OnnxSidEncoder
-
         v = sids.encoder.check_vectors(vectors)
         if len(v) != n:
             raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
                                        "one row per new item")
-        with self._encoder_lock:
-            if self._sid_encoder is None:
-                self._sid_encoder = OnnxSidEncoder(self.bundle.file("sid_encoder.onnx"),
-                                                   sids.encoder.codebooks)
-        return sids.complete(self._sid_encoder.encode(v))
+        return sids.complete(self._encoders(text=False)[1].encode(v))
 
     def close(self) -> None:
         self.backend.close()

@@ -1,0 +1,302 @@
+"""Soak: many threads on one Recommender while another thread changes the catalog.
+
+    python benchmarks/soak.py --bundle runs/bundles/amazon-f16 [--threads 8] [--requests 10000]
+
+Reader threads send `--requests` requests each (random catalog histories of 1-10 items; every
+fifth request has a deny-list, every seventh an allow-list). A writer thread changes the catalog
+`--writes` times, spread evenly over the run: add_items (from text through the ONNX encoders, or
+from vectors), pausing and resuming items, removing added items. The writer brackets each change
+with a sequence counter (odd while it runs), and each request reads the counter before and after.
+
+Checks, after the concurrent phase, by replaying the writer's changes one by one on a fresh
+Recommender and asking the same questions serially:
+  * a request that no change overlapped must equal the serial answer on that catalog state
+    (same items, same order);
+  * a request that overlapped a change (set_active flips flags in place, so a request in flight
+    may see part of it) must still be a valid answer: k distinct items, each in the catalog and
+    active in one of the states the request overlapped, none denied, all allowed.
+Also: resident memory sampled through the run (growth from the end of warm-up to the end),
+throughput, errors. Writes benchmarks/results/soak.json. tests/test_runtime.py runs the same
+driver on a tiny bundle (marked slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import genrec_lite  # noqa: F401
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, rss_bytes, table, write_json  # noqa: E402
+
+NEW_ID_BASE = 900_000_000  # ids of the items the writer adds
+
+
+@dataclass
+class Plan:
+    """Everything random, drawn up front from the seed, so the serial replay asks the same."""
+    requests: list[dict]
+    writes: list[tuple]              # ("add_text"|"add_vec"|"pause"|"resume"|"remove", payload)
+
+
+class Outcome:
+    """Answers in arrays allocated up front, so that keeping them does not show as memory growth."""
+
+    def __init__(self, n: int, k: int):
+        self.before = np.zeros(n, dtype=np.int64)   # writer sequence number before / after
+        self.after = np.zeros(n, dtype=np.int64)
+        self.items = np.full((n, k), -1, dtype=np.int64)
+        self.errors: list = []
+        self.rss: list = []                          # (seconds, requests done, bytes)
+
+    def answer(self, i: int) -> list[int]:
+        return [int(x) for x in self.items[i] if x >= 0]
+
+
+def make_plan(rec, n_requests: int, n_writes: int, seed: int) -> Plan:
+    rng = np.random.default_rng(seed)
+    state = rec.catalog.state
+    ids = state.sids.item_ids
+    reqs = []
+    for n in range(n_requests):
+        h = rng.choice(ids, size=int(rng.integers(1, 11)), replace=True).tolist()
+        r = {"history": h, "k": 10, "beam": 20}
+        if n % 5 == 1:
+            r["deny"] = rng.choice(ids, size=20, replace=False).tolist()
+        if n % 7 == 3:
+            r["allow"] = rng.choice(ids, size=min(len(ids), 200), replace=False).tolist()
+        reqs.append(r)
+    writes, added, paused, next_id = [], [], [], NEW_ID_BASE
+    kinds = ["add_text", "add_vec", "pause", "pause", "resume", "remove"]
+    for _ in range(n_writes):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind == "resume" and not paused or kind == "remove" and not added:
+            kind = "pause"
+        if kind in ("add_text", "add_vec"):
+            n = int(rng.integers(1, 4))
+            twins = rng.choice(ids, size=n, replace=False).tolist()
+            new = list(range(next_id, next_id + n))
+            next_id += n
+            writes.append((kind, list(zip(new, twins))))
+            added += new
+        elif kind == "pause":
+            victims = rng.choice(ids, size=5, replace=False).tolist()
+            writes.append((kind, victims))
+            paused += victims
+        elif kind == "resume":
+            take = paused[: int(rng.integers(1, len(paused) + 1))]
+            del paused[: len(take)]
+            writes.append((kind, take))
+        else:
+            gone = [added.pop(int(rng.integers(len(added))))]
+            writes.append((kind, gone))
+    return Plan(reqs, writes)
+
+
+def apply_write(rec, write, vectors: dict) -> None:
+    kind, payload = write
+    if kind in ("add_text", "add_vec"):
+        records = [dict(rec.catalog.state.records.get(twin, {"item_id": twin}), item_id=new,
+                        title=f"{rec.catalog.state.title(twin)} (v2)") for new, twin in payload]
+        if kind == "add_text":
+            rec.add_items(records)
+        else:  # callers that embed items themselves pass vectors (random ones here)
+            rec.add_items(records, vectors=np.stack([vectors[new] for new, _ in payload]))
+    elif kind == "pause":
+        rec.set_active(payload, False)
+    elif kind == "resume":
+        rec.set_active(payload, True)
+    else:
+        rec.remove_items(payload)
+
+
+def plan_vectors(plan: Plan, dim: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed + 1)
+    return {new: rng.standard_normal(dim).astype(np.float32)
+            for kind, payload in plan.writes if kind == "add_vec" for new, _ in payload}
+
+
+def run_concurrent(rec, plan: Plan, vectors: dict, threads: int, warmup: int) -> tuple[Outcome, float]:
+    out = Outcome(len(plan.requests), max(r["k"] for r in plan.requests))
+    seq = [0]                       # even: catalog quiet; odd: a change is being applied
+    done = [0]
+    done_lock = threading.Lock()
+    n = len(plan.requests)
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def reader(t: int) -> None:
+        try:
+            for i in range(t, n, threads):
+                r = plan.requests[i]
+                before = seq[0]
+                got = rec.recommend_batch([r])[0]
+                out.before[i], out.after[i] = before, seq[0]
+                out.items[i, :len(got)] = [x.item_id for x in got]
+                with done_lock:
+                    done[0] += 1
+        except Exception as exc:  # reported, and fails the run
+            out.errors.append(f"reader {t}: {exc!r}")
+
+    def writer() -> None:
+        try:
+            for w_n, w in enumerate(plan.writes):
+                due = warmup + (n - warmup) * (w_n + 1) // (len(plan.writes) + 1)
+                while done[0] < due and not stop.is_set():
+                    time.sleep(0.002)
+                if stop.is_set():
+                    return
+                seq[0] += 1
+                apply_write(rec, w, vectors)
+                seq[0] += 1
+        except Exception as exc:
+            out.errors.append(f"writer: {exc!r}")
+
+    def sampler() -> None:
+        while not stop.is_set():
+            out.rss.append((time.perf_counter() - t0, done[0], rss_bytes()))
+            stop.wait(0.25)
+
+    ts = [threading.Thread(target=reader, args=(t,)) for t in range(threads)]
+    ts += [threading.Thread(target=writer), threading.Thread(target=sampler)]
+    for t in ts:
+        t.start()
+    for t in ts[:threads]:
+        t.join()
+    stop.set()
+    for t in ts[threads:]:
+        t.join()
+    out.rss.append((time.perf_counter() - t0, done[0], rss_bytes()))
+    return out, time.perf_counter() - t0
+
+
+def check_serially(rec, plan: Plan, vectors: dict, out: Outcome) -> dict:
+    """Replay the writes on a fresh Recommender; compare every answer with the serial one."""
+    by_state: dict[int, list[int]] = {}     # catalog state (writes applied) -> quiet requests
+    overlapped = []
+    for i in range(len(plan.requests)):
+        before, after = int(out.before[i]), int(out.after[i])
+        if before == after and before % 2 == 0:
+            by_state.setdefault(before // 2, []).append(i)
+        else:
+            overlapped.append(i)
+    # the states an overlapping request may have seen: those from its start to its end
+    span = {i: range(int(out.before[i]) // 2, (int(out.after[i]) + 1) // 2 + 1) for i in overlapped}
+    watch: dict[int, list[int]] = {}
+    for i, states in span.items():
+        for s in states:
+            watch.setdefault(s, []).append(i)
+    seen_active: dict[int, set] = {i: set() for i in overlapped}
+    mismatches, invalid = [], []
+    for s in range(len(plan.writes) + 1):
+        if s > 0:
+            apply_write(rec, plan.writes[s - 1], vectors)
+        state = rec.catalog.state
+        for i in by_state.get(s, []):
+            if [x.item_id for x in rec.recommend_batch([plan.requests[i]])[0]] != out.answer(i):
+                mismatches.append(i)
+        if s in watch:
+            inactive = rec.catalog.inactive()
+            live = {int(x) for x in state.sids.item_ids.tolist()} - inactive
+            for i in watch[s]:
+                seen_active[i] |= {x for x in out.answer(i) if x in live}
+    for i in overlapped:
+        r, got = plan.requests[i], out.answer(i)
+        ok = (len(got) == len(set(got)) == r["k"] and set(got) <= seen_active[i]
+              and not set(got) & set(r.get("deny", ()))
+              and (r.get("allow") is None or set(got) <= set(r["allow"])))
+        if not ok:
+            invalid.append(i)
+    return {"exact_checked": sum(len(v) for v in by_state.values()), "overlapped": len(overlapped),
+            "mismatches": len(mismatches), "invalid_overlapped": len(invalid),
+            "examples": {"mismatch": mismatches[:5], "invalid": invalid[:5]}}
+
+
+def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100, seed: int = 0,
+         n_threads: int = 1, warmup_share: float = 0.1) -> dict:
+    """Run the soak on a bundle; `requests` per thread. Returns the report (see module doc)."""
+    from genrec_lite.runtime import Recommender
+
+    rec = Recommender.load(bundle, n_threads=n_threads, n_contexts=threads)
+    rec.preload()
+    try:
+        total = threads * requests
+        plan = make_plan(rec, total, writes, seed)
+        dim = int(rec.catalog.state.sids.encoder.input_dim)
+        vectors = plan_vectors(plan, dim, seed)
+        warmup = int(total * warmup_share)
+        rss_load = rss_bytes()
+        out, seconds = run_concurrent(rec, plan, vectors, threads, warmup)
+        final_state = rec.catalog.state.version
+    finally:
+        rec.close()
+    if out.errors:
+        return {"errors": out.errors[:10], "ok": False}
+    after_warmup = [b for _, d, b in out.rss if d >= warmup] or [out.rss[-1][2]]
+    replay = Recommender.load(bundle, n_threads=max(n_threads, 2), n_contexts=1)
+    replay.preload()
+    try:
+        t = time.perf_counter()
+        check = check_serially(replay, plan, vectors, out)
+        check["seconds"] = round(time.perf_counter() - t, 1)
+        same_final = replay.catalog.state.version == final_state
+    finally:
+        replay.close()
+    rss_mb = [b / 2**20 for _, _, b in out.rss]
+    return {
+        "threads": threads, "requests_per_thread": requests, "requests": total,
+        "writes": writes, "catalog_versions": final_state, "same_final_catalog": same_final,
+        "seconds": round(seconds, 1), "requests_per_s": round(total / seconds, 1),
+        "rss_mb": {"after_load": round(rss_load / 2**20, 1),
+                   "after_warmup": round(after_warmup[0] / 2**20, 1),
+                   "end": round(rss_mb[-1], 1), "max": round(max(rss_mb), 1),
+                   "growth_after_warmup": round((out.rss[-1][2] - after_warmup[0]) / 2**20, 1),
+                   # [requests done, MB], at most 40 points: flat after warm-up means no leak
+                   "series": [[d, round(b / 2**20, 1)]
+                              for _, d, b in out.rss[:: max(1, len(out.rss) // 40)]]},
+        "check": check, "errors": [],
+        "ok": check["mismatches"] == 0 and check["invalid_overlapped"] == 0 and same_final,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", required=True, help="bundle folder (genrec-lite export --out)")
+    ap.add_argument("--threads", type=int, default=8, help="reader threads")
+    ap.add_argument("--requests", type=int, default=10_000, help="requests per reader thread")
+    ap.add_argument("--writes", type=int, default=100, help="catalog changes during the run")
+    ap.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads per search")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="soak", help="result name under benchmarks/results/")
+    args = ap.parse_args(argv)
+    rep = soak(args.bundle, threads=args.threads, requests=args.requests, writes=args.writes,
+               seed=args.seed, n_threads=args.n_threads)
+    rep = {"benchmark": "soak", "bundle": str(args.bundle), "machine": machine_info("llama_cpp_python"),
+           **rep}
+    if rep.get("errors"):
+        print("errors:", *rep["errors"], sep="\n  ")
+    else:
+        m, c = rep["rss_mb"], rep["check"]
+        print(table(["threads x requests", "writes", "req/s", "exact-checked", "mismatches",
+                     "overlapped", "invalid", "RSS after warm-up MB", "RSS end MB", "growth MB"],
+                    [[f"{rep['threads']} x {rep['requests_per_thread']}", rep["writes"],
+                      rep["requests_per_s"], c["exact_checked"], c["mismatches"], c["overlapped"],
+                      c["invalid_overlapped"], m["after_warmup"], m["end"],
+                      m["growth_after_warmup"]]]))
+    print(f"wrote {write_json(args.out, rep)}")
+    return 0 if rep["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
