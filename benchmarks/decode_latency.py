@@ -63,7 +63,7 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
     chunks = [reqs[s:s + batch] for s in range(0, len(reqs), batch)]
     chunks = [c for c in chunks if len(c) == batch] or chunks[:1]
     rec.recommend_batch(chunks[0])  # warm-up (first-touch of the mmap'd weights)
-    lat, search_s, decode_s, floors = [], [], [], []
+    lat, search_s, decode_s, floors, tok_rate, tokens = [], [], [], [], [], []
     t_start = time.perf_counter()
 
     def enough():  # at least 3 calls; then min-calls, or the time budget, whichever comes first
@@ -82,6 +82,8 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
                                                  [{"k": 10, "beam": 20}] * len(c), record=True)
             search_s.append(stats["total_s"])
             decode_s.append(stats["decode_s"])
+            tok_rate.append(stats["decoded_tokens"] / stats["decode_s"])
+            tokens.append(stats["decoded_tokens"] / len(c))
             floors.append(be.model.replay(schedule)["total_s"])
             if enough():
                 break
@@ -93,7 +95,11 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
             "cpp_search_p50_ms": s50 * 1e3, "llama_decode_p50_ms": statistics.median(decode_s) * 1e3,
             "floor_p50_ms": f50 * 1e3, "search_share": (s50 - f50) / s50,
             # the C++ call's own work: everything but llama_decode (trie, scoring, KV bookkeeping)
-            "search_own_share": (s50 - statistics.median(decode_s)) / s50}
+            "search_own_share": (s50 - statistics.median(decode_s)) / s50,
+            # tokens llama_decode processes per second: flat across batch sizes means the model
+            # is compute-bound already at batch 1 (its 20 beams are one batched decode)
+            "decode_tokens_per_s": statistics.median(tok_rate),
+            "tokens_per_request": statistics.median(tokens)}
 
 
 def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float) -> dict:
@@ -206,12 +212,13 @@ def main(argv=None) -> int:
             if one:
                 r["throughput_gain_vs_batch1"] = r["req_per_s"] / one[0]["req_per_s"]
     print(table(["model", "quant", "decoder", "threads", "batch", "p50 ms", "p95 ms", "req/s",
-                 "floor p50 ms", "search share", "own share", "vs HF", "vs batch 1"],
+                 "floor p50 ms", "search share", "own share", "decode tok/s", "vs HF", "vs batch 1"],
                 [[r["model"], r["quant"], r["decoder"], r["threads"], r["batch"],
                   f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['req_per_s']:.1f}",
                   f"{r['floor_p50_ms']:.1f}" if "floor_p50_ms" in r else "",
                   f"{r['search_share']:.2%}" if "search_share" in r else "",
                   f"{r['search_own_share']:.2%}" if "search_own_share" in r else "",
+                  f"{r['decode_tokens_per_s']:.0f}" if "decode_tokens_per_s" in r else "",
                   f"{r['speedup_vs_hf']:.1f}x" if "speedup_vs_hf" in r else "",
                   f"{r['throughput_gain_vs_batch1']:.2f}x" if "throughput_gain_vs_batch1" in r else ""]
                  for r in results["runs"]]))

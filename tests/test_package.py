@@ -41,3 +41,24 @@ def test_core_errors_arrive_as_genrec_errors():
         assert isinstance(exc, genrec_lite.GenrecError)
     else:  # pragma: no cover
         raise AssertionError("expected InvalidArgumentError")
+
+
+def test_every_command_has_help_with_an_example():
+    import click
+    from click.testing import CliRunner
+
+    from genrec_lite.cli import cli
+
+    def leaves(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, path + [name])
+        else:
+            yield path
+
+    paths = list(leaves(cli, []))
+    assert {"train", "export", "recommend", "quickstart"} <= {p[0] for p in paths}
+    for path in paths:
+        res = CliRunner().invoke(cli, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output)
+        assert "Example" in res.output and "genrec-lite " + " ".join(path) in res.output, path
