@@ -5,7 +5,8 @@
 - ``amazon_industrial_dir`` / ``ml100k_dir``: one data set folder each.
 - ``synthetic_dataset``: the built-in synthetic data set with its defaults (built once).
 - ``runtime_checkpoint`` / ``runtime_bundle``: a tiny compact model trained on the synthetic data
-  and its F32 bundle (with model.onnx), built once for the serving tests.
+  and its F32 bundle (with model.onnx), built once for the serving tests; ``rec``: a
+  Recommender on that bundle (two contexts), one per test module.
 """
 
 from __future__ import annotations
@@ -88,3 +89,12 @@ def runtime_bundle(runtime_checkpoint, tmp_path_factory):
     assert main(["export", "--model", str(runtime_checkpoint), "--out", str(out), "--quant", "f32",
                  "--onnx", "--quiet"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def rec(runtime_bundle):
+    from genrec_lite.runtime import Recommender
+
+    r = Recommender.load(runtime_bundle, n_threads=1, n_contexts=2)
+    yield r
+    r.close()

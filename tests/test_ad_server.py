@@ -24,15 +24,6 @@ def server_module():
     return mod
 
 
-@pytest.fixture(scope="module")
-def rec(runtime_bundle):
-    from genrec_lite.runtime import Recommender
-
-    r = Recommender.load(runtime_bundle, n_threads=1, n_contexts=2)
-    yield r
-    r.close()
-
-
 def _histories(rec, n):
     ids = rec.catalog.state.sids.item_ids.tolist()
     return [ids[i * 7 % len(ids): i * 7 % len(ids) + 1 + i % 5] for i in range(n)]

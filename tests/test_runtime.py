@@ -31,15 +31,6 @@ def bundle(runtime_bundle):
 
 
 @pytest.fixture(scope="module")
-def rec(bundle):
-    from genrec_lite.runtime import Recommender
-
-    r = Recommender.load(bundle, n_threads=1, n_contexts=2)
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
 def cases():
     from genrec_lite.data import leave_one_out, make_synthetic
 
