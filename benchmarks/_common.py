@@ -12,7 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+AMAZON = ROOT.parent / "shared" / "data" / "amazon-industrial"
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -92,3 +94,34 @@ def write_json(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     return path
+
+
+def request_histories(item_ids: Iterable[int], n: int, max_len: int = 10, seed: int = 0) -> list[list[int]]:
+    """Request histories for serving benchmarks: the first n amazon test cases' histories, kept to
+    the given catalog's items (newest max_len); random catalog histories where the data is absent."""
+    ids = [int(i) for i in item_ids]
+    known = set(ids)
+    test = AMAZON / "test.jsonl"
+    if test.is_file():
+        out = []
+        with open(test, encoding="utf-8") as f:
+            for line in f:
+                h = [i for i in json.loads(line)["history"] if i in known][-max_len:]
+                if h:
+                    out.append(h)
+                    if len(out) == n:
+                        break
+        if out:
+            return out
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.choice(ids, size=int(rng.integers(1, max_len + 1))).tolist() for _ in range(n)]
+
+
+def child_env() -> dict:
+    """The environment for a child Python process that must import genrec_lite from this checkout
+    when it is not installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(ROOT / "python")] if p)
+    return env

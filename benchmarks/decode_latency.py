@@ -31,26 +31,11 @@ except ImportError:  # a plain checkout
     sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, table, write_json  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "amazon-industrial"
+from _common import machine_info, request_histories, table, write_json  # noqa: E402
 
 
 def percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q))
-
-
-def load_requests(n: int, sids) -> list[list[int]]:
-    """Histories of the first n amazon test cases (or synthetic ones where the data is absent)."""
-    from genrec_lite.data import Dataset, leave_one_out, make_synthetic
-
-    if DATA.is_dir():
-        cases = Dataset.load(DATA).test_cases
-    else:
-        ds = make_synthetic()
-        cases = leave_one_out(ds.interactions, max_len=10).test
-    hist = [[i for i in c.history if i in sids][-10:] for c in cases]
-    return [h for h in hist if h][:n]
 
 
 def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: int,
@@ -178,7 +163,7 @@ def main(argv=None) -> int:
         path = Path(path)
         b = Bundle.open(path, verify=False)
         sids = SemanticIds.load(path / "sids")
-        hist = load_requests(args.requests, sids)
+        hist = request_histories(sids.item_ids.tolist(), args.requests)
         quant = b.manifest["model"]["gguf"].get("quant")
         ckpt = Path(b.manifest["checkpoint"]["path"])
         for threads in args.threads:

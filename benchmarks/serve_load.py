@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -31,26 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, table, write_json  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "amazon-industrial"
-
-
-def histories(bundle: Path, n: int, seed: int = 0) -> list[list[int]]:
-    ids = [json.loads(line)["item_id"] for line in (bundle / "items.jsonl").read_text().splitlines()
-           if line.strip()]
-    known = set(ids)
-    if DATA.is_dir():
-        out = []
-        with open(DATA / "test.jsonl") as f:
-            for line in f:
-                h = [i for i in json.loads(line)["history"] if i in known][-10:]
-                if h:
-                    out.append(h)
-        if out:
-            return out[:n]
-    rng = np.random.default_rng(seed)
-    return [rng.choice(ids, size=int(rng.integers(1, 11))).tolist() for _ in range(n)]
+from _common import child_env, machine_info, request_histories, table, write_json  # noqa: E402
 
 
 def free_port() -> int:
@@ -65,9 +45,7 @@ def start_server(bundle: Path, mode: str, args) -> tuple[subprocess.Popen, str]:
            "--port", str(port), "--mode", mode, "--max-batch", str(args.max_batch),
            "--max-wait-ms", str(args.max_wait_ms), "--batchers", str(args.batchers),
            "--n-threads", str(args.n_threads)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(ROOT / "python")] if p)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -133,7 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args(argv)
     bundle = Path(args.bundle)
-    hist = histories(bundle, 2000)
+    ids = [json.loads(line)["item_id"] for line in (bundle / "items.jsonl").read_text().splitlines()
+           if line.strip()]
+    hist = request_histories(ids, 2000)
     rows, results = [], {}
     for mode in ("direct", "batch"):
         proc, url = start_server(bundle, mode, args)

@@ -81,7 +81,7 @@ def make_plan(rec, n_requests: int, n_writes: int, seed: int) -> Plan:
     kinds = ["add_text", "add_vec", "pause", "pause", "resume", "remove"]
     for _ in range(n_writes):
         kind = kinds[int(rng.integers(len(kinds)))]
-        if kind == "resume" and not paused or kind == "remove" and not added:
+        if (kind == "resume" and not paused) or (kind == "remove" and not added):
             kind = "pause"
         if kind in ("add_text", "add_vec"):
             n = int(rng.integers(1, 4))
@@ -223,6 +223,13 @@ def check_serially(rec, plan: Plan, vectors: dict, out: Outcome) -> dict:
             "examples": {"mismatch": mismatches[:5], "invalid": invalid[:5]}}
 
 
+def catalog_content(rec) -> tuple:
+    """What a catalog state is: its version, items with their SIDs, and the paused items."""
+    state = rec.catalog.state
+    return (state.version, state.sids.item_ids.tolist(), state.sids.codes.tolist(),
+            sorted(rec.catalog.inactive()))
+
+
 def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100, seed: int = 0,
          n_threads: int = 1, warmup_share: float = 0.1) -> dict:
     """Run the soak on a bundle; `requests` per thread. Returns the report (see module doc)."""
@@ -238,7 +245,7 @@ def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100,
         warmup = int(total * warmup_share)
         rss_load = rss_bytes()
         out, seconds = run_concurrent(rec, plan, vectors, threads, warmup)
-        final_state = rec.catalog.state.version
+        final = catalog_content(rec)
     finally:
         rec.close()
     if out.errors:
@@ -250,13 +257,13 @@ def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100,
         t = time.perf_counter()
         check = check_serially(replay, plan, vectors, out)
         check["seconds"] = round(time.perf_counter() - t, 1)
-        same_final = replay.catalog.state.version == final_state
+        same_final = catalog_content(replay) == final
     finally:
         replay.close()
     rss_mb = [b / 2**20 for _, _, b in out.rss]
     return {
         "threads": threads, "requests_per_thread": requests, "requests": total,
-        "writes": writes, "catalog_versions": final_state, "same_final_catalog": same_final,
+        "writes": writes, "catalog_versions": final[0], "same_final_catalog": same_final,
         "seconds": round(seconds, 1), "requests_per_s": round(total / seconds, 1),
         "rss_mb": {"after_load": round(rss_load / 2**20, 1),
                    "after_warmup": round(after_warmup[0] / 2**20, 1),

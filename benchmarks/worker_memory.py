@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, table, write_json  # noqa: E402
+from _common import child_env, machine_info, table, write_json  # noqa: E402
 
 
 def smaps(model: str) -> dict:
@@ -62,9 +60,7 @@ def child(bundle: str) -> None:
 
 
 def measure(bundle: Path, workers: int) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(ROOT / "python")] if p)
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", str(bundle)], env=env,
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", str(bundle)], env=child_env(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True) for _ in range(workers)]
     try:

@@ -262,6 +262,16 @@ def test_serving_never_imports_torch(bundle):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def _resign(bundle_dir, name):
+    """Make the manifest agree with a file edited on purpose (size + checksum)."""
+    import hashlib
+
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    data = (bundle_dir / name).read_bytes()
+    m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (bundle_dir / "manifest.json").write_text(json.dumps(m))
+
+
 def test_bundle_loader_fuzz_raises_only_genrec_errors(bundle, tmp_path):
     """Random damage to the manifest or to a file: loading fails with a GenrecError or succeeds."""
     import shutil
@@ -288,11 +298,7 @@ def test_bundle_loader_fuzz_raises_only_genrec_errors(bundle, tmp_path):
         data = original[:pos] if truncate else original[:pos] + junk + original[pos + len(junk):]
         target.write_bytes(data)
         if name != "manifest.json":  # also make the manifest agree, so the damaged file is parsed
-            import hashlib
-
-            m = json.loads(manifest)
-            m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            (work / "manifest.json").write_text(json.dumps(m))
+            _resign(work, name)
         try:
             Recommender.load(work, n_threads=1).close()
         except GenrecError:
@@ -302,16 +308,6 @@ def test_bundle_loader_fuzz_raises_only_genrec_errors(bundle, tmp_path):
             (work / "manifest.json").write_bytes(manifest)
 
     damage()
-
-
-def _resign(bundle_dir, name):
-    """Make the manifest agree with a file edited on purpose (size + checksum)."""
-    import hashlib
-
-    m = json.loads((bundle_dir / "manifest.json").read_text())
-    data = (bundle_dir / name).read_bytes()
-    m["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    (bundle_dir / "manifest.json").write_text(json.dumps(m))
 
 
 def test_gguf_vocabulary_must_hold_every_sid_token(bundle, tmp_path):
