@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Where the generative model wins and loses against the baselines, case by case.
+
+    python benchmarks/quality_breakdown.py --bundle runs/bundles/amazon-f16
+    python benchmarks/quality_breakdown.py --bundle runs/bundles/amazon-f16 --no-sasrec
+
+Scores a bundle (the C++ runtime, beam 20) and the baselines of benchmarks/quality.py (Markov, and
+SASRec retrained with its chosen configuration) on the amazon-industrial test cases, then splits the
+cases into segments:
+  - repeat: the target is the last history item;
+  - seen transition: (last item -> target) occurs in the training sequences (and is no repeat);
+  - unseen transition: the rest;
+  - target / last item whose SID names several items (collision mode `none`).
+Prints HR@1 / HR@10 / NDCG@10 per segment and model, and writes
+benchmarks/results/quality_breakdown.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import genrec_lite  # noqa: F401  (the installed package, with its compiled core)
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(ROOT / "python"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine_info, table, write_json  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def ranks_of(lists, targets) -> np.ndarray:
+    """0-based rank of each target in its list; len(list) when absent."""
+    out = []
+    for row, t in zip(lists, targets):
+        row = [int(x) for x in row]
+        out.append(row.index(int(t)) if int(t) in row else len(row))
+    return np.asarray(out)
+
+
+def segment_metrics(ranks: np.ndarray, mask: np.ndarray) -> dict:
+    r = ranks[mask]
+    if r.size == 0:
+        return {"n": 0}
+    return {"n": int(r.size), "HR@1": float((r == 0).mean()), "HR@10": float((r < 10).mean()),
+            "NDCG@10": float(np.where(r < 10, 1 / np.log2(r + 2), 0).mean())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", default=str(ROOT / "runs" / "bundles" / "amazon-f16"))
+    ap.add_argument("--sasrec", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not (DATA / "amazon-industrial").is_dir():
+        print(f"{DATA / 'amazon-industrial'} not found: this benchmark needs the shared data",
+              file=sys.stderr)
+        return 1
+    from benchmarks.baselines.markov import Markov
+    from benchmarks.baselines.run import load_protocol
+    from benchmarks.quality import SASREC
+    from genrec_lite.runtime import Recommender
+
+    P = load_protocol("amazon-industrial", DATA)
+    cases, train = P["test"], P["final_train"]
+    items = P["dataset"].catalog.item_ids
+    hist = [c.history for c in cases]
+    targets = np.array([c.target for c in cases])
+
+    lists = {}
+    rec = Recommender.load(args.bundle, n_threads=args.threads)
+    out = rec.recommend_batch([{"history": h, "k": 10, "beam": 20} for h in hist])
+    lists["bundle"] = [[r.item_id for r in o] for o in out]
+    markov = Markov().fit(train, items)
+    lists["Markov"] = markov.recommend(hist, 10).tolist()
+    if args.sasrec:
+        from benchmarks.baselines.sasrec import SASRec, SASRecConfig
+
+        # as benchmarks/baselines/run.py does: epochs chosen on validation, then a retrain
+        cfg = SASRecConfig(seed=0, n_threads=args.threads, **SASREC["amazon-industrial"])
+        tuned = SASRec(cfg).fit(P["tune_train"], items, P["valid"])
+        model = SASRec(cfg).fit(train, items, epochs=tuned.best_epoch)
+        lists["SASRec"] = model.recommend(hist, 10).tolist()
+
+    # segments
+    sids = rec.catalog.state.sids
+    per_sid = Counter(map(bytes, np.asarray(sids.codes, dtype=np.int32)))
+    shared = {int(i): per_sid[bytes(np.asarray(c, dtype=np.int32))] > 1
+              for i, c in zip(sids.item_ids.tolist(), sids.codes)}
+    last = np.array([h[-1] for h in hist])
+    repeat = last == targets
+    seen = np.array([markov.transition_counts(int(a)).get(int(t), 0) > 0
+                     for a, t in zip(last, targets)]) & ~repeat
+    segments = {
+        "all": np.ones(len(cases), bool),
+        "repeat (target = last item)": repeat,
+        "seen transition (last -> target in training)": seen,
+        "unseen transition": ~repeat & ~seen,
+        "target's SID names several items": np.array([shared.get(int(t), False) for t in targets]),
+        "last item's SID names several items": np.array([shared.get(int(a), False) for a in last]),
+    }
+    ranks = {name: ranks_of(lst, targets) for name, lst in lists.items()}
+    res = {seg: {name: segment_metrics(r, mask) for name, r in ranks.items()}
+           for seg, mask in segments.items()}
+    rows = []
+    for seg, by_model in res.items():
+        n = next(iter(by_model.values()))["n"]
+        rows.append([seg, n, f"{n / len(cases):.1%}",
+                     *[f"{by_model[m]['HR@1']:.3f} / {by_model[m]['HR@10']:.3f} / "
+                       f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n"] else "-" for m in ranks]])
+    print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in ranks]], rows))
+    path = write_json("quality_breakdown", {
+        "benchmark": "quality_breakdown", "machine": machine_info(), "bundle": args.bundle,
+        "n_cases": len(cases), "segments": res})
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
