@@ -37,21 +37,15 @@ from benchmarks._common import machine_info, table, write_json  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 
 
-def ranks_of(lists, targets) -> np.ndarray:
-    """0-based rank of each target in its list; len(list) when absent."""
-    out = []
-    for row, t in zip(lists, targets):
-        row = [int(x) for x in row]
-        out.append(row.index(int(t)) if int(t) in row else len(row))
-    return np.asarray(out)
+def segment_metrics(lists: list, targets: np.ndarray, mask: np.ndarray) -> dict:
+    """The project's metrics (genrec_lite.eval.metrics) on the cases selected by mask."""
+    from genrec_lite.eval.metrics import rank_metrics
 
-
-def segment_metrics(ranks: np.ndarray, mask: np.ndarray) -> dict:
-    r = ranks[mask]
-    if r.size == 0:
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
         return {"n": 0}
-    return {"n": int(r.size), "HR@1": float((r == 0).mean()), "HR@10": float((r < 10).mean()),
-            "NDCG@10": float(np.where(r < 10, 1 / np.log2(r + 2), 0).mean())}
+    m = rank_metrics([lists[i] for i in idx], targets[idx], ks=(1, 10))
+    return {"n": m.pop("n_cases"), **m}
 
 
 def main(argv=None) -> int:
@@ -107,16 +101,15 @@ def main(argv=None) -> int:
         "target's SID names several items": np.array([shared.get(int(t), False) for t in targets]),
         "last item's SID names several items": np.array([shared.get(int(a), False) for a in last]),
     }
-    ranks = {name: ranks_of(lst, targets) for name, lst in lists.items()}
-    res = {seg: {name: segment_metrics(r, mask) for name, r in ranks.items()}
+    res = {seg: {name: segment_metrics(lst, targets, mask) for name, lst in lists.items()}
            for seg, mask in segments.items()}
     rows = []
     for seg, by_model in res.items():
         n = next(iter(by_model.values()))["n"]
         rows.append([seg, n, f"{n / len(cases):.1%}",
                      *[f"{by_model[m]['HR@1']:.3f} / {by_model[m]['HR@10']:.3f} / "
-                       f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n"] else "-" for m in ranks]])
-    print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in ranks]], rows))
+                       f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n"] else "-" for m in lists]])
+    print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in lists]], rows))
     path = write_json("quality_breakdown", {
         "benchmark": "quality_breakdown", "machine": machine_info(), "bundle": args.bundle,
         "n_cases": len(cases), "segments": res})
