@@ -3,6 +3,8 @@
 For each bundle (and the checkpoint it came from), on real request histories (amazon test cases):
   * genrec-lite: Recommender.recommend_batch at batch 1, 8, 32, beam 20, k 10, 1 and 2 threads;
     p50/p95 latency per call and requests/s;
+  * the same at batch 1 without the prompt-prefix cache (every prompt decoded whole), the
+    baseline of that optimisation;
   * floor: the same llama.cpp decode calls and KV operations replayed without the search (what
     the model alone costs on that token schedule); "search share" = (search - floor) / search;
   * Hugging Face: model.generate(num_beams=20, num_return_sequences=10, max_new_tokens=levels,
@@ -33,16 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, request_histories, table, write_json  # noqa: E402
 
+DECODER = "genrec-lite C++ / llama.cpp"
+NO_PREFIX = "genrec-lite C++ / llama.cpp, no prefix cache"
+
 
 def percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q))
 
 
 def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: int,
-                budget_s: float) -> dict:
+                budget_s: float, prefix_cache: bool = True) -> dict:
     from genrec_lite.runtime import Recommender
 
-    rec = Recommender.load(bundle, n_threads=threads)
+    rec = Recommender.load(bundle, n_threads=threads, prefix_cache=prefix_cache)
     be = rec.backend
     reqs = [{"history": h, "k": 10, "beam": 20} for h in histories]
     chunks = [reqs[s:s + batch] for s in range(0, len(reqs), batch)]
@@ -167,14 +172,18 @@ def main(argv=None) -> int:
         quant = b.manifest["model"]["gguf"].get("quant")
         ckpt = Path(b.manifest["checkpoint"]["path"])
         for threads in args.threads:
-            for batch in args.batches:
-                r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget)
-                r.update(model=name, quant=quant, decoder="genrec-lite C++ / llama.cpp")
+            configs = [(b, True) for b in args.batches]
+            if 1 in args.batches:
+                configs.insert(1, (1, False))  # next to its baseline, so both see the same machine
+            for batch, cached in configs:
+                r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget,
+                                prefix_cache=cached)
+                r.update(model=name, quant=quant, decoder=DECODER if cached else NO_PREFIX)
                 results["runs"].append(r)
                 rows.append(r)
-                print(f"{name} t{threads} b{batch}: p50 {r['p50_ms']:.1f} ms, "
-                      f"{r['req_per_s']:.1f} req/s, search share {r['search_share']:.3%}",
-                      file=sys.stderr, flush=True)
+                print(f"{name} t{threads} b{batch}{'' if cached else ' no prefix cache'}: p50 "
+                      f"{r['p50_ms']:.1f} ms, {r['req_per_s']:.1f} req/s, search share "
+                      f"{r['search_share']:.3%}", file=sys.stderr, flush=True)
             key = (str(ckpt), threads)
             if not args.no_hf and ckpt.is_dir() and key not in hf_done:
                 h = run_hf(ckpt, hist, threads, args.hf_requests, args.budget)
@@ -186,18 +195,24 @@ def main(argv=None) -> int:
                 print(f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms", file=sys.stderr, flush=True)
     # speed-ups at batch 1 against HF on the same checkpoint and threads
     for r in results["runs"]:
+        if r["decoder"] == NO_PREFIX:
+            cached = [x for x in results["runs"] if x["decoder"] == DECODER and x["batch"] == 1 and
+                      x["model"] == r["model"] and x["threads"] == r["threads"]]
+            if cached:
+                cached[0]["prefix_cache_gain"] = r["p50_ms"] / cached[0]["p50_ms"]
         if r["decoder"].startswith("genrec") and r["batch"] == 1:
             for (ck, th), h in hf_done.items():
                 if th == r["threads"] and h["model"] == r["model"].split("-")[0]:
                     r["speedup_vs_hf"] = h["p50_ms"] / r["p50_ms"]
     for r in results["runs"]:
         if r["decoder"].startswith("genrec") and r["batch"] > 1:
-            one = [x for x in results["runs"] if x["decoder"].startswith("genrec") and
+            one = [x for x in results["runs"] if x["decoder"] == DECODER and
                    x["model"] == r["model"] and x["threads"] == r["threads"] and x["batch"] == 1]
             if one:
                 r["throughput_gain_vs_batch1"] = r["req_per_s"] / one[0]["req_per_s"]
     print(table(["model", "quant", "decoder", "threads", "batch", "p50 ms", "p95 ms", "req/s",
-                 "floor p50 ms", "search share", "own share", "decode tok/s", "vs HF", "vs batch 1"],
+                 "floor p50 ms", "search share", "own share", "decode tok/s", "vs HF", "vs batch 1",
+                 "prefix cache gain"],
                 [[r["model"], r["quant"], r["decoder"], r["threads"], r["batch"],
                   f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['req_per_s']:.1f}",
                   f"{r['floor_p50_ms']:.1f}" if "floor_p50_ms" in r else "",
@@ -205,7 +220,8 @@ def main(argv=None) -> int:
                   f"{r['search_own_share']:.2%}" if "search_own_share" in r else "",
                   f"{r['decode_tokens_per_s']:.0f}" if "decode_tokens_per_s" in r else "",
                   f"{r['speedup_vs_hf']:.1f}x" if "speedup_vs_hf" in r else "",
-                  f"{r['throughput_gain_vs_batch1']:.2f}x" if "throughput_gain_vs_batch1" in r else ""]
+                  f"{r['throughput_gain_vs_batch1']:.2f}x" if "throughput_gain_vs_batch1" in r else "",
+                  f"{r['prefix_cache_gain']:.2f}x" if "prefix_cache_gain" in r else ""]
                  for r in results["runs"]]))
     if args.merge:
         from _common import RESULTS

@@ -101,6 +101,60 @@ def test_batch_equals_single_requests(rec, cases):
         assert [x.item_id for x in single] == [x.item_id for x in b]
 
 
+def test_prefix_cache_changes_no_result(bundle, rec, cases):
+    """Reusing the shared prompt prefix across calls gives the results of decoding every prompt
+    whole: a stream of single requests (with and without profiles: different prefixes), batches
+    that span several groups, and the replay of a recorded schedule."""
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.llama_backend import LlamaModel
+    from genrec_lite.runtime.recommender import _LlamaBackend
+
+    cs, ds = cases
+    reqs = _requests(cs[:24], ds, rec)
+    reqs[3]["profile"] = reqs[5]["profile"] = None
+    reqs.append({"history": [], "profile": None})
+    plain = Recommender.load(bundle, n_threads=1)
+    try:
+        plain.backend.close()
+        plain.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1,
+                                                 prefix_cache=False))
+        cached = Recommender.load(bundle, n_threads=1)
+        model = cached.backend.model
+        # n_seq_max 60: groups of 2 requests, so one call holds several groups
+        small = Recommender.load(bundle, n_threads=1)
+        small.backend.close()
+        small.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=60))
+        want = [[x.item_id for x in plain.recommend(q["history"], q["profile"])] for q in reqs]
+        got = [[x.item_id for x in cached.recommend(q["history"], q["profile"])] for q in reqs]
+        assert got == want
+        with model.context() as (_, cache):
+            assert len(cache.tokens) > 0  # the last prompt, less its last token
+        # (batches are compared with a batch: a batch's matrix shapes may flip near-ties)
+        plain_batch = [[x.item_id for x in b] for b in plain.recommend_batch(reqs)]
+        for r in (cached, small):
+            assert [[x.item_id for x in b] for b in r.recommend_batch(reqs)] == plain_batch
+        state = cached.catalog.state
+        prompts = [cached.backend.tokenize(cached._prompt(state, q["history"], q["profile"]))
+                   for q in reqs[:6]]
+        res, stats, schedule = model.search(state.trie, cached.token_table, prompts,
+                                            [{"k": 10, "beam": 20}] * 6, record=True)
+        assert [r["items"].tolist() for r in res] == want[:6]
+        replay = model.replay(schedule)
+        assert replay["decoded_tokens"] == stats["decoded_tokens"]
+        # the shared prefix was not decoded again: the same tokens less some per request
+        _, plain_stats, _ = plain.backend.model.search(state.trie, cached.token_table, prompts,
+                                                       [{"k": 10, "beam": 20}] * 6)
+        saved = plain_stats["decoded_tokens"] - stats["decoded_tokens"]
+        assert saved > 0 and saved % 6 == 0
+        assert [x.item_id for x in cached.recommend(reqs[0]["history"], reqs[0]["profile"])] == want[0]
+        with pytest.raises(InvalidArgumentError, match="prefix cache"):
+            LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=1)
+    finally:
+        plain.close()
+        cached.close()
+        small.close()
+
+
 def test_filters_and_active_mask(rec, cases):
     cs, ds = cases
     h = list(cs[0].history)

@@ -663,8 +663,8 @@ nb::ndarray<nb::numpy, T> locked_copy(const PyBeamSearch& b, const std::vector<T
 genrec::llama::Api llama_api_from(nb::handle obj) {
   std::vector<int64_t> a;
   read_sequence(obj, a, "api");
-  if (a.size() != 7) {
-    throw InvalidArgument("api has " + std::to_string(a.size()) + " addresses; expected 7");
+  if (a.size() != 8) {
+    throw InvalidArgument("api has " + std::to_string(a.size()) + " addresses; expected 8");
   }
   genrec::llama::Api api;
   api.decode = reinterpret_cast<genrec::llama::decode_fn>(static_cast<uintptr_t>(a[0]));
@@ -674,6 +674,7 @@ genrec::llama::Api llama_api_from(nb::handle obj) {
   api.memory_clear = reinterpret_cast<genrec::llama::memory_clear_fn>(static_cast<uintptr_t>(a[4]));
   api.memory_seq_rm = reinterpret_cast<genrec::llama::memory_seq_rm_fn>(static_cast<uintptr_t>(a[5]));
   api.memory_seq_cp = reinterpret_cast<genrec::llama::memory_seq_cp_fn>(static_cast<uintptr_t>(a[6]));
+  api.memory_seq_keep = reinterpret_cast<genrec::llama::memory_seq_keep_fn>(static_cast<uintptr_t>(a[7]));
   if (!api.complete()) throw InvalidArgument("api holds a null function address");
   return api;
 }
@@ -706,17 +707,19 @@ nb::dict llama_stats_dict(const genrec::LlamaSearchStats& s) {
 
 const char* kLlamaSearchDoc = R"doc(Batched constrained beam search over a llama.cpp context.
 
-llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False)
-  -> (results, stats, schedule or None)
+llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False,
+                  prefix_cache=None) -> (results, stats, schedule or None)
 api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, llama_get_memory,
-llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp) in the loaded libllama; ctx: a
-llama_context pointer created with a unified KV cache; limits: (n_ctx, n_seq_max, n_batch,
-n_vocab); prompts: one list of token ids per request; requests: as for BeamSearch. The whole
-search runs in C++ with the GIL released; one call per context at a time.)doc";
+llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
+loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
+n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
+BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the prompts' shared prefix
+across calls (the last sequence id is then reserved for it). The whole search runs in C++ with
+the GIL released; one call per context at a time.)doc";
 
 nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, const genrec::SidTrie& trie,
                           nb::handle token_table, nb::handle prompts_obj, nb::handle requests_obj,
-                          bool record) {
+                          bool record, genrec::LlamaPrefixCache* cache) {
   const genrec::llama::Api api = llama_api_from(api_obj);
   const genrec::LlamaContextInfo info = llama_info_from(ctx, limits);
   genrec::SidTokenTable table = token_table_from(token_table);
@@ -735,7 +738,7 @@ nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, co
   {
     nb::gil_scoped_release release;
     results = genrec::llama_beam_search(api, info, trie, table, prompts, requests, &stats,
-                                        schedule.get());
+                                        schedule.get(), cache);
   }
   nb::object sched = nb::none();
   if (schedule) sched = nb::cast(std::move(*schedule));
@@ -743,13 +746,13 @@ nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, co
 }
 
 nb::dict llama_replay_py(nb::handle api_obj, int64_t ctx, nb::handle limits,
-                         const genrec::LlamaSchedule& schedule) {
+                         const genrec::LlamaSchedule& schedule, genrec::LlamaPrefixCache* cache) {
   const genrec::llama::Api api = llama_api_from(api_obj);
   const genrec::LlamaContextInfo info = llama_info_from(ctx, limits);
   genrec::LlamaSearchStats stats;
   {
     nb::gil_scoped_release release;
-    genrec::llama_replay(api, info, schedule, &stats);
+    genrec::llama_replay(api, info, schedule, &stats, cache);
   }
   return llama_stats_dict(stats);
 }
@@ -865,8 +868,19 @@ NB_MODULE(_core, m) {
                                      "The llama.cpp operations of one search, for llama_replay.")
       .def_prop_ro("n_ops", [](const genrec::LlamaSchedule& s) { return s.ops.size(); })
       .def_prop_ro("n_tokens", [](const genrec::LlamaSchedule& s) { return s.tokens.size(); });
+  nb::class_<genrec::LlamaPrefixCache>(m, "LlamaPrefixCache",
+                                        "Which prompt prefix one llama.cpp context keeps in its KV cache.")
+      .def(nb::init<>())
+      .def_prop_ro("tokens", [](const genrec::LlamaPrefixCache& c) {
+        nb::list l;
+        for (int32_t t : c.tokens) l.append(t);
+        return l;
+      }, "The cached prompt tokens, a list.");
   m.def("llama_beam_search", &llama_search_py, "api"_a, "ctx"_a, "limits"_a, "trie"_a,
-        "token_table"_a, "prompts"_a, "requests"_a, "record"_a = false, kLlamaSearchDoc);
+        "token_table"_a, "prompts"_a, "requests"_a, "record"_a = false,
+        "prefix_cache"_a.none() = nb::none(), kLlamaSearchDoc);
   m.def("llama_replay", &llama_replay_py, "api"_a, "ctx"_a, "limits"_a, "schedule"_a,
-        "Replay a recorded schedule: the same decode calls and KV operations, no search.");
+        "prefix_cache"_a.none() = nb::none(),
+        "Replay a recorded schedule: the same decode calls and KV operations, no search.\n"
+        "A schedule recorded with a prefix cache needs that context's prefix_cache.");
 }

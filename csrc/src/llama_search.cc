@@ -82,13 +82,18 @@ class Runner {
     api_.memory_clear(mem_, false);
     if (record_) record_->ops.push_back({LlamaSchedule::kClear});
   }
-  void seq_rm(int32_t seq) {
-    api_.memory_seq_rm(mem_, seq, -1, -1);
-    if (record_) record_->ops.push_back({LlamaSchedule::kSeqRm, seq});
+  void seq_rm(int32_t seq, int32_t p0 = -1, int32_t p1 = -1) {
+    api_.memory_seq_rm(mem_, seq, p0, p1);
+    if (record_) record_->ops.push_back({LlamaSchedule::kSeqRm, seq, 0, p0, p1});
   }
-  void seq_cp(int32_t src, int32_t dst) {
-    api_.memory_seq_cp(mem_, src, dst, -1, -1);
-    if (record_) record_->ops.push_back({LlamaSchedule::kSeqCp, src, dst});
+  void seq_cp(int32_t src, int32_t dst, int32_t p0 = -1, int32_t p1 = -1) {
+    api_.memory_seq_cp(mem_, src, dst, p0, p1);
+    if (record_) record_->ops.push_back({LlamaSchedule::kSeqCp, src, dst, p0, p1});
+  }
+  // Frees every cell but those of seq (and drops other sequences' tags from its cells).
+  void seq_keep(int32_t seq) {
+    api_.memory_seq_keep(mem_, seq);
+    if (record_) record_->ops.push_back({LlamaSchedule::kSeqKeep, seq});
   }
 
   // Decodes the batch; returns the logits rows of its flagged tokens, in batch order, as one
@@ -156,8 +161,10 @@ struct Group {
   size_t begin, end;
 };
 
-std::vector<Group> plan_groups(const LlamaContextInfo& info, int levels,
-                               const std::vector<std::vector<int32_t>>& prompts,
+// Groups of requests that fit the context; `seqs_max` / `cells_max` are what is left of its
+// sequences and cells besides the prefix cache's.
+std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int64_t cells_max,
+                               int levels, const std::vector<std::vector<int32_t>>& prompts,
                                const std::vector<SearchRequest>& requests) {
   std::vector<Group> groups;
   int64_t seqs = 0, cells = 0, prefill = 0;
@@ -168,14 +175,14 @@ std::vector<Group> plan_groups(const LlamaContextInfo& info, int levels,
     // every SID token ever decoded for this request takes a cell until the group ends
     const int64_t need = len + beam * std::max(levels - 1, 0);
     if (len == 0) throw InvalidArgument("request " + std::to_string(i) + " has an empty prompt");
-    if (beam > info.n_seq_max || need > info.n_ctx || len > info.n_batch || beam > info.n_batch)
+    if (beam > seqs_max || need > cells_max || len > info.n_batch || beam > info.n_batch)
       throw InvalidArgument("request " + std::to_string(i) + " (prompt of " + std::to_string(len) +
                             " tokens, beam " + std::to_string(beam) + ") needs " +
                             std::to_string(need) + " KV cells and " + std::to_string(beam) +
-                            " sequences; the context has " + std::to_string(info.n_ctx) +
-                            " cells, " + std::to_string(info.n_seq_max) + " sequences and a batch of " +
-                            std::to_string(info.n_batch) + " tokens");
-    if (i > begin && (seqs + beam > info.n_seq_max || cells + need > info.n_ctx ||
+                            " sequences; the context has " + std::to_string(cells_max) +
+                            " cells, " + std::to_string(seqs_max) + " sequences and a batch of " +
+                            std::to_string(info.n_batch) + " tokens for it");
+    if (i > begin && (seqs + beam > seqs_max || cells + need > cells_max ||
                       prefill + len > info.n_batch || seqs + beam > info.n_batch)) {
       groups.push_back({begin, i});
       begin = i;
@@ -189,10 +196,18 @@ std::vector<Group> plan_groups(const LlamaContextInfo& info, int levels,
   return groups;
 }
 
+// How the calls of one search use the prefix cache: `seq` holds `reuse` cached tokens that every
+// prompt starts with (seq < 0: no cache).
+struct PrefixUse {
+  int32_t seq = -1;
+  int32_t reuse = 0;
+  LlamaPrefixCache* cache = nullptr;
+};
+
 void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie,
                   const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
-                  const std::vector<SearchRequest>& requests, Group g,
-                  std::vector<SearchResult>& out) {
+                  const std::vector<SearchRequest>& requests, Group g, const PrefixUse& pre,
+                  bool first_group, std::vector<SearchResult>& out) {
   const size_t n = g.end - g.begin;
   std::vector<SearchRequest> reqs(requests.begin() + static_cast<std::ptrdiff_t>(g.begin),
                                   requests.begin() + static_cast<std::ptrdiff_t>(g.end));
@@ -210,14 +225,25 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
     next += beam;
   }
 
-  run.clear();
+  if (pre.seq >= 0 && !pre.cache->tokens.empty())
+    run.seq_keep(pre.seq);  // the previous group's cells go, the cached prefix stays
+  else
+    run.clear();
   Batch batch;
   for (size_t r = 0; r < n; ++r) {
     const auto& p = prompts[g.begin + r];
-    for (size_t t = 0; t < p.size(); ++t)
+    if (pre.reuse > 0) run.seq_cp(pre.seq, base[r], 0, pre.reuse);
+    for (size_t t = static_cast<size_t>(pre.reuse); t < p.size(); ++t)
       batch.add(p[t], static_cast<int32_t>(t), base[r], t + 1 == p.size());
   }
   const float* logits = run.decode(batch);
+  if (pre.seq >= 0 && first_group && prompt_len[0] > 1) {
+    // the cache becomes this call's first prompt (all but its last token): the next call keeps
+    // what its prompts share with it. Tagging computed cells costs no decode.
+    const auto& p = prompts[g.begin];
+    run.seq_cp(base[0], pre.seq, pre.reuse, prompt_len[0] - 1);
+    pre.cache->tokens.assign(p.begin(), p.end() - 1);
+  }
 
   // slot of each current row; at level 0 the rows are the requests
   std::vector<int32_t> slot(base), new_slot, children, req_of_in;
@@ -273,7 +299,8 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
                                             const SidTrie& trie, const SidTokenTable& tokens,
                                             const std::vector<std::vector<int32_t>>& prompts,
                                             const std::vector<SearchRequest>& requests,
-                                            LlamaSearchStats* stats, LlamaSchedule* record) {
+                                            LlamaSearchStats* stats, LlamaSchedule* record,
+                                            LlamaPrefixCache* cache) {
   const auto t0 = Clock::now();
   if (prompts.size() != requests.size())
     throw InvalidArgument(std::to_string(prompts.size()) + " prompts for " +
@@ -288,16 +315,54 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
                               " outside the vocabulary of " + std::to_string(info.n_vocab));
   }
   Runner run(api, info, stats, record);
+  PrefixUse pre;
+  if (cache != nullptr && info.n_seq_max >= 2) {
+    pre.cache = cache;
+    pre.seq = static_cast<int32_t>(info.n_seq_max - 1);
+    // the longest cached prefix every prompt starts with, leaving each prompt one token to decode
+    size_t reuse = cache->tokens.size();
+    for (const auto& p : prompts) {
+      size_t m = 0;
+      const size_t lim = std::min(reuse, p.empty() ? size_t{0} : p.size() - 1);
+      while (m < lim && p[m] == cache->tokens[m]) ++m;
+      reuse = m;
+    }
+    if (record) {
+      record->uses_prefix = true;
+      record->prefix_before.assign(cache->tokens.begin(), cache->tokens.begin() +
+                                                               static_cast<std::ptrdiff_t>(reuse));
+    }
+    if (reuse < cache->tokens.size()) {
+      run.seq_rm(pre.seq, static_cast<int32_t>(reuse), -1);
+      cache->tokens.resize(reuse);
+    }
+    pre.reuse = static_cast<int32_t>(reuse);
+  }
   std::vector<SearchResult> out;
   out.reserve(requests.size());
-  const auto groups = plan_groups(info, tokens.levels, prompts, requests);
+  // the prefix cache's sequence and cells are not the groups' to use (from the first group on
+  // it holds the first prompt's cells)
+  int64_t reserved_seqs = 0, reserved_cells = 0;
+  if (pre.seq >= 0) {
+    reserved_seqs = 1;
+    reserved_cells = static_cast<int64_t>(
+        std::max(cache->tokens.size(), prompts.empty() ? size_t{0} : prompts[0].size()));
+  }
+  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx - reserved_cells,
+                                  tokens.levels, prompts, requests);
   try {
-    for (const Group& g : groups) search_group(run, info, trie, tokens, prompts, requests, g, out);
+    for (size_t i = 0; i < groups.size(); ++i)
+      search_group(run, info, trie, tokens, prompts, requests, groups[i], pre, i == 0, out);
   } catch (...) {
     run.clear();  // leave the context reusable
+    if (cache != nullptr) cache->tokens.clear();
     throw;
   }
-  run.clear();
+  if (pre.seq >= 0 && !cache->tokens.empty())
+    run.seq_keep(pre.seq);
+  else
+    run.clear();
+  if (record != nullptr && pre.seq >= 0) record->prefix_after = cache->tokens;
   if (stats) {
     stats->groups += static_cast<int64_t>(groups.size());
     stats->total_s += seconds_since(t0);
@@ -306,27 +371,64 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
 }
 
 void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const LlamaSchedule& s,
-                  LlamaSearchStats* stats) {
+                  LlamaSearchStats* stats, LlamaPrefixCache* cache) {
+  {
+    // Untimed set-up: the KV state the schedule was recorded from.
+    Runner setup(api, info, nullptr, nullptr);
+    if (!s.uses_prefix) {
+      setup.clear();
+      if (cache != nullptr) cache->tokens.clear();
+    } else {
+      if (cache == nullptr || info.n_seq_max < 2)
+        throw InvalidArgument("this schedule was recorded with a prefix cache; replay it on a "
+                              "context with its prefix cache");
+      const int32_t seq = static_cast<int32_t>(info.n_seq_max - 1);
+      const auto& want = s.prefix_before;
+      const bool holds = cache->tokens.size() >= want.size() &&
+                         std::equal(want.begin(), want.end(), cache->tokens.begin());
+      if (holds) {
+        setup.seq_keep(seq);
+        if (cache->tokens.size() > want.size()) setup.seq_rm(seq, static_cast<int32_t>(want.size()), -1);
+      } else {
+        setup.clear();
+        cache->tokens.clear();  // until the prefix below is decoded
+        if (!want.empty()) {
+          Batch b;
+          for (size_t t = 0; t < want.size(); ++t) b.add(want[t], static_cast<int32_t>(t), seq, false);
+          setup.decode(b);
+        }
+      }
+      cache->tokens = want;
+    }
+  }
   const auto t0 = Clock::now();
   Runner run(api, info, stats, nullptr);
   Batch batch;
-  for (const auto& op : s.ops) {
-    switch (op.kind) {
-      case LlamaSchedule::kClear: run.clear(); break;
-      case LlamaSchedule::kSeqRm: run.seq_rm(op.a); break;
-      case LlamaSchedule::kSeqCp: run.seq_cp(op.a, op.b); break;
-      case LlamaSchedule::kDecode: {
-        batch.clear();
-        for (int64_t i = op.begin; i < op.end; ++i) {
-          const size_t u = static_cast<size_t>(i);
-          batch.add(s.tokens[u], s.positions[u], s.seqs[u], s.logits[u] != 0);
+  try {
+    for (const auto& op : s.ops) {
+      switch (op.kind) {
+        case LlamaSchedule::kClear: run.clear(); break;
+        case LlamaSchedule::kSeqRm: run.seq_rm(op.a, op.p0, op.p1); break;
+        case LlamaSchedule::kSeqCp: run.seq_cp(op.a, op.b, op.p0, op.p1); break;
+        case LlamaSchedule::kSeqKeep: run.seq_keep(op.a); break;
+        case LlamaSchedule::kDecode: {
+          batch.clear();
+          for (int64_t i = op.begin; i < op.end; ++i) {
+            const size_t u = static_cast<size_t>(i);
+            batch.add(s.tokens[u], s.positions[u], s.seqs[u], s.logits[u] != 0);
+          }
+          // read the logits like the search does (the pointer lookups), but score nothing
+          run.decode(batch);
+          break;
         }
-        // read the logits like the search does (the pointer lookups), but score nothing
-        run.decode(batch);
-        break;
       }
     }
+  } catch (...) {
+    run.clear();  // leave the context reusable, its cache empty
+    if (cache != nullptr) cache->tokens.clear();
+    throw;
   }
+  if (s.uses_prefix) cache->tokens = s.prefix_after;
   if (stats) stats->total_s += seconds_since(t0);
 }
 

@@ -37,6 +37,7 @@ using get_memory_fn = memory* (*)(const context*);
 using memory_clear_fn = void (*)(memory*, bool);
 using memory_seq_rm_fn = bool (*)(memory*, seq_id, pos, pos);
 using memory_seq_cp_fn = void (*)(memory*, seq_id, seq_id, pos, pos);
+using memory_seq_keep_fn = void (*)(memory*, seq_id);
 
 // The functions the search calls, resolved by the caller.
 struct Api {
@@ -47,10 +48,11 @@ struct Api {
   memory_clear_fn memory_clear = nullptr;
   memory_seq_rm_fn memory_seq_rm = nullptr;
   memory_seq_cp_fn memory_seq_cp = nullptr;
+  memory_seq_keep_fn memory_seq_keep = nullptr;
 
   bool complete() const noexcept {
     return decode && get_logits && get_logits_ith && get_memory && memory_clear &&
-           memory_seq_rm && memory_seq_cp;
+           memory_seq_rm && memory_seq_cp && memory_seq_keep;
   }
 };
 

@@ -9,6 +9,13 @@
 // children get a copy (llama_memory_seq_cp shares the cells, it does not copy tensors).
 // Requests are processed in groups that fit the context's sequence and cell limits.
 //
+// Prompt-prefix reuse (optional, one LlamaPrefixCache per context): the prompts of a bundle begin
+// with the same template text. Those tokens' KV cells stay in the context between calls under a
+// reserved sequence id (n_seq_max - 1); every request of a later call shares them (seq_cp) and
+// decodes only the rest of its prompt. After each call the cache holds that call's first prompt
+// (its cells are already computed: tagging them costs no decode), and the next call keeps the
+// part of it that all its prompts start with.
+//
 // The context must have been created with a unified KV cache and limits that the caller reports
 // in LlamaContextInfo. A context is not thread-safe: one search per context at a time (the
 // Python runtime keeps a pool of contexts over one shared model).
@@ -39,32 +46,46 @@ struct LlamaSearchStats {
   int64_t groups = 0;
 };
 
+// Which prompt tokens a context holds in its KV cache under the reserved sequence (positions
+// 0..tokens.size()-1). Owned by whoever owns the context; used by one search at a time.
+struct LlamaPrefixCache {
+  std::vector<int32_t> tokens;
+};
+
 // The decode/KV operations a search issued, to replay them without the search (the "floor" of
 // the latency benchmark: what the model alone costs on the same token schedule).
 struct LlamaSchedule {
-  enum Kind : int32_t { kClear = 0, kDecode = 1, kSeqRm = 2, kSeqCp = 3 };
+  enum Kind : int32_t { kClear = 0, kDecode = 1, kSeqRm = 2, kSeqCp = 3, kSeqKeep = 4 };
   struct Op {
     Kind kind;
-    int32_t a = 0, b = 0;        // kSeqRm: a = seq; kSeqCp: a = src, b = dst
+    int32_t a = 0, b = 0;        // kSeqRm / kSeqKeep: a = seq; kSeqCp: a = src, b = dst
+    int32_t p0 = -1, p1 = -1;    // kSeqRm / kSeqCp: position range [p0, p1) (-1: open)
     int64_t begin = 0, end = 0;  // kDecode: range in the token arrays
   };
   std::vector<Op> ops;
   std::vector<int32_t> tokens, positions, seqs;
   std::vector<int8_t> logits;
+  // With a prefix cache: the cached tokens the schedule starts from and those it leaves behind.
+  bool uses_prefix = false;
+  std::vector<int32_t> prefix_before, prefix_after;
 };
 
 /// Runs the search. prompts[i] are the token ids of request i. Throws InvalidArgument for a
 /// request that cannot fit the context, Error when llama_decode fails. If record is given, the
-/// schedule of llama.cpp operations is appended to it.
+/// schedule of llama.cpp operations is appended to it. With a prefix cache (the context's own,
+/// n_seq_max >= 2), shared prompt prefixes are reused across calls as described above.
 std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
                                             const SidTrie& trie, const SidTokenTable& tokens,
                                             const std::vector<std::vector<int32_t>>& prompts,
                                             const std::vector<SearchRequest>& requests,
                                             LlamaSearchStats* stats = nullptr,
-                                            LlamaSchedule* record = nullptr);
+                                            LlamaSchedule* record = nullptr,
+                                            LlamaPrefixCache* cache = nullptr);
 
-/// Replays a recorded schedule: the same decode calls and KV operations, no search.
+/// Replays a recorded schedule: the same decode calls and KV operations, no search. A schedule
+/// recorded with a prefix cache needs the context's cache; its starting prefix is restored first
+/// (outside the timed part) when the context holds another one.
 void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const LlamaSchedule& schedule,
-                  LlamaSearchStats* stats = nullptr);
+                  LlamaSearchStats* stats = nullptr, LlamaPrefixCache* cache = nullptr);
 
 }  // namespace genrec

@@ -22,7 +22,8 @@ from ..errors import ArtifactError, GenrecError, InvalidArgumentError, MissingDe
 
 LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences per context
 _API_FUNCTIONS = ("llama_decode", "llama_get_logits", "llama_get_logits_ith", "llama_get_memory",
-                  "llama_memory_clear", "llama_memory_seq_rm", "llama_memory_seq_cp")
+                  "llama_memory_clear", "llama_memory_seq_rm", "llama_memory_seq_cp",
+                  "llama_memory_seq_keep")
 _init_lock = threading.Lock()
 _initialised = False
 
@@ -56,10 +57,15 @@ def _api_addresses(llama_cpp) -> tuple[int, ...]:
 
 
 class LlamaModel:
-    """A GGUF model and `n_contexts` contexts sized for batched beam search."""
+    """A GGUF model and `n_contexts` contexts sized for batched beam search.
+
+    prefix_cache: each context keeps the prompt prefix its requests share (the template text
+    before the history) in its KV cache, so that it is decoded once, not once per request; it
+    reserves one of the context's sequences."""
 
     def __init__(self, path: str | Path, *, n_threads: int | None = None, n_contexts: int = 1,
-                 n_ctx: int = 4096, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512):
+                 n_ctx: int = 4096, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512,
+                 prefix_cache: bool = True):
         llama_cpp = _llama_cpp()
         self._llama = llama_cpp
         path = Path(path)
@@ -69,6 +75,10 @@ class LlamaModel:
             raise InvalidArgumentError(f"n_contexts={n_contexts}; expected >= 1")
         if not 1 <= n_seq_max <= LLAMA_MAX_SEQ:
             raise InvalidArgumentError(f"n_seq_max={n_seq_max}; expected 1..{LLAMA_MAX_SEQ}")
+        if prefix_cache and n_seq_max < 2:
+            raise InvalidArgumentError(f"n_seq_max={n_seq_max} leaves no sequence for the prefix "
+                                       "cache; expected >= 2 or prefix_cache=False")
+        self.prefix_cache = bool(prefix_cache)
         self.n_threads = int(n_threads or min(4, os.cpu_count() or 1))
         mp = llama_cpp.llama_model_default_params()
         mp.n_gpu_layers = 0
@@ -81,12 +91,14 @@ class LlamaModel:
         self.api = _api_addresses(llama_cpp)
         self.limits: tuple[int, int, int, int] | None = None
         self._contexts: list = []
-        self._pool: queue.Queue = queue.Queue()
+        self._pool: queue.Queue = queue.Queue()  # (context, its prefix cache or None)
         try:
+            from .. import _core
+
             for _ in range(n_contexts):
                 ctx = self._new_context(n_ctx, n_seq_max, n_ubatch)
                 self._contexts.append(ctx)
-                self._pool.put(ctx)
+                self._pool.put((ctx, _core.LlamaPrefixCache() if self.prefix_cache else None))
         except Exception:
             self.close()
             raise
@@ -115,12 +127,12 @@ class LlamaModel:
 
     @contextmanager
     def context(self):
-        """A context for one search (blocks while all are busy)."""
-        ctx = self._pool.get()
+        """(context address, its prefix cache) for one search (blocks while all are busy)."""
+        ctx, cache = self._pool.get()
         try:
-            yield int(ctypes.cast(ctx, ctypes.c_void_p).value)
+            yield int(ctypes.cast(ctx, ctypes.c_void_p).value), cache
         finally:
-            self._pool.put(ctx)
+            self._pool.put((ctx, cache))
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         llama_cpp = self._llama
@@ -146,16 +158,16 @@ class LlamaModel:
         """(results, stats[, schedule]) of the C++ search over one pooled context."""
         from .. import _core
 
-        with self.context() as ctx:
+        with self.context() as (ctx, cache):
             return _core.llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
-                                           requests, record)
+                                           requests, record, cache)
 
     def replay(self, schedule) -> dict:
         """Decode a recorded token schedule without the search (the latency floor)."""
         from .. import _core
 
-        with self.context() as ctx:
-            return _core.llama_replay(self.api, ctx, self.limits, schedule)
+        with self.context() as (ctx, cache):
+            return _core.llama_replay(self.api, ctx, self.limits, schedule, cache)
 
     def close(self) -> None:
         llama_cpp = self._llama
