@@ -3,8 +3,8 @@
 For each bundle (and the checkpoint it came from), on real request histories (amazon test cases):
   * genrec-lite: Recommender.recommend_batch at batch 1, 8, 32, beam 20, k 10, 1 and 2 threads;
     p50/p95 latency per call and requests/s;
-  * the same at batch 1 without the prompt-prefix cache (every prompt decoded whole), the
-    baseline of that optimisation;
+  * batch 1 with and without the prompt-prefix cache (every prompt decoded whole), calls
+    interleaved so that both see the same machine: the baseline of that optimisation;
   * floor: the same llama.cpp decode calls and KV operations replayed without the search (what
     the model alone costs on that token schedule); "search share" = (search - floor) / search;
   * Hugging Face: model.generate(num_beams=20, num_return_sequences=10, max_new_tokens=levels,
@@ -47,12 +47,24 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
                 budget_s: float, prefix_cache: bool = True) -> dict:
     from genrec_lite.runtime import Recommender
 
+    from genrec_lite.runtime.llama_backend import LlamaModel
+
     rec = Recommender.load(bundle, n_threads=threads, prefix_cache=prefix_cache)
     be = rec.backend
+    # The per-call breakdown (C++ time, decode time, replayed floor) comes from a second model
+    # that sees the same request stream, so its prefix cache is in the state the timed call saw
+    # (a second search of the same prompt on `rec` would find that whole prompt cached).
+    probe = LlamaModel(Path(bundle) / "model.gguf", n_threads=threads, prefix_cache=prefix_cache)
     reqs = [{"history": h, "k": 10, "beam": 20} for h in histories]
     chunks = [reqs[s:s + batch] for s in range(0, len(reqs), batch)]
     chunks = [c for c in chunks if len(c) == batch] or chunks[:1]
-    rec.recommend_batch(chunks[0])  # warm-up (first-touch of the mmap'd weights)
+    # warm-up (first touch of the mmap'd weights) on the last chunk: the first timed call must
+    # not find its own prompt cached
+    rec.recommend_batch(chunks[-1])
+    state = rec.catalog.state
+    probe.search(state.trie, rec.token_table,
+                 [be.tokenize(rec._prompt(state, q["history"], None)) for q in chunks[-1]],
+                 [{"k": 10, "beam": 20}] * len(chunks[-1]))
     lat, search_s, decode_s, floors, tok_rate, tokens = [], [], [], [], [], []
     t_start = time.perf_counter()
 
@@ -68,16 +80,17 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
             rec.recommend_batch(c)
             lat.append(time.perf_counter() - t0)
             # the C++ call alone, its model time, and the replayed floor of the same schedule
-            _, stats, schedule = be.model.search(state.trie, rec.token_table, prompts,
-                                                 [{"k": 10, "beam": 20}] * len(c), record=True)
+            _, stats, schedule = probe.search(state.trie, rec.token_table, prompts,
+                                              [{"k": 10, "beam": 20}] * len(c), record=True)
             search_s.append(stats["total_s"])
             decode_s.append(stats["decode_s"])
             tok_rate.append(stats["decoded_tokens"] / stats["decode_s"])
             tokens.append(stats["decoded_tokens"] / len(c))
-            floors.append(be.model.replay(schedule)["total_s"])
+            floors.append(probe.replay(schedule)["total_s"])
             if enough():
                 break
     rec.close()
+    probe.close()
     p50 = statistics.median(lat)
     s50, f50 = statistics.median(search_s), statistics.median(floors)
     return {"batch": batch, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
@@ -92,7 +105,33 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
             "tokens_per_request": statistics.median(tokens)}
 
 
-def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float) -> dict:
+def run_prefix_ab(bundle: Path, histories, threads: int, n: int) -> dict:
+    """Batch-1 latency with and without the prefix cache, calls interleaved (A, B, A, B, ...) so
+    that both see the same machine state; the cache-off figures form the row."""
+    from genrec_lite.runtime import Recommender
+
+    recs = {on: Recommender.load(bundle, n_threads=threads, prefix_cache=on) for on in (True, False)}
+    lat: dict = {True: [], False: []}
+    for on in (True, False):
+        recs[on].recommend(histories[-1], k=10, beam=20)  # warm-up on a request not timed
+    for i in range(n):
+        h = histories[i % len(histories)]
+        for on in ((True, False) if i % 2 == 0 else (False, True)):
+            t0 = time.perf_counter()
+            recs[on].recommend(h, k=10, beam=20)
+            lat[on].append(time.perf_counter() - t0)
+    for r in recs.values():
+        r.close()
+    on50, off50 = statistics.median(lat[True]), statistics.median(lat[False])
+    return {"batch": 1, "threads": threads, "calls": n, "p50_ms": off50 * 1e3,
+            "p95_ms": percentile(lat[False], 95) * 1e3, "req_per_s": 1 / off50,
+            "interleaved_cached_p50_ms": on50 * 1e3, "prefix_cache_gain": off50 / on50}
+
+
+def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float, ours=None) -> dict:
+    """HF generate at batch 1; with `ours` (a function of a history), each HF call is followed
+    by one runtime call on the same history, so that the speed-up compares calls made side by
+    side rather than minutes apart on a noisy machine."""
     import torch
 
     from genrec_lite.prompts import PromptSet
@@ -120,11 +159,7 @@ def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float) -> dict
             return [table_ids[len(gen)][c] for c in trie.allowed_next(prefix).tolist()]
         return allowed
 
-    lat = []
-    t_start = time.perf_counter()
-    for h in histories[:n]:
-        if len(lat) >= 3 and time.perf_counter() - t_start > budget_s:
-            break
+    def call(h) -> float:
         text = prompts.next_item_prompt([sids.sid(i) for i in h])
         enc = tok(text, return_tensors="pt")
         width = enc["input_ids"].shape[1]
@@ -134,10 +169,28 @@ def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float) -> dict
                            do_sample=False, prefix_allowed_tokens_fn=make_fn(width),
                            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
                            early_stopping=True)
-        lat.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    call(histories[0])  # warm-up, as the runtime gets one (lazy initialisation is not decoding)
+    if ours is not None:
+        ours(histories[-1])
+    lat, ours_lat = [], []
+    t_start = time.perf_counter()
+    for h in histories[:n]:
+        if len(lat) >= 3 and time.perf_counter() - t_start > budget_s:
+            break
+        lat.append(call(h))
+        if ours is not None:
+            t0 = time.perf_counter()
+            ours(h)
+            ours_lat.append(time.perf_counter() - t0)
     p50 = statistics.median(lat)
-    return {"batch": 1, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
-            "p95_ms": percentile(lat, 95) * 1e3, "req_per_s": 1 / p50}
+    out = {"batch": 1, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
+           "p95_ms": percentile(lat, 95) * 1e3, "req_per_s": 1 / p50}
+    if ours_lat:
+        out["interleaved_genrec_p50_ms"] = statistics.median(ours_lat) * 1e3
+        out["speedup"] = out["p50_ms"] / out["interleaved_genrec_p50_ms"]
+    return out
 
 
 def main(argv=None) -> int:
@@ -148,7 +201,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-calls", type=int, default=8, help="timed calls per configuration")
     ap.add_argument("--budget", type=float, default=60.0,
                     help="seconds per configuration after which fewer calls (>= 3) will do")
-    ap.add_argument("--hf-requests", type=int, default=16)
+    ap.add_argument("--hf-requests", type=int, default=32)
+    ap.add_argument("--ab-calls", type=int, default=64,
+                    help="interleaved batch-1 calls with and without the prefix cache")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--no-hf", action="store_true")
@@ -162,7 +217,6 @@ def main(argv=None) -> int:
     results = {"benchmark": "decode_latency", "machine": machine_info("llama-cpp-python", "torch",
                                                                     "transformers"), "runs": []}
     rows = []
-    hf_done: dict = {}
     for spec in args.bundle:
         name, _, path = spec.partition("=")
         path = Path(path)
@@ -172,38 +226,44 @@ def main(argv=None) -> int:
         quant = b.manifest["model"]["gguf"].get("quant")
         ckpt = Path(b.manifest["checkpoint"]["path"])
         for threads in args.threads:
-            configs = [(b, True) for b in args.batches]
-            if 1 in args.batches:
-                configs.insert(1, (1, False))  # next to its baseline, so both see the same machine
-            for batch, cached in configs:
-                r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget,
-                                prefix_cache=cached)
-                r.update(model=name, quant=quant, decoder=DECODER if cached else NO_PREFIX)
+            for batch in args.batches:
+                r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget)
+                r.update(model=name, quant=quant, decoder=DECODER)
                 results["runs"].append(r)
                 rows.append(r)
-                print(f"{name} t{threads} b{batch}{'' if cached else ' no prefix cache'}: p50 "
-                      f"{r['p50_ms']:.1f} ms, {r['req_per_s']:.1f} req/s, search share "
-                      f"{r['search_share']:.3%}", file=sys.stderr, flush=True)
-            key = (str(ckpt), threads)
-            if not args.no_hf and ckpt.is_dir() and key not in hf_done:
-                h = run_hf(ckpt, hist, threads, args.hf_requests, args.budget)
-                h.update(model=name.split("-")[0], quant="f32 (torch)",
+                print(f"{name} t{threads} b{batch}: p50 {r['p50_ms']:.1f} ms, "
+                      f"{r['req_per_s']:.1f} req/s, search share {r['search_share']:.3%}",
+                      file=sys.stderr, flush=True)
+                if batch == 1:
+                    ab = run_prefix_ab(path, hist, threads, args.ab_calls)
+                    ab.update(model=name, quant=quant, decoder=NO_PREFIX)
+                    results["runs"].append(ab)
+                    rows.append(ab)
+                    print(f"{name} t{threads} b1 prefix cache off/on (interleaved): "
+                          f"{ab['p50_ms']:.1f} / {ab['interleaved_cached_p50_ms']:.1f} ms",
+                          file=sys.stderr, flush=True)
+            if not args.no_hf and ckpt.is_dir():
+                from genrec_lite.runtime import Recommender
+
+                ours = Recommender.load(path, n_threads=threads)
+                try:
+                    h = run_hf(ckpt, hist, threads, args.hf_requests, args.budget,
+                               ours=lambda x: ours.recommend(x, k=10, beam=20))
+                finally:
+                    ours.close()
+                h.update(model=name, quant="f32 (torch)",
                          decoder="HF generate + prefix_allowed_tokens_fn")
-                hf_done[key] = h
                 results["runs"].append(h)
                 rows.append(h)
-                print(f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms", file=sys.stderr, flush=True)
-    # speed-ups at batch 1 against HF on the same checkpoint and threads
+                print(f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms, interleaved genrec-lite "
+                      f"{h['interleaved_genrec_p50_ms']:.1f} ms", file=sys.stderr, flush=True)
+    # speed-ups at batch 1 against HF on the same weights and threads, from the interleaved calls
     for r in results["runs"]:
-        if r["decoder"] == NO_PREFIX:
-            cached = [x for x in results["runs"] if x["decoder"] == DECODER and x["batch"] == 1 and
-                      x["model"] == r["model"] and x["threads"] == r["threads"]]
-            if cached:
-                cached[0]["prefix_cache_gain"] = r["p50_ms"] / cached[0]["p50_ms"]
-        if r["decoder"].startswith("genrec") and r["batch"] == 1:
-            for (ck, th), h in hf_done.items():
-                if th == r["threads"] and h["model"] == r["model"].split("-")[0]:
-                    r["speedup_vs_hf"] = h["p50_ms"] / r["p50_ms"]
+        if r["decoder"] == DECODER and r["batch"] == 1:
+            for h in results["runs"]:
+                if (h["decoder"].startswith("HF") and h["model"] == r["model"] and
+                        h["threads"] == r["threads"] and "speedup" in h):
+                    r["speedup_vs_hf"] = h["speedup"]
     for r in results["runs"]:
         if r["decoder"].startswith("genrec") and r["batch"] > 1:
             one = [x for x in results["runs"] if x["decoder"] == DECODER and
