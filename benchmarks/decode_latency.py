@@ -216,7 +216,12 @@ def main(argv=None) -> int:
 
     results = {"benchmark": "decode_latency", "machine": machine_info("llama-cpp-python", "torch",
                                                                     "transformers"), "runs": []}
-    rows = []
+
+    def record(row: dict, message: str, **labels) -> None:
+        row.update(labels)
+        results["runs"].append(row)
+        print(message, file=sys.stderr, flush=True)
+
     for spec in args.bundle:
         name, _, path = spec.partition("=")
         path = Path(path)
@@ -228,20 +233,14 @@ def main(argv=None) -> int:
         for threads in args.threads:
             for batch in args.batches:
                 r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget)
-                r.update(model=name, quant=quant, decoder=DECODER)
-                results["runs"].append(r)
-                rows.append(r)
-                print(f"{name} t{threads} b{batch}: p50 {r['p50_ms']:.1f} ms, "
-                      f"{r['req_per_s']:.1f} req/s, search share {r['search_share']:.3%}",
-                      file=sys.stderr, flush=True)
+                record(r, f"{name} t{threads} b{batch}: p50 {r['p50_ms']:.1f} ms, "
+                          f"{r['req_per_s']:.1f} req/s, search share {r['search_share']:.3%}",
+                       model=name, quant=quant, decoder=DECODER)
                 if batch == 1:
                     ab = run_prefix_ab(path, hist, threads, args.ab_calls)
-                    ab.update(model=name, quant=quant, decoder=NO_PREFIX)
-                    results["runs"].append(ab)
-                    rows.append(ab)
-                    print(f"{name} t{threads} b1 prefix cache off/on (interleaved): "
-                          f"{ab['p50_ms']:.1f} / {ab['interleaved_cached_p50_ms']:.1f} ms",
-                          file=sys.stderr, flush=True)
+                    record(ab, f"{name} t{threads} b1 prefix cache off/on (interleaved): "
+                               f"{ab['p50_ms']:.1f} / {ab['interleaved_cached_p50_ms']:.1f} ms",
+                           model=name, quant=quant, decoder=NO_PREFIX)
             if not args.no_hf and ckpt.is_dir():
                 from genrec_lite.runtime import Recommender
 
@@ -251,12 +250,9 @@ def main(argv=None) -> int:
                                ours=lambda x: ours.recommend(x, k=10, beam=20))
                 finally:
                     ours.close()
-                h.update(model=name, quant="f32 (torch)",
-                         decoder="HF generate + prefix_allowed_tokens_fn")
-                results["runs"].append(h)
-                rows.append(h)
-                print(f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms, interleaved genrec-lite "
-                      f"{h['interleaved_genrec_p50_ms']:.1f} ms", file=sys.stderr, flush=True)
+                record(h, f"{name} HF t{threads}: p50 {h['p50_ms']:.1f} ms, interleaved "
+                          f"genrec-lite {h['interleaved_genrec_p50_ms']:.1f} ms",
+                       model=name, quant="f32 (torch)", decoder="HF generate + prefix_allowed_tokens_fn")
     # speed-ups at batch 1 against HF on the same weights and threads, from the interleaved calls
     for r in results["runs"]:
         if r["decoder"] == DECODER and r["batch"] == 1:
