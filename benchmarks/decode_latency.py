@@ -44,17 +44,16 @@ def percentile(xs, q):
 
 
 def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: int,
-                budget_s: float, prefix_cache: bool = True) -> dict:
+                budget_s: float) -> dict:
     from genrec_lite.runtime import Recommender
-
     from genrec_lite.runtime.llama_backend import LlamaModel
 
-    rec = Recommender.load(bundle, n_threads=threads, prefix_cache=prefix_cache)
+    rec = Recommender.load(bundle, n_threads=threads)
     be = rec.backend
     # The per-call breakdown (C++ time, decode time, replayed floor) comes from a second model
     # that sees the same request stream, so its prefix cache is in the state the timed call saw
     # (a second search of the same prompt on `rec` would find that whole prompt cached).
-    probe = LlamaModel(Path(bundle) / "model.gguf", n_threads=threads, prefix_cache=prefix_cache)
+    probe = LlamaModel(Path(bundle) / "model.gguf", n_threads=threads)
     reqs = [{"history": h, "k": 10, "beam": 20} for h in histories]
     chunks = [reqs[s:s + batch] for s in range(0, len(reqs), batch)]
     chunks = [c for c in chunks if len(c) == batch] or chunks[:1]

@@ -204,6 +204,14 @@ struct PrefixUse {
   LlamaPrefixCache* cache = nullptr;
 };
 
+// Frees every cell but the cached prefix's (all of them without a cached prefix).
+void keep_only_prefix(Runner& run, const PrefixUse& pre) {
+  if (pre.seq >= 0 && !pre.cache->tokens.empty())
+    run.seq_keep(pre.seq);
+  else
+    run.clear();
+}
+
 void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie,
                   const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
                   const std::vector<SearchRequest>& requests, Group g, const PrefixUse& pre,
@@ -225,10 +233,7 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
     next += beam;
   }
 
-  if (pre.seq >= 0 && !pre.cache->tokens.empty())
-    run.seq_keep(pre.seq);  // the previous group's cells go, the cached prefix stays
-  else
-    run.clear();
+  keep_only_prefix(run, pre);  // the previous group's cells go
   Batch batch;
   for (size_t r = 0; r < n; ++r) {
     const auto& p = prompts[g.begin + r];
@@ -340,14 +345,11 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   }
   std::vector<SearchResult> out;
   out.reserve(requests.size());
-  // the prefix cache's sequence and cells are not the groups' to use (from the first group on
-  // it holds the first prompt's cells)
-  int64_t reserved_seqs = 0, reserved_cells = 0;
-  if (pre.seq >= 0) {
-    reserved_seqs = 1;
-    reserved_cells = static_cast<int64_t>(
-        std::max(cache->tokens.size(), prompts.empty() ? size_t{0} : prompts[0].size()));
-  }
+  // the prefix cache's sequence and cells are not the groups' to use: from the first group on it
+  // holds the first prompt's cells (the trimmed cache is always shorter than that prompt)
+  const int64_t reserved_seqs = pre.seq >= 0 ? 1 : 0;
+  const int64_t reserved_cells =
+      pre.seq >= 0 && !prompts.empty() ? static_cast<int64_t>(prompts[0].size()) : 0;
   const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx - reserved_cells,
                                   tokens.levels, prompts, requests);
   try {
@@ -358,10 +360,7 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
     if (cache != nullptr) cache->tokens.clear();
     throw;
   }
-  if (pre.seq >= 0 && !cache->tokens.empty())
-    run.seq_keep(pre.seq);
-  else
-    run.clear();
+  keep_only_prefix(run, pre);
   if (record != nullptr && pre.seq >= 0) record->prefix_after = cache->tokens;
   if (stats) {
     stats->groups += static_cast<int64_t>(groups.size());
