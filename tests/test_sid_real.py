@@ -88,6 +88,31 @@ def test_sid_build_and_assign_commands(tmp_path, capsys):
     assert "already has a SID" in capsys.readouterr().err
 
 
+def test_sid_build_with_collaborative_vectors(tmp_path, capsys):
+    out = tmp_path / "sids"
+    assert main(["sid", "build", "--out", str(out), "--codebook-size", "64", "--epochs", "60",
+                 "--collab-weight", "1", "--collab-split", "leave-one-out", "--quiet"]) == 0
+    sids = SemanticIds.load(out)
+    assert sids.config["collab_split"] == "leave-one-out" and sids.config["collab_items"] > 500
+    # new items still need only their text: the stored encoder takes the 384-d text vector
+    assert sids.config["input_dim"] == 384 == sids.encoder.input_dim
+    from genrec_lite.data import make_synthetic
+
+    rec = make_synthetic().catalog.to_records()[0]
+    Catalog.from_records([dict(rec, item_id=90001, title="Acme 12V Cordless Screwdriver")]).save(
+        tmp_path / "new.jsonl")
+    assert main(["sid", "assign", "--sids", str(out), "--items", str(tmp_path / "new.jsonl"),
+                 "--update", "--quiet"]) == 0
+    assert 90001 in SemanticIds.load(out)
+    # a bare catalog file has no interactions to learn from: one clear line, nothing written
+    Catalog.from_records([rec]).save(tmp_path / "one.jsonl")
+    capsys.readouterr()
+    assert main(["sid", "build", "--items", str(tmp_path / "one.jsonl"), "--out",
+                 str(tmp_path / "o"), "--collab-weight", "1"]) == 2
+    assert "expected a data folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["sid", "build", "--items", str(tmp_path / "missing.jsonl"), "--out",
                  str(tmp_path / "o")]) == 2

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import GenrecError
+from .errors import GenrecError, InvalidArgumentError
 
 _DEBUG = False
 
@@ -61,9 +61,15 @@ def sid() -> None:
                    "when their fields are empty).")
 @click.option("--encoder", "encoder", default=None,
               help="Text encoder: all-MiniLM-L6-v2 (default) or a local sentence-transformers folder.")
+@click.option("--collab-weight", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Join a co-occurrence vector from the data folder's interactions to each item's "
+                   "text vector with this weight (0: text only).")
+@click.option("--collab-split", default="leave-one-out", show_default=True,
+              help="Which interactions the co-occurrence vectors may see: the training part of "
+                   "this split ('leave-one-out' or 'temporal:TIMESTAMP', as in `train --split`).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sid_build(items, out, levels, codebook_size, collisions, method, seed, epochs, template, encoder,
-              quiet) -> None:
+              collab_weight, collab_split, quiet) -> None:
     """Embed item text, train the quantiser and write the SemanticIds artefact plus report.json.
 
     \b
@@ -75,14 +81,25 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
 
     catalog = _load_catalog(items)
     cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
-                    seed=seed, epochs=epochs)
+                    seed=seed, epochs=epochs, collab_weight=collab_weight)
     if template:
         cfg.text_template = template
     if encoder:
         cfg.embedding_model = encoder
     cfg.validate()
-    sids = build_semantic_ids(catalog, cfg, progress=not quiet)
+    sequences = None
+    if collab_weight > 0:
+        from .data import resolve_dataset
+        from .train.trainer import make_split
+
+        if not (items == "synthetic" or Path(items).is_dir()):
+            raise InvalidArgumentError(f"--collab-weight {collab_weight} needs interactions: "
+                                       f"--items {items!r} is a catalog file; expected a data folder")
+        sequences = make_split(resolve_dataset(items), collab_split, None).train
+    sids = build_semantic_ids(catalog, cfg, progress=not quiet, sequences=sequences)
     sids.config["items"] = str(items)
+    if collab_weight > 0:
+        sids.config["collab_split"] = collab_split
     sids.save(out)
     rep = sids.report()
     click.echo(f"wrote {out}: {rep['n_items']} items, {rep['n_sids']} distinct SIDs, "

@@ -50,6 +50,11 @@ class SidConfig:
     embedding_model: str = DEFAULT_MODEL
     epochs: int | None = None             # RQ-VAE epochs / RQ-KMeans Lloyd iterations
     rqvae: dict = field(default_factory=dict)  # any other RQVAEConfig field
+    # Collaborative signal (sid/collab.py): weight of the co-occurrence vector joined to the text
+    # vector (0: text only), its dimension, and the co-occurrence window in a user's sequence.
+    collab_weight: float = 0.0
+    collab_dim: int = 64
+    collab_window: int = 3
 
     def validate(self) -> "SidConfig":
         if self.method not in METHODS:
@@ -59,12 +64,20 @@ class SidConfig:
             raise InvalidArgumentError(f"levels={self.levels}; expected 1..8")
         if not 2 <= self.codebook_size <= 65536:
             raise InvalidArgumentError(f"codebook_size={self.codebook_size}; expected 2..65536")
+        if self.collab_weight < 0 or self.collab_dim < 1 or self.collab_window < 1:
+            raise InvalidArgumentError(
+                f"collab_weight={self.collab_weight}, collab_dim={self.collab_dim}, collab_window="
+                f"{self.collab_window}; expected weight >= 0, dim >= 1, window >= 1")
         return self
 
 
 def quantize_vectors(item_ids, vectors: np.ndarray, cfg: SidConfig, *, progress: bool = True,
-                     log: list | None = None) -> SemanticIds:
-    """Train the quantiser on `vectors` (n, d) and return the SID table for `item_ids`."""
+                     log: list | None = None, input_map: np.ndarray | None = None) -> SemanticIds:
+    """Train the quantiser on `vectors` (n, d) and return the SID table for `item_ids`.
+
+    With `input_map` (e, d), the vectors were made from e-dimensional embeddings (x = emb @ map for
+    items without their own extra part, see sid/collab.py): the stored encoder then takes the
+    e-dimensional embedding, the map folded into it, so new items need only that."""
     cfg.validate()
     item_ids = np.asarray(item_ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -92,6 +105,16 @@ def quantize_vectors(item_ids, vectors: np.ndarray, cfg: SidConfig, *, progress:
         method_cfg = {"iters": iters}
     train_seconds = time.perf_counter() - t0
     codes = encoder.encode(vectors)
+    input_dim = int(vectors.shape[1])
+    if input_map is not None:
+        from .collab import fold_input_map
+
+        input_map = np.asarray(input_map, dtype=np.float32)
+        if input_map.shape[1] != vectors.shape[1]:
+            raise InvalidArgumentError(f"input map of shape {input_map.shape}; expected "
+                                       f"(embedding_dim, {vectors.shape[1]})")
+        encoder = SidEncoder(encoder.codebooks, fold_input_map(encoder.layers, input_map))
+        input_dim = int(input_map.shape[0])
     extra_size = 0
     if cfg.collisions == "extra_level":
         extra = extra_level(codes)
@@ -99,15 +122,19 @@ def quantize_vectors(item_ids, vectors: np.ndarray, cfg: SidConfig, *, progress:
         codes = np.concatenate([codes, extra[:, None]], axis=1)
     config = asdict(cfg)
     config.update({"method_config": method_cfg, "train_seconds": round(train_seconds, 2),
-                   "input_dim": int(vectors.shape[1])})
+                   "input_dim": input_dim})
     return SemanticIds(item_ids, codes, levels=cfg.levels, codebook_size=cfg.codebook_size,
                        collisions=cfg.collisions, extra_level_size=extra_size, encoder=encoder,
                        config=config)
 
 
 def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool = True,
-                       vectors: np.ndarray | None = None, cache_dir=None) -> SemanticIds:
-    """Catalog -> text (template) -> embeddings (cached) -> quantiser -> SemanticIds."""
+                       vectors: np.ndarray | None = None, cache_dir=None,
+                       sequences=None) -> SemanticIds:
+    """Catalog -> text (template) -> embeddings (cached) -> quantiser -> SemanticIds.
+
+    With `cfg.collab_weight > 0`, `sequences` (each user's items in time order; training data
+    only) add a co-occurrence vector to each item's embedding (sid/collab.py)."""
     from .embed import TextEncoder
 
     cfg = (cfg or SidConfig()).validate()
@@ -116,4 +143,18 @@ def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool 
     if vectors is None:
         texts = catalog.render(cfg.text_template)
         vectors = TextEncoder(cfg.embedding_model, cache_dir=cache_dir).encode(texts, progress=progress)
-    return quantize_vectors(catalog.item_ids, vectors, cfg, progress=progress)
+    if cfg.collab_weight <= 0:
+        return quantize_vectors(catalog.item_ids, vectors, cfg, progress=progress)
+    from .collab import cooccurrence_vectors, joined_vectors
+
+    if sequences is None:
+        raise InvalidArgumentError(f"collab_weight={cfg.collab_weight} needs user sequences "
+                                   "(interactions) to learn co-occurrence vectors from; got none")
+    sequences = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
+    cf, has = cooccurrence_vectors(sequences, catalog.item_ids, dim=cfg.collab_dim,
+                                   window=cfg.collab_window)
+    joined, input_map = joined_vectors(np.asarray(vectors, dtype=np.float64), cf, has,
+                                       cfg.collab_weight)
+    sids = quantize_vectors(catalog.item_ids, joined, cfg, progress=progress, input_map=input_map)
+    sids.config["collab_items"] = int(has.sum())
+    return sids
