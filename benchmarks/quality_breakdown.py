@@ -3,14 +3,16 @@
 
     python benchmarks/quality_breakdown.py --bundle runs/bundles/amazon-f16
     python benchmarks/quality_breakdown.py --bundle runs/bundles/amazon-f16 --no-sasrec
+    python benchmarks/quality_breakdown.py --bundle collab=runs/bundles/amazon-collab-f16 \
+        --bundle text-only=runs/bundles/amazon-f16 --no-sasrec
 
-Scores a bundle (the C++ runtime, beam 20) and the baselines of benchmarks/quality.py (Markov, and
+Scores one or more bundles (the C++ runtime, beam 20) and the baselines of benchmarks/quality.py (Markov, and
 SASRec retrained with its chosen configuration) on the amazon-industrial test cases, then splits the
 cases into segments:
   - repeat: the target is the last history item;
   - seen transition: (last item -> target) occurs in the training sequences (and is no repeat);
   - unseen transition: the rest;
-  - target / last item whose SID names several items (collision mode `none`).
+  - target / last item whose SID names several items (collision mode `none`; the first bundle's SIDs).
 Prints HR@1 / HR@10 / NDCG@10 per segment and model, and writes
 benchmarks/results/quality_breakdown.json.
 """
@@ -50,7 +52,8 @@ def segment_metrics(lists: list, targets: np.ndarray, mask: np.ndarray) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundle", default=str(ROOT / "runs" / "bundles" / "amazon-f16"))
+    ap.add_argument("--bundle", action="append", default=None,
+                    help="[NAME=]PATH, repeatable (default runs/bundles/amazon-f16)")
     ap.add_argument("--sasrec", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -69,10 +72,14 @@ def main(argv=None) -> int:
     hist = [c.history for c in cases]
     targets = np.array([c.target for c in cases])
 
-    lists = {}
-    rec = Recommender.load(args.bundle, n_threads=args.threads)
-    out = rec.recommend_batch([{"history": h, "k": 10, "beam": 20} for h in hist])
-    lists["bundle"] = [[r.item_id for r in o] for o in out]
+    lists, bundles, first = {}, {}, None
+    for spec in args.bundle or [str(ROOT / "runs" / "bundles" / "amazon-f16")]:
+        name, _, path = spec.rpartition("=")
+        name = name or ("bundle" if not args.bundle or len(args.bundle) == 1 else Path(path).name)
+        rec = Recommender.load(path, n_threads=args.threads)
+        first = first or rec
+        out = rec.recommend_batch([{"history": h, "k": 10, "beam": 20} for h in hist])
+        lists[name], bundles[name] = [[r.item_id for r in o] for o in out], path
     markov = Markov().fit(train, items)
     lists["Markov"] = markov.recommend(hist, 10).tolist()
     if args.sasrec:
@@ -85,7 +92,7 @@ def main(argv=None) -> int:
         lists["SASRec"] = model.recommend(hist, 10).tolist()
 
     # segments
-    sids = rec.catalog.state.sids
+    sids = first.catalog.state.sids
     per_sid = Counter(map(bytes, np.asarray(sids.codes, dtype=np.int32)))
     shared = {int(i): per_sid[bytes(np.asarray(c, dtype=np.int32))] > 1
               for i, c in zip(sids.item_ids.tolist(), sids.codes)}
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
                        f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n"] else "-" for m in lists]])
     print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in lists]], rows))
     path = write_json("quality_breakdown", {
-        "benchmark": "quality_breakdown", "machine": machine_info(), "bundle": args.bundle,
+        "benchmark": "quality_breakdown", "machine": machine_info(), "bundles": bundles,
         "n_cases": len(cases), "segments": res})
     print(f"wrote {path}", file=sys.stderr)
     return 0
