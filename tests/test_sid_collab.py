@@ -119,3 +119,12 @@ def test_collab_weight_needs_sequences():
         build_semantic_ids(catalog, SidConfig(collab_weight=1.0), vectors=text, progress=False)
     with pytest.raises(InvalidArgumentError, match="collab_weight=-1"):
         SidConfig(collab_weight=-1).validate()
+
+
+def test_input_map_of_the_wrong_shape_is_refused_before_training():
+    from genrec_lite.sid.build import quantize_vectors
+
+    x = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    with pytest.raises(InvalidArgumentError, match=r"input map of shape \(4, 5\)"):
+        quantize_vectors(np.arange(20), x, SidConfig(method="rqkmeans", codebook_size=4),
+                         progress=False, input_map=np.zeros((4, 5)))

@@ -86,6 +86,11 @@ def quantize_vectors(item_ids, vectors: np.ndarray, cfg: SidConfig, *, progress:
             f"{len(item_ids)} item ids and vectors of shape {vectors.shape}; expected one row per item")
     if not np.isfinite(vectors).all():
         raise InvalidArgumentError("item vectors contain NaN or inf; expected finite numbers")
+    if input_map is not None:
+        input_map = np.asarray(input_map, dtype=np.float32)
+        if input_map.ndim != 2 or input_map.shape[1] != vectors.shape[1]:
+            raise InvalidArgumentError(f"input map of shape {input_map.shape}; expected "
+                                       f"(embedding_dim, {vectors.shape[1]})")
     t0 = time.perf_counter()
     if cfg.method == "rqvae":
         from .rqvae import RQVAEConfig, config_dict, train_rqvae
@@ -109,10 +114,6 @@ def quantize_vectors(item_ids, vectors: np.ndarray, cfg: SidConfig, *, progress:
     if input_map is not None:
         from .collab import fold_input_map
 
-        input_map = np.asarray(input_map, dtype=np.float32)
-        if input_map.shape[1] != vectors.shape[1]:
-            raise InvalidArgumentError(f"input map of shape {input_map.shape}; expected "
-                                       f"(embedding_dim, {vectors.shape[1]})")
         encoder = SidEncoder(encoder.codebooks, fold_input_map(encoder.layers, input_map))
         input_dim = int(input_map.shape[0])
     extra_size = 0
