@@ -72,7 +72,7 @@ COMPACT = {
 }
 # Weight of the co-occurrence vector joined to each item's text vector before quantising (0: text
 # only). amazon: chosen on validation (train < 1,000,000, 1,000 valid cases, best epoch): text only
-# 0.134 / 0.0854, weight 1 0.134 / 0.0922, weight 2 0.116 / 0.0847. ml-100k: not yet measured with it.
+# 0.134 / 0.0854, weight 0.5 0.124 / 0.0872, weight 1 0.134 / 0.0922, weight 2 0.116 / 0.0847. ml-100k: not yet measured with it.
 COLLAB = {"amazon-industrial": 1.0, "ml-100k": 0.0}
 # The alignment ablation adds SID -> title and title -> SID examples (10% each of the mix).
 ALIGNMENT = {"next_item": 1.0, "sid_to_title": 0.1, "title_to_sid": 0.1}
