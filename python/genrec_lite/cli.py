@@ -79,14 +79,6 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
     """
     from .sid.build import SidConfig, build_semantic_ids
 
-    catalog = _load_catalog(items)
-    cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
-                    seed=seed, epochs=epochs, collab_weight=collab_weight)
-    if template:
-        cfg.text_template = template
-    if encoder:
-        cfg.embedding_model = encoder
-    cfg.validate()
     sequences = None
     if collab_weight > 0:
         from .data import resolve_dataset
@@ -95,7 +87,17 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
         if not (items == "synthetic" or Path(items).is_dir()):
             raise InvalidArgumentError(f"--collab-weight {collab_weight} needs interactions: "
                                        f"--items {items!r} is a catalog file; expected a data folder")
-        sequences = make_split(resolve_dataset(items), collab_split, None).train
+        dataset = resolve_dataset(items)   # loaded once: catalog and interactions
+        catalog, sequences = dataset.catalog, make_split(dataset, collab_split, None).train
+    else:
+        catalog = _load_catalog(items)
+    cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
+                    seed=seed, epochs=epochs, collab_weight=collab_weight)
+    if template:
+        cfg.text_template = template
+    if encoder:
+        cfg.embedding_model = encoder
+    cfg.validate()
     sids = build_semantic_ids(catalog, cfg, progress=not quiet, sequences=sequences)
     sids.config["items"] = str(items)
     if collab_weight > 0:

@@ -49,8 +49,7 @@ def cooccurrence_vectors(sequences: Iterable[Sequence[int]], item_ids: Sequence[
     if not rows:
         return out, np.zeros(n, bool)
     C = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)).tocsr()
-    C.sum_duplicates()
+                      shape=(n, n)).tocsr()   # sums the repeated pairs
     deg = np.asarray(C.sum(axis=1)).ravel()
     has = deg > 0
     # PPMI: log(p(a, b) / (p(a) p(b))), negative values clipped to 0
