@@ -55,6 +55,18 @@ def test_leave_one_out_toy():
     assert split.train_cases(2) == [Case("a", (1,), 3), Case("b", (2,), 7)]
 
 
+def test_leave_one_out_train_on_valid_toy():
+    """The final model's split: the validation item is trained on, the test cases are unchanged."""
+    base = leave_one_out(_toy(), max_len=2)
+    split = leave_one_out(_toy(), max_len=2, train_on_valid=True)
+    assert {u: s.tolist() for u, s in split.train.items()} == {"a": [1, 3, 5], "b": [2, 7],
+                                                               "c": [4, 6]}
+    assert split.valid == [] and split.test == base.test
+    # each test prompt's history is the end of a training sequence
+    for case in split.test:
+        assert tuple(split.train[case.user_id][-len(case.history):].tolist()) == case.history
+
+
 def test_temporal_split_toy():
     split = temporal_split(_toy(), at=4, max_len=3)
     assert {u: s.tolist() for u, s in split.train.items()} == {"a": [1, 3, 5], "b": [2],

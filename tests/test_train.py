@@ -178,3 +178,20 @@ def test_sequence_examples_cover_every_target_once(synthetic_sids, tmp_path):
     first = next(j for j, t in enumerate(labels) if t != -100)
     assert ids[:first] == tr.tok(prompt)["input_ids"]
     assert ids[first:] == tr._item_tokens[items[3]]
+
+
+def test_split_specs():
+    """'leave-one-out:final' trains on each user's validation item and validates on nothing; an
+    unknown spec names the value and the choices."""
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.train.trainer import TrainConfig, make_split
+
+    ds = make_synthetic()
+    tuning, final = (make_split(ds, s, 10) for s in ("leave-one-out", "leave-one-out:final"))
+    assert final.valid == [] and final.test == tuning.test
+    for c in tuning.valid:
+        assert final.train[c.user_id][-1] == c.target
+    for bad in ("leave-one-out:last", "temporal:soon", "random"):
+        with pytest.raises(InvalidArgumentError, match=f"split '{bad}' is not known.*leave-one-out:final"):
+            TrainConfig(split=bad).validate()

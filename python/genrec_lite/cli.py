@@ -66,7 +66,7 @@ def sid() -> None:
                    "text vector with this weight (0: text only).")
 @click.option("--collab-split", default="leave-one-out", show_default=True,
               help="Which interactions the co-occurrence vectors may see: the training part of "
-                   "this split ('leave-one-out' or 'temporal:TIMESTAMP', as in `train --split`).")
+                   "this split (as in `train --split`).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sid_build(items, out, levels, codebook_size, collisions, method, seed, epochs, template, encoder,
               collab_weight, collab_split, quiet) -> None:
@@ -172,7 +172,9 @@ def _parse_tasks(text: str | None) -> dict | None:
               help="'compact' (from scratch), 'smollm2', a Hugging Face model folder or a .gguf file.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory.")
 @click.option("--split", default="leave-one-out", show_default=True,
-              help="'leave-one-out' or 'temporal:TIMESTAMP' (train before it; validate on valid.jsonl).")
+              help="'leave-one-out' (validate on each user's second-last item), "
+                   "'leave-one-out:final' (train on it too; no validation) or 'temporal:TIMESTAMP' "
+                   "(train before it; validate on valid.jsonl).")
 @click.option("--epochs", default=None, type=click.IntRange(1))
 @click.option("--batch-size", default=None, type=click.IntRange(1))
 @click.option("--lr", default=None, type=float, help="Peak learning rate (default 2e-3 compact, 3e-4 LoRA).")

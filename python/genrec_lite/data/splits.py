@@ -6,7 +6,8 @@ A :class:`Case` is one next-item prediction: a user, the items before (oldest fi
 - :func:`windows` turns one sequence into cases (training prompts).
 - :func:`leave_one_out`: per user by time, the last item is the test target and the one before
   the validation target; users with fewer than 3 interactions go wholly to training and give no
-  case (the usual convention: a user needs a training item, a valid item and a test item).
+  case (the usual convention: a user needs a training item, a valid item and a test item). With
+  ``train_on_valid`` the validation item is trained on instead (the final model's split).
 - :func:`temporal_split`: training is everything before a timestamp; every later interaction
   is a test case whose history is all of the user's earlier items (training-period and earlier
   test-period items alike), so that one split reproduces the official cases of
@@ -90,11 +91,17 @@ def windows(sequence: Sequence[int] | np.ndarray, max_len: int | None, start: in
     return [Case(user_id, _window(seq, i, max_len), seq[i]) for i in range(start, len(seq))]
 
 
-def leave_one_out(interactions: "Interactions", max_len: int | None = None) -> Split:
+def leave_one_out(interactions: "Interactions", max_len: int | None = None, *,
+                  train_on_valid: bool = False) -> Split:
     """Per user by time: last item -> test case, second last -> valid case, rest -> train.
 
     Users with fewer than 3 interactions are kept whole in ``train`` and give no case. Cases
     come in the order users first appear in the interactions.
+
+    ``train_on_valid``: the split for a final model whose settings were chosen on the
+    validation cases: each user's validation item joins the training sequence (the test
+    prompt then ends with a sequence the model was trained on) and there are no validation
+    cases. The test cases are the same either way.
     """
     _check_max_len(max_len)
     train: dict[str, np.ndarray] = {}
@@ -105,8 +112,9 @@ def leave_one_out(interactions: "Interactions", max_len: int | None = None) -> S
             train[user] = seq
             continue
         items = seq.tolist()
-        train[user] = seq[:-2]
-        valid.append(Case(user, _window(items, len(items) - 2, max_len), items[-2]))
+        train[user] = seq[:-1] if train_on_valid else seq[:-2]
+        if not train_on_valid:
+            valid.append(Case(user, _window(items, len(items) - 2, max_len), items[-2]))
         test.append(Case(user, _window(items, len(items) - 1, max_len), items[-1]))
     return Split(train, valid, test)
 

@@ -16,7 +16,7 @@ that are clicked close together in users' sequences under shared prefixes as wel
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,12 +26,15 @@ from ..errors import InvalidArgumentError
 def cooccurrence_vectors(sequences: Iterable[Sequence[int]], item_ids: Sequence[int], *,
                          dim: int = 64, window: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """(vectors (n, dim) float64, has (n,) bool): unit CF vectors for the items of `item_ids` that
-    co-occur with another item, zero rows for the rest."""
+    co-occur with another item, zero rows for the rest. `sequences`: item-id sequences, or a
+    mapping user -> sequence (a split's `train`)."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import svds
 
     if dim < 1 or window < 1:
         raise InvalidArgumentError(f"dim={dim}, window={window}; expected both >= 1")
+    if isinstance(sequences, Mapping):
+        sequences = sequences.values()
     item_ids = np.asarray(item_ids, dtype=np.int64)
     n = len(item_ids)
     index = {int(i): k for k, i in enumerate(item_ids.tolist())}

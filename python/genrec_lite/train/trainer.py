@@ -64,16 +64,20 @@ class TrainConfig:
         return self
 
 
+SPLITS = ("leave-one-out", "leave-one-out:final", "temporal:TIMESTAMP")
+
+
 def parse_split(spec: str) -> tuple[str, float | None]:
-    if spec == "leave-one-out":
-        return "leave-one-out", None
+    """'leave-one-out' (validate on each user's second-last item), 'leave-one-out:final' (train
+    on it too, no validation: the final model once settings are chosen) or 'temporal:TIMESTAMP'."""
+    if spec in ("leave-one-out", "leave-one-out:final"):
+        return spec, None
     if spec.startswith("temporal:"):
         try:
             return "temporal", float(spec.split(":", 1)[1])
         except ValueError:
             pass
-    raise InvalidArgumentError(f"split {spec!r} is not known; expected 'leave-one-out' or "
-                               "'temporal:TIMESTAMP'")
+    raise InvalidArgumentError(f"split {spec!r} is not known; expected one of {SPLITS}")
 
 
 def make_split(dataset, spec: str, max_history: int):
@@ -81,8 +85,9 @@ def make_split(dataset, spec: str, max_history: int):
     from ..data import leave_one_out, temporal_split
 
     kind, at = parse_split(spec)
-    if kind == "leave-one-out":
-        return leave_one_out(dataset.interactions, max_len=max_history)
+    if kind.startswith("leave-one-out"):
+        return leave_one_out(dataset.interactions, max_len=max_history,
+                             train_on_valid=kind == "leave-one-out:final")
     split = temporal_split(dataset.interactions, at=at, max_len=max_history)
     if dataset.valid_cases:
         split.valid = [c for c in dataset.valid_cases]
