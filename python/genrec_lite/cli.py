@@ -408,7 +408,10 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> 
 @click.option("--minutes", default=5.0, show_default=True, type=click.FloatRange(0.2),
               help="Training budget (wall clock).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads.")
-def quickstart_cmd(data, out, minutes, threads) -> None:
+@click.option("--collab-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="Weight of the co-occurrence vector joined to the text vector before "
+                   "quantising (training interactions only); 0: SIDs from text alone.")
+def quickstart_cmd(data, out, minutes, threads, collab_weight) -> None:
     """The whole loop in a few minutes: SIDs, training, evaluation, export, recommendations.
 
     \b
@@ -424,22 +427,24 @@ def quickstart_cmd(data, out, minutes, threads) -> None:
     from .export.bundle import export_bundle
     from .runtime import Recommender
     from .sid.build import SidConfig, build_semantic_ids
-    from .train.trainer import TrainConfig, Trainer
+    from .train.trainer import TrainConfig, Trainer, make_split
 
     out = Path(out)
     t0 = time.perf_counter()
     dataset = resolve_dataset(data)
     synthetic = data == "synthetic"
     step = lambda n, text: click.secho(f"[{n}/5] {text}", bold=True, err=True)  # noqa: E731
+    split = "temporal:2000000" if dataset.test_cases and dataset.valid_cases else "leave-one-out"
     step(1, f"semantic IDs for {len(dataset.catalog)} items ({dataset.name})")
     sid_cfg = SidConfig(levels=3, codebook_size=64 if synthetic else 256,
-                        collisions="extra_level", epochs=150 if synthetic else None)
-    sids = build_semantic_ids(dataset.catalog, sid_cfg)
+                        collisions="extra_level", epochs=150 if synthetic else None,
+                        collab_weight=collab_weight)
+    sequences = make_split(dataset, split, None).train if collab_weight else None
+    sids = build_semantic_ids(dataset.catalog, sid_cfg, sequences=sequences)
     sids.save(out / "sids")
     rep = sids.report()
     click.echo(f"      {len(sids)} items, collision rate before the extra level "
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
-    split = "temporal:2000000" if dataset.test_cases and dataset.valid_cases else "leave-one-out"
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
     cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
                       task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
