@@ -134,8 +134,9 @@ def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool 
                        sequences=None) -> SemanticIds:
     """Catalog -> text (template) -> embeddings (cached) -> quantiser -> SemanticIds.
 
-    With `cfg.collab_weight > 0`, `sequences` (each user's items in time order; training data
-    only) add a co-occurrence vector to each item's embedding (sid/collab.py)."""
+    With `cfg.collab_weight > 0`, `sequences` (each user's items in time order, or a mapping
+    user -> sequence; training data only) add a co-occurrence vector to each item's embedding
+    (sid/collab.py)."""
     from .embed import TextEncoder
 
     cfg = (cfg or SidConfig()).validate()
@@ -151,7 +152,6 @@ def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool 
     if sequences is None:
         raise InvalidArgumentError(f"collab_weight={cfg.collab_weight} needs user sequences "
                                    "(interactions) to learn co-occurrence vectors from; got none")
-    sequences = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
     cf, has = cooccurrence_vectors(sequences, catalog.item_ids, dim=cfg.collab_dim,
                                    window=cfg.collab_window)
     joined, input_map = joined_vectors(np.asarray(vectors, dtype=np.float64), cf, has,
