@@ -107,14 +107,14 @@ def load_protocol(name: str, data_root: Path) -> dict:
         assert tune.valid == ds.valid_cases, "valid split != valid.jsonl"
         assert final.test == ds.test_cases, "test split != test.jsonl"
         return dict(dataset=ds, tune_train=tune.train, valid=ds.valid_cases,
-                    final_train=final.train, test=ds.test_cases, retrain=True,
+                    final_train=final.train, test=ds.test_cases,
                     protocol="train ts<1e6 / valid valid.jsonl for tuning; retrain ts<2e6; "
                              "test test.jsonl (history <= 10)")
     split = leave_one_out(ds.interactions, max_len=None)
     final = leave_one_out(ds.interactions, max_len=None, train_on_valid=True)
     assert final.test == split.test
     return dict(dataset=ds, tune_train=split.train, valid=split.valid, final_train=final.train,
-                test=split.test, retrain=True, score_tuning_model=True,
+                test=split.test, score_tuning_model=True,
                 protocol="leave-one-out by time: last item test, second last valid; tuned on "
                          "the rest, then retrained with the valid item too (chosen epochs)")
 
@@ -145,10 +145,9 @@ def run_dataset(name: str, data_root: Path, grid: list[dict], seed: int, threads
         rec = {"params": params, "valid": valid}
         if P.get("score_tuning_model"):
             rec["test_tuning_model"] = evaluate(m, P["test"])
-        if P["retrain"]:
-            m = model_factory().fit(P["final_train"], items)
-        rec.update(test=evaluate(m, P["test"]), seconds=time.perf_counter() - t)
-        test = rec["test"]
+        m = model_factory().fit(P["final_train"], items)
+        test = evaluate(m, P["test"])
+        rec.update(test=test, seconds=time.perf_counter() - t)
         log(f"{label}: valid NDCG@10 {valid['NDCG@10']:.4f}  test HR@10 {test['HR@10']:.4f}")
         return rec
 
@@ -178,9 +177,8 @@ def run_dataset(name: str, data_root: Path, grid: list[dict], seed: int, threads
     model = best["_model"]
     t = time.perf_counter()
     tuning_test = model.evaluate(P["test"]) if P.get("score_tuning_model") else None
-    if P["retrain"]:
-        cfg = SASRecConfig(seed=seed, n_threads=threads, **best["params"])
-        model = SASRec(cfg).fit(P["final_train"], items, epochs=best["best_epoch"])
+    cfg = SASRecConfig(seed=seed, n_threads=threads, **best["params"])
+    model = SASRec(cfg).fit(P["final_train"], items, epochs=best["best_epoch"])
     test = model.evaluate(P["test"])
     final_seconds = time.perf_counter() - t
     log(f"SASRec chosen {best['params']}: test HR@10 {test['HR@10']:.4f} "
@@ -189,12 +187,12 @@ def run_dataset(name: str, data_root: Path, grid: list[dict], seed: int, threads
         tr.pop("_model")
     out["models"]["SASRec"] = {
         "params": {**asdict(SASRecConfig(seed=seed, n_threads=threads, **best["params"])),
-                   "epochs_final": best["best_epoch"] if P["retrain"] else None},
+                   "epochs_final": best["best_epoch"]},
         "chosen_by": "best validation NDCG@10 over the grid",
         "valid": best["valid"], "test": test,
         **({"test_tuning_model": tuning_test} if tuning_test else {}),
         "seconds": sum(tr["train_seconds"] for tr in trials) + final_seconds,
-        "final_train_seconds": model.train_seconds if P["retrain"] else None,
+        "final_train_seconds": model.train_seconds,
         "grid": trials,
     }
     return out
