@@ -194,11 +194,11 @@ def run(name: str, args) -> dict:
         sids_tag = f"-collab{collab:g}"
         sids_main, out["sids"]["none" + sids_tag] = build_sids(
             dataset, work, "none", args.quick, collab, settings["split"])
-    out["models"]["genrec-lite compact"] = train_compact(
+    main = out["models"]["genrec-lite compact"] = train_compact(
         dataset, sids_main, work, "compact" + sids_tag, settings, args.minutes, args.quick)
     # The same model from other seeds (initialisation and data order): the spread says how far
     # one run's gap to a baseline can be trusted.
-    for seed in [s for s in args.seeds if s != settings.get("seed", 0)]:
+    for seed in [s for s in args.seeds if s != main["train"]["seed"]]:
         out["models"][f"compact, seed {seed}"] = train_compact(
             dataset, sids_main, work, f"compact{sids_tag}-seed{seed}", dict(settings, seed=seed),
             args.minutes, args.quick)
