@@ -84,6 +84,9 @@ TUNING_AMAZON_FULL_VALID = {
     "max_history 2 (chosen), seed 1": (0.1189, 0.0911),
     "max_history 2, dropout 0.2, seed 0": (0.1205, 0.0820),
     "max_history 2, 15 epochs, seed 0": (0.1114, 0.0868),
+    "max_history 2, dropout 0.05, seed 0": (0.1156, 0.0892),
+    "max_history 2, dropout 0, seed 0": (0.1161, 0.0902),
+    "max_history 2, lr 3e-3, seed 0": (0.1214, 0.0837),
     "max_history 3, one example per target with its full 3-item context (instead of pieces of "
     "4 items, every item after the first a target), seed 0": (0.1119, 0.0815),
     "max_history 10, h512 x 4, 8 heads, seed 0": (0.1132, 0.0790),
