@@ -87,6 +87,8 @@ TUNING_AMAZON_FULL_VALID = {
     "max_history 2, dropout 0.05, seed 0": (0.1156, 0.0892),
     "max_history 2, dropout 0, seed 0": (0.1161, 0.0902),
     "max_history 2, lr 3e-3, seed 0": (0.1214, 0.0837),
+    "max_history 2, 8 epochs, seed 0": (0.1231, 0.0897),
+    "max_history 2, 8 epochs, seed 1": (0.1227, 0.0870),
     "max_history 3, one example per target with its full 3-item context (instead of pieces of "
     "4 items, every item after the first a target), seed 0": (0.1119, 0.0815),
     "max_history 10, h512 x 4, 8 heads, seed 0": (0.1132, 0.0790),
