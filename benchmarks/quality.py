@@ -180,7 +180,7 @@ def train_compact(dataset, sids, work: Path, name: str, settings: dict, minutes:
     t = time.perf_counter()
     fit = Trainer(dataset, sids, out, cfg, progress=False, resume=False).fit()
     train_minutes = (time.perf_counter() - t) / 60
-    model, tok, sids, meta = load_model(out)
+    model, tok, sids, meta = load_model(out, device="auto")
     split = make_split(dataset, cfg.split, cfg.max_history)
     cases = dataset.test_cases if dataset.test_cases else split.test
     if quick:

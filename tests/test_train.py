@@ -59,12 +59,29 @@ def test_train_eval_end_to_end(synthetic_sids, tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "metrics.json"
     assert main(["eval", "--model", str(ckpt), "--out", str(out), "--limit", "80", "--title-search",
-                 "--free", "--quiet"]) == 0
+                 "--free", "--device", "cpu", "--quiet"]) == 0
     m = json.loads(out.read_text())
     assert {"HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10",
             "n_cases"} <= set(m)
     assert m["n_cases"] == 80 and 0 <= m["NDCG@10"] <= m["HR@10"] <= 1
     assert 0 <= m["free"]["invalid_rate"] <= 1 and 0 <= m["title_to_sid_accuracy"] <= 1
+
+
+def test_eval_device_choice():
+    """`eval --device`: 'auto' takes the GPU only when torch sees one; a device that is not known
+    or not there is refused with its name, before any work."""
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.train.checkpoint import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InvalidArgumentError, match="'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(InvalidArgumentError, match="'meta'"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgumentError, match="'cuda:0'.*no CUDA GPU"):
+            resolve_device("cuda:0")
 
 
 def test_training_learns_beyond_popularity(synthetic_sids, tmp_path):

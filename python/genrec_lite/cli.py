@@ -235,8 +235,9 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
     trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume)
     result = trainer.fit()
     best = result["best"] or {}
-    click.echo(f"trained {result['steps']} steps in {result['minutes']} min; best "
-               + ", ".join(f"{k}={best[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in best)
+    scores = ", ".join(f"{k}={best[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in best)
+    click.echo(f"trained {result['steps']} steps in {result['minutes']} min; "
+               + (f"best {scores}" if scores else "no validation, best/ holds the last weights")
                + f"; checkpoint in {out}")
 
 
@@ -253,8 +254,11 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--title-search", is_flag=True, help="Also report title -> SID exact-match accuracy.")
 @click.option("--free", is_flag=True, help="Also decode without the trie and report invalid outputs.")
+@click.option("--device", default="auto", show_default=True,
+              help="Checkpoints: 'auto' (the GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, quiet) -> None:
+def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, device,
+             quiet) -> None:
     """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
 
     \b
@@ -272,7 +276,7 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
     from .train.trainer import make_split
 
-    model, tok, sids, meta = load_model(model_path)
+    model, tok, sids, meta = load_model(model_path, device=device)
     tcfg = meta["train"]
     data = data or meta["data"].get("path") or "synthetic"
     dataset = resolve_dataset(data)

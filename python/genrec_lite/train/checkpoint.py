@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._io import read_manifest
-from ..errors import ArtifactError, require
+from ..errors import ArtifactError, InvalidArgumentError, require
 
 FORMAT_NAME = "genrec-lite.checkpoint"
 FORMAT_VERSION = 1
@@ -41,8 +41,27 @@ def weights_dir(ckpt: str | Path, which: str = "best") -> Path:
     raise ArtifactError(f"{ckpt} holds no trained weights ({which}/model or last/model missing)")
 
 
-def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = False):
-    """(model, tokenizer, SemanticIds, run config) from a checkpoint."""
+def resolve_device(spec: str = "auto"):
+    """'auto' (the GPU when torch sees one, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise InvalidArgumentError(f"device {spec!r} is not known; expected 'auto', 'cpu', "
+                                   "'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device {spec!r} was asked for, but torch sees no CUDA GPU "
+                                   "here; use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = False,
+               device: str | None = None):
+    """(model, tokenizer, SemanticIds, run config) from a checkpoint; the model on `device`
+    (see resolve_device; None leaves it on the CPU)."""
     from ..sid import SemanticIds
     from .backbone import add_residual_dropout, init_new_rows, resolve_pretrained
     from .tokenizer import load_tokenizer
@@ -63,4 +82,6 @@ def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = Fa
         init_new_rows(base, meta["backbone"]["base_vocab_size"], len(tok))
         model = peft.PeftModel.from_pretrained(base, str(wdir), is_trainable=for_training)
     model.train(for_training)
+    if device is not None:
+        model.to(resolve_device(device))
     return model, tok, sids, meta

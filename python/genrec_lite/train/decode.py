@@ -78,17 +78,18 @@ class ReferenceDecoder:
         res = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True,
                     logits_to_keep=1)
         cache = res.cache
-        logits = res.logits[:, -1, :].float().cpu()                # (n, V); search runs on CPU
+        logits = res.logits[:, -1, :]                                # (n, V), on the model's device
         next_pos = mask.sum(-1, keepdim=True)                        # (n, 1)
         n_levels = len(self.level_sizes)
         scores = torch.zeros(n, 1)                                   # (n, beams)
         prefixes = np.zeros((n, 1, 0), dtype=np.int32)               # (n, beams, level)
         for level in range(n_levels):
             b_now = scores.shape[1]
-            flat = logits.view(n * b_now, -1)
+            flat = logits.reshape(n * b_now, -1)
             if constrained:
                 size = self.level_sizes[level]
-                lvl = flat[:, self.token_table[level, :size]]        # (n*b, size)
+                # only this level's columns leave the device; the search runs on CPU
+                lvl = flat[:, self.token_table[level, :size].to(dev)].float().cpu()  # (n*b, size)
                 allowed = torch.zeros_like(lvl, dtype=torch.bool)
                 offsets, codes = self.trie.allowed_next_batch(prefixes.reshape(n * b_now, level))
                 rows = np.repeat(np.arange(n * b_now), np.diff(offsets))
@@ -97,7 +98,7 @@ class ReferenceDecoder:
                 # a dead beam (prefix with nothing below) has no allowed code: -inf, not NaN
                 lp = torch.nan_to_num(lp, nan=float("-inf"))
             else:
-                lp = torch.log_softmax(flat, dim=-1)
+                lp = torch.log_softmax(flat.float().cpu(), dim=-1)
             cand = (scores.view(-1, 1) + lp).view(n, -1)             # (n, b*width)
             width = lp.shape[1]
             top = torch.topk(cand, min(beam, cand.shape[1]), dim=1)
@@ -128,7 +129,7 @@ class ReferenceDecoder:
                         cache=cache, use_cache=True, logits_to_keep=1)
             cache = res.cache
             next_pos = next_pos + 1
-            logits = res.logits[:, -1, :].float().cpu().view(n, b_new, -1)
+            logits = res.logits[:, -1, :]
         return [self._finish(prefixes[i], scores[i].numpy(), k, constrained) for i in range(n)]
 
     def _finish(self, beams: np.ndarray, scores: np.ndarray, k: int, constrained: bool
