@@ -82,6 +82,10 @@ def test_eval_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(InvalidArgumentError, match="'cuda:0'.*no CUDA GPU"):
             resolve_device("cuda:0")
+    else:
+        n = torch.cuda.device_count()
+        with pytest.raises(InvalidArgumentError, match=f"'cuda:{n}'.*{n} GPU"):
+            resolve_device(f"cuda:{n}")
 
 
 def test_training_learns_beyond_popularity(synthetic_sids, tmp_path):

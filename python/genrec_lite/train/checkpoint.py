@@ -53,6 +53,9 @@ def resolve_device(spec: str = "auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError(f"device {spec!r} was asked for, but torch sees no CUDA GPU "
                                    "here; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidArgumentError(f"device {spec!r}: torch sees {torch.cuda.device_count()} "
+                                   "GPU(s), numbered from 0")
     if dev.type not in ("cpu", "cuda"):
         raise InvalidArgumentError(f"device {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return dev
@@ -66,6 +69,7 @@ def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = Fa
     from .backbone import add_residual_dropout, init_new_rows, resolve_pretrained
     from .tokenizer import load_tokenizer
 
+    dev = resolve_device(device) if device is not None else None  # refuse before loading
     ckpt = Path(ckpt)
     meta = read_run_config(ckpt)
     sids = SemanticIds.load(ckpt / "sids")
@@ -82,6 +86,6 @@ def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = Fa
         init_new_rows(base, meta["backbone"]["base_vocab_size"], len(tok))
         model = peft.PeftModel.from_pretrained(base, str(wdir), is_trainable=for_training)
     model.train(for_training)
-    if device is not None:
-        model.to(resolve_device(device))
+    if dev is not None:
+        model.to(dev)
     return model, tok, sids, meta
