@@ -208,7 +208,20 @@ def main(argv=None) -> int:
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--merge", action="store_true",
                     help="replace only these models' rows in the existing results JSON")
+    ap.add_argument("--drop", nargs="+", default=[], metavar="MODEL",
+                    help="with --merge: also remove these models' earlier rows (a bundle measured "
+                         "again under another name)")
     args = ap.parse_args(argv)
+    if args.drop:  # checked before measuring, which takes long
+        from _common import RESULTS
+        import json
+
+        if not args.merge:
+            raise SystemExit("--drop only makes sense with --merge")
+        there = {r["model"] for r in json.loads((RESULTS / "decode_latency.json").read_text())["runs"]}
+        if set(args.drop) - there:
+            raise SystemExit(f"--drop {sorted(set(args.drop) - there)}: no such rows in "
+                             f"decode_latency.json (models there: {sorted(there)})")
 
     from genrec_lite.runtime import Bundle
     from genrec_lite.sid import SemanticIds
@@ -283,7 +296,7 @@ def main(argv=None) -> int:
         import json
 
         old = json.loads((RESULTS / "decode_latency.json").read_text())
-        ours = {r["model"] for r in results["runs"]}
+        ours = {r["model"] for r in results["runs"]} | set(args.drop)
         kept = [r for r in old["runs"] if r["model"] not in ours]
         results["runs"] = kept + results["runs"]
     write_json("decode_latency", results)
