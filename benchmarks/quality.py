@@ -92,6 +92,8 @@ TUNING_AMAZON_FULL_VALID = {
     "max_history 3, one example per target with its full 3-item context (instead of pieces of "
     "4 items, every item after the first a target), seed 0": (0.1119, 0.0815),
     "max_history 10, h512 x 4, 8 heads, seed 0": (0.1132, 0.0790),
+    "tuning-split SIDs rebuilt in a later session, max_history 2, seed 0": (0.1233, 0.0937),
+    "the same SIDs, 8 layers instead of 4": (0.1203, 0.0858),
     "max_history 10 + one epoch of ranking fine-tune (softmax over the target and 10 beam-search "
     "negatives relative to the trained model, S-DPO form, lr 1e-4)": (0.0587, 0.0481),
     "the same with the next-item loss kept, lr 5e-5": (0.1117, 0.0808),
