@@ -237,6 +237,9 @@ def main(argv=None) -> int:
         if chosen and f"test-{chosen}" in done:
             title_search(f"test-{chosen}", args)
     report = collect(args)
+    if not any("epochs_done" in r["training"] for r in report["runs"].values()):
+        log(f"no training logs in {args.work}: nothing to report (the results file is left as is)")
+        return 1
     md = table(report)
     print(md, flush=True)
     if not args.quick:
