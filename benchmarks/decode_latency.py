@@ -212,13 +212,15 @@ def main(argv=None) -> int:
                     help="with --merge: also remove these models' earlier rows (a bundle measured "
                          "again under another name)")
     args = ap.parse_args(argv)
-    if args.drop:  # checked before measuring, which takes long
+    if args.drop and not args.merge:
+        raise SystemExit("--drop only makes sense with --merge")
+    earlier = []  # the rows --merge keeps, read (and --drop checked) before the long measurement
+    if args.merge:
         from _common import RESULTS
         import json
 
-        if not args.merge:
-            raise SystemExit("--drop only makes sense with --merge")
-        there = {r["model"] for r in json.loads((RESULTS / "decode_latency.json").read_text())["runs"]}
+        earlier = json.loads((RESULTS / "decode_latency.json").read_text())["runs"]
+        there = {r["model"] for r in earlier}
         if set(args.drop) - there:
             raise SystemExit(f"--drop {sorted(set(args.drop) - there)}: no such rows in "
                              f"decode_latency.json (models there: {sorted(there)})")
@@ -292,13 +294,8 @@ def main(argv=None) -> int:
                   f"{r['prefix_cache_gain']:.2f}x" if "prefix_cache_gain" in r else ""]
                  for r in results["runs"]]))
     if args.merge:
-        from _common import RESULTS
-        import json
-
-        old = json.loads((RESULTS / "decode_latency.json").read_text())
         ours = {r["model"] for r in results["runs"]} | set(args.drop)
-        kept = [r for r in old["runs"] if r["model"] not in ours]
-        results["runs"] = kept + results["runs"]
+        results["runs"] = [r for r in earlier if r["model"] not in ours] + results["runs"]
     write_json("decode_latency", results)
     return 0
 

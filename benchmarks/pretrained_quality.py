@@ -68,7 +68,7 @@ def cli(*args) -> list:
 def train_cmd(name, split, max_history, lr, tasks, args) -> list[str]:
     cmd = cli("train", "--backbone", args.backbone, "--data", args.data, "--sids", args.sids,
               "--split", SPLITS[split], "--prompts", "en-seq", "--tasks", tasks,
-              "--max-history", max_history, "--lr", lr, "--epochs", 1 if args.quick else EPOCHS,
+              "--max-history", max_history, "--lr", lr, "--epochs", planned_epochs(args),
               "--warmup", WARMUP, "--batch-size", BATCH, "--eval-cases", 0, "--threads", 2,
               "--no-resume", "--quiet", "--out", args.work / name)
     if args.max_minutes:
@@ -112,30 +112,29 @@ def run_all(cmds: dict[str, list[str]], suffix: str, args) -> None:
 
 
 def read_training(path: Path, epochs: int) -> dict:
-    """Epochs, steps and minutes from a train log; finished = every epoch ran."""
+    """Epochs, steps and minutes from a train log (finished = every epoch ran), and the exit
+    status run_all wrote as its last line (None: not there)."""
     if not path.is_file():
         return {"finished": False}
     text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.rstrip().splitlines()
+    status = re.fullmatch(r"exit (-?\d+)", lines[-1]) if lines else None
+    out = {"finished": False, "exit": int(status[1]) if status else None}
     ep = [(int(m[1]), int(m[2]), float(m[4]))
           for m in re.finditer(r"epoch (\d+): epoch=\d+, step=(\d+), loss=([\d.]+), minutes=([\d.]+)", text)]
-    if not ep:
-        return {"finished": False, "exit": exit_status(path)}
-    last = ep[-1]
-    return {"epochs_done": last[0] + 1, "steps": last[1], "minutes": last[2],
-            "finished": last[0] + 1 == epochs, "exit": exit_status(path)}
+    if ep:
+        last = ep[-1]
+        out.update(epochs_done=last[0] + 1, steps=last[1], minutes=last[2],
+                   finished=last[0] + 1 == epochs)
+    return out
 
 
-def exit_status(path: Path) -> int | None:
-    """The exit status run_all wrote as a log's last line (None: not there)."""
-    if not path.is_file():
-        return None
-    lines = path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
-    m = re.fullmatch(r"exit (-?\d+)", lines[-1]) if lines else None
-    return int(m[1]) if m else None
+def planned_epochs(args) -> int:
+    return 1 if args.quick else EPOCHS
 
 
 def collect(args) -> dict:
-    epochs = 1 if args.quick else EPOCHS
+    epochs = planned_epochs(args)
     runs = {}
     for name, split, mh, lr, tasks in RUNS:
         train_log = args.work / f"{name}.train.log"
@@ -231,7 +230,7 @@ def main(argv=None) -> int:
              "tf32": True, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
         run_all({n: train_cmd(n, s, mh, lr, t, args) for n, s, mh, lr, t in RUNS}, "train", args)
         done = {n: s for n, s, *_ in RUNS
-                if read_training(args.work / f"{n}.train.log", 1 if args.quick else EPOCHS)["finished"]}
+                if read_training(args.work / f"{n}.train.log", planned_epochs(args))["finished"]}
         run_all({n: eval_cmd(n, s, args) for n, s in done.items()}, "eval", args)
         chosen = collect(args)["chosen_by_valid_ndcg10"]
         if chosen and f"test-{chosen}" in done:
