@@ -88,6 +88,26 @@ def test_eval_device_choice():
             resolve_device(f"cuda:{n}")
 
 
+def test_train_device_choice(synthetic_sids, tmp_path, monkeypatch, capsys):
+    """`train --device`: a device that is not there is refused, naming it, before anything is
+    written; under torchrun a fixed GPU index is refused (every rank would share it)."""
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.train.trainer import _init_distributed
+
+    bad = "cuda:0" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "--sids", str(synthetic_sids), "--out", str(ckpt), "--max-steps", "1",
+                 "--device", bad, *TINY]) == 2
+    assert f"'{bad}'" in capsys.readouterr().err and not ckpt.exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(InvalidArgumentError, match="'cuda:1' under 2 processes.*LOCAL_RANK"):
+        _init_distributed("cuda:1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert _init_distributed("cpu") == (0, 1, torch.device("cpu"))
+
+
 def test_training_learns_beyond_popularity(synthetic_sids, tmp_path):
     """A few hundred steps of a small model already beat popularity on the synthetic data."""
     from genrec_lite.data import leave_one_out, make_synthetic

@@ -195,12 +195,15 @@ def _parse_tasks(text: str | None) -> dict | None:
 @click.option("--save-every", default=None, type=click.IntRange(1), help="Steps between last/ saves.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--device", default="auto", show_default=True,
+              help="'auto' (a GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'; under torchrun "
+                   "each process takes the GPU of its LOCAL_RANK.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from OUT/last if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prompts, tasks,
               max_history, warmup, hidden, layers, heads, dropout, lora_r, max_minutes, max_steps,
-              eval_cases, save_every, seed, threads, resume, quiet) -> None:
+              eval_cases, save_every, seed, threads, device, resume, quiet) -> None:
     """Train a generative recommender on SID histories; keeps the best checkpoint.
 
     \b
@@ -232,7 +235,7 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
         cfg.lora["r"] = lora_r
     dataset = resolve_dataset(data)
     sids = SemanticIds.load(sids_dir)
-    trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume)
+    trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume, device=device)
     result = trainer.fit()
     best = result["best"] or {}
     scores = ", ".join(f"{k}={best[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in best)

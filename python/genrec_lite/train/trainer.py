@@ -100,15 +100,23 @@ def _dist_info() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _init_distributed():
+def _init_distributed(device: str = "auto"):
+    """(rank, world size, device). One process: `device` as resolve_device reads it. Under
+    torchrun each process takes the GPU of its LOCAL_RANK ('auto' or 'cuda' with a GPU), or the
+    CPU ('cpu', or 'auto' without one); a fixed 'cuda:N' would put every rank on one GPU."""
+    from .checkpoint import resolve_device
+
     rank, world, local = _dist_info()
-    device = torch.device("cpu")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
+    if world > 1 and ":" in device:
+        raise InvalidArgumentError(f"device {device!r} under {world} processes; expected 'auto', "
+                                   "'cuda' or 'cpu' (each process takes the GPU of its LOCAL_RANK)")
+    dev = resolve_device(device)  # refuses a device that is not there, before any work
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local if world > 1 else (dev.index or 0))
+        torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
 
 
 class ResponseLoss(torch.nn.Module):
@@ -157,11 +165,11 @@ class Trainer:
     """Prepare (tokenizer, model, examples) once, then `fit()`."""
 
     def __init__(self, dataset, sids, out: str | Path, cfg: TrainConfig | None = None, *,
-                 progress: bool = True, resume: bool = True):
+                 progress: bool = True, resume: bool = True, device: str = "auto"):
         self.cfg = (cfg or TrainConfig()).validate()
         self.dataset, self.sids, self.out = dataset, sids, Path(out)
         self.progress, self.resume = progress, resume
-        self.rank, self.world, self.device = _init_distributed()
+        self.rank, self.world, self.device = _init_distributed(device)
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
         self.prompts = PromptSet.load(self.cfg.prompts)
