@@ -5,6 +5,8 @@ For each bundle (and the checkpoint it came from), on real request histories (am
     p50/p95 latency per call and requests/s;
   * batch 1 with and without the prompt-prefix cache (every prompt decoded whole), calls
     interleaved so that both see the same machine: the baseline of that optimisation;
+  * the C++ search on contexts of 4096 KV cells and of the runtime's default, interleaved, at
+    batch 1 and the largest batch: the baseline of the smaller default (own time);
   * floor: the same llama.cpp decode calls and KV operations replayed without the search (what
     the model alone costs on that token schedule); "search share" = (search - floor) / search;
   * Hugging Face: model.generate(num_beams=20, num_return_sequences=10, max_new_tokens=levels,
@@ -37,6 +39,7 @@ from _common import machine_info, request_histories, table, write_json  # noqa: 
 
 DECODER = "genrec-lite C++ / llama.cpp"
 NO_PREFIX = "genrec-lite C++ / llama.cpp, no prefix cache"
+CELLS = "genrec-lite C++ / llama.cpp, 4096 KV cells"
 
 
 def percentile(xs, q):
@@ -125,6 +128,46 @@ def run_prefix_ab(bundle: Path, histories, threads: int, n: int) -> dict:
     return {"batch": 1, "threads": threads, "calls": n, "p50_ms": off50 * 1e3,
             "p95_ms": percentile(lat[False], 95) * 1e3, "req_per_s": 1 / off50,
             "interleaved_cached_p50_ms": on50 * 1e3, "prefix_cache_gain": off50 / on50}
+
+
+def run_cells_ab(bundle: Path, histories, threads: int, batch: int, n: int,
+                 cells: int = 4096) -> dict:
+    """The C++ search on a context of `cells` KV cells against the runtime's default, calls
+    interleaved: llama.cpp's sequence copy/removal walks every cell, so the unused ones show in
+    the search's own time. The `cells` figures form the row."""
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.llama_backend import DEFAULT_N_CTX, LlamaModel
+
+    rec = Recommender.load(bundle, n_threads=threads)
+    models = {DEFAULT_N_CTX: rec.backend.model,
+              cells: LlamaModel(Path(bundle) / "model.gguf", n_threads=threads, n_ctx=cells)}
+    state = rec.catalog.state
+    prompts = [rec.backend.tokenize(rec._prompt(state, h, None)) for h in histories]
+    chunks = [prompts[s:s + batch] for s in range(0, len(prompts), batch)]
+    chunks = [c for c in chunks if len(c) == batch] or chunks[:1]
+    total: dict = {c: [] for c in models}
+    own: dict = {c: [] for c in models}
+    for m in models.values():  # warm-up on a chunk not timed first
+        m.search(state.trie, rec.token_table, chunks[-1], [{"k": 10, "beam": 20}] * len(chunks[-1]))
+    for i in range(n):
+        c = chunks[i % len(chunks)]
+        order = list(models) if i % 2 == 0 else list(models)[::-1]
+        for key in order:
+            _, stats = models[key].search(state.trie, rec.token_table, c,
+                                          [{"k": 10, "beam": 20}] * len(c))[:2]
+            total[key].append(stats["total_s"])
+            own[key].append(stats["total_s"] - stats["decode_s"])
+    models[cells].close()
+    rec.close()
+    med = {k: statistics.median(v) for k, v in total.items()}
+    own50 = {k: statistics.median(v) for k, v in own.items()}
+    return {"batch": batch, "threads": threads, "calls": n, "n_ctx": cells,
+            "p50_ms": med[cells] * 1e3, "p95_ms": percentile(total[cells], 95) * 1e3,
+            "req_per_s": batch / med[cells], "cpp_search_p50_ms": med[cells] * 1e3, "own_p50_ms": own50[cells] * 1e3,
+            "search_own_share": own50[cells] / med[cells], "default_n_ctx": DEFAULT_N_CTX,
+            "interleaved_default_search_p50_ms": med[DEFAULT_N_CTX] * 1e3,
+            "interleaved_default_own_p50_ms": own50[DEFAULT_N_CTX] * 1e3,
+            "cells_gain": med[cells] / med[DEFAULT_N_CTX]}
 
 
 def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float, ours=None) -> dict:
@@ -255,6 +298,13 @@ def main(argv=None) -> int:
                     record(ab, f"{name} t{threads} b1 prefix cache off/on (interleaved): "
                                f"{ab['p50_ms']:.1f} / {ab['interleaved_cached_p50_ms']:.1f} ms",
                            model=name, quant=quant, decoder=NO_PREFIX)
+                if batch in (1, max(args.batches)):
+                    n = args.ab_calls if batch == 1 else max(3, args.min_calls)
+                    cab = run_cells_ab(path, hist, threads, batch, n)
+                    record(cab, f"{name} t{threads} b{batch} own time with {cab['n_ctx']} / "
+                                f"{cab['default_n_ctx']} KV cells (interleaved): "
+                                f"{cab['own_p50_ms']:.2f} / {cab['interleaved_default_own_p50_ms']:.2f} ms",
+                           model=name, quant=quant, decoder=CELLS)
             if not args.no_hf and ckpt.is_dir():
                 from genrec_lite.runtime import Recommender
 
@@ -275,14 +325,14 @@ def main(argv=None) -> int:
                         h["threads"] == r["threads"] and "speedup" in h):
                     r["speedup_vs_hf"] = h["speedup"]
     for r in results["runs"]:
-        if r["decoder"].startswith("genrec") and r["batch"] > 1:
+        if r["decoder"] == DECODER and r["batch"] > 1:
             one = [x for x in results["runs"] if x["decoder"] == DECODER and
                    x["model"] == r["model"] and x["threads"] == r["threads"] and x["batch"] == 1]
             if one:
                 r["throughput_gain_vs_batch1"] = r["req_per_s"] / one[0]["req_per_s"]
     print(table(["model", "quant", "decoder", "threads", "batch", "p50 ms", "p95 ms", "req/s",
                  "floor p50 ms", "search share", "own share", "decode tok/s", "vs HF", "vs batch 1",
-                 "prefix cache gain"],
+                 "prefix cache gain", "own ms, 4096 / default cells"],
                 [[r["model"], r["quant"], r["decoder"], r["threads"], r["batch"],
                   f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['req_per_s']:.1f}",
                   f"{r['floor_p50_ms']:.1f}" if "floor_p50_ms" in r else "",
@@ -291,7 +341,9 @@ def main(argv=None) -> int:
                   f"{r['decode_tokens_per_s']:.0f}" if "decode_tokens_per_s" in r else "",
                   f"{r['speedup_vs_hf']:.1f}x" if "speedup_vs_hf" in r else "",
                   f"{r['throughput_gain_vs_batch1']:.2f}x" if "throughput_gain_vs_batch1" in r else "",
-                  f"{r['prefix_cache_gain']:.2f}x" if "prefix_cache_gain" in r else ""]
+                  f"{r['prefix_cache_gain']:.2f}x" if "prefix_cache_gain" in r else "",
+                  f"{r['own_p50_ms']:.2f} / {r['interleaved_default_own_p50_ms']:.2f}"
+                  if "own_p50_ms" in r else ""]
                  for r in results["runs"]]))
     if args.merge:
         ours = {r["model"] for r in results["runs"]} | set(args.drop)

@@ -240,6 +240,35 @@ def test_bad_requests(rec, cases):
     assert [x.item_id for x in rec.recommend(long)] == [x.item_id for x in rec.recommend(long[-10:])]
 
 
+def test_context_size(bundle, rec, cases):
+    """n_ctx bounds the KV cells of a context: a request that cannot fit is refused with its
+    needs; a larger context serves it with the default's results; a size llama.cpp cannot take
+    (fewer cells than sequences) is refused before it can abort the process."""
+    from genrec_lite.runtime import Recommender
+
+    cs, ds = cases
+    h = list(cs[0].history)
+    profile = " ".join(f"word{i}" for i in range(150))
+    # a prompt of several hundred tokens: with the default 1024 cells it fits once, so a context
+    # may not set cells aside for its prefix cache in the first group (they are the prompt's own)
+    n = len(rec.backend.tokenize(rec._prompt(rec.catalog.state, h, profile)))
+    assert 520 < n < 960
+    want = [x.item_id for x in rec.recommend(h, profile)]
+    tight = Recommender.load(bundle, n_threads=1, n_ctx=256)
+    roomy = Recommender.load(bundle, n_threads=1, n_ctx=4096)
+    try:
+        with pytest.raises(InvalidArgumentError, match=r"needs \d+ KV cells.* has \d+ cells"):
+            tight.recommend(h, profile)
+        assert [x.item_id for x in tight.recommend(h)] == [x.item_id for x in rec.recommend(h)]
+        assert [x.item_id for x in roomy.recommend(h, profile)] == want
+    finally:
+        tight.close()
+        roomy.close()
+    for bad in (0, 255, 1.5):
+        with pytest.raises(InvalidArgumentError, match=f"n_ctx={bad}.*n_seq_max"):
+            Recommender.load(bundle, n_threads=1, n_ctx=bad)
+
+
 def test_unknown_history_items_can_be_an_error(bundle, cases):
     from genrec_lite.runtime import Recommender
 

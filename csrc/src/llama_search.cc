@@ -161,33 +161,39 @@ struct Group {
   size_t begin, end;
 };
 
-// Groups of requests that fit the context; `seqs_max` / `cells_max` are what is left of its
-// sequences and cells besides the prefix cache's.
-std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int64_t cells_max,
-                               int levels, const std::vector<std::vector<int32_t>>& prompts,
+// Groups of requests that fit the context; `seqs_max` is what is left of its sequences besides
+// the prefix cache's, `first_cells` / `later_cells` what is left of its cells in the first group
+// and in the ones after it (the cache shares the first group's cells, then holds its own).
+std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int64_t first_cells,
+                               int64_t later_cells, int levels,
+                               const std::vector<std::vector<int32_t>>& prompts,
                                const std::vector<SearchRequest>& requests) {
   std::vector<Group> groups;
   int64_t seqs = 0, cells = 0, prefill = 0;
   size_t begin = 0;
+  const auto room = [&] {
+    return std::max<int64_t>(groups.empty() ? first_cells : later_cells, 0);
+  };
   for (size_t i = 0; i < requests.size(); ++i) {
     const int64_t beam = requests[i].beam;
     const int64_t len = static_cast<int64_t>(prompts[i].size());
     // every SID token ever decoded for this request takes a cell until the group ends
     const int64_t need = len + beam * std::max(levels - 1, 0);
     if (len == 0) throw InvalidArgument("request " + std::to_string(i) + " has an empty prompt");
-    if (beam > seqs_max || need > cells_max || len > info.n_batch || beam > info.n_batch)
-      throw InvalidArgument("request " + std::to_string(i) + " (prompt of " + std::to_string(len) +
-                            " tokens, beam " + std::to_string(beam) + ") needs " +
-                            std::to_string(need) + " KV cells and " + std::to_string(beam) +
-                            " sequences; the context has " + std::to_string(cells_max) +
-                            " cells, " + std::to_string(seqs_max) + " sequences and a batch of " +
-                            std::to_string(info.n_batch) + " tokens for it");
-    if (i > begin && (seqs + beam > seqs_max || cells + need > cells_max ||
+    if (i > begin && (seqs + beam > seqs_max || cells + need > room() ||
                       prefill + len > info.n_batch || seqs + beam > info.n_batch)) {
       groups.push_back({begin, i});
       begin = i;
       seqs = cells = prefill = 0;
     }
+    if (beam > seqs_max || need > room() || len > info.n_batch || beam > info.n_batch)
+      throw InvalidArgument("request " + std::to_string(i) + " (prompt of " + std::to_string(len) +
+                            " tokens, beam " + std::to_string(beam) + ") needs " +
+                            std::to_string(need) + " KV cells and " + std::to_string(beam) +
+                            " sequences; the context has " + std::to_string(room()) +
+                            " cells, " + std::to_string(seqs_max) + " sequences and a batch of " +
+                            std::to_string(info.n_batch) + " tokens for it (a context with more "
+                            "cells takes it)");
     seqs += beam;
     cells += need;
     prefill += len;
@@ -345,13 +351,16 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   }
   std::vector<SearchResult> out;
   out.reserve(requests.size());
-  // the prefix cache's sequence and cells are not the groups' to use: from the first group on it
-  // holds the first prompt's cells (the trimmed cache is always shorter than that prompt)
+  // The prefix cache's sequence is not the groups' to use. Its `reuse` cells are counted in
+  // every prompt's length; after the first group it also holds the rest of the first prompt
+  // (all but its last token), cells no later request counts.
   const int64_t reserved_seqs = pre.seq >= 0 ? 1 : 0;
-  const int64_t reserved_cells =
-      pre.seq >= 0 && !prompts.empty() ? static_cast<int64_t>(prompts[0].size()) : 0;
-  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx - reserved_cells,
-                                  tokens.levels, prompts, requests);
+  const int64_t later_reserved =
+      pre.seq >= 0 && !prompts.empty()
+          ? std::max<int64_t>(static_cast<int64_t>(prompts[0].size()) - 1 - pre.reuse, 0)
+          : 0;
+  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx,
+                                  info.n_ctx - later_reserved, tokens.levels, prompts, requests);
   try {
     for (size_t i = 0; i < groups.size(); ++i)
       search_group(run, info, trie, tokens, prompts, requests, groups[i], pre, i == 0, out);
