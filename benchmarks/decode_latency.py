@@ -163,7 +163,8 @@ def run_cells_ab(bundle: Path, histories, threads: int, batch: int, n: int,
     own50 = {k: statistics.median(v) for k, v in own.items()}
     return {"batch": batch, "threads": threads, "calls": n, "n_ctx": cells,
             "p50_ms": med[cells] * 1e3, "p95_ms": percentile(total[cells], 95) * 1e3,
-            "req_per_s": batch / med[cells], "cpp_search_p50_ms": med[cells] * 1e3, "own_p50_ms": own50[cells] * 1e3,
+            "req_per_s": batch / med[cells], "cpp_search_p50_ms": med[cells] * 1e3,
+            "own_p50_ms": own50[cells] * 1e3,
             "search_own_share": own50[cells] / med[cells], "default_n_ctx": DEFAULT_N_CTX,
             "interleaved_default_search_p50_ms": med[DEFAULT_N_CTX] * 1e3,
             "interleaved_default_own_p50_ms": own50[DEFAULT_N_CTX] * 1e3,
@@ -303,7 +304,8 @@ def main(argv=None) -> int:
                     cab = run_cells_ab(path, hist, threads, batch, n)
                     record(cab, f"{name} t{threads} b{batch} own time with {cab['n_ctx']} / "
                                 f"{cab['default_n_ctx']} KV cells (interleaved): "
-                                f"{cab['own_p50_ms']:.2f} / {cab['interleaved_default_own_p50_ms']:.2f} ms",
+                                f"{cab['own_p50_ms']:.2f} / "
+                                f"{cab['interleaved_default_own_p50_ms']:.2f} ms",
                            model=name, quant=quant, decoder=CELLS)
             if not args.no_hf and ckpt.is_dir():
                 from genrec_lite.runtime import Recommender
