@@ -133,13 +133,14 @@ REQUEST_KEYS = {"history", "profile", "k", "beam", "allow", "deny"}
 
 
 def create_app(bundle: str, *, mode: str = "batch", n_threads: int = 1, max_batch: int = 32,
-               max_wait_ms: float = 2.0, queue_size: int = 1024, batchers: int = 2) -> Starlette:
+               max_wait_ms: float = 2.0, queue_size: int = 1024, batchers: int = 2,
+               n_ctx: int | None = None) -> Starlette:
     """The ASGI app; the bundle is loaded once at start-up (a process serves one bundle)."""
     state: dict = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        rec = Recommender.load(bundle, n_threads=n_threads, n_contexts=batchers)
+        rec = Recommender.load(bundle, n_threads=n_threads, n_contexts=batchers, n_ctx=n_ctx)
         rec.preload()  # the first new ad should not pay for loading the encoders
         state["rec"] = rec
         state["runner"] = (MicroBatcher(rec, max_batch=max_batch, max_wait_ms=max_wait_ms,
@@ -219,12 +220,14 @@ def main(argv=None) -> None:
     ap.add_argument("--queue", type=int, default=1024, help="waiting requests before 503")
     ap.add_argument("--batchers", type=int, default=2, help="batches (or direct calls) at once")
     ap.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads per batch")
+    ap.add_argument("--n-ctx", type=int, default=None,
+                    help="KV cells per llama.cpp context (default 1024; more for long prompts)")
     args = ap.parse_args(argv)
     import uvicorn
 
     app = create_app(args.bundle, mode=args.mode, n_threads=args.n_threads,
                      max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                     queue_size=args.queue, batchers=args.batchers)
+                     queue_size=args.queue, batchers=args.batchers, n_ctx=args.n_ctx)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

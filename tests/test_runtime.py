@@ -240,7 +240,7 @@ def test_bad_requests(rec, cases):
     assert [x.item_id for x in rec.recommend(long)] == [x.item_id for x in rec.recommend(long[-10:])]
 
 
-def test_context_size(bundle, rec, cases):
+def test_context_size(bundle, rec, cases, capsys):
     """n_ctx bounds the KV cells of a context: a request that cannot fit is refused with its
     needs; a larger context serves it with the default's results; a size llama.cpp cannot take
     (fewer cells than sequences) is refused before it can abort the process."""
@@ -267,6 +267,14 @@ def test_context_size(bundle, rec, cases):
     for bad in (0, 255, 1.5):
         with pytest.raises(InvalidArgumentError, match=f"n_ctx={bad}.*n_seq_max"):
             Recommender.load(bundle, n_threads=1, n_ctx=bad)
+    # the command line passes --n-ctx through
+    args = ["recommend", "--bundle", str(bundle), "--history", ",".join(map(str, h)),
+            "--profile", profile, "--threads", "1", "--json"]
+    capsys.readouterr()
+    assert main(args + ["--n-ctx", "256"]) == 2
+    assert "KV cells" in capsys.readouterr().err
+    assert main(args + ["--n-ctx", "4096"]) == 0
+    assert [r["item_id"] for r in json.loads(capsys.readouterr().out)["items"]] == want
 
 
 def test_unknown_history_items_can_be_an_error(bundle, cases):

@@ -13,6 +13,8 @@ from . import __version__
 from .errors import GenrecError, InvalidArgumentError
 
 _DEBUG = False
+N_CTX_HELP = ("KV cells of each llama.cpp context (default 1024); raise it for prompts of "
+              "several hundred tokens.")
 
 
 def _load_catalog(spec: str):
@@ -259,9 +261,10 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
 @click.option("--free", is_flag=True, help="Also decode without the trie and report invalid outputs.")
 @click.option("--device", default="auto", show_default=True,
               help="Checkpoints: 'auto' (the GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'.")
+@click.option("--n-ctx", default=None, type=click.IntRange(1), help="Bundles: " + N_CTX_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, device,
-             quiet) -> None:
+             n_ctx, quiet) -> None:
     """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
 
     \b
@@ -273,7 +276,7 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     from .data import resolve_dataset
 
     if (Path(model_path) / "manifest.json").is_file():
-        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, quiet)
+        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet)
     from .prompts import PromptSet
     from .train.checkpoint import load_model
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
@@ -322,12 +325,12 @@ def _write_metrics(metrics: dict, model_path, data, out) -> None:
     click.echo(text)
 
 
-def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, quiet) -> None:
+def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet) -> None:
     from .data import resolve_dataset
     from .eval.bundle import evaluate_bundle
     from .runtime import Recommender
 
-    rec = Recommender.load(bundle)
+    rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
     data = data or (m.get("data") or {}).get("path") or "synthetic"
     dataset = resolve_dataset(data)
@@ -376,8 +379,9 @@ def export_cmd(model_path, out, quant, with_onnx, weights, quiet) -> None:
 @click.option("--beam", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--deny", default=None, help="Comma-separated item ids never to recommend.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="llama.cpp threads.")
+@click.option("--n-ctx", default=None, type=click.IntRange(1), help=N_CTX_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> None:
+def recommend_cmd(bundle, history, profile, k, beam, deny, threads, n_ctx, as_json) -> None:
     """Recommend the next items for one history, with titles and scores.
 
     \b
@@ -392,7 +396,7 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, as_json) -> 
         except ValueError:
             raise click.BadParameter(f"{text!r}; expected comma-separated item ids", param_hint=what)
 
-    rec = Recommender.load(bundle, n_threads=threads)
+    rec = Recommender.load(bundle, n_threads=threads, n_ctx=n_ctx)
     hist = ids(history, "--history")
     recs = rec.recommend(hist, profile, k=k, beam=beam, deny=ids(deny, "--deny") or None)
     if as_json:
