@@ -1,0 +1,105 @@
+"""One validation probe of the compact amazon recipe (how quality.py's tuning record is made).
+
+Trains the compact model of benchmarks/quality.py on the tuning split (interactions before
+1,000,000) with the given changes, scores its last weights on every valid.jsonl case (4,532) and
+appends a line to WORK/results.jsonl. SIDs are built for the tuning split (collaborative vectors
+from its interactions only) and cached per configuration under WORK.
+
+    python benchmarks/compact_probe.py NAME [--train JSON] [--sid JSON] [--work DIR]
+
+    python benchmarks/compact_probe.py base
+    python benchmarks/compact_probe.py dim128 --sid '{"collab_dim": 128}'
+    python benchmarks/compact_probe.py dim128-seed1 --sid '{"collab_dim": 128, "seed": 1}'
+    python benchmarks/compact_probe.py layers8 --train '{"compact": {"num_layers": 8}}'
+
+--train: TrainConfig fields over quality.py's COMPACT recipe ("compact" merges into its model
+config); --sid: SidConfig fields over quality.py's SIDs (RQ-VAE, 3 x 256 codes, no collision
+level, collaborative weight 1). One SID build is one draw: the same configuration built again
+moves every code (float noise in the embeddings and the SVD), so compare SID changes over
+several seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "python", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from benchmarks.quality import COLLAB, COMPACT, DATA  # noqa: E402
+
+SPLIT = "temporal:1000000"
+DATASET = "amazon-industrial"
+
+
+def build_sids(dataset, work: Path, over: dict):
+    from genrec_lite.sid import SemanticIds
+    from genrec_lite.sid.build import SidConfig, build_semantic_ids
+    from genrec_lite.train.trainer import make_split
+
+    settings = {"levels": 3, "codebook_size": 256, "collisions": "none",
+                "collab_weight": COLLAB[DATASET], **over}
+    cfg = SidConfig(**settings).validate()
+    key = "-".join(f"{k}={v}" for k, v in sorted(over.items())) or "default"
+    out = work / f"sids-{key}"
+    if (out / "semantic_ids.json").is_file():
+        return SemanticIds.load(out)
+    sequences = make_split(dataset, SPLIT, None).train if cfg.collab_weight else None
+    sids = build_semantic_ids(dataset.catalog, cfg, progress=False, sequences=sequences)
+    sids.save(out, extra_files={"build.json": {"config": settings, "report": sids.report()}})
+    return sids
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("name", help="run folder under --work and the results line's name")
+    ap.add_argument("--train", default="{}", help="TrainConfig changes, JSON")
+    ap.add_argument("--sid", default="{}", help="SidConfig changes, JSON")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "probes"))
+    args = ap.parse_args(argv)
+    try:
+        train_over, sid_over = json.loads(args.train), json.loads(args.sid)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--train / --sid must be JSON objects: {exc}")
+    if not (DATA / DATASET).is_dir():
+        raise SystemExit(f"{DATA / DATASET} not found: the probe needs the shared amazon data")
+
+    from genrec_lite.data import resolve_dataset
+    from genrec_lite.prompts import PromptSet
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.evaluate import evaluate_cases
+    from genrec_lite.train.trainer import TrainConfig, Trainer
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = resolve_dataset(DATA / DATASET)
+    sids = build_sids(dataset, work, sid_over)
+    settings = dict(COMPACT[DATASET], split=SPLIT)
+    model_over = train_over.pop("compact", {})
+    settings.update(train_over)
+    settings["compact"] = {**COMPACT[DATASET]["compact"], **model_over}
+    cfg = TrainConfig(**settings, num_threads=2)
+    t = time.perf_counter()
+    Trainer(dataset, sids, work / args.name, cfg, progress=False, resume=False).fit()
+    minutes = (time.perf_counter() - t) / 60
+    model, tok, sids, meta = load_model(work / args.name, "last", device="auto")
+    m = evaluate_cases(model, tok, sids, dataset.valid_cases, PromptSet.load(meta["prompts"]),
+                       profiles=dataset.profiles if cfg.use_profiles else None,
+                       max_history=cfg.max_history, beam=20)
+    row = {"name": args.name, "train": json.loads(args.train), "sid": sid_over,
+           "train_minutes": round(minutes, 1), "HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"],
+           "n_cases": m["n_cases"]}
+    print(json.dumps(row))
+    with open(work / "results.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
