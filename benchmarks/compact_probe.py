@@ -32,28 +32,10 @@ for p in (ROOT / "python", ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchmarks.quality import COLLAB, COMPACT, DATA  # noqa: E402
+from benchmarks.quality import COLLAB, COMPACT, DATA, build_sids  # noqa: E402
 
 SPLIT = "temporal:1000000"
 DATASET = "amazon-industrial"
-
-
-def build_sids(dataset, work: Path, over: dict):
-    from genrec_lite.sid import SemanticIds
-    from genrec_lite.sid.build import SidConfig, build_semantic_ids
-    from genrec_lite.train.trainer import make_split
-
-    settings = {"levels": 3, "codebook_size": 256, "collisions": "none",
-                "collab_weight": COLLAB[DATASET], **over}
-    cfg = SidConfig(**settings).validate()
-    key = "-".join(f"{k}={v}" for k, v in sorted(over.items())) or "default"
-    out = work / f"sids-{key}"
-    if (out / "semantic_ids.json").is_file():
-        return SemanticIds.load(out)
-    sequences = make_split(dataset, SPLIT, None).train if cfg.collab_weight else None
-    sids = build_semantic_ids(dataset.catalog, cfg, progress=False, sequences=sequences)
-    sids.save(out, extra_files={"build.json": {"config": settings, "report": sids.report()}})
-    return sids
 
 
 def main(argv=None) -> int:
@@ -79,7 +61,7 @@ def main(argv=None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     dataset = resolve_dataset(DATA / DATASET)
-    sids = build_sids(dataset, work, sid_over)
+    sids, _ = build_sids(dataset, work, "none", False, COLLAB[DATASET], SPLIT, changes=sid_over)
     settings = dict(COMPACT[DATASET], split=SPLIT)
     model_over = train_over.pop("compact", {})
     settings.update(train_over)

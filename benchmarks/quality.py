@@ -159,14 +159,17 @@ def log(msg: str) -> None:
 
 
 def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float = 0.0,
-               split: str | None = None):
+               split: str | None = None, changes: dict | None = None):
     """SIDs from item text; with `collab` > 0 also from co-occurrence in the training part of
-    `split` (never the validation or test interactions)."""
+    `split` (never the validation or test interactions). `changes`: other SidConfig fields
+    (probes), each cached in its own folder."""
     from genrec_lite.sid import SemanticIds
     from genrec_lite.sid.build import SidConfig, build_semantic_ids
     from genrec_lite.train.trainer import make_split
 
-    out = work / (f"sids-{collisions}" + (f"-collab{collab:g}" if collab else ""))
+    changes = changes or {}
+    out = work / (f"sids-{collisions}" + (f"-collab{collab:g}" if collab else "")
+                  + "".join(f"-{k}={v}" for k, v in sorted(changes.items())))
     split = split if collab else None
     if (out / "semantic_ids.json").is_file():
         info = json.loads((out / "build.json").read_text())
@@ -174,8 +177,8 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
             return SemanticIds.load(out), info
         log(f"{out} was built from another split ({info.get('collab_split')}); rebuilding")
     t = time.perf_counter()
-    cfg = SidConfig(levels=3, codebook_size=256, collisions=collisions,
-                    epochs=20 if quick else None, collab_weight=collab)
+    cfg = SidConfig(**{"levels": 3, "codebook_size": 256, "collisions": collisions,
+                       "epochs": 20 if quick else None, "collab_weight": collab, **changes})
     sequences = make_split(dataset, split, None).train if collab else None
     sids = build_semantic_ids(dataset.catalog, cfg, progress=False, sequences=sequences)
     info = {"seconds": round(time.perf_counter() - t, 1), "report": sids.report(),
