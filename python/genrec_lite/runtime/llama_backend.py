@@ -64,13 +64,14 @@ class LlamaModel:
     before the history) in its KV cache, so that it is decoded once, not once per request; it
     reserves one of the context's sequences.
 
-    n_ctx: KV cells per context. llama.cpp's sequence copy and removal (beam reordering) walk
-    every cell, so unused cells cost time at each SID level: 1024 holds one full group of 255
-    beams (12 requests of beam 20 with ~40-token prompts); longer prompts make smaller groups, and
-    one request needs its prompt + beam x (levels - 1) cells (+ the cached prefix)."""
+    n_ctx: KV cells per context (None: DEFAULT_N_CTX). llama.cpp's sequence copy and removal
+    (beam reordering) walk every cell, so unused cells cost time at each SID level: 1024 holds one
+    full group of 255 beams (12 requests of beam 20 with ~40-token prompts); longer prompts make
+    smaller groups, and one request needs its prompt + beam x (levels - 1) cells (+ the cached
+    prefix)."""
 
     def __init__(self, path: str | Path, *, n_threads: int | None = None, n_contexts: int = 1,
-                 n_ctx: int = DEFAULT_N_CTX, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512,
+                 n_ctx: int | None = None, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512,
                  prefix_cache: bool = True):
         llama_cpp = _llama_cpp()
         self._llama = llama_cpp
@@ -81,6 +82,7 @@ class LlamaModel:
             raise InvalidArgumentError(f"n_contexts={n_contexts}; expected >= 1")
         if not 1 <= n_seq_max <= LLAMA_MAX_SEQ:
             raise InvalidArgumentError(f"n_seq_max={n_seq_max}; expected 1..{LLAMA_MAX_SEQ}")
+        n_ctx = DEFAULT_N_CTX if n_ctx is None else n_ctx
         # llama.cpp aborts the process below one cell per sequence
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < n_seq_max:
             raise InvalidArgumentError(f"n_ctx={n_ctx!r}; expected an integer >= n_seq_max "

@@ -76,8 +76,8 @@ class Recommender:
         """Open a bundle. backend 'llama' (model.gguf through llama.cpp) or 'onnx' (model.onnx
         through onnxruntime, if exported); n_contexts: how many llama.cpp searches may run at
         once; prefix_cache: each llama.cpp context keeps the prompt prefix its requests share
-        decoded; n_ctx: KV cells of each llama.cpp context (default 1024; raise it for prompts
-        of several hundred tokens; see LlamaModel). `catalog` is a folder written by
+        decoded; n_ctx: KV cells of each llama.cpp context (None: LlamaModel's default; raise
+        it for prompts of several hundred tokens). `catalog` is a folder written by
         save_catalog() to serve instead of the bundle's own catalog."""
         b = Bundle.open(bundle, verify=verify)
         sids = SemanticIds.load(b.file("sids/semantic_ids.json").parent)
@@ -86,11 +86,10 @@ class Recommender:
         if catalog is not None:
             sids, records, inactive = _load_catalog(catalog, sids)
         if backend == "llama":
-            from .llama_backend import DEFAULT_N_CTX, LlamaModel
+            from .llama_backend import LlamaModel
 
             model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts,
-                               prefix_cache=prefix_cache,
-                               n_ctx=DEFAULT_N_CTX if n_ctx is None else n_ctx)
+                               prefix_cache=prefix_cache, n_ctx=n_ctx)
             table = _token_table(sids, model.token_id, "model.gguf")
             model_backend = _LlamaBackend(model)
         elif backend == "onnx":
