@@ -236,3 +236,23 @@ def test_split_specs():
     for bad in ("leave-one-out:last", "temporal:soon", "random"):
         with pytest.raises(InvalidArgumentError, match=f"split '{bad}' is not known.*leave-one-out:final"):
             TrainConfig(split=bad).validate()
+
+
+def test_compact_vocabulary_is_learnt_from_the_training_texts(synthetic_sids, tmp_path):
+    """The compact tokenizer learns from the examples the model trains on: with next-item
+    prompts only, title words are not in it (their rows would only widen the output head)."""
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.sid import SemanticIds
+    from genrec_lite.train.trainer import TrainConfig, Trainer
+
+    ds = make_synthetic()
+    sids = SemanticIds.load(synthetic_sids)
+    small = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2}
+    nxt = Trainer(ds, sids, tmp_path / "a", TrainConfig(task_weights={"next_item": 1.0},
+                                                        compact=small), progress=False)
+    both = Trainer(ds, sids, tmp_path / "b", TrainConfig(compact=small), progress=False)
+    n_sid = len(sids.vocabulary())
+    assert len(nxt.tok) - n_sid < 600 < len(both.tok) - n_sid
+    assert nxt.model.get_output_embeddings().weight.shape[0] == len(nxt.tok)
+    word = max((w for t in ds.catalog.titles for w in t.split() if w.isalpha()), key=len)
+    assert len(both.tok.tokenize(" " + word)) < len(nxt.tok.tokenize(" " + word))

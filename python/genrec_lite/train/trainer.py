@@ -202,8 +202,10 @@ class Trainer:
         vocab = self.sids.vocabulary()
         if cfg.backbone == "compact":
             ccfg = CompactConfig(**{"vocab_size": cfg.vocab_size, **cfg.compact}).validate()
+            # Learnt from the texts the model trains on (titles only when a title task is in the
+            # mix): rows for tokens no example uses would only widen the output head, which the
+            # decoder computes for every beam at every SID level.
             texts = [e.prompt + " " + e.response for pool in self.pools.values() for e in pool]
-            texts += self.dataset.catalog.titles
             self.tok = train_bpe_tokenizer(texts, vocab, vocab_size=ccfg.vocab_size)
             self.model = compact_model(ccfg, len(self.tok), eos_id=self.tok.eos_token_id,
                                        pad_id=self.tok.pad_token_id)
