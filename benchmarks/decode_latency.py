@@ -181,7 +181,8 @@ def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float, ours=No
     from genrec_lite.train.checkpoint import load_model
 
     torch.set_num_threads(threads)
-    model, tok, sids, meta = load_model(ckpt)
+    model, tok, views, meta = load_model(ckpt)
+    sids = views.primary  # generate() searches one SID table
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
                              f"decode_latency.json (models there: {sorted(there)})")
 
     from genrec_lite.runtime import Bundle
-    from genrec_lite.sid import SemanticIds
+    from genrec_lite.sid import SidViews
 
     results = {"benchmark": "decode_latency", "machine": machine_info("llama-cpp-python", "torch",
                                                                     "transformers"), "runs": []}
@@ -284,7 +285,7 @@ def main(argv=None) -> int:
         name, _, path = spec.partition("=")
         path = Path(path)
         b = Bundle.open(path, verify=False)
-        sids = SemanticIds.load(path / "sids")
+        sids = SidViews.load(path / "sids").primary
         hist = request_histories(sids.item_ids.tolist(), args.requests)
         quant = b.manifest["model"]["gguf"].get("quant")
         ckpt = Path(b.manifest["checkpoint"]["path"])

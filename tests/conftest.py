@@ -65,19 +65,23 @@ TINY = ["--hidden", "64", "--layers", "2", "--heads", "4", "--prompts", "en-seq"
         "--tasks", "next_item=1,sid_to_title=0.1,title_to_sid=0.1"]
 
 
+def train_tiny(root: Path, sid_args: list[str], train_args: list[str]) -> Path:
+    """`sid build` on the synthetic catalog into root/sids, then `train` into root/ckpt."""
+    from genrec_lite.cli import main
+
+    sids, ckpt = root / "sids", root / "ckpt"
+    assert main(["sid", "build", "--out", str(sids), "--quiet", *sid_args]) == 0
+    assert main(["train", "--sids", str(sids), "--out", str(ckpt), "--batch-size", "32",
+                 "--eval-cases", "0", "--lr", "3e-3", "--quiet", *train_args]) == 0
+    return ckpt
+
+
 @pytest.fixture(scope="session")
 def runtime_checkpoint(tmp_path_factory):
     pytest.importorskip("torch")
-    from genrec_lite.cli import main
-
-    root = tmp_path_factory.mktemp("runtime")
-    sids = root / "sids"
-    assert main(["sid", "build", "--out", str(sids), "--codebook-size", "64", "--epochs", "150",
-                 "--collisions", "extra_level", "--quiet"]) == 0
-    ckpt = root / "ckpt"
-    assert main(["train", "--sids", str(sids), "--out", str(ckpt), "--max-steps", "120",
-                 "--batch-size", "32", "--eval-cases", "0", "--lr", "3e-3", "--quiet", *TINY]) == 0
-    return ckpt
+    return train_tiny(tmp_path_factory.mktemp("runtime"),
+                      ["--codebook-size", "64", "--epochs", "150", "--collisions", "extra_level"],
+                      ["--max-steps", "120", *TINY])
 
 
 @pytest.fixture(scope="session")

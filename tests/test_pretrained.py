@@ -65,7 +65,8 @@ def test_tiny_random_architectures_train_and_reload(arch, slice_data, tmp_path):
 
     assert meta["backbone"]["n_new_tokens"] == len(SemanticIds.load(slice_data / "sids").vocabulary())
 
-    model, tok, sids, _ = load_model(ckpt)
+    model, tok, views, _ = load_model(ckpt)
+    sids = views.primary
     # every SID token is one token of the tokenizer, and the adapter reloads
     ids = tok(sids.sid(int(sids.item_ids[0])), add_special_tokens=False)["input_ids"]
     assert len(ids) == sids.n_levels

@@ -44,9 +44,9 @@ def _reference(ckpt, cases, ds):
     from genrec_lite.train.decode import ReferenceDecoder
     from genrec_lite.train.evaluate import case_prompts
 
-    model, tok, sids, meta = load_model(ckpt)
-    texts = case_prompts(cases, sids, PromptSet.load(meta["prompts"]), profiles=ds.profiles)
-    return ReferenceDecoder(model, tok, sids).recommend(texts, k=10, beam=20)
+    model, tok, views, meta = load_model(ckpt)
+    texts = case_prompts(cases, views.primary, PromptSet.load(meta["prompts"]), profiles=ds.profiles)
+    return ReferenceDecoder(model, tok, views.primary).recommend(texts, k=10, beam=20)
 
 
 def _requests(cases, ds, rec):

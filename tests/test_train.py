@@ -195,7 +195,8 @@ def test_sequence_examples_cover_every_target_once(synthetic_sids, tmp_path):
                       compact={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2})
     tr = Trainer(ds, sids, tmp_path / "c", cfg, progress=False)
     n_targets = sum(len(s) - 1 for s in tr.split.train.values() if len(s) > 1)
-    sid_of_tokens = {tuple(tr._item_tokens[i]): i for i in tr._item_tokens}
+    item_tokens = tr._view_tokens[0]
+    sid_of_tokens = {tuple(item_tokens[i]): i for i in item_tokens}
     for epoch in (0, 1):
         pool = tr._sequence_pool(np.random.default_rng([0, epoch]))
         labelled = []
@@ -213,12 +214,12 @@ def test_sequence_examples_cover_every_target_once(synthetic_sids, tmp_path):
 
     user, seq = next((u, s) for u, s in tr.split.train.items() if len(s) > 4)
     prefix, items = next(p for p in tr._sequences if p[1] == [int(i) for i in seq])
-    ids, labels = tr._join(prefix, items[:4], start=3)
+    ids, labels = tr._join(prefix, items[:4], item_tokens, start=3)
     prompt = tr.prompts.next_item_prompt([sids.sid(i) for i in items[:3]],
                                          profile_text(ds.profiles.get(user)))
     first = next(j for j, t in enumerate(labels) if t != -100)
     assert ids[:first] == tr.tok(prompt)["input_ids"]
-    assert ids[first:] == tr._item_tokens[items[3]]
+    assert ids[first:] == item_tokens[items[3]]
 
 
 def test_split_specs():

@@ -69,9 +69,12 @@ def sid() -> None:
 @click.option("--collab-split", default="leave-one-out", show_default=True,
               help="Which interactions the co-occurrence vectors may see: the training part of "
                    "this split (as in `train --split`).")
+@click.option("--views", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Independent builds (seeds SEED, SEED+1, ...) for a multi-view model: it learns "
+                   "the histories in every view and fuses the views' answers.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sid_build(items, out, levels, codebook_size, collisions, method, seed, epochs, template, encoder,
-              collab_weight, collab_split, quiet) -> None:
+              collab_weight, collab_split, views, quiet) -> None:
     """Embed item text, train the quantiser and write the SemanticIds artefact plus report.json.
 
     \b
@@ -79,7 +82,7 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
       genrec-lite sid build --items ../shared/data/amazon-industrial --out runs/sids \\
           --levels 3 --codebook-size 256 --collisions extra_level
     """
-    from .sid.build import SidConfig, build_semantic_ids
+    from .sid.build import SidConfig, build_sid_views
 
     sequences = None
     if collab_weight > 0:
@@ -94,21 +97,24 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
     else:
         catalog = _load_catalog(items)
     cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
-                    seed=seed, epochs=epochs, collab_weight=collab_weight)
+                    seed=seed, epochs=epochs, collab_weight=collab_weight, views=views)
     if template:
         cfg.text_template = template
     if encoder:
         cfg.embedding_model = encoder
     cfg.validate()
-    sids = build_semantic_ids(catalog, cfg, progress=not quiet, sequences=sequences)
-    sids.config["items"] = str(items)
-    if collab_weight > 0:
-        sids.config["collab_split"] = collab_split
-    sids.save(out)
-    rep = sids.report()
-    click.echo(f"wrote {out}: {rep['n_items']} items, {rep['n_sids']} distinct SIDs, "
-               f"collision rate {rep['collision_rate']:.4f} (base {rep['base_collision_rate']:.4f}), "
-               f"utilisation {', '.join(f'{u:.3f}' for u in rep['utilization'])}")
+    built = build_sid_views(catalog, cfg, progress=not quiet, sequences=sequences)
+    for sids in built:
+        sids.config["items"] = str(items)
+        if collab_weight > 0:
+            sids.config["collab_split"] = collab_split
+    built.save(out)
+    for v, sids in enumerate(built):
+        rep = sids.report()
+        click.echo(f"wrote {out}" + (f" view {v}" if len(built) > 1 else "") +
+                   f": {rep['n_items']} items, {rep['n_sids']} distinct SIDs, collision rate "
+                   f"{rep['collision_rate']:.4f} (base {rep['base_collision_rate']:.4f}), "
+                   f"utilisation {', '.join(f'{u:.3f}' for u in rep['utilization'])}")
 
 
 @sid.command("assign")
@@ -126,10 +132,11 @@ def sid_assign(sids_dir, items, out, update, quiet) -> None:
     Example:
       genrec-lite sid assign --sids runs/sids --items new_items.jsonl
     """
-    from .sid import SemanticIds
+    from .sid import SidViews
     from .sid.embed import TextEncoder
 
-    sids = SemanticIds.load(sids_dir)
+    views = SidViews.load(sids_dir)
+    sids = views.primary
     catalog = _load_catalog(items)
     for item in catalog.item_ids.tolist():
         if item in sids:
@@ -138,9 +145,13 @@ def sid_assign(sids_dir, items, out, update, quiet) -> None:
     texts = catalog.render(sids.config.get("text_template", "{title}"))
     vectors = TextEncoder(sids.config.get("embedding_model", "all-MiniLM-L6-v2")).encode(
         texts, progress=not quiet)
-    grown = sids.with_items(catalog.item_ids, vectors)
-    new_rows = grown.codes[len(sids):]
-    lines = [{"item_id": int(i), "sid": grown.format(c)} for i, c in zip(catalog.item_ids, new_rows)]
+    grown = SidViews([s.with_items(catalog.item_ids, vectors) for s in views])
+    lines = []
+    for n, item in enumerate(catalog.item_ids.tolist()):
+        rec = {"item_id": int(item), "sid": grown.primary.format(grown.primary.codes[len(sids) + n])}
+        if len(grown) > 1:
+            rec["view_sids"] = [g.format(g.codes[len(sids) + n]) for g in grown]
+        lines.append(rec)
     if out:
         with open(out, "w", encoding="utf-8") as f:
             for rec in lines:
@@ -216,7 +227,7 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
       torchrun --nproc-per-node 4 -m genrec_lite.cli train ...
     """
     from .data import resolve_dataset
-    from .sid import SemanticIds
+    from .sid import SidViews
     from .train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(backbone=backbone, split=split, prompts=prompts, seed=seed)
@@ -236,7 +247,7 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
     if lora_r is not None:
         cfg.lora["r"] = lora_r
     dataset = resolve_dataset(data)
-    sids = SemanticIds.load(sids_dir)
+    sids = SidViews.load(sids_dir)
     trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume, device=device)
     result = trainer.fit()
     best = result["best"] or {}
@@ -422,7 +433,10 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, n_ctx, as_js
 @click.option("--collab-weight", default=1.0, show_default=True, type=click.FloatRange(0),
               help="Weight of the co-occurrence vector joined to the text vector before "
                    "quantising (training interactions only); 0: SIDs from text alone.")
-def quickstart_cmd(data, out, minutes, threads, collab_weight) -> None:
+@click.option("--views", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="SID views (independent builds) the model learns and fuses; each view adds "
+                   "the training examples of one.")
+def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
     """The whole loop in a few minutes: SIDs, training, evaluation, export, recommendations.
 
     \b
@@ -437,7 +451,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight) -> None:
     from .eval.metrics import metrics_table, rank_metrics
     from .export.bundle import export_bundle
     from .runtime import Recommender
-    from .sid.build import SidConfig, build_semantic_ids
+    from .sid.build import SidConfig, build_sid_views
     from .train.trainer import TrainConfig, Trainer, make_split
 
     out = Path(out)
@@ -449,12 +463,13 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight) -> None:
     step(1, f"semantic IDs for {len(dataset.catalog)} items ({dataset.name})")
     sid_cfg = SidConfig(levels=3, codebook_size=64 if synthetic else 256,
                         collisions="extra_level", epochs=150 if synthetic else None,
-                        collab_weight=collab_weight)
+                        collab_weight=collab_weight, views=views)
     sequences = make_split(dataset, split, None).train if collab_weight else None
-    sids = build_semantic_ids(dataset.catalog, sid_cfg, sequences=sequences)
+    sids = build_sid_views(dataset.catalog, sid_cfg, sequences=sequences)
     sids.save(out / "sids")
-    rep = sids.report()
-    click.echo(f"      {len(sids)} items, collision rate before the extra level "
+    rep = sids.primary.report()
+    click.echo(f"      {sids.n_items} items" + (f", {len(sids)} views" if len(sids) > 1 else "") +
+               f", collision rate before the extra level "
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
     cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,

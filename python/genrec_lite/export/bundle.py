@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .._io import atomic_directory, sha256_file, versions, write_json
 from ..errors import InvalidArgumentError
-from ..runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+from ..runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST, sid_encoder_file
 
 QUANTS = ("f32", "f16", "q8_0")
 
@@ -31,11 +31,14 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
     say = progress or (lambda msg: None)
     ckpt = Path(ckpt)
     t0 = time.perf_counter()
-    model, tok, sids, meta = load_model(ckpt, which)
+    model, tok, views, meta = load_model(ckpt, which)
     train = meta["train"]
+    sids = views.primary
     sid_cfg = sids.config
-    if sids.encoder is None:
-        raise InvalidArgumentError(f"the SIDs of {ckpt} carry no quantiser; cold start needs one")
+    for v, view in enumerate(views):
+        if view.encoder is None:
+            raise InvalidArgumentError(f"the SIDs of {ckpt} (view {v}) carry no quantiser; cold "
+                                       "start needs one")
     facts: dict = {}
     with atomic_directory(out) as tmp:
         say(f"writing model.gguf ({quant})")
@@ -45,9 +48,11 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             say("writing model.onnx")
             facts["onnx"] = export_lm(model, tmp / "model.onnx")
             tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        sids.save(tmp / "sids")
-        say("writing sid_encoder.onnx")
-        facts["sid_encoder"] = export_sid_encoder(sids, tmp / "sid_encoder.onnx")
+        views.save(tmp / "sids")
+        for v, view in enumerate(views):
+            say(f"writing {sid_encoder_file(v)}")
+            facts["sid_encoder" if v == 0 else f"sid_encoder_view{v}"] = export_sid_encoder(
+                view, tmp / sid_encoder_file(v))
         if text_encoder:
             say("writing text_encoder/")
             facts["text_encoder"] = export_text_encoder(
@@ -74,7 +79,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             "use_profiles": bool(train.get("use_profiles", True)),
             "profile_template": train.get("profile_template"),
             "sid": {"levels": sids.levels, "level_sizes": sids.level_sizes,
-                    "collisions": sids.collisions, "n_items": len(sids),
+                    "collisions": sids.collisions, "n_items": len(sids), "views": len(views),
                     "text_template": sid_cfg.get("text_template"),
                     "embedding_model": sid_cfg.get("embedding_model"),
                     "input_dim": int(sid_cfg.get("input_dim") or sids.encoder.input_dim)},

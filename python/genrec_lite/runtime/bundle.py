@@ -4,9 +4,11 @@ BUNDLE/
   manifest.json        format name + version, model facts, prompts, SID facts, file checksums
   model.gguf           the LM for llama.cpp (LoRA merged, SID tokens in the vocabulary)
   model.onnx           optional: the LM with its KV cache for onnxruntime
-  sids/                the SemanticIds table (item id <-> codes) and the RQ codebooks; the SID
-                       trie is built from it at load (1M items take well under a second)
-  sid_encoder.onnx     RQ-VAE encoder MLP (embedding -> latent), for cold-start items
+  sids/                the SID table(s) (item id <-> codes) and the RQ codebooks: one SemanticIds
+                       folder, or one per view for a multi-view model (genrec_lite.sid.views);
+                       the tries are built from it at load (1M items take well under a second)
+  sid_encoder.onnx     RQ-VAE encoder MLP (embedding -> latent), for cold-start items; view v > 0
+                       of a multi-view model has its own, sid_encoder_view{v}.onnx
   text_encoder/        the item text encoder as ONNX + tokenizer.json
   items.jsonl          the catalog: item id, title and the text the SIDs were made from
 
@@ -28,6 +30,11 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # manifest keys the runtime reads, and their JSON types
 _REQUIRED = {"prompts": dict, "max_history": int, "sid": dict, "tokenizer": dict, "model": dict}
+
+
+def sid_encoder_file(view: int) -> str:
+    """The bundle file of a SID view's cold-start encoder."""
+    return "sid_encoder.onnx" if view == 0 else f"sid_encoder_view{view}.onnx"
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""The live catalog a Recommender serves: SID table + trie + item records, changed while serving.
+"""The live catalog a Recommender serves: SID tables + tries + item records, changed while serving.
+
+A multi-view model has one SID table and trie per view (genrec_lite.sid.views); every change
+applies to all of them at once, so the views always hold the same items in the same state.
 
 Readers take the current `CatalogState` (one attribute read) and use it for a whole request, so a
 request never sees half a change. Adding or removing items builds a new table and trie beside the
@@ -17,15 +20,25 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InvalidArgumentError, UnknownItemError
-from ..sid import SemanticIds
+from ..sid import SemanticIds, SidViews
 
 
 @dataclass(frozen=True)
 class CatalogState:
-    sids: SemanticIds
-    trie: object                   # genrec_lite._core.SidTrie over sids
+    views: SidViews
+    tries: tuple                   # genrec_lite._core.SidTrie of each view
     records: dict                  # item id -> {"title": ..., "text": ...}
     version: int
+
+    @property
+    def sids(self) -> SemanticIds:
+        """The primary view: the SID an item is shown with (every view holds the same items)."""
+        return self.views.primary
+
+    @property
+    def trie(self):
+        """The primary view's trie (active counts are the same in every view's)."""
+        return self.tries[0]
 
     def title(self, item_id: int) -> str:
         rec = self.records.get(int(item_id))
@@ -43,11 +56,12 @@ def _ids(ids: Iterable[int], what: str) -> np.ndarray:
 
 
 class LiveCatalog:
-    def __init__(self, sids: SemanticIds, records: dict[int, dict]):
+    def __init__(self, sids: SidViews | SemanticIds, records: dict[int, dict]):
         self._lock = threading.Lock()
         self._inactive: set[int] = set()
         self._added: list[int] = []
-        self._state = CatalogState(sids, sids.trie(), dict(records), 0)
+        views = SidViews.of(sids)
+        self._state = CatalogState(views, tuple(v.trie() for v in views), dict(records), 0)
 
     @property
     def state(self) -> CatalogState:
@@ -67,13 +81,19 @@ class LiveCatalog:
         if len(set(item_ids.tolist())) != len(item_ids):
             raise InvalidArgumentError("the new items repeat an item id")
 
-    def add(self, item_ids: np.ndarray, codes: np.ndarray, records: dict[int, dict]) -> CatalogState:
+    def add(self, item_ids: np.ndarray, codes: list[np.ndarray], records: dict[int, dict]
+            ) -> CatalogState:
+        """New items with their codes in every view (codes[v]: view v's rows)."""
         with self._lock:
             old = self._state
             self.check_new(item_ids, old)  # again under the lock: a writer may have added them
-            sids = old.sids.with_rows(np.concatenate([old.sids.item_ids, item_ids]),
-                                      np.concatenate([old.sids.codes, codes]))
-            self._swap(sids, {**old.records, **records})
+            if len(codes) != len(old.views):
+                raise InvalidArgumentError(f"codes for {len(codes)} SID views; the catalog has "
+                                           f"{len(old.views)}")
+            ids = np.concatenate([old.sids.item_ids, item_ids])
+            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, c]))
+                              for v, c in zip(old.views, codes)])
+            self._swap(views, {**old.records, **records})
             self._added.extend(int(i) for i in item_ids.tolist())
             return self._state
 
@@ -88,16 +108,19 @@ class LiveCatalog:
             keep = np.array([i not in gone for i in old.sids.item_ids.tolist()], dtype=bool)
             if not keep.any():
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
-            sids = old.sids.with_rows(old.sids.item_ids[keep], old.sids.codes[keep])
+            views = SidViews([v.with_rows(v.item_ids[keep], v.codes[keep]) for v in old.views])
             self._inactive -= gone
             self._added = [i for i in self._added if i not in gone]
-            self._swap(sids, {k: v for k, v in old.records.items() if k not in gone})
+            self._swap(views, {k: v for k, v in old.records.items() if k not in gone})
             return len(gone)
 
     def set_active(self, item_ids: Iterable[int], active: bool) -> int:
         ids = _ids(item_ids, "item ids")
         with self._lock:
-            changed = int(self._state.trie.set_active(ids, bool(active)))  # checks every id first
+            tries = self._state.tries
+            changed = int(tries[0].set_active(ids, bool(active)))  # checks every id first
+            for t in tries[1:]:  # the same items: cannot fail once the first has not
+                t.set_active(ids, bool(active))
             if active:
                 self._inactive -= set(ids.tolist())
             else:
@@ -107,8 +130,10 @@ class LiveCatalog:
     def inactive(self) -> set[int]:
         return set(self._inactive)
 
-    def _swap(self, sids: SemanticIds, records: dict) -> None:
-        trie = sids.trie()
+    def _swap(self, views: SidViews, records: dict) -> None:
+        tries = tuple(v.trie() for v in views)
         if self._inactive:
-            trie.set_active(np.fromiter(self._inactive, dtype=np.int64), False)
-        self._state = CatalogState(sids, trie, records, self._state.version + 1)
+            paused = np.fromiter(self._inactive, dtype=np.int64)
+            for t in tries:
+                t.set_active(paused, False)
+        self._state = CatalogState(views, tries, records, self._state.version + 1)

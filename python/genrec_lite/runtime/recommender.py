@@ -10,6 +10,10 @@ Each call builds the prompt exactly as training did (same template, newest `max_
 tokenizes it with the model's own tokenizer (llama.cpp's, checked equal to training's), and runs
 the C++ constrained beam search over llama.cpp: prompt decode, every SID level and the KV-cache
 reordering happen in C++ with the GIL released. Many threads may call recommend at once.
+
+A multi-view bundle (genrec_lite.sid.views) runs one such search per view, each batch of
+requests written in that view and searched in its trie, and fuses the views' beams per request
+(`genrec_lite.sid.fuse`): the same rule as the reference decoder.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from .._io import atomic_directory, write_json
 from ..data.templates import Template
 from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet
-from ..sid import SemanticIds
-from .bundle import Bundle
+from ..sid import SemanticIds, SidViews, fuse
+from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
 
 UNKNOWN_POLICIES = ("skip", "error")
@@ -37,8 +41,9 @@ UNKNOWN_POLICIES = ("skip", "error")
 @dataclass(frozen=True)
 class Recommendation:
     item_id: int
-    score: float          # summed log-probability of the item's SID under the model
-    sid: str
+    score: float          # summed log-probability of the item's SID under the model (several
+                          # views: log of the mean over the views of that probability)
+    sid: str              # in the primary view
     title: str
 
     def to_dict(self) -> dict:
@@ -46,8 +51,8 @@ class Recommendation:
 
 
 class Recommender:
-    def __init__(self, bundle: Bundle, backend, catalog: LiveCatalog, token_table: np.ndarray, *,
-                 unknown_items: str = "skip"):
+    def __init__(self, bundle: Bundle, backend, catalog: LiveCatalog,
+                 token_tables: Sequence[np.ndarray], *, unknown_items: str = "skip"):
         m = bundle.manifest
         self.bundle = bundle
         self.backend = backend
@@ -59,12 +64,16 @@ class Recommender:
         self.max_history = int(m["max_history"])
         if self.max_history < 1:
             raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
-        self.token_table = token_table
+        self.token_tables = list(token_tables)  # one per SID view
+        self.token_table = self.token_tables[0]
+        if len(self.token_tables) != len(catalog.state.views):
+            raise ArtifactError(f"{len(self.token_tables)} token tables for "
+                                f"{len(catalog.state.views)} SID views")
         if unknown_items not in UNKNOWN_POLICIES:
             raise InvalidArgumentError(f"unknown_items={unknown_items!r}; expected one of {UNKNOWN_POLICIES}")
         self.unknown_items = unknown_items
         self._text_encoder = None
-        self._sid_encoder = None
+        self._sid_encoders: list | None = None
         self._encoder_lock = threading.Lock()
 
     # --- loading -----------------------------------------------------------------------------
@@ -80,7 +89,7 @@ class Recommender:
         it for prompts of several hundred tokens). `catalog` is a folder written by
         save_catalog() to serve instead of the bundle's own catalog."""
         b = Bundle.open(bundle, verify=verify)
-        sids = SemanticIds.load(b.file("sids/semantic_ids.json").parent)
+        sids = _bundle_views(b)
         records = {int(r["item_id"]): r for r in b.items()}
         inactive: list[int] = []
         if catalog is not None:
@@ -90,7 +99,7 @@ class Recommender:
 
             model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts,
                                prefix_cache=prefix_cache, n_ctx=n_ctx)
-            table = _token_table(sids, model.token_id, "model.gguf")
+            tables = [_token_table(v, model.token_id, "model.gguf") for v in sids]
             model_backend = _LlamaBackend(model)
         elif backend == "onnx":
             if not b.has("model.onnx"):
@@ -100,7 +109,7 @@ class Recommender:
             tok = _Tokenizer(b.file("tokenizer.json"))
             pad = b.manifest["tokenizer"].get("pad_token_id") or 0
             lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
-            table = _token_table(sids, tok.token_id, "tokenizer.json")
+            tables = [_token_table(v, tok.token_id, "tokenizer.json") for v in sids]
             model_backend = _OnnxBackend(lm, tok)
         else:
             raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
@@ -108,7 +117,7 @@ class Recommender:
             live = LiveCatalog(sids, records)
             if inactive:
                 live.set_active(inactive, False)
-            return cls(b, model_backend, live, table, unknown_items=unknown_items)
+            return cls(b, model_backend, live, tables, unknown_items=unknown_items)
         except BaseException:
             model_backend.close()  # free the model's memory before reporting
             raise
@@ -124,7 +133,7 @@ class Recommender:
         """Several requests in one batched search; each is a dict with the keys of recommend()."""
         state = self.catalog.state  # one consistent catalog for the whole batch
         n_active = int(state.trie.n_active)
-        texts, search_reqs = [], []
+        histories, profiles, search_reqs = [], [], []
         for n, r in enumerate(requests):
             if not isinstance(r, Mapping):
                 raise InvalidArgumentError(f"request {n} is a {type(r).__name__}; expected a dict")
@@ -136,7 +145,8 @@ class Recommender:
                 raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
             if k > n_active:
                 raise InvalidArgumentError(f"k={k} but the catalog has {n_active} active items")
-            texts.append(self._prompt(state, r.get("history") or [], r.get("profile")))
+            histories.append(self._history(state, r.get("history") or []))
+            profiles.append(r.get("profile") or "")
             req = {"k": k, "beam": beam}
             if r.get("allow") is not None:
                 req["allow"] = _id_list(r["allow"], "allow")
@@ -145,10 +155,26 @@ class Recommender:
             search_reqs.append(req)
         if not search_reqs:
             return []
-        results = self.backend.search(state.trie, self.token_table, texts, search_reqs)
-        return [self._answer(state, res) for res in results]
+        n_views = len(state.views)
+        # several views: each keeps its whole beam for the fusion
+        view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
+        answers: list[list] = [[] for _ in search_reqs]
+        for v, view in enumerate(state.views):
+            texts = [self.prompts.next_item_prompt([view.sid(i) for i in h], p)
+                     for h, p in zip(histories, profiles)]
+            results = self.backend.search(state.tries[v], self.token_tables[v], texts, view_reqs)
+            for a, res in zip(answers, results):
+                a.append((res["items"].tolist(), res["scores"].tolist()))
+        return [self._answer(state, *fuse(a, q["k"])) for a, q in zip(answers, search_reqs)]
 
-    def _prompt(self, state: CatalogState, history, profile) -> str:
+    def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
+        """The prompt of a request in one SID view."""
+        sids = state.views[view]
+        return self.prompts.next_item_prompt([sids.sid(i) for i in self._history(state, history)],
+                                             profile or "")
+
+    def _history(self, state: CatalogState, history) -> list[int]:
+        """The history items the model reads: known ones, the newest max_history."""
         if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
             raise InvalidArgumentError(f"history must be a list of item ids; got {history!r}")
         known = []
@@ -163,14 +189,11 @@ class Recommender:
                 raise UnknownItemError(f"history item {item} is not in the catalog", value=item)
             else:
                 warnings.warn(f"history item {item} is not in the catalog; skipped", stacklevel=4)
-        known = known[-self.max_history:]  # the model's window: the newest items
-        return self.prompts.next_item_prompt([state.sids.sid(i) for i in known], profile or "")
+        return known[-self.max_history:]  # the model's window: the newest items
 
-    def _answer(self, state: CatalogState, res: dict) -> list[Recommendation]:
-        out = []
-        for item, score in zip(res["items"].tolist(), res["scores"].tolist()):
-            out.append(Recommendation(int(item), float(score), state.sids.sid(item), state.title(item)))
-        return out
+    def _answer(self, state: CatalogState, items, scores) -> list[Recommendation]:
+        return [Recommendation(int(item), float(score), state.sids.sid(item), state.title(item))
+                for item, score in zip(items, scores)]
 
     # --- live catalog ------------------------------------------------------------------------
     def add_items(self, items: Sequence[Mapping], vectors: np.ndarray | None = None) -> list[str]:
@@ -183,7 +206,7 @@ class Recommender:
         self.catalog.check_new(ids, state)  # before the costly embedding
         if vectors is None:
             vectors = self._embed(records)
-        codes = self._codes(state.sids, vectors, len(records))
+        codes = self._codes(state.views, vectors, len(records))
         new = self.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records})
         return [new.sids.sid(i) for i in ids.tolist()]
 
@@ -200,7 +223,7 @@ class Recommender:
         state = self.catalog.state
         path = Path(path)
         with atomic_directory(path) as tmp:
-            state.sids.save(tmp / "sids")
+            state.views.save(tmp / "sids")
             with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
                 for i in state.sids.item_ids.tolist():
                     f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
@@ -215,15 +238,17 @@ class Recommender:
         self._encoders(text=True)
 
     def _encoders(self, text: bool):
+        """(text encoder, the SID encoder of each view), loaded once."""
         from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
 
         with self._encoder_lock:
             if text and self._text_encoder is None:
                 self._text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
-            if self._sid_encoder is None:
-                self._sid_encoder = OnnxSidEncoder(self.bundle.file("sid_encoder.onnx"),
-                                                   self.catalog.state.sids.encoder.codebooks)
-        return self._text_encoder, self._sid_encoder
+            if self._sid_encoders is None:
+                self._sid_encoders = [OnnxSidEncoder(self.bundle.file(sid_encoder_file(v)),
+                                                     view.encoder.codebooks)
+                                      for v, view in enumerate(self.catalog.state.views)]
+        return self._text_encoder, self._sid_encoders
 
     def _embed(self, records: list[dict]) -> np.ndarray:
         m = self.bundle.manifest
@@ -231,12 +256,14 @@ class Recommender:
         texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
         return self._encoders(text=True)[0].encode(texts)
 
-    def _codes(self, sids: SemanticIds, vectors, n: int) -> np.ndarray:
-        v = sids.encoder.check_vectors(vectors)
+    def _codes(self, views: SidViews, vectors, n: int) -> list[np.ndarray]:
+        """The new items' codes in every view."""
+        v = views.primary.encoder.check_vectors(vectors)
         if len(v) != n:
             raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
                                        "one row per new item")
-        return sids.complete(self._encoders(text=False)[1].encode(v))
+        encoders = self._encoders(text=False)[1]
+        return [view.complete(enc.encode(v)) for view, enc in zip(views, encoders)]
 
     def close(self) -> None:
         self.backend.close()
@@ -342,15 +369,31 @@ def _records(items) -> list[dict]:
     return out
 
 
-def _load_catalog(path, sids: SemanticIds):
+def _bundle_views(b: Bundle) -> SidViews:
+    """The bundle's SID views (one, or one per view of a multi-view model)."""
+    if b.has("sids/views.json"):
+        views = SidViews.load(b.file("sids/views.json").parent)
+    else:
+        views = SidViews.load(b.file("sids/semantic_ids.json").parent)
+    want = b.manifest["sid"].get("views", 1)
+    if len(views) != want:
+        raise ArtifactError(f"{b.path}/sids holds {len(views)} SID views; the manifest says {want!r}")
+    return views
+
+
+def _load_catalog(path, views: SidViews):
     from .._io import read_manifest
 
     path = Path(path)
     meta = read_manifest(path / "catalog.json", "genrec-lite.catalog", 1)
-    new = SemanticIds.load(path / "sids")
-    if new.levels != sids.levels or new.level_sizes != sids.level_sizes:
-        raise ArtifactError(f"the saved catalog {path} has SID levels {new.level_sizes}; the bundle "
-                            f"has {sids.level_sizes}")
+    new = SidViews.load(path / "sids")
+    if len(new) != len(views):
+        raise ArtifactError(f"the saved catalog {path} has {len(new)} SID views; the bundle has "
+                            f"{len(views)}")
+    for a, b in zip(new, views):
+        if a.levels != b.levels or a.level_sizes != b.level_sizes:
+            raise ArtifactError(f"the saved catalog {path} has SID levels {a.level_sizes}; the "
+                                f"bundle has {b.level_sizes}")
     recs = {}
     with open(path / "items.jsonl", encoding="utf-8") as f:
         for line in f:

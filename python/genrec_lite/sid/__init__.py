@@ -1,11 +1,12 @@
 """Semantic IDs: item text -> embeddings -> residual quantiser -> codes.
 
-`SemanticIds` and `SidEncoder` are numpy-only (serving side); training (`build`, `rqvae`,
+`SemanticIds`, `SidViews` and `SidEncoder` are numpy-only (serving side); training (`build`, `rqvae`,
 `embed`) imports torch / sentence-transformers when called.
 """
 
 from .collisions import sid_report
 from .encoder import SidEncoder
 from .semantic_ids import FORMAT_VERSION, SemanticIds
+from .views import SidViews, fuse
 
-__all__ = ["SemanticIds", "SidEncoder", "sid_report", "FORMAT_VERSION"]
+__all__ = ["SemanticIds", "SidViews", "SidEncoder", "fuse", "sid_report", "FORMAT_VERSION"]

@@ -16,6 +16,7 @@ from .collisions import check_mode, extra_level
 from .embed import DEFAULT_MODEL
 from .encoder import SidEncoder
 from .semantic_ids import SemanticIds
+from .views import SidViews
 
 METHODS = ("rqvae", "rqkmeans")
 # Each known field's segment of the default item text; bracketed parts drop out when their field
@@ -55,6 +56,9 @@ class SidConfig:
     collab_weight: float = 0.0
     collab_dim: int = 64
     collab_window: int = 3
+    # Independent builds for a multi-view model (sid/views.py): view v trains its quantiser with
+    # seed + v on the same item vectors.
+    views: int = 1
 
     def validate(self) -> "SidConfig":
         if self.method not in METHODS:
@@ -64,6 +68,8 @@ class SidConfig:
             raise InvalidArgumentError(f"levels={self.levels}; expected 1..8")
         if not 2 <= self.codebook_size <= 65536:
             raise InvalidArgumentError(f"codebook_size={self.codebook_size}; expected 2..65536")
+        if isinstance(self.views, bool) or not isinstance(self.views, int) or not 1 <= self.views <= 16:
+            raise InvalidArgumentError(f"views={self.views!r}; expected an integer in 1..16")
         if self.collab_weight < 0 or self.collab_dim < 1 or self.collab_window < 1:
             raise InvalidArgumentError(
                 f"collab_weight={self.collab_weight}, collab_dim={self.collab_dim}, collab_window="
@@ -136,7 +142,21 @@ def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool 
 
     With `cfg.collab_weight > 0`, `sequences` (each user's items in time order, or a mapping
     user -> sequence; training data only) add a co-occurrence vector to each item's embedding
-    (sid/collab.py)."""
+    (sid/collab.py). One view; `build_sid_views` makes several."""
+    cfg = (cfg or SidConfig()).validate()
+    if cfg.views != 1:
+        raise InvalidArgumentError(f"views={cfg.views}: build_semantic_ids makes one table; use "
+                                   "build_sid_views")
+    return build_sid_views(catalog, cfg, progress=progress, vectors=vectors, cache_dir=cache_dir,
+                           sequences=sequences).primary
+
+
+def build_sid_views(catalog, cfg: SidConfig | None = None, *, progress: bool = True,
+                    vectors: np.ndarray | None = None, cache_dir=None, sequences=None) -> SidViews:
+    """`cfg.views` SID tables of the catalog (see build_semantic_ids): the item vectors are made
+    once, then view v's quantiser trains with seed cfg.seed + v."""
+    from dataclasses import replace
+
     from .embed import TextEncoder
 
     cfg = (cfg or SidConfig()).validate()
@@ -145,17 +165,23 @@ def build_semantic_ids(catalog, cfg: SidConfig | None = None, *, progress: bool 
     if vectors is None:
         texts = catalog.render(cfg.text_template)
         vectors = TextEncoder(cfg.embedding_model, cache_dir=cache_dir).encode(texts, progress=progress)
-    if cfg.collab_weight <= 0:
-        return quantize_vectors(catalog.item_ids, vectors, cfg, progress=progress)
-    from .collab import cooccurrence_vectors, joined_vectors
+    input_map, collab_items = None, None
+    if cfg.collab_weight > 0:
+        from .collab import cooccurrence_vectors, joined_vectors
 
-    if sequences is None:
-        raise InvalidArgumentError(f"collab_weight={cfg.collab_weight} needs user sequences "
-                                   "(interactions) to learn co-occurrence vectors from; got none")
-    cf, has = cooccurrence_vectors(sequences, catalog.item_ids, dim=cfg.collab_dim,
-                                   window=cfg.collab_window)
-    joined, input_map = joined_vectors(np.asarray(vectors, dtype=np.float64), cf, has,
-                                       cfg.collab_weight)
-    sids = quantize_vectors(catalog.item_ids, joined, cfg, progress=progress, input_map=input_map)
-    sids.config["collab_items"] = int(has.sum())
-    return sids
+        if sequences is None:
+            raise InvalidArgumentError(f"collab_weight={cfg.collab_weight} needs user sequences "
+                                       "(interactions) to learn co-occurrence vectors from; got none")
+        cf, has = cooccurrence_vectors(sequences, catalog.item_ids, dim=cfg.collab_dim,
+                                       window=cfg.collab_window)
+        vectors, input_map = joined_vectors(np.asarray(vectors, dtype=np.float64), cf, has,
+                                            cfg.collab_weight)
+        collab_items = int(has.sum())
+    views = []
+    for v in range(cfg.views):
+        sids = quantize_vectors(catalog.item_ids, vectors, replace(cfg, seed=cfg.seed + v),
+                                progress=progress, input_map=input_map)
+        if collab_items is not None:
+            sids.config["collab_items"] = collab_items
+        views.append(sids)
+    return SidViews(views)

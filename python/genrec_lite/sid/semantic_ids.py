@@ -23,19 +23,22 @@ from .encoder import SidEncoder
 FORMAT_NAME = "genrec-lite.semantic-ids"
 FORMAT_VERSION = 1
 LEVEL_NAMES = "abcdefghij"
-_TOKEN_RE = re.compile(r"<([a-j])_(\d+)>")
+# <level letter><view number, none for view 0>_<code>
+_TOKEN_RE = re.compile(r"<([a-j])(\d*)_(\d+)>")
 
 
 class SemanticIds:
     """Semantic IDs of a catalog.
 
     codes has shape (n_items, levels) with collisions `none`, or (n_items, levels + 1) with
-    `extra_level`. Level l's codes are written `<{LEVEL_NAMES[l]}_{code}>`.
+    `extra_level`. Level l's codes are written `<{LEVEL_NAMES[l]}_{code}>`. A table that is view
+    v > 0 of a multi-view model (sid/views.py) writes them `<{LEVEL_NAMES[l]}{v}_{code}>`, so that
+    one vocabulary holds every view's tokens apart.
     """
 
     def __init__(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *, levels: int,
                  codebook_size: int, collisions: str = "none", extra_level_size: int = 0,
-                 encoder: SidEncoder | None = None, config: dict | None = None):
+                 encoder: SidEncoder | None = None, config: dict | None = None, view: int = 0):
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.codes = np.ascontiguousarray(codes, dtype=np.int32)
         self.levels = int(levels)
@@ -44,6 +47,9 @@ class SemanticIds:
         self.extra_level_size = int(extra_level_size) if collisions == "extra_level" else 0
         self.encoder = encoder
         self.config = dict(config or {})
+        if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or not 0 <= view < 1000:
+            raise InvalidArgumentError(f"view={view!r}; expected an integer in 0..999")
+        self.view = int(view)
         n_levels = self.levels + (1 if self.collisions == "extra_level" else 0)
         if self.levels < 1 or self.levels > len(LEVEL_NAMES) - 1:
             raise InvalidArgumentError(f"levels={levels}; expected 1..{len(LEVEL_NAMES) - 1}")
@@ -83,9 +89,8 @@ class SemanticIds:
         return int(item_id) in self._index
 
     # --- tokens ------------------------------------------------------------------------------
-    @staticmethod
-    def token(level: int, code: int) -> str:
-        return f"<{LEVEL_NAMES[level]}_{int(code)}>"
+    def token(self, level: int, code: int) -> str:
+        return f"<{LEVEL_NAMES[level]}{self.view or ''}_{int(code)}>"
 
     def vocabulary(self) -> list[str]:
         """Every SID token, level by level: what a language model needs added to its vocabulary."""
@@ -97,15 +102,16 @@ class SemanticIds:
     def parse(self, text: str) -> tuple[int, ...]:
         """'<a_1><b_2><c_3>' -> (1, 2, 3); checks level order and code ranges."""
         parts = _TOKEN_RE.findall(text)
-        if "".join(f"<{a}_{b}>" for a, b in parts) != text.strip() or len(parts) != self.n_levels:
+        if "".join(f"<{a}{v}_{b}>" for a, v, b in parts) != text.strip() or len(parts) != self.n_levels:
             raise InvalidArgumentError(
                 f"{text!r} is not a SID; expected {self.n_levels} tokens like "
                 f"{self.format([0] * self.n_levels)!r}")
         codes = []
-        for level, (name, code) in enumerate(parts):
-            if name != LEVEL_NAMES[level] or not 0 <= int(code) < self.level_sizes[level]:
+        for level, (name, view, code) in enumerate(parts):
+            want = f"<{LEVEL_NAMES[level]}{self.view or ''}"  # '<a' or '<a1', up to the code
+            if f"<{name}{view}" != want or not 0 <= int(code) < self.level_sizes[level]:
                 raise InvalidArgumentError(
-                    f"{text!r}: token {level} is <{name}_{code}>; expected <{LEVEL_NAMES[level]}_k> "
+                    f"{text!r}: token {level} is <{name}{view}_{code}>; expected {want}_k> "
                     f"with 0 <= k < {self.level_sizes[level]}")
             codes.append(int(code))
         return tuple(codes)
@@ -178,7 +184,16 @@ class SemanticIds:
         """A table over these rows with this one's settings and quantiser."""
         return SemanticIds(item_ids, codes, levels=self.levels, codebook_size=self.codebook_size,
                            collisions=self.collisions, extra_level_size=self.extra_level_size,
-                           encoder=self.encoder, config=self.config)
+                           encoder=self.encoder, config=self.config, view=self.view)
+
+    def as_view(self, view: int) -> "SemanticIds":
+        """The same table written with view `view`'s tokens (sid/views.py)."""
+        if view == self.view:
+            return self
+        return SemanticIds(self.item_ids, self.codes, levels=self.levels,
+                           codebook_size=self.codebook_size, collisions=self.collisions,
+                           extra_level_size=self.extra_level_size, encoder=self.encoder,
+                           config=self.config, view=view)
 
     def with_items(self, item_ids: Sequence[int], vectors: np.ndarray, n_threads: int = 1) -> "SemanticIds":
         """A new table holding these items plus new ones (ids must be new)."""
@@ -218,6 +233,7 @@ class SemanticIds:
                 "collisions": self.collisions,
                 "extra_level_size": self.extra_level_size,
                 "has_quantizer": self.encoder is not None,
+                "view": self.view,
                 "config": self.config,
                 "versions": versions(),
                 "sha256": {"arrays.npz": sha256_file(tmp / "arrays.npz")},
@@ -230,6 +246,8 @@ class SemanticIds:
         if not path.is_dir():
             raise ArtifactError(f"{path} is not a semantic-ID directory (expected the folder "
                                 "written by `genrec-lite sid build`)")
+        if (path / "views.json").is_file():
+            raise ArtifactError(f"{path} holds several SID views; load it with SidViews.load")
         meta = read_manifest(path / "semantic_ids.json", FORMAT_NAME, FORMAT_VERSION)
         arrays_path = path / "arrays.npz"
         if not arrays_path.is_file():
@@ -250,7 +268,7 @@ class SemanticIds:
             return cls(arrays["item_ids"], arrays["codes"], levels=meta["levels"],
                        codebook_size=meta["codebook_size"], collisions=meta["collisions"],
                        extra_level_size=meta.get("extra_level_size", 0), encoder=encoder,
-                       config=meta.get("config", {}))
+                       config=meta.get("config", {}), view=meta.get("view", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, InvalidArgumentError):
                 raise

@@ -2,7 +2,7 @@
 
 CKPT/
   genrec.json      run config: backbone, prompts, tasks, split, seeds, versions (format versioned)
-  sids/            the SemanticIds the model writes
+  sids/            the SID views the model writes (SidViews: one SemanticIds folder, or several)
   items.jsonl      the catalog (titles for display, text for cold start)
   tokenizer/       the tokenizer, SID tokens included
   best/            weights of the best validation score (what eval and export load)
@@ -63,16 +63,16 @@ def resolve_device(spec: str = "auto"):
 
 def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = False,
                device: str | None = None):
-    """(model, tokenizer, SemanticIds, run config) from a checkpoint; the model on `device`
+    """(model, tokenizer, SidViews, run config) from a checkpoint; the model on `device`
     (see resolve_device; None leaves it on the CPU)."""
-    from ..sid import SemanticIds
+    from ..sid import SidViews
     from .backbone import add_residual_dropout, init_new_rows, resolve_pretrained
     from .tokenizer import load_tokenizer
 
     dev = resolve_device(device) if device is not None else None  # refuse before loading
     ckpt = Path(ckpt)
     meta = read_run_config(ckpt)
-    sids = SemanticIds.load(ckpt / "sids")
+    sids = SidViews.load(ckpt / "sids")
     tok = load_tokenizer(ckpt / "tokenizer")
     wdir = weights_dir(ckpt, which) / "model"
     if meta["backbone"]["kind"] == "compact":

@@ -166,15 +166,20 @@ class Trainer:
 
     def __init__(self, dataset, sids, out: str | Path, cfg: TrainConfig | None = None, *,
                  progress: bool = True, resume: bool = True, device: str = "auto"):
+        """`sids`: a SemanticIds, or SidViews for a multi-view model (every example is then
+        written in every view)."""
+        from ..sid import SidViews
+
         self.cfg = (cfg or TrainConfig()).validate()
-        self.dataset, self.sids, self.out = dataset, sids, Path(out)
+        self.views = SidViews.of(sids)
+        self.dataset, self.sids, self.out = dataset, self.views.primary, Path(out)
         self.progress, self.resume = progress, resume
         self.rank, self.world, self.device = _init_distributed(device)
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
         self.prompts = PromptSet.load(self.cfg.prompts)
         self.split = make_split(dataset, self.cfg.split, self.cfg.max_history)
-        missing = [i for i in np.unique(dataset.interactions.item_ids).tolist() if i not in sids]
+        missing = [i for i in np.unique(dataset.interactions.item_ids).tolist() if i not in self.sids]
         if missing:
             raise InvalidArgumentError(f"item {missing[0]} (and {len(missing) - 1} more) of the "
                                        "interactions has no SID; build the SIDs for this catalog")
@@ -185,10 +190,13 @@ class Trainer:
         cfg = self.cfg
         profiles = self.dataset.profiles if cfg.use_profiles else None
         cases = self.split.train_cases(cfg.max_history)
-        pools = {"next_item": next_item_examples(cases, self.sids, self.prompts, profiles=profiles,
-                                                 profile_template=cfg.profile_template)}
-        if any(cfg.task_weights.get(t, 0) > 0 for t in ("sid_to_title", "title_to_sid")):
-            pools.update(alignment_examples(self.dataset.catalog, self.sids, self.prompts))
+        pools: dict[str, list[Example]] = {"next_item": []}
+        for view in self.views:  # every task in every view
+            pools["next_item"] += next_item_examples(cases, view, self.prompts, profiles=profiles,
+                                                     profile_template=cfg.profile_template)
+            if any(cfg.task_weights.get(t, 0) > 0 for t in ("sid_to_title", "title_to_sid")):
+                for task, pool in alignment_examples(self.dataset.catalog, view, self.prompts).items():
+                    pools.setdefault(task, []).extend(pool)
         return pools
 
     def _build(self):
@@ -199,7 +207,7 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.pools = self._pools()
-        vocab = self.sids.vocabulary()
+        vocab = self.views.vocabulary()
         if cfg.backbone == "compact":
             ccfg = CompactConfig(**{"vocab_size": cfg.vocab_size, **cfg.compact}).validate()
             # Learnt from the texts the model trains on (titles only when a title task is in the
@@ -236,16 +244,18 @@ class Trainer:
             self._encode_sequences()
 
     def _encode_sequences(self) -> None:
-        """Per user: the prompt up to the history and each item's SID token ids, so that an epoch
-        can cut the sequences anew (see _sequence_pool)."""
+        """Per user: the prompt up to the history; per view, each item's SID token ids; so that
+        an epoch can cut the sequences anew (see _sequence_pool)."""
         from ..prompts import profile_text
 
         cfg = self.cfg
         profiles = self.dataset.profiles if cfg.use_profiles else None
-        sid_ids = self.tok.convert_tokens_to_ids(self.sids.vocabulary())
-        offsets = np.cumsum([0] + self.sids.level_sizes[:-1])
-        self._item_tokens = {int(i): [sid_ids[o + c] for o, c in zip(offsets, row)]
-                             for i, row in zip(self.sids.item_ids.tolist(), self.sids.codes)}
+        self._view_tokens = []
+        for view in self.views:
+            sid_ids = self.tok.convert_tokens_to_ids(view.vocabulary())
+            offsets = np.cumsum([0] + view.level_sizes[:-1])
+            self._view_tokens.append({int(i): [sid_ids[o + c] for o, c in zip(offsets, row)]
+                                      for i, row in zip(view.item_ids.tolist(), view.codes)})
         self._sep = self.tok(self.prompts.history_separator, add_special_tokens=False)["input_ids"]
         users = [u for u, seq in self.split.train.items() if len(seq) > 1]
         profile = {u: profile_text(profiles.get(u), cfg.profile_template) if profiles is not None
@@ -258,45 +268,51 @@ class Trainer:
         for k in rng.choice(len(self._sequences), size=min(20, len(self._sequences)), replace=False):
             prefix, items = self._sequences[k]
             hist = items[:min(len(items) - 1, cfg.max_history)]
-            ids, _ = self._join(prefix, hist + [items[len(hist)]], start=len(hist))
-            text = self.prompts.next_item_prompt([self.sids.sid(i) for i in hist], profile[users[k]])
+            v = int(k) % len(self.views)
+            ids, _ = self._join(prefix, hist + [items[len(hist)]], self._view_tokens[v],
+                                start=len(hist))
+            text = self.prompts.next_item_prompt([self.views[v].sid(i) for i in hist],
+                                                 profile[users[k]])
             want = self.tok(text, add_special_tokens=True)["input_ids"]
             if ids[:len(want)] != want:
                 raise InvalidArgumentError(
                     f"prompt set {self.prompts.name!r} does not tokenise piecewise the way it does "
                     "whole with this tokenizer; use a question-style prompt set (e.g. 'en')")
 
-    def _join(self, prefix: list[int], items: list[int], start: int = 1):
-        """prefix + item0 + sep + item1 + ...; labels on the SID tokens of items[start:]."""
+    def _join(self, prefix: list[int], items: list[int], item_tokens: dict, start: int = 1):
+        """prefix + item0 + sep + item1 + ... (items written with `item_tokens`, one view's);
+        labels on the SID tokens of items[start:]."""
         ids, labels = list(prefix), [-100] * len(prefix)
         for j, item in enumerate(items):
             if j:
                 ids += self._sep
                 labels += [-100] * len(self._sep)
-            toks = self._item_tokens[item]
+            toks = item_tokens[item]
             ids += toks
             labels += toks if j >= start else [-100] * len(toks)
         return ids, labels
 
     def _sequence_pool(self, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
         """Each user's sequence cut into pieces of max_history + 1 items (the first piece at a
-        random offset each epoch); every item after a piece's first is a target once."""
+        random offset each epoch); every item after a piece's first is a target once, in every
+        view (each view cut anew)."""
         span = self.cfg.max_history
         out = []
-        for prefix, items in self._sequences:
-            first = int(rng.integers(0, span)) if len(items) > span + 1 else 0
-            starts = ([0] if first else []) + list(range(first, len(items) - 1, span))
-            for a in starts:
-                end = (first if a == 0 and first else a + span) + 1
-                piece = items[a:min(end, len(items))]
-                if len(piece) > 1:
-                    out.append(self._join(prefix, piece))
+        for item_tokens in self._view_tokens:
+            for prefix, items in self._sequences:
+                first = int(rng.integers(0, span)) if len(items) > span + 1 else 0
+                starts = ([0] if first else []) + list(range(first, len(items) - 1, span))
+                for a in starts:
+                    end = (first if a == 0 and first else a + span) + 1
+                    piece = items[a:min(end, len(items))]
+                    if len(piece) > 1:
+                        out.append(self._join(prefix, piece, item_tokens))
         return out
 
     def run_config(self) -> dict:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                 "backbone": self.backbone_meta, "train": asdict(self.cfg),
-                "prompts": self.prompts.to_dict(), "data": {
+                "prompts": self.prompts.to_dict(), "sid_views": len(self.views), "data": {
                     "name": self.dataset.name,
                     "path": str(self.dataset.path) if self.dataset.path else None,
                     "n_train_users": len(self.split.train),
@@ -311,7 +327,7 @@ class Trainer:
         for name in ("sids", "tokenizer"):
             if (self.out / name).exists():
                 shutil.rmtree(self.out / name)
-        self.sids.save(self.out / "sids")
+        self.views.save(self.out / "sids")
         self.tok.save_pretrained(str(self.out / "tokenizer"))
         self.dataset.catalog.save(self.out / "items.jsonl")
         write_json(self.out / "genrec.json", self.run_config())
@@ -346,7 +362,7 @@ class Trainer:
             cases = [cases[i] for i in np.sort(rng.choice(len(cases), self.cfg.eval_cases,
                                                           replace=False))]
         was = model.training
-        metrics = evaluate_cases(model, self.tok, self.sids, cases, self.prompts,
+        metrics = evaluate_cases(model, self.tok, self.views, cases, self.prompts,
                                  profiles=self.dataset.profiles if self.cfg.use_profiles else None,
                                  profile_template=self.cfg.profile_template,
                                  max_history=self.cfg.max_history, beam=self.cfg.eval_beam)

@@ -1,0 +1,154 @@
+"""Several SID views of one catalog, and how a model's answers in them combine.
+
+One RQ-VAE build is one draw: builds of the same configuration from different seeds give every
+item different codes, and models trained on them make different mistakes. A *multi-view* model
+is one language model trained on the same histories written in K independent SID builds (the
+views), each view with tokens of its own (`<a_12>` in view 0, `<a1_12>` in view 1, ...). At
+inference each view is searched with its own trie (the history written in that view) and the
+views' answers are combined into one ranking by `fuse`: an item's probability is the mean over
+the views of the probability each view's beam gave its SID (0 where the beam did not reach it),
+i.e. the model is read as a uniform mixture of its views.
+
+Saved as a directory: one view is a plain `SemanticIds` folder (the single-view layout, unchanged);
+K > 1 views are `views.json` plus the folders `view0/ ... view{K-1}/`, written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .._io import atomic_directory, read_manifest, write_json
+from ..errors import ArtifactError, InvalidArgumentError
+from .semantic_ids import SemanticIds
+
+FORMAT_NAME = "genrec-lite.sid-views"
+FORMAT_VERSION = 1
+MANIFEST = "views.json"
+
+
+class SidViews:
+    """K >= 1 SID tables over the same items (same ids, same row order), view v written with view
+    v's tokens. views[0] is the primary view: the SID shown for an item."""
+
+    def __init__(self, views: Sequence[SemanticIds] | SemanticIds):
+        if isinstance(views, SemanticIds):
+            views = [views]
+        views = list(views)
+        if not views:
+            raise InvalidArgumentError("SidViews needs at least one SID table; got none")
+        first = views[0]
+        for v, s in enumerate(views[1:], 1):
+            if not isinstance(s, SemanticIds):
+                raise InvalidArgumentError(f"view {v} is a {type(s).__name__}; expected SemanticIds")
+            if len(s) != len(first) or not np.array_equal(s.item_ids, first.item_ids):
+                raise InvalidArgumentError(
+                    f"view {v} holds {len(s)} items and view 0 {len(first)}, or in another order; "
+                    "expected the same items in the same order in every view")
+        self._views = tuple(s.as_view(v) for v, s in enumerate(views))
+
+    @classmethod
+    def of(cls, sids: "SidViews | SemanticIds | Sequence[SemanticIds]") -> "SidViews":
+        return sids if isinstance(sids, SidViews) else cls(sids)
+
+    # --- the sequence of views ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __iter__(self) -> Iterator[SemanticIds]:
+        return iter(self._views)
+
+    def __getitem__(self, v: int) -> SemanticIds:
+        return self._views[v]
+
+    @property
+    def primary(self) -> SemanticIds:
+        return self._views[0]
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self._views[0].item_ids
+
+    @property
+    def n_items(self) -> int:
+        return len(self._views[0])
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self._views[0]
+
+    def vocabulary(self) -> list[str]:
+        """Every view's SID tokens, view by view (what the model's vocabulary needs)."""
+        return [t for s in self._views for t in s.vocabulary()]
+
+    # --- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path, *, extra_files: dict[str, object] | None = None) -> Path:
+        """Write the folder atomically; `extra_files` maps name -> JSON object (at its top)."""
+        path = Path(path)
+        if len(self) == 1:
+            return self.primary.save(path, extra_files=extra_files)
+        with atomic_directory(path) as tmp:
+            for v, s in enumerate(self._views):
+                s.save(tmp / f"view{v}")
+            for name, obj in (extra_files or {}).items():
+                write_json(tmp / name, obj)
+            write_json(tmp / MANIFEST, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                                        "n_views": len(self), "n_items": self.n_items,
+                                        "views": [f"view{v}" for v in range(len(self))]})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SidViews":
+        """A multi-view folder, or a plain SemanticIds folder (one view)."""
+        path = Path(path)
+        if not (path / MANIFEST).is_file():
+            return cls([SemanticIds.load(path)])
+        meta = read_manifest(path / MANIFEST, FORMAT_NAME, FORMAT_VERSION)
+        names = meta.get("views")
+        if not isinstance(names, list) or not names or len(names) != meta.get("n_views"):
+            raise ArtifactError(f"{path / MANIFEST} lists views {names!r} for n_views="
+                                f"{meta.get('n_views')!r}; the file is damaged")
+        views = [SemanticIds.load(path / str(n)) for n in names]
+        for v, s in enumerate(views):
+            if s.view != v:
+                raise ArtifactError(f"{path / str(names[v])} is view {s.view}, listed as view {v}")
+        return cls(views)
+
+
+def fuse(answers: Sequence[tuple[Sequence[int], Sequence[float]]], k: int
+         ) -> tuple[list[int], list[float]]:
+    """One ranking from the views' answers to one request.
+
+    answers[v] = (items, scores) of view v, best first, scores the log-probabilities of the items'
+    SIDs under the model. An item's fused score is log(mean over views of exp(score)), an item
+    missing from a view counting as probability 0; the k best are returned, best first, ties in
+    the order the items first appear (view 0's order, then view 1's, ...). With one view this is
+    that view's answer cut to k, scores unchanged."""
+    if k < 1:
+        raise InvalidArgumentError(f"k={k}; expected >= 1")
+    n = len(answers)
+    if n == 1:
+        items, scores = answers[0]
+        return [int(i) for i in items[:k]], [float(s) for s in scores[:k]]
+    per_item: dict[int, list[float]] = {}
+    for items, scores in answers:
+        seen = set()
+        for item, score in zip(items, scores):
+            item = int(item)
+            if item in seen:  # a view names an item once (its best beam); be safe
+                continue
+            seen.add(item)
+            per_item.setdefault(item, []).append(float(score))
+    log_n = math.log(n)
+    fused = []
+    for order, (item, scores) in enumerate(per_item.items()):
+        top = max(scores)
+        if not math.isfinite(top):
+            continue
+        lse = top + math.log(sum(math.exp(s - top) for s in scores))
+        fused.append((-(lse - log_n), order, item))
+    fused.sort()
+    best = fused[:k]
+    return [item for _, _, item in best], [-neg for neg, _, _ in best]
