@@ -11,6 +11,7 @@ from its interactions only) and cached per configuration under WORK.
     python benchmarks/compact_probe.py dim128 --sid '{"collab_dim": 128}'
     python benchmarks/compact_probe.py dim128-seed1 --sid '{"collab_dim": 128, "seed": 1}'
     python benchmarks/compact_probe.py layers8 --train '{"compact": {"num_layers": 8}}'
+    python benchmarks/compact_probe.py views3 --sid '{"views": 3}'    # + each view alone
 
 --train: TrainConfig fields over quality.py's COMPACT recipe ("compact" merges into its model
 config); --sid: SidConfig fields over quality.py's SIDs (RQ-VAE, 3 x 256 codes, no collision
@@ -71,12 +72,18 @@ def main(argv=None) -> int:
     Trainer(dataset, sids, work / args.name, cfg, progress=False, resume=False).fit()
     minutes = (time.perf_counter() - t) / 60
     model, tok, sids, meta = load_model(work / args.name, "last", device="auto")
-    m = evaluate_cases(model, tok, sids, dataset.valid_cases, PromptSet.load(meta["prompts"]),
-                       profiles=dataset.profiles if cfg.use_profiles else None,
-                       max_history=cfg.max_history, beam=20)
+    common = dict(profiles=dataset.profiles if cfg.use_profiles else None,
+                  max_history=cfg.max_history, beam=20)
+    prompts = PromptSet.load(meta["prompts"])
+    m = evaluate_cases(model, tok, sids, dataset.valid_cases, prompts, **common)
     row = {"name": args.name, "train": json.loads(args.train), "sid": sid_over,
            "train_minutes": round(minutes, 1), "HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"],
            "n_cases": m["n_cases"]}
+    if len(sids) > 1:  # a multi-view model: each view alone too (the fused score is above)
+        row["per_view"] = []
+        for view in sids:
+            mv = evaluate_cases(model, tok, view, dataset.valid_cases, prompts, **common)
+            row["per_view"].append({"HR@10": mv["HR@10"], "NDCG@10": mv["NDCG@10"]})
     print(json.dumps(row))
     with open(work / "results.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")

@@ -64,9 +64,24 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
     # not find its own prompt cached
     rec.recommend_batch(chunks[-1])
     state = rec.catalog.state
-    probe.search(state.trie, rec.token_table,
-                 [be.tokenize(rec._prompt(state, q["history"], None)) for q in chunks[-1]],
-                 [{"k": 10, "beam": 20}] * len(chunks[-1]))
+    n_views = len(state.views)
+    # a multi-view bundle searches every view (each keeps its whole beam for the fusion)
+    view_k = 10 if n_views == 1 else 20
+
+    def probe_call(c, record: bool):
+        """The C++ searches one recommend_batch(c) makes, summed over the views."""
+        total = {"total_s": 0.0, "decode_s": 0.0, "decoded_tokens": 0, "floor_s": 0.0}
+        for v in range(n_views):
+            prompts = [be.tokenize(rec._prompt(state, q["history"], None, v)) for q in c]
+            out = probe.search(state.tries[v], rec.token_tables[v], prompts,
+                               [{"k": view_k, "beam": 20}] * len(c), record=record)
+            for key in ("total_s", "decode_s", "decoded_tokens"):
+                total[key] += out[1][key]
+            if record:
+                total["floor_s"] += probe.replay(out[2])["total_s"]
+        return total
+
+    probe_call(chunks[-1], record=False)
     lat, search_s, decode_s, floors, tok_rate, tokens = [], [], [], [], [], []
     t_start = time.perf_counter()
 
@@ -76,26 +91,24 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
     while not enough():
         for c in chunks:
             state = rec.catalog.state
-            texts = [rec._prompt(state, q["history"], None) for q in c]
-            prompts = [be.tokenize(t) for t in texts]
             t0 = time.perf_counter()
             rec.recommend_batch(c)
             lat.append(time.perf_counter() - t0)
             # the C++ call alone, its model time, and the replayed floor of the same schedule
-            _, stats, schedule = probe.search(state.trie, rec.token_table, prompts,
-                                              [{"k": 10, "beam": 20}] * len(c), record=True)
+            stats = probe_call(c, record=True)
             search_s.append(stats["total_s"])
             decode_s.append(stats["decode_s"])
             tok_rate.append(stats["decoded_tokens"] / stats["decode_s"])
             tokens.append(stats["decoded_tokens"] / len(c))
-            floors.append(probe.replay(schedule)["total_s"])
+            floors.append(stats["floor_s"])
             if enough():
                 break
     rec.close()
     probe.close()
     p50 = statistics.median(lat)
     s50, f50 = statistics.median(search_s), statistics.median(floors)
-    return {"batch": batch, "threads": threads, "calls": len(lat), "p50_ms": p50 * 1e3,
+    return {"batch": batch, "threads": threads, "views": n_views, "calls": len(lat),
+            "p50_ms": p50 * 1e3,
             "p95_ms": percentile(lat, 95) * 1e3, "req_per_s": batch / p50,
             "cpp_search_p50_ms": s50 * 1e3, "llama_decode_p50_ms": statistics.median(decode_s) * 1e3,
             "floor_p50_ms": f50 * 1e3, "search_share": (s50 - f50) / s50,
@@ -182,19 +195,22 @@ def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float, ours=No
 
     torch.set_num_threads(threads)
     model, tok, views, meta = load_model(ckpt)
-    sids = views.primary  # generate() searches one SID table
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
     prompts = PromptSet.load(meta["prompts"])
-    trie = sids.trie()
-    levels = len(sids.level_sizes)
-    table_ids = [tok.convert_tokens_to_ids([sids.token(lv, c) for c in range(size)])
-                 for lv, size in enumerate(sids.level_sizes)]
-    code_of = {t: c for lv in range(levels) for c, t in enumerate(table_ids[lv])}
     eos = [tok.eos_token_id]
+    # generate() searches one SID table: a multi-view model is searched once per view (the
+    # fusion of the views' lists costs microseconds and is left out)
+    per_view = []
+    for sids in views:
+        levels = len(sids.level_sizes)
+        table_ids = [tok.convert_tokens_to_ids([sids.token(lv, c) for c in range(size)])
+                     for lv, size in enumerate(sids.level_sizes)]
+        code_of = {t: c for lv in range(levels) for c, t in enumerate(table_ids[lv])}
+        per_view.append((sids, sids.trie(), levels, table_ids, code_of))
 
-    def make_fn(width):
+    def make_fn(width, trie, levels, table_ids, code_of):
         def allowed(_batch_id, ids):
             gen = ids[width:].tolist()
             if len(gen) >= levels:
@@ -204,16 +220,21 @@ def run_hf(ckpt: Path, histories, threads: int, n: int, budget_s: float, ours=No
         return allowed
 
     def call(h) -> float:
-        text = prompts.next_item_prompt([sids.sid(i) for i in h])
-        enc = tok(text, return_tensors="pt")
-        width = enc["input_ids"].shape[1]
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            model.generate(**enc, num_beams=20, num_return_sequences=10, max_new_tokens=levels,
-                           do_sample=False, prefix_allowed_tokens_fn=make_fn(width),
-                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
-                           early_stopping=True)
-        return time.perf_counter() - t0
+        spent = 0.0
+        for sids, trie, levels, table_ids, code_of in per_view:
+            text = prompts.next_item_prompt([sids.sid(i) for i in h])
+            enc = tok(text, return_tensors="pt")
+            width = enc["input_ids"].shape[1]
+            fn = make_fn(width, trie, levels, table_ids, code_of)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model.generate(**enc, num_beams=20, num_return_sequences=10 if len(views) == 1
+                               else 20, max_new_tokens=levels, do_sample=False,
+                               prefix_allowed_tokens_fn=fn,
+                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
+                               early_stopping=True)
+            spent += time.perf_counter() - t0
+        return spent
 
     call(histories[0])  # warm-up, as the runtime gets one (lazy initialisation is not decoding)
     if ours is not None:
