@@ -339,14 +339,11 @@ def run(name: str, args) -> dict:
 
 
 def table(name: str, res: dict) -> str:
-    def metrics(m: dict) -> dict:
-        return {k: v for k, v in m.items() if k != "seconds"}  # evaluation time is no quality
-
-    rows = {k: metrics(v["test"]) for k, v in res["models"].items()}
+    rows = {k: v["test"] for k, v in res["models"].items()}
     # ml-100k: the tuning model's test figures too (RecBole's protocol: never trained on the
     # valid item)
-    rows.update({f"{k}, not retrained": metrics(v["test_tuning_model"])
-                 for k, v in res["models"].items() if "test_tuning_model" in v})
+    rows.update({f"{k}, not retrained": v["test_tuning_model"] for k, v in res["models"].items()
+                 if "test_tuning_model" in v})
     if name == "amazon-industrial":
         rows.update(PUBLISHED)
     text = f"### {name}\n\n" + metrics_table(rows) + "\n"

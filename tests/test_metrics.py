@@ -200,6 +200,13 @@ def test_metrics_table_renders_markdown():
     assert lines[3] == ("| SASRec (published) | - | 0.0790 | - | - | - | 0.0700 | - | - | - |")
 
 
+def test_metrics_table_leaves_evaluation_time_out_unless_asked():
+    row = dict(rank_metrics([[1, 2]], [2]), seconds=3.5)
+    assert "seconds" not in metrics_table({"m": row}).splitlines()[0]
+    assert metrics_table({"m": row}, columns=["HR@1", "seconds"]).splitlines()[2] == \
+        "| m | 0.0000 | 3.5000 |"
+
+
 def test_metrics_table_columns_and_digits():
     text = metrics_table({"a|b": {"HR@10": 0.123456, "extra": "x"}}, columns=["HR@10", "extra"],
                          digits=2, name_header="run")

@@ -248,7 +248,9 @@ def metrics_table(rows: Mapping[str, Mapping[str, object]], *,
     """A Markdown table: one row per entry of ``rows`` (name -> metrics dict), in that order.
 
     Columns default to the metric keys found in any row, ``HR@k`` (k ascending), then
-    ``NDCG@k``, then any other key (``n_cases`` last). A row lacking a column shows ``-``.
+    ``NDCG@k``, then any other key (``n_cases`` last) except ``seconds``, the evaluation time
+    the evaluators record beside the metrics (name it in ``columns`` to show it). A row lacking
+    a column shows ``-``.
     Floats are printed with ``digits`` decimals.
     """
     if not rows:
@@ -257,7 +259,8 @@ def metrics_table(rows: Mapping[str, Mapping[str, object]], *,
         keys: set[str] = set()
         for r in rows.values():
             keys.update(r.keys())
-        others = sorted(k for k in keys if _column_key(k)[0] == 1 and k != "n_cases")
+        others = sorted(k for k in keys
+                        if _column_key(k)[0] == 1 and k not in ("n_cases", "seconds"))
         columns = sorted((k for k in keys if _column_key(k)[0] == 0), key=_column_key)
         columns += others + (["n_cases"] if "n_cases" in keys else [])
     cols = list(columns)
