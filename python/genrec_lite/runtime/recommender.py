@@ -65,7 +65,6 @@ class Recommender:
         if self.max_history < 1:
             raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
         self.token_tables = list(token_tables)  # one per SID view
-        self.token_table = self.token_tables[0]
         if len(self.token_tables) != len(catalog.state.views):
             raise ArtifactError(f"{len(self.token_tables)} token tables for "
                                 f"{len(catalog.state.views)} SID views")
@@ -75,6 +74,11 @@ class Recommender:
         self._text_encoder = None
         self._sid_encoders: list | None = None
         self._encoder_lock = threading.Lock()
+
+    @property
+    def token_table(self) -> np.ndarray:
+        """The primary view's token table."""
+        return self.token_tables[0]
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -160,8 +164,7 @@ class Recommender:
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
         for v, view in enumerate(state.views):
-            texts = [self.prompts.next_item_prompt([view.sid(i) for i in h], p)
-                     for h, p in zip(histories, profiles)]
+            texts = [self._text(view, h, p) for h, p in zip(histories, profiles)]
             results = self.backend.search(state.tries[v], self.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
                 a.append((res["items"].tolist(), res["scores"].tolist()))
@@ -169,9 +172,11 @@ class Recommender:
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
         """The prompt of a request in one SID view."""
-        sids = state.views[view]
-        return self.prompts.next_item_prompt([sids.sid(i) for i in self._history(state, history)],
-                                             profile or "")
+        return self._text(state.views[view], self._history(state, history), profile)
+
+    def _text(self, sids: SemanticIds, known: list[int], profile) -> str:
+        """The prompt of checked history items (see _history), written in `sids`' view."""
+        return self.prompts.next_item_prompt([sids.sid(i) for i in known], profile or "")
 
     def _history(self, state: CatalogState, history) -> list[int]:
         """The history items the model reads: known ones, the newest max_history."""

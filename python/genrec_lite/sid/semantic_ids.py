@@ -180,20 +180,18 @@ class SemanticIds:
                 "rebuild the SIDs with a larger extra level")
         return np.concatenate([base, extra[:, None]], axis=1)
 
-    def with_rows(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray) -> "SemanticIds":
-        """A table over these rows with this one's settings and quantiser."""
+    def with_rows(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *,
+                  view: int | None = None) -> "SemanticIds":
+        """A table over these rows with this one's settings and quantiser (and view, unless
+        `view` is given)."""
         return SemanticIds(item_ids, codes, levels=self.levels, codebook_size=self.codebook_size,
                            collisions=self.collisions, extra_level_size=self.extra_level_size,
-                           encoder=self.encoder, config=self.config, view=self.view)
+                           encoder=self.encoder, config=self.config,
+                           view=self.view if view is None else view)
 
     def as_view(self, view: int) -> "SemanticIds":
         """The same table written with view `view`'s tokens (sid/views.py)."""
-        if view == self.view:
-            return self
-        return SemanticIds(self.item_ids, self.codes, levels=self.levels,
-                           codebook_size=self.codebook_size, collisions=self.collisions,
-                           extra_level_size=self.extra_level_size, encoder=self.encoder,
-                           config=self.config, view=view)
+        return self if view == self.view else self.with_rows(self.item_ids, self.codes, view=view)
 
     def with_items(self, item_ids: Sequence[int], vectors: np.ndarray, n_threads: int = 1) -> "SemanticIds":
         """A new table holding these items plus new ones (ids must be new)."""
