@@ -47,6 +47,10 @@ class FormatVersionError(ArtifactError):
     """An artefact was written in a format version this release cannot read."""
 
 
+class ClosedError(GenrecError):
+    """The object was closed (a Recommender after close()); it serves no more calls."""
+
+
 class MissingDependencyError(GenrecError, ImportError):
     """An optional dependency (usually the [train] extra) is not installed."""
 

@@ -4,8 +4,10 @@
 // libllama, and the runtime hands us the addresses of the few functions we call (taken from that
 // loaded library). That keeps one copy of llama.cpp in the process, avoids shipping its headers,
 // and lets the search loop run entirely in C++ with the GIL released. The declarations below
-// mirror llama.h of the pinned llama-cpp-python (0.3.36); a mismatch would be caught by the
-// runtime's parity tests, and the Python side checks the library version before handing over.
+// mirror llama.h of the pinned llama-cpp-python (0.3.36). A mismatch would corrupt memory rather
+// than fail, so the Python side refuses any other llama-cpp-python release, and a context-params
+// layout without the fields it sets (kv_unified...), before it creates a context or hands over an
+// address (genrec_lite/runtime/llama_backend.py, check_llama_abi).
 #pragma once
 
 #include <cstdint>

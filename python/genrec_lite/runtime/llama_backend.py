@@ -4,22 +4,31 @@ llama-cpp-python loads libllama; we use its low-level API to open the model and 
 and hand the C++ core the addresses of the handful of llama.cpp functions the search calls, so
 the whole search (prompt decode, every SID level, KV reordering) runs in C++ with the GIL
 released. A context serves one search at a time; concurrent callers take different contexts from
-the pool (and wait when all are busy). No torch here.
+the pool (and wait when all are busy); close() waits until every context is back before freeing
+anything, and refuses new searches. No torch here.
+
+The C++ side calls libllama through addresses and a batch struct declared in
+csrc/include/genrec/llama_api.h for one llama-cpp-python release (LLAMA_CPP_PYTHON_VERSION): any
+other release is refused at load, before a context exists, since a changed signature or struct
+would corrupt memory instead of failing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import queue
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, GenrecError, InvalidArgumentError, MissingDependencyError
+from ..errors import (ArtifactError, ClosedError, GenrecError, InvalidArgumentError,
+                      MissingDependencyError)
 
+# The llama-cpp-python release whose libllama ABI csrc/include/genrec/llama_api.h mirrors (pinned
+# in pyproject.toml; a test keeps the two equal).
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences per context
 DEFAULT_N_CTX = 1024  # KV cells per context (see LlamaModel)
 _API_FUNCTIONS = ("llama_decode", "llama_get_logits", "llama_get_logits_ith", "llama_get_memory",
@@ -37,12 +46,30 @@ def _llama_cpp():
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise MissingDependencyError(
             "llama-cpp-python is required to serve GGUF bundles (pip install genrec-lite)") from exc
+    check_llama_abi(llama_cpp)
     with _init_lock:
         if not _initialised:
             _logger.set_verbose(False)  # llama.cpp logs every load to stderr otherwise
             llama_cpp.llama_backend_init()
             _initialised = True
     return llama_cpp
+
+
+def check_llama_abi(llama_cpp) -> None:
+    """MissingDependencyError unless the installed llama-cpp-python is the release the C++ search
+    was written against, with the context fields the runtime sets."""
+    found = getattr(llama_cpp, "__version__", None)
+    if found != LLAMA_CPP_PYTHON_VERSION:
+        raise MissingDependencyError(
+            f"llama-cpp-python {found} is installed; genrec-lite's C++ search calls libllama "
+            f"through the ABI of llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} and refuses other "
+            f"releases (pip install 'llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}')")
+    fields = {name for name, *_ in getattr(llama_cpp.llama_context_params, "_fields_", ())}
+    missing = sorted({"kv_unified", "n_seq_max", "n_batch", "n_ubatch", "n_ctx"} - fields)
+    if missing:
+        raise MissingDependencyError(
+            f"llama-cpp-python {found}'s llama_context_params has no field(s) {missing}; the "
+            "installed package does not match the libllama ABI genrec-lite was built for")
 
 
 def _api_addresses(llama_cpp) -> tuple[int, ...]:
@@ -73,6 +100,12 @@ class LlamaModel:
     def __init__(self, path: str | Path, *, n_threads: int | None = None, n_contexts: int = 1,
                  n_ctx: int | None = None, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512,
                  prefix_cache: bool = True):
+        # first, so that close() (also from a failed __init__ or __del__) always finds them
+        self._contexts: list = []
+        self._pool: list = []  # idle (context, its prefix cache or None)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._model = None
         llama_cpp = _llama_cpp()
         self._llama = llama_cpp
         path = Path(path)
@@ -100,17 +133,19 @@ class LlamaModel:
             raise ArtifactError(f"llama.cpp cannot load {path} (not a GGUF model it understands)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self.api = _api_addresses(llama_cpp)
+        try:
+            self.api = _api_addresses(llama_cpp)
+        except Exception:
+            self.close()
+            raise
         self.limits: tuple[int, int, int, int] | None = None
-        self._contexts: list = []
-        self._pool: queue.Queue = queue.Queue()  # (context, its prefix cache or None)
         try:
             from .. import _core
 
             for _ in range(n_contexts):
                 ctx = self._new_context(n_ctx, n_seq_max, n_ubatch)
                 self._contexts.append(ctx)
-                self._pool.put((ctx, _core.LlamaPrefixCache() if self.prefix_cache else None))
+                self._pool.append((ctx, _core.LlamaPrefixCache() if self.prefix_cache else None))
         except Exception:
             self.close()
             raise
@@ -137,14 +172,27 @@ class LlamaModel:
         self.limits = (n_ctx_real, n_seq, n_batch, self.n_vocab)
         return ctx
 
+    @property
+    def max_beam(self) -> int:
+        """The widest beam one request can have: a sequence per beam (less the prefix cache's)."""
+        return int(self.limits[1]) - (1 if self.prefix_cache else 0)
+
     @contextmanager
     def context(self):
-        """(context address, its prefix cache) for one search (blocks while all are busy)."""
-        ctx, cache = self._pool.get()
+        """(context address, its prefix cache) for one search (blocks while all are busy;
+        ClosedError once close() has begun)."""
+        with self._cond:
+            while not self._pool and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                raise ClosedError("this llama.cpp model is closed; it serves no more searches")
+            ctx, cache = self._pool.pop()
         try:
             yield int(ctypes.cast(ctx, ctypes.c_void_p).value), cache
         finally:
-            self._pool.put((ctx, cache))
+            with self._cond:
+                self._pool.append((ctx, cache))
+                self._cond.notify_all()
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         llama_cpp = self._llama
@@ -182,12 +230,19 @@ class LlamaModel:
             return _core.llama_replay(self.api, ctx, self.limits, schedule, cache)
 
     def close(self) -> None:
-        llama_cpp = self._llama
-        for ctx in self._contexts:
+        """Refuse new searches, wait for those in flight to hand their contexts back, then free
+        the contexts and the model (freeing them under a running search aborts the process)."""
+        cond = self._cond
+        with cond:
+            self._closed = True
+            cond.notify_all()  # searches waiting for a context give up
+            while len(self._pool) < len(self._contexts):
+                cond.wait()
+            contexts, self._contexts, self._pool = self._contexts, [], []
+        llama_cpp = getattr(self, "_llama", None)
+        for ctx in contexts:
             llama_cpp.llama_free(ctx)
-        self._contexts = []
-        self._pool = queue.Queue()
-        if getattr(self, "_model", None):
+        if self._model:
             llama_cpp.llama_model_free(self._model)
             self._model = None
 
