@@ -116,14 +116,14 @@ def test_prefix_cache_changes_no_result(bundle, rec, cases):
     plain = Recommender.load(bundle, n_threads=1)
     try:
         plain.backend.close()
-        plain.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1,
+        plain._loaded.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1,
                                                  prefix_cache=False))
         cached = Recommender.load(bundle, n_threads=1)
         model = cached.backend.model
         # n_seq_max 60: groups of 2 requests, so one call holds several groups
         small = Recommender.load(bundle, n_threads=1)
         small.backend.close()
-        small.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=60))
+        small._loaded.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=60))
         want = [[x.item_id for x in plain.recommend(q["history"], q["profile"])] for q in reqs]
         got = [[x.item_id for x in cached.recommend(q["history"], q["profile"])] for q in reqs]
         assert got == want
@@ -230,14 +230,59 @@ def test_bad_requests(rec, cases):
     h = list(cs[0].history)
     with pytest.raises(InvalidArgumentError, match="beam=5 < k=10"):
         rec.recommend(h, k=10, beam=5)
-    with pytest.raises(InvalidArgumentError, match="active items"):
+    with pytest.raises(InvalidArgumentError, match=f"1 <= k <= {rec.max_beam}"):
         rec.recommend(h, k=100_000, beam=100_000)
-    with pytest.warns(UserWarning, match="999999"):
-        a = rec.recommend(h + [999_999])
-    assert [x.item_id for x in a] == [x.item_id for x in rec.recommend(h)]
+    assert rec.max_beam == 255  # llama.cpp's 256 sequences, one kept for the prefix cache
+    with pytest.raises(InvalidArgumentError, match=f"beam <= {rec.max_beam}"):
+        rec.recommend(h, k=5, beam=rec.max_beam + 1)
+    ids = [int(i) for i in rec.catalog.state.sids.item_ids]
+    rec.set_active(ids[5:], False)
+    try:
+        with pytest.raises(InvalidArgumentError, match="active items"):
+            rec.recommend(h, k=10)
+    finally:
+        rec.set_active(ids[5:], True)
+    # values that escaped as OverflowError / TypeError: every one is an InvalidArgumentError,
+    # checked before any search (one bad request of a batch fails that batch call alone)
+    for bad, match in [({"history": [1e999]}, "history holds inf"),
+                       ({"history": [1], "profile": 5}, "profile is a int"),
+                       ({"history": [1], "allow": [1e999]}, "allow holds inf"),
+                       ({"history": [1], "deny": [float("nan")]}, "deny holds nan"),
+                       ({"history": [2**70]}, "fit in int64"),
+                       ({"history": "12"}, "history must be a list"),
+                       ({"history": ["12"]}, "history holds '12'"),
+                       ({"history": [1.5]}, "history holds 1.5"),
+                       ({"history": [True]}, "history holds True"),
+                       ({"history": [1], "k": True}, "k=True"),
+                       ({"history": [1], "k": 2.0}, "k=2.0"),
+                       ({"history": [1], "allow": {"a": 1}}, "allow must be a list")]:
+        with pytest.raises(InvalidArgumentError, match=match):
+            rec.recommend_batch([{"history": h}, bad])
+    assert rec.check_request({"history": [np.int64(3), 4.0], "allow": np.array([1, 2])}) == {
+        "history": [3, 4], "profile": "", "k": 10, "beam": 20, "allow": [1, 2], "deny": None}
     assert len(rec.recommend([])) == 10  # profile-only / empty history still answers
     long = [int(i) for i in rec.catalog.state.sids.item_ids[:50]]
     assert [x.item_id for x in rec.recommend(long)] == [x.item_id for x in rec.recommend(long[-10:])]
+
+
+def test_unknown_history_items_are_counted_and_warned_about_once(bundle, cases):
+    """Skipped unknown ids are counted; one warning (naming the first id), not one per id: a
+    warning text per id grew Python's warning registry without bound under traffic."""
+    import warnings
+
+    from genrec_lite.runtime import Recommender
+
+    h = list(cases[0][0].history)
+    with Recommender.load(bundle, n_threads=1) as r:
+        with pytest.warns(UserWarning, match="999999"):
+            a = r.recommend(h + [999_999])
+        assert [x.item_id for x in a] == [x.item_id for x in r.recommend(h)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for n in range(50):
+                r.recommend([1_000_000 + n, *h])
+        stats = r.stats()
+        assert stats["unknown_history_items"] == 51 and stats["requests"] == 52
 
 
 def test_context_size(bundle, rec, cases, capsys):

@@ -60,6 +60,7 @@ class LiveCatalog:
         self._lock = threading.Lock()
         self._inactive: set[int] = set()
         self._added: list[int] = []
+        self._removed: list[int] = []  # load-time items removed since
         views = SidViews.of(sids)
         self._state = CatalogState(views, tuple(v.trie() for v in views), dict(records), 0)
 
@@ -70,7 +71,20 @@ class LiveCatalog:
     @property
     def added_items(self) -> list[int]:
         """Ids added since load, in order (what save_catalog persists beyond the bundle)."""
-        return list(self._added)
+        with self._lock:
+            return list(self._added)
+
+    @property
+    def removed_items(self) -> list[int]:
+        """Ids the catalog held at load and has removed since, in order."""
+        with self._lock:
+            return list(self._removed)
+
+    def snapshot(self) -> tuple[CatalogState, frozenset[int]]:
+        """The state and the paused ids as of one moment (a writer may run between two separate
+        reads, e.g. add an item and pause it: the paused set would name an item the state lacks)."""
+        with self._lock:
+            return self._state, frozenset(self._inactive)
 
     def check_new(self, item_ids: np.ndarray, state: CatalogState | None = None) -> None:
         """InvalidArgumentError unless the ids are all different and none is in the catalog."""
@@ -81,18 +95,21 @@ class LiveCatalog:
         if len(set(item_ids.tolist())) != len(item_ids):
             raise InvalidArgumentError("the new items repeat an item id")
 
-    def add(self, item_ids: np.ndarray, codes: list[np.ndarray], records: dict[int, dict]
+    def add(self, item_ids: np.ndarray, base_codes: list[np.ndarray], records: dict[int, dict]
             ) -> CatalogState:
-        """New items with their codes in every view (codes[v]: view v's rows)."""
+        """New items with their quantiser codes in every view (base_codes[v]: view v's rows,
+        without the extra level). The extra level, which numbers items that share a SID, is
+        assigned here under the lock against the items the catalog holds now: numbered from a
+        snapshot taken earlier, two concurrent adds could give two items the same full SID."""
         with self._lock:
             old = self._state
             self.check_new(item_ids, old)  # again under the lock: a writer may have added them
-            if len(codes) != len(old.views):
-                raise InvalidArgumentError(f"codes for {len(codes)} SID views; the catalog has "
+            if len(base_codes) != len(old.views):
+                raise InvalidArgumentError(f"codes for {len(base_codes)} SID views; the catalog has "
                                            f"{len(old.views)}")
             ids = np.concatenate([old.sids.item_ids, item_ids])
-            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, c]))
-                              for v, c in zip(old.views, codes)])
+            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, v.complete(c)]))
+                              for v, c in zip(old.views, base_codes)])
             self._swap(views, {**old.records, **records})
             self._added.extend(int(i) for i in item_ids.tolist())
             return self._state
@@ -110,6 +127,8 @@ class LiveCatalog:
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
             views = SidViews([v.with_rows(v.item_ids[keep], v.codes[keep]) for v in old.views])
             self._inactive -= gone
+            added = set(self._added)
+            self._removed.extend(i for i in ids.tolist() if i not in added)
             self._added = [i for i in self._added if i not in gone]
             self._swap(views, {k: v for k, v in old.records.items() if k not in gone})
             return len(gone)

@@ -14,13 +14,20 @@ reordering happen in C++ with the GIL released. Many threads may call recommend 
 A multi-view bundle (genrec_lite.sid.views) runs one such search per view, each batch of
 requests written in that view and searched in its trie, and fuses the views' beams per request
 (`genrec_lite.sid.fuse`): the same rule as the reference decoder.
+
+Lifecycle: the loaded bundle (model, catalog, encoders) is one `_Loaded` object that every call
+counts itself into while it runs. `reload()` loads another bundle beside it and swaps the
+reference; `close()` refuses new calls. A retired bundle is freed by whoever sees its last call
+leave, so nothing is freed under a running search.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -29,13 +36,15 @@ import numpy as np
 
 from .._io import atomic_directory, write_json
 from ..data.templates import Template
-from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
+from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
 
 UNKNOWN_POLICIES = ("skip", "error")
+REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
+ONNX_MAX_BEAM = 256  # the ONNX backend copies every beam's KV cache per level: bound its memory
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,13 @@ class Recommendation:
         return {"item_id": self.item_id, "score": self.score, "sid": self.sid, "title": self.title}
 
 
-class Recommender:
+class _Loaded:
+    """One loaded bundle and what serving it needs. The Recommender holds the current one; a
+    request counts itself in `users` for its whole duration, and a retired one (closed, or
+    replaced by reload) is freed by whoever sees its last user leave."""
+
     def __init__(self, bundle: Bundle, backend, catalog: LiveCatalog,
-                 token_tables: Sequence[np.ndarray], *, unknown_items: str = "skip"):
+                 token_tables: Sequence[np.ndarray]):
         m = bundle.manifest
         self.bundle = bundle
         self.backend = backend
@@ -68,17 +81,164 @@ class Recommender:
         if len(self.token_tables) != len(catalog.state.views):
             raise ArtifactError(f"{len(self.token_tables)} token tables for "
                                 f"{len(catalog.state.views)} SID views")
+        self.text_encoder = None
+        self.sid_encoders: list | None = None
+        self.encoder_lock = threading.Lock()
+        self.added_vectors: dict[int, np.ndarray] = {}  # items added from vectors, for reload
+        self.users = 0
+        self.retired = False
+        self.freeing = False
+        self.freed = False
+
+    def encoders(self, text: bool):
+        """(text encoder, the SID encoder of each view), loaded once."""
+        from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
+
+        with self.encoder_lock:
+            if text and self.text_encoder is None:
+                self.text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
+            if self.sid_encoders is None:
+                self.sid_encoders = [OnnxSidEncoder(self.bundle.file(sid_encoder_file(v)),
+                                                    view.encoder.codebooks)
+                                     for v, view in enumerate(self.catalog.state.views)]
+        return self.text_encoder, self.sid_encoders
+
+    def embed(self, records: list[dict]) -> np.ndarray:
+        template = Template(self.bundle.manifest["sid"]["text_template"])
+        texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
+        return self.encoders(text=True)[0].encode(texts)
+
+    def base_codes(self, vectors, n: int) -> list[np.ndarray]:
+        """New items' quantiser codes in every view (the extra level is numbered by the catalog,
+        under its lock, against the items it holds then)."""
+        views = self.catalog.state.views
+        v = views.primary.encoder.check_vectors(vectors)
+        if len(v) != n:
+            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
+                                       "one row per new item")
+        return [enc.encode(v) for enc in self.encoders(text=False)[1]]
+
+    def same_sid_space(self, other: "_Loaded") -> bool:
+        """Whether `other` quantises vectors exactly as this bundle does (same views, levels,
+        codebooks and encoders), so that an item's base codes carry over unchanged."""
+        a, b = self.catalog.state.views, other.catalog.state.views
+        if len(a) != len(b):
+            return False
+        for v, (x, y) in enumerate(zip(a, b)):
+            name = sid_encoder_file(v)
+            if (x.level_sizes != y.level_sizes or x.collisions != y.collisions
+                    or not np.array_equal(x.encoder.codebooks, y.encoder.codebooks)
+                    or not self.bundle.has(name) or not other.bundle.has(name)
+                    or self.bundle.manifest["files"][name].get("sha256")
+                    != other.bundle.manifest["files"][name].get("sha256")):
+                return False
+        return True
+
+    def free(self) -> None:
+        self.backend.close()
+
+
+class Recommender:
+    """Serves one bundle at a time; see the module doc. Thread-safe: many threads may recommend
+    while others change the catalog, reload a new bundle or close it."""
+
+    def __init__(self, loaded: _Loaded, *, unknown_items: str = "skip", options: dict | None = None):
         if unknown_items not in UNKNOWN_POLICIES:
             raise InvalidArgumentError(f"unknown_items={unknown_items!r}; expected one of {UNKNOWN_POLICIES}")
         self.unknown_items = unknown_items
-        self._text_encoder = None
-        self._sid_encoders: list | None = None
-        self._encoder_lock = threading.Lock()
+        self._loaded = loaded
+        self._options = dict(options or {})  # Recommender.load's, for reload()
+        self._cond = threading.Condition()   # guards _loaded, _closed and every _Loaded.users
+        self._closed = False
+        self._write_lock = threading.RLock()  # catalog writes and reload, one at a time
+        self._counts = {"requests": 0, "batches": 0, "unknown_history_items": 0, "reloads": 0}
+        self._warned_unknown = False
+
+    # --- the served bundle -------------------------------------------------------------------
+    @property
+    def bundle(self) -> Bundle:
+        return self._loaded.bundle
+
+    @property
+    def backend(self):
+        return self._loaded.backend
+
+    @property
+    def catalog(self) -> LiveCatalog:
+        return self._loaded.catalog
+
+    @property
+    def prompts(self) -> PromptSet:
+        return self._loaded.prompts
+
+    @property
+    def max_history(self) -> int:
+        return self._loaded.max_history
+
+    @property
+    def token_tables(self) -> list[np.ndarray]:
+        return self._loaded.token_tables
 
     @property
     def token_table(self) -> np.ndarray:
         """The primary view's token table."""
         return self.token_tables[0]
+
+    @property
+    def max_beam(self) -> int:
+        """The widest beam (and so the largest k) the backend holds for one request."""
+        return int(self._loaded.backend.max_beam)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def _use(self):
+        """The current bundle, counted as in use until the block ends (ClosedError once closed)."""
+        with self._cond:
+            if self._closed:
+                raise ClosedError("this Recommender is closed; it serves no more calls")
+            loaded = self._loaded
+            loaded.users += 1
+        try:
+            yield loaded
+        finally:
+            with self._cond:
+                loaded.users -= 1
+                free = self._claim_free(loaded)
+            if free:
+                self._free(loaded)
+
+    def _claim_free(self, loaded: _Loaded) -> bool:
+        """(under _cond) Whether the caller is the one to free `loaded` now."""
+        if loaded.retired and loaded.users == 0 and not loaded.freeing:
+            loaded.freeing = True
+            return True
+        return False
+
+    def _free(self, loaded: _Loaded) -> None:
+        try:
+            loaded.free()
+        finally:
+            with self._cond:
+                loaded.freed = True
+                self._cond.notify_all()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._cond:
+            self._counts[name] += n
+
+    def stats(self) -> dict:
+        """Counters since load: requests and batches served, history ids skipped as unknown
+        (unknown_items='skip'), bundle reloads; and the catalog's size."""
+        with self._cond:
+            out = dict(self._counts)
+            out["closed"] = self._closed
+        if not out["closed"]:
+            trie = self._loaded.catalog.state.trie
+            out["items"], out["active"] = int(trie.n_items), int(trie.n_active)
+        return out
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -92,39 +252,63 @@ class Recommender:
         decoded; n_ctx: KV cells of each llama.cpp context (None: LlamaModel's default; raise
         it for prompts of several hundred tokens). `catalog` is a folder written by
         save_catalog() to serve instead of the bundle's own catalog."""
-        b = Bundle.open(bundle, verify=verify)
-        sids = _bundle_views(b)
-        records = {int(r["item_id"]): r for r in b.items()}
-        inactive: list[int] = []
-        if catalog is not None:
-            sids, records, inactive = _load_catalog(catalog, sids)
-        if backend == "llama":
-            from .llama_backend import LlamaModel
+        if unknown_items not in UNKNOWN_POLICIES:
+            raise InvalidArgumentError(f"unknown_items={unknown_items!r}; expected one of {UNKNOWN_POLICIES}")
+        options = {"n_threads": n_threads, "backend": backend, "n_contexts": n_contexts,
+                   "prefix_cache": prefix_cache, "n_ctx": n_ctx}
+        return cls(_open(bundle, verify=verify, catalog=catalog, **options),
+                   unknown_items=unknown_items, options=options)
 
-            model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts,
-                               prefix_cache=prefix_cache, n_ctx=n_ctx)
-            tables = [_token_table(v, model.token_id, "model.gguf") for v in sids]
-            model_backend = _LlamaBackend(model)
-        elif backend == "onnx":
-            if not b.has("model.onnx"):
-                raise ArtifactError(f"the bundle {b.path} has no model.onnx (export it with --onnx)")
-            from .onnx_backend import OnnxLM
+    def reload(self, bundle: str | Path, *, catalog: str | Path | None = None, verify: bool = True,
+               carry_over: bool = True) -> None:
+        """Swap to another bundle (a retrained model) while serving: it is loaded beside the
+        current one with the options this Recommender was loaded with, new requests go to it
+        once it is ready, and the old one is freed when its last search ends. Requests never
+        fail for the swap. With carry_over (and no saved `catalog` to serve instead), the
+        catalog changes made since load carry over to the new bundle: items added that it lacks
+        are added (their codes reused when both bundles quantise alike, else encoded again from
+        their vectors or text), removed items are removed, paused items stay paused. Catalog
+        writes wait while a reload runs. Nothing changes if loading fails."""
+        with self._write_lock:
+            if self._closed:
+                raise ClosedError("this Recommender is closed; it serves no more calls")
+            old = self._loaded
+            new = _open(bundle, verify=verify, catalog=catalog, **self._options)
+            try:
+                if carry_over and catalog is None:
+                    _carry_over(old, new)
+                with self._cond:
+                    if self._closed:
+                        raise ClosedError("this Recommender was closed during the reload")
+                    self._loaded = new
+                    old.retired = True
+                    free = self._claim_free(old)
+                    self._counts["reloads"] += 1
+            except BaseException:
+                new.free()
+                raise
+            if free:
+                self._free(old)
 
-            tok = _Tokenizer(b.file("tokenizer.json"))
-            pad = b.manifest["tokenizer"].get("pad_token_id") or 0
-            lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
-            tables = [_token_table(v, tok.token_id, "tokenizer.json") for v in sids]
-            model_backend = _OnnxBackend(lm, tok)
-        else:
-            raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
-        try:
-            live = LiveCatalog(sids, records)
-            if inactive:
-                live.set_active(inactive, False)
-            return cls(b, model_backend, live, tables, unknown_items=unknown_items)
-        except BaseException:
-            model_backend.close()  # free the model's memory before reporting
-            raise
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new calls (ClosedError), wait for the searches in flight, free the model.
+        Returns False if `timeout` seconds passed first; the last search still running then
+        frees it. Closing again is harmless."""
+        with self._cond:
+            self._closed = True
+            loaded = self._loaded
+            loaded.retired = True
+            free = self._claim_free(loaded)
+        if free:
+            self._free(loaded)
+        with self._cond:
+            return self._cond.wait_for(lambda: loaded.freed, timeout)
+
+    def __enter__(self) -> "Recommender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # --- requests ----------------------------------------------------------------------------
     def recommend(self, history: Sequence[int], profile: str | None = None, *, k: int = 10,
@@ -133,30 +317,61 @@ class Recommender:
         return self.recommend_batch([{"history": history, "profile": profile, "k": k, "beam": beam,
                                       "allow": allow, "deny": deny}])[0]
 
+    def check_request(self, request: Mapping, index: int = 0) -> dict:
+        """One request checked and normalised: {history: [int], profile: str, k, beam,
+        allow: [int] | None, deny: [int] | None}. InvalidArgumentError names the bad value;
+        k and beam are bounded by max_beam. Catalog membership is not checked here (it can
+        change until the request runs)."""
+        if not isinstance(request, Mapping):
+            raise InvalidArgumentError(f"request {index} is a {type(request).__name__}; expected a dict")
+        unknown = set(request) - REQUEST_KEYS
+        if unknown:
+            raise InvalidArgumentError(f"request {index} has unknown keys {sorted(unknown, key=str)}; "
+                                       f"expected some of {sorted(REQUEST_KEYS)}")
+        limit = self.max_beam
+        k = _positive(request.get("k", 10), "k", limit)
+        beam = _positive(request.get("beam", 20), "beam", limit)
+        if beam < k:
+            raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
+        profile = request.get("profile")
+        if profile is None:
+            profile = ""
+        elif not isinstance(profile, str):
+            raise InvalidArgumentError(f"profile is a {type(profile).__name__} ({profile!r:.60}); "
+                                       "expected a string or None")
+        history = request.get("history")
+        out = {"history": [] if history is None else _id_list(history, "history"),
+               "profile": profile, "k": k, "beam": beam, "allow": None, "deny": None}
+        for key in ("allow", "deny"):
+            if request.get(key) is not None:
+                out[key] = _id_list(request[key], key)
+        return out
+
     def recommend_batch(self, requests: Sequence[Mapping]) -> list[list[Recommendation]]:
         """Several requests in one batched search; each is a dict with the keys of recommend()."""
-        state = self.catalog.state  # one consistent catalog for the whole batch
+        if isinstance(requests, Mapping) or not isinstance(requests, Iterable):
+            raise InvalidArgumentError(f"requests must be a list of dicts; got {type(requests).__name__}")
+        checked = [self.check_request(r, n) for n, r in enumerate(requests)]
+        with self._use() as loaded:
+            out = self._search(loaded, checked)
+        with self._cond:
+            self._counts["requests"] += len(checked)
+            self._counts["batches"] += 1 if checked else 0
+        return out
+
+    def _search(self, loaded: _Loaded, requests: list[dict]) -> list[list[Recommendation]]:
+        state = loaded.catalog.state  # one consistent catalog for the whole batch
         n_active = int(state.trie.n_active)
-        histories, profiles, search_reqs = [], [], []
-        for n, r in enumerate(requests):
-            if not isinstance(r, Mapping):
-                raise InvalidArgumentError(f"request {n} is a {type(r).__name__}; expected a dict")
-            unknown = set(r) - {"history", "profile", "k", "beam", "allow", "deny"}
-            if unknown:
-                raise InvalidArgumentError(f"request {n} has unknown keys {sorted(unknown)}")
-            k, beam = _positive(r.get("k", 10), "k"), _positive(r.get("beam", 20), "beam")
-            if beam < k:
-                raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
-            if k > n_active:
-                raise InvalidArgumentError(f"k={k} but the catalog has {n_active} active items")
-            histories.append(self._history(state, r.get("history") or []))
-            profiles.append(r.get("profile") or "")
-            req = {"k": k, "beam": beam}
-            if r.get("allow") is not None:
-                req["allow"] = _id_list(r["allow"], "allow")
-            if r.get("deny") is not None:
-                req["deny"] = _id_list(r["deny"], "deny")
-            search_reqs.append(req)
+        histories, search_reqs = [], []
+        for r in requests:
+            if r["k"] > n_active:
+                raise InvalidArgumentError(f"k={r['k']} but the catalog has {n_active} active items")
+            histories.append(self._history(loaded, state, r["history"]))
+            q = {"k": r["k"], "beam": r["beam"]}
+            for key in ("allow", "deny"):
+                if r[key] is not None:
+                    q[key] = r[key]
+            search_reqs.append(q)
         if not search_reqs:
             return []
         n_views = len(state.views)
@@ -164,39 +379,42 @@ class Recommender:
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
         for v, view in enumerate(state.views):
-            texts = [self._text(view, h, p) for h, p in zip(histories, profiles)]
-            results = self.backend.search(state.tries[v], self.token_tables[v], texts, view_reqs)
+            texts = [self._text(loaded, view, h, r["profile"]) for h, r in zip(histories, requests)]
+            results = loaded.backend.search(state.tries[v], loaded.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
                 a.append((res["items"].tolist(), res["scores"].tolist()))
         return [self._answer(state, *fuse(a, q["k"])) for a, q in zip(answers, search_reqs)]
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
         """The prompt of a request in one SID view."""
-        return self._text(state.views[view], self._history(state, history), profile)
+        loaded = self._loaded
+        known = self._history(loaded, state, _id_list(history or [], "history"))
+        return self._text(loaded, state.views[view], known, profile)
 
-    def _text(self, sids: SemanticIds, known: list[int], profile) -> str:
+    @staticmethod
+    def _text(loaded: _Loaded, sids: SemanticIds, known: list[int], profile) -> str:
         """The prompt of checked history items (see _history), written in `sids`' view."""
-        return self.prompts.next_item_prompt([sids.sid(i) for i in known], profile or "")
+        return loaded.prompts.next_item_prompt([sids.sid(i) for i in known], profile or "")
 
-    def _history(self, state: CatalogState, history) -> list[int]:
-        """The history items the model reads: known ones, the newest max_history."""
-        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
-            raise InvalidArgumentError(f"history must be a list of item ids; got {history!r}")
-        known = []
-        for item in history:
-            try:
-                item = int(item)
-            except (TypeError, ValueError) as exc:
-                raise InvalidArgumentError(f"history item {item!r} is not an integer id") from exc
-            if item in state.sids:
-                known.append(item)
-            elif self.unknown_items == "error":
-                raise UnknownItemError(f"history item {item} is not in the catalog", value=item)
-            else:
-                warnings.warn(f"history item {item} is not in the catalog; skipped", stacklevel=4)
-        return known[-self.max_history:]  # the model's window: the newest items
+    def _history(self, loaded: _Loaded, state: CatalogState, history: list[int]) -> list[int]:
+        """The history items the model reads: known ones, the newest max_history. Unknown ids
+        are counted (stats()['unknown_history_items']) and warned about once, not per id: a
+        warning per id would grow Python's warning registry without bound under traffic."""
+        known = [i for i in history if i in state.sids]
+        if len(known) < len(history):
+            first = next(i for i in history if i not in state.sids)
+            if self.unknown_items == "error":
+                raise UnknownItemError(f"history item {first} is not in the catalog", value=first)
+            self._count("unknown_history_items", len(history) - len(known))
+            if not self._warned_unknown:
+                self._warned_unknown = True
+                warnings.warn(f"history item {first} is not in the catalog; unknown history items "
+                              "are skipped (counted in Recommender.stats(), warned about once)",
+                              stacklevel=5)
+        return known[-loaded.max_history:]  # the model's window: the newest items
 
-    def _answer(self, state: CatalogState, items, scores) -> list[Recommendation]:
+    @staticmethod
+    def _answer(state: CatalogState, items, scores) -> list[Recommendation]:
         return [Recommendation(int(item), float(score), state.sids.sid(item), state.title(item))
                 for item, score in zip(items, scores)]
 
@@ -207,77 +425,65 @@ class Recommender:
         Returns their SIDs. Nothing changes if any item is bad."""
         records = _records(items)
         ids = np.array([int(r["item_id"]) for r in records], dtype=np.int64)
-        state = self.catalog.state
-        self.catalog.check_new(ids, state)  # before the costly embedding
-        if vectors is None:
-            vectors = self._embed(records)
-        codes = self._codes(state.views, vectors, len(records))
-        new = self.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records})
-        return [new.sids.sid(i) for i in ids.tolist()]
+        with self._write_lock, self._use() as loaded:
+            loaded.catalog.check_new(ids)  # before the costly embedding
+            given = vectors is not None
+            if not given:
+                vectors = loaded.embed(records)
+            codes = loaded.base_codes(vectors, len(records))
+            new = loaded.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records})
+            if given:  # a reload to a bundle that quantises otherwise encodes them again
+                v = np.asarray(vectors, dtype=np.float32).reshape(len(records), -1)
+                loaded.added_vectors.update(zip(ids.tolist(), v))
+            return [new.sids.sid(i) for i in ids.tolist()]
 
     def remove_items(self, item_ids: Iterable[int]) -> int:
-        return self.catalog.remove(item_ids)
+        with self._write_lock, self._use() as loaded:
+            n = loaded.catalog.remove(item_ids)
+            for i in list(loaded.added_vectors):
+                if i not in loaded.catalog.state.sids:
+                    del loaded.added_vectors[i]
+            return n
 
     def set_active(self, item_ids: Iterable[int], active: bool = True) -> int:
         """Pause (active=False) or resume items; returns how many changed."""
-        return self.catalog.set_active(item_ids, active)
+        if not isinstance(active, (bool, np.bool_)):
+            raise InvalidArgumentError(f"active={active!r}; expected True or False")
+        with self._write_lock, self._use() as loaded:
+            return loaded.catalog.set_active(item_ids, bool(active))
 
     def save_catalog(self, path: str | Path) -> Path:
         """Persist the served catalog (bundle items + added ones, removals applied, paused ids)
-        so that Recommender.load(bundle, catalog=path) serves the same catalog after a restart."""
-        state = self.catalog.state
-        path = Path(path)
-        with atomic_directory(path) as tmp:
-            state.views.save(tmp / "sids")
-            with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
-                for i in state.sids.item_ids.tolist():
-                    f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
-            write_json(tmp / "catalog.json", {"format": "genrec-lite.catalog", "format_version": 1,
-                                              "bundle": str(self.bundle.path),
-                                              "inactive": sorted(self.catalog.inactive())})
+        so that Recommender.load(bundle, catalog=path) serves the same catalog after a restart.
+        The items and the paused set are read as one snapshot: writes may go on meanwhile."""
+        with self._use() as loaded:
+            state, inactive = loaded.catalog.snapshot()
+            path = Path(path)
+            with atomic_directory(path) as tmp:
+                state.views.save(tmp / "sids")
+                with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
+                    for i in state.sids.item_ids.tolist():
+                        f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
+                write_json(tmp / "catalog.json", {"format": "genrec-lite.catalog", "format_version": 1,
+                                                  "bundle": str(loaded.bundle.path),
+                                                  "inactive": sorted(inactive)})
         return path
 
     def preload(self) -> None:
         """Load the cold-start encoders (text encoder, RQ encoder) now rather than at the first
         add_items, so that a server's first new item is not slower than the rest."""
-        self._encoders(text=True)
-
-    def _encoders(self, text: bool):
-        """(text encoder, the SID encoder of each view), loaded once."""
-        from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
-
-        with self._encoder_lock:
-            if text and self._text_encoder is None:
-                self._text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
-            if self._sid_encoders is None:
-                self._sid_encoders = [OnnxSidEncoder(self.bundle.file(sid_encoder_file(v)),
-                                                     view.encoder.codebooks)
-                                      for v, view in enumerate(self.catalog.state.views)]
-        return self._text_encoder, self._sid_encoders
-
-    def _embed(self, records: list[dict]) -> np.ndarray:
-        m = self.bundle.manifest
-        template = Template(m["sid"]["text_template"])
-        texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
-        return self._encoders(text=True)[0].encode(texts)
-
-    def _codes(self, views: SidViews, vectors, n: int) -> list[np.ndarray]:
-        """The new items' codes in every view."""
-        v = views.primary.encoder.check_vectors(vectors)
-        if len(v) != n:
-            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
-                                       "one row per new item")
-        encoders = self._encoders(text=False)[1]
-        return [view.complete(enc.encode(v)) for view, enc in zip(views, encoders)]
-
-    def close(self) -> None:
-        self.backend.close()
+        with self._use() as loaded:
+            loaded.encoders(text=True)
 
 
 # --- backends ----------------------------------------------------------------------------------
 class _LlamaBackend:
     def __init__(self, model):
         self.model = model
+
+    @property
+    def max_beam(self) -> int:
+        return self.model.max_beam
 
     def tokenize(self, text: str) -> list[int]:
         return self.model.tokenize(text, add_special=True)
@@ -292,6 +498,8 @@ class _LlamaBackend:
 
 class _OnnxBackend:
     """The same C++ search core over onnxruntime logits; Python loops over the SID levels only."""
+
+    max_beam = ONNX_MAX_BEAM
 
     def __init__(self, lm, tokenizer):
         self.lm = lm
@@ -329,6 +537,77 @@ class _Tokenizer:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts: int,
+          prefix_cache: bool, n_ctx) -> _Loaded:
+    """Load a bundle (and optionally a saved catalog) with a model backend: Recommender.load's
+    work, also reload's."""
+    b = Bundle.open(bundle, verify=verify)
+    sids = _bundle_views(b)
+    records = {int(r["item_id"]): r for r in b.items()}
+    inactive: list[int] = []
+    if catalog is not None:
+        sids, records, inactive = _load_catalog(catalog, sids)
+    if backend == "llama":
+        from .llama_backend import LlamaModel
+
+        model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts,
+                           prefix_cache=prefix_cache, n_ctx=n_ctx)
+        model_backend = _LlamaBackend(model)
+        token_id, source = model.token_id, "model.gguf"
+    elif backend == "onnx":
+        if not b.has("model.onnx"):
+            raise ArtifactError(f"the bundle {b.path} has no model.onnx (export it with --onnx)")
+        from .onnx_backend import OnnxLM
+
+        tok = _Tokenizer(b.file("tokenizer.json"))
+        pad = b.manifest["tokenizer"].get("pad_token_id") or 0
+        lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
+        model_backend = _OnnxBackend(lm, tok)
+        token_id, source = tok.token_id, "tokenizer.json"
+    else:
+        raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
+    try:
+        tables = [_token_table(v, token_id, source) for v in sids]
+        live = LiveCatalog(sids, records)
+        if inactive:
+            live.set_active(inactive, False)
+        return _Loaded(b, model_backend, live, tables)
+    except BaseException:
+        model_backend.close()  # free the model's memory before reporting
+        raise
+
+
+def _carry_over(old: _Loaded, new: _Loaded) -> None:
+    """Apply to `new` (not serving yet) the catalog changes made to `old` since it was loaded."""
+    before, inactive = old.catalog.snapshot()
+    now = new.catalog.state
+    added = [i for i in old.catalog.added_items if i not in now.sids]
+    if added:
+        records = [dict(before.records.get(i, {"item_id": i})) for i in added]
+        ids = np.array(added, dtype=np.int64)
+        if new.same_sid_space(old):
+            rows = [before.sids.row_of(i) for i in added]
+            codes = [v.codes[rows, :v.levels] for v in before.views]
+        else:
+            vectors = np.zeros((len(added), new.catalog.state.views.primary.encoder.input_dim),
+                               dtype=np.float32)
+            from_text = [n for n, i in enumerate(added) if i not in old.added_vectors]
+            for n, i in enumerate(added):
+                if i in old.added_vectors:
+                    vectors[n] = old.added_vectors[i]
+            if from_text:
+                vectors[from_text] = new.embed([records[n] for n in from_text])
+            codes = new.base_codes(vectors, len(added))
+            new.added_vectors.update((i, old.added_vectors[i]) for i in added if i in old.added_vectors)
+        new.catalog.add(ids, codes, {i: r for i, r in zip(added, records)})
+    removed = [i for i in old.catalog.removed_items if i in new.catalog.state.sids]
+    if removed:
+        new.catalog.remove(removed)
+    paused = [i for i in inactive if i in new.catalog.state.sids]
+    if paused:
+        new.catalog.set_active(paused, False)
+
+
 def _token_table(sids: SemanticIds, token_id, source: str) -> np.ndarray:
     sizes = sids.level_sizes
     table = np.full((len(sizes), max(sizes)), -1, dtype=np.int32)
@@ -342,19 +621,38 @@ def _token_table(sids: SemanticIds, token_id, source: str) -> np.ndarray:
     return table
 
 
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgumentError(f"{name}={value!r}; expected an integer >= 1")
+def _positive(value, name: str, limit: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= value <= limit:
+        raise InvalidArgumentError(f"{name}={value!r:.40}; expected an integer, 1 <= {name} <= "
+                                   f"{limit} (the widest beam this backend holds)")
     return int(value)
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
 def _id_list(ids, name: str) -> list[int]:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-        raise InvalidArgumentError(f"{name} must be a list of item ids; got {ids!r}")
-    try:
-        return [int(i) for i in ids]
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{name} must hold integer item ids ({exc})") from exc
+    """Item ids as Python ints: ints, numpy integers, or integral floats (JSON may write 12.0);
+    strings, bools, fractions, NaN / inf and values outside int64 are refused."""
+    if isinstance(ids, np.ndarray) and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer):
+        return [int(i) for i in ids.tolist()]
+    if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise InvalidArgumentError(f"{name} must be a list of item ids; got {type(ids).__name__} "
+                                   f"{ids!r:.60}")
+    out = []
+    for i in ids:
+        if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):
+            v = int(i)
+        elif isinstance(i, (float, np.floating)) and math.isfinite(i) and float(i).is_integer():
+            v = int(i)
+        else:
+            raise InvalidArgumentError(f"{name} holds {i!r:.40} ({type(i).__name__}); expected "
+                                       "integer item ids")
+        if not _INT64[0] <= v <= _INT64[1]:
+            raise InvalidArgumentError(f"{name} holds {v}; expected item ids that fit in int64")
+        out.append(v)
+    return out
 
 
 def _records(items) -> list[dict]:
