@@ -131,31 +131,58 @@ def deny_of(q: dict) -> list[int]:
     return [] if d is None else [int(x) for x in d]
 
 
-# The search's exp kernels for x <= 0, step by step (each numpy operation rounds once, like the
-# C++ code compiled without FMA contraction): x = k ln2 + r, Taylor series of exp(r), times 2^k;
-# 0 below the kernel's minimum. float64 (degree 13, 0 below -700: the allowed-code softmax) and
-# float32 (degree 7, 0 below -80: the whole-row logsumexp of the raw log-probability).
+# The search's exp kernel for x <= 0, step by step (each numpy operation rounds once, like the
+# C++ code compiled without FMA contraction): x = k ln2 + r, Taylor series of exp(r) to degree 13,
+# times 2^k; 0 below -700.
+LOG2E, SHIFT = 1.4426950408889634, 6755399441055744.0
+LN2_HI, LN2_LO = 0.6931471803691238, 1.9082149292705877e-10
+TAYLOR = [1.0 / math.factorial(i) for i in range(14)]
+
+
+def exp_kernel(v: np.ndarray) -> np.ndarray:
+    xc = np.maximum(v, -700.0)
+    kd = xc * LOG2E + SHIFT
+    k = kd - SHIFT
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    p = np.full_like(r, TAYLOR[13])
+    for c in TAYLOR[12::-1]:
+        p = p * r + c
+    return np.where(v < -700.0, 0.0, np.ldexp(p, k.astype(np.int64)))
+
+
+# The float32 kernel of the whole-row logsumexp (log_sum_exp_row), step by step: each numpy
+# operation rounds once in float32, and fma32 rounds a*b+c once, like the FMA instruction.
 F32 = np.float32
-KERNELS = {
-    np.float64: dict(lo=-700.0, log2e=1.4426950408889634, shift=6755399441055744.0,
-                     ln2_hi=0.6931471803691238, ln2_lo=1.9082149292705877e-10, degree=13),
-    F32: dict(lo=-80.0, log2e=1.4426950216293335, shift=12582912.0, ln2_hi=0.693145751953125,
-              ln2_lo=1.428606765330187e-06, degree=7),
-}
+LOG2E_F, SHIFT_F = F32(1.4426950216293335), F32(12582912.0)
+LN2_HI_F, LN2_LO_F = F32(0.693145751953125), F32(1.428606765330187e-06)
+TAYLOR_F = [F32(1.0 / math.factorial(i)) for i in range(8)]
 
 
-def exp_kernel(v: np.ndarray, dtype=np.float64) -> np.ndarray:
-    c = {name: dtype(x) for name, x in KERNELS[dtype].items() if name != "degree"}
-    v = np.asarray(v).astype(dtype)
-    xc = np.maximum(v, c["lo"])
-    kd = xc * c["log2e"] + c["shift"]
-    k = kd - c["shift"]
-    r = (xc - k * c["ln2_hi"]) - k * c["ln2_lo"]
-    taylor = [dtype(1.0 / math.factorial(i)) for i in range(KERNELS[dtype]["degree"] + 1)]
-    p = np.full_like(r, taylor[-1])
-    for t in taylor[-2::-1]:
-        p = p * r + t
-    return np.where(v < c["lo"], dtype(0.0), np.ldexp(p, k.astype(np.int64))).astype(dtype)
+def fma32(a, b, c) -> np.ndarray:
+    """float32 a*b + c rounded once: the product is exact in float64; the float64 sum's rounding
+    error e (TwoSum) decides the one case where rounding the sum again could go wrong, a sum
+    exactly halfway between two float32s."""
+    a, b, c = (np.asarray(x, F32).astype(np.float64) for x in (a, b, c))
+    p = a * b
+    s = p + c
+    bb = s - p
+    e = (p - (s - bb)) + (c - bb)
+    r = s.astype(F32)
+    other = np.nextafter(r, np.where(s > r.astype(np.float64), F32(np.inf), F32(-np.inf)).astype(F32))
+    halfway = (r.astype(np.float64) + other.astype(np.float64)) / 2 == s
+    toward = np.where(e > 0, np.maximum(r, other), np.minimum(r, other))
+    return np.where(halfway & (e != 0), toward, r).astype(F32)
+
+
+def exp_kernel_f32(d: np.ndarray) -> np.ndarray:
+    xc = np.maximum(np.asarray(d, F32), F32(-80.0))
+    kd = fma32(xc, LOG2E_F, SHIFT_F)
+    k = kd - SHIFT_F
+    r = fma32(-k, LN2_LO_F, fma32(-k, LN2_HI_F, xc))
+    p = np.full_like(r, TAYLOR_F[7])
+    for c in TAYLOR_F[6::-1]:
+        p = fma32(p, r, c)
+    return (p * np.ldexp(F32(1.0), k.astype(np.int32)).astype(F32)).astype(F32)
 
 
 def row_lse(row: np.ndarray) -> float:
@@ -163,7 +190,7 @@ def row_lse(row: np.ndarray) -> float:
     (j mod 8, each lane in order), lanes added pairwise."""
     row = np.asarray(row, dtype=F32)
     m = row.max()
-    e = exp_kernel(row - m, F32).astype(np.float64)
+    e = exp_kernel_f32(row - m).astype(np.float64)
     e = np.concatenate([e, np.zeros(-len(e) % 8)]).reshape(-1, 8)
     a = np.cumsum(e, axis=0)[-1]  # each lane summed in order
     return float(m) + math.log(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])))
@@ -282,10 +309,16 @@ def test_exp_kernel_f32_is_accurate():
     x = np.concatenate([-rng.exponential(3.0, 200_000), -rng.uniform(0, 80, 100_000),
                         [0.0, -0.0, -1e-30, -0.34657359, -80.0, -79.9999]]).astype(F32)
     want = np.exp(x.astype(np.float64))
-    got = exp_kernel(x, F32).astype(np.float64)
+    got = exp_kernel_f32(x).astype(np.float64)
     ulps = np.abs(got - want) / np.spacing(want.astype(F32)).astype(np.float64)
     assert ulps.max() <= 2.0
-    assert exp_kernel(np.array([-80.5, -1e6, -np.inf], F32), F32).tolist() == [0.0, 0.0, 0.0]
+    floor = exp_kernel_f32(np.array([-80.0], F32))[0]  # below -80 counts as -80: ~2e-35, never NaN
+    assert exp_kernel_f32(np.array([-80.5, -1e6, -np.inf], F32)).tolist() == [floor] * 3
+    # the FMA emulation rounds once: a halfway case that rounding twice gets wrong
+    a = F32(1 + 2.0**-12)  # a*a = 1 + 2^-11 + 2^-24: halfway between two float32s
+    assert F32(float(a) * float(a) + 2.0**-80) == F32(1 + 2.0**-11)  # float64 then float32: wrong
+    assert fma32(a, a, F32(2.0**-80)) == F32(1 + 2.0**-11 + 2.0**-23)
+    assert fma32(a, a, F32(-(2.0**-80))) == F32(1 + 2.0**-11)
 
 
 @pytest.mark.parametrize("vocab", [1, 7, 8, 13, 1_300, 49_157])

@@ -25,71 +25,75 @@ inline bool ranks_before(double sa, uint32_t na, double sb, uint32_t nb) noexcep
   return sa > sb || (sa == sb && na < nb);
 }
 
-// exp(x) for x <= 0 (not NaN): x = k ln2 + r with |r| <= ln2 / 2 (ln2 split in two so k * ln2_hi
-// is exact), exp(r) by its Taylor series, times 2^k; 0 below `min`. Every step is one IEEE
-// operation in a fixed order (no FMA), so the AVX2 and the scalar paths give the same bits as each
-// other and as the numpy copies of these kernels in the tests. Two precisions:
-//  * double, degree 13 (truncation below 1e-17), about 1 ulp; 0 below -700, which leaves a
-//    softmax sum >= 1 unchanged. The allowed-code softmax. (libm's exp, one call per element,
-//    took about half of the search's time.)
-//  * float, degree 7 (truncation below 1e-8 relative), about 1 ulp of float; 0 below -80 (e^-80 <
-//    2e-35, nothing next to the row maximum's term 1, and 2^k stays a normal float). The
-//    whole-row logsumexp of the raw log-probability, which reads `vocab` logits a row.
-template <class F>
-struct ExpKernel;
-template <>
-struct ExpKernel<double> {
-  using Bits = uint64_t;
-  static constexpr double min = -700.0, log2e = 1.4426950408889634;
-  static constexpr double ln2_hi = 0.6931471803691238;  // 0x3fe62e42fee00000: 21 low bits zero
-  static constexpr double ln2_lo = 1.9082149292705877e-10;
-  static constexpr double shift = 6755399441055744.0;   // 1.5 * 2^52: adding it rounds to an integer
-  static constexpr int degree = 13, mantissa_bits = 52;
-  static constexpr Bits exponent_bias = 1023;
-  static constexpr double taylor[14] = {
-      1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333,
-      0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05, 2.7557319223985893e-06,
-      2.755731922398589e-07, 2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10};
-};
-template <>
-struct ExpKernel<float> {
-  using Bits = uint32_t;
-  static constexpr float min = -80.0f, log2e = 1.4426950216293335f;
-  static constexpr float ln2_hi = 0.693145751953125f;  // 0x3f317200: 16 significant bits
-  static constexpr float ln2_lo = 1.428606765330187e-06f;
-  static constexpr float shift = 12582912.0f;          // 1.5 * 2^23
-  static constexpr int degree = 7, mantissa_bits = 23;
-  static constexpr Bits exponent_bias = 127;
-  static constexpr float taylor[8] = {1.0f, 1.0f, 0.5f, 0.1666666716337204f, 0.0416666679084301f,
-                                      0.008333333767950535f, 0.0013888889225199819f,
-                                      0.00019841270113829523f};
-};
+// exp(x) for x <= 0 (not NaN), in double, to about 1 ulp: x = k ln2 + r with |r| <= ln2 / 2 (ln2
+// split in two so k * ln2_hi is exact), exp(r) by its Taylor series to degree 13 (truncation
+// below 1e-17), times 2^k. Below -700 the result is 0, which leaves a softmax sum >= 1 unchanged.
+// Every step is one IEEE operation in a fixed order (no FMA), so the AVX2 and the scalar paths
+// give the same bits as each other and as the numpy copy of this kernel in the tests.
+// (libm's exp, one call per element, took about half of the search's time.)
+constexpr double kExpMin = -700.0;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 0.6931471803691238;     // 0x3fe62e42fee00000: 21 low bits zero
+constexpr double kLn2Lo = 1.9082149292705877e-10;
+constexpr double kShift = 6755399441055744.0;      // 1.5 * 2^52: adding it rounds to an integer
+constexpr double kTaylor[14] = {1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664,
+                                0.008333333333333333, 0.001388888888888889, 0.0001984126984126984,
+                                2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07,
+                                2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10};
 
-template <class F>
-inline F exp_nonpositive(F x) noexcept {
-  using K = ExpKernel<F>;
-  const F xc = x < K::min ? K::min : x;
-  const F kd = xc * K::log2e + K::shift;
-  const F k = kd - K::shift;
-  const F r = (xc - k * K::ln2_hi) - k * K::ln2_lo;
-  F p = K::taylor[K::degree];
-  for (int i = K::degree - 1; i >= 0; --i) p = p * r + K::taylor[i];
-  typename K::Bits kbits, shift_bits;
+inline double exp_nonpositive(double x) noexcept {
+  const double xc = x < kExpMin ? kExpMin : x;
+  const double kd = xc * kLog2e + kShift;
+  const double k = kd - kShift;
+  const double r = (xc - k * kLn2Hi) - k * kLn2Lo;
+  double p = kTaylor[13];
+  for (int i = 12; i >= 0; --i) p = p * r + kTaylor[i];
+  uint64_t kbits, shift_bits;
   std::memcpy(&kbits, &kd, sizeof kd);
-  std::memcpy(&shift_bits, &K::shift, sizeof K::shift);
-  const typename K::Bits scale_bits = (kbits - shift_bits + K::exponent_bias) << K::mantissa_bits;  // 2^k
-  F scale;
+  std::memcpy(&shift_bits, &kShift, sizeof kShift);
+  const uint64_t scale_bits = (kbits - shift_bits + 1023u) << 52;  // 2^k, k in [-1010, 0]
+  double scale;
   std::memcpy(&scale, &scale_bits, sizeof scale);
-  return x < K::min ? F(0) : p * scale;
+  return x < kExpMin ? 0.0 : p * scale;
+}
+
+// exp(d) for d <= 0 (not NaN) in float32: the kernel of log_sum_exp_row, which reads `vocab`
+// logits a row, so it is built for speed. d = k ln2 + r with |r| <= ln2 / 2 (ln2 in two parts),
+// exp(r) by its Taylor series to degree 7 (truncation below 1e-8 relative) in Horner form with
+// fused multiply-adds, times 2^k; d below -80 counts as -80 (e^-80 < 2e-35 adds nothing next to
+// the row maximum's term 1, and 2^k stays a normal float). Each step is one IEEE operation (an
+// FMA rounds once), so the AVX2 path, the scalar path (std::fma) and the numpy copy in the tests
+// give the same bits; within 2 ulp of float of exp.
+constexpr float kExpMinF = -80.0f;
+constexpr float kLog2eF = 1.4426950216293335f;
+constexpr float kLn2HiF = 0.693145751953125f;  // 0x3f317200: 16 significant bits
+constexpr float kLn2LoF = 1.428606765330187e-06f;
+constexpr float kShiftF = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+constexpr float kTaylorF[8] = {1.0f, 1.0f, 0.5f, 0.1666666716337204f, 0.0416666679084301f,
+                               0.008333333767950535f, 0.0013888889225199819f, 0.00019841270113829523f};
+
+inline float exp_nonpositive_f32(float d) noexcept {
+  const float xc = d < kExpMinF ? kExpMinF : d;
+  const float kd = std::fma(xc, kLog2eF, kShiftF);
+  const float k = kd - kShiftF;
+  const float r = std::fma(-k, kLn2LoF, std::fma(-k, kLn2HiF, xc));
+  float p = kTaylorF[7];
+  for (int i = 6; i >= 0; --i) p = std::fma(p, r, kTaylorF[i]);
+  uint32_t kbits, shift_bits;
+  std::memcpy(&kbits, &kd, sizeof kd);
+  std::memcpy(&shift_bits, &kShiftF, sizeof kShiftF);
+  const uint32_t scale_bits = (kbits - shift_bits + 127u) << 23;  // 2^k, k in [-116, 0]
+  float scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return p * scale;
 }
 
 // out[j] = exp(x[j] - m) for j < n (x[j] <= m, no NaN).
 void exp_shifted(const double* x, double m, double* out, size_t n) noexcept {
   size_t j = 0;
 #if defined(__AVX2__)
-  using K = ExpKernel<double>;
-  const __m256d vm = _mm256_set1_pd(m), vmin = _mm256_set1_pd(K::min), vlog2e = _mm256_set1_pd(K::log2e);
-  const __m256d vshift = _mm256_set1_pd(K::shift), vhi = _mm256_set1_pd(K::ln2_hi), vlo = _mm256_set1_pd(K::ln2_lo);
+  const __m256d vm = _mm256_set1_pd(m), vmin = _mm256_set1_pd(kExpMin), vlog2e = _mm256_set1_pd(kLog2e);
+  const __m256d vshift = _mm256_set1_pd(kShift), vhi = _mm256_set1_pd(kLn2Hi), vlo = _mm256_set1_pd(kLn2Lo);
   const __m256i bias = _mm256_set1_epi64x(1023), shift_bits = _mm256_castpd_si256(vshift);
   for (; j + 4 <= n; j += 4) {
     const __m256d v = _mm256_sub_pd(_mm256_loadu_pd(x + j), vm);
@@ -97,8 +101,8 @@ void exp_shifted(const double* x, double m, double* out, size_t n) noexcept {
     const __m256d kd = _mm256_add_pd(_mm256_mul_pd(xc, vlog2e), vshift);
     const __m256d k = _mm256_sub_pd(kd, vshift);
     const __m256d r = _mm256_sub_pd(_mm256_sub_pd(xc, _mm256_mul_pd(k, vhi)), _mm256_mul_pd(k, vlo));
-    __m256d p = _mm256_set1_pd(K::taylor[K::degree]);
-    for (int i = K::degree - 1; i >= 0; --i) p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(K::taylor[i]));
+    __m256d p = _mm256_set1_pd(kTaylor[13]);
+    for (int i = 12; i >= 0; --i) p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(kTaylor[i]));
     const __m256i e = _mm256_slli_epi64(
         _mm256_add_epi64(_mm256_sub_epi64(_mm256_castpd_si256(kd), shift_bits), bias), 52);
     const __m256d y = _mm256_mul_pd(p, _mm256_castsi256_pd(e));
@@ -143,25 +147,22 @@ double log_sum_exp_row(const float* row, int64_t n) noexcept {
   // Pass 2 (the row is in cache now): sum of exp(x - m) in double, lane j mod 8.
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   j = 0;
-#if defined(__AVX2__)
+#if defined(__AVX2__) && defined(__FMA__)
   {
-    using K = ExpKernel<float>;
-    const __m256 vm = _mm256_set1_ps(m), vmin = _mm256_set1_ps(K::min), vlog2e = _mm256_set1_ps(K::log2e);
-    const __m256 vshift = _mm256_set1_ps(K::shift), vhi = _mm256_set1_ps(K::ln2_hi), vlo = _mm256_set1_ps(K::ln2_lo);
+    const __m256 vm = _mm256_set1_ps(m), vmin = _mm256_set1_ps(kExpMinF), vlog2e = _mm256_set1_ps(kLog2eF);
+    const __m256 vshift = _mm256_set1_ps(kShiftF), vhi = _mm256_set1_ps(kLn2HiF), vlo = _mm256_set1_ps(kLn2LoF);
     const __m256i bias = _mm256_set1_epi32(127), shift_bits = _mm256_castps_si256(vshift);
     __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
     for (; j + 8 <= len; j += 8) {
-      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(row + j), vm);
-      const __m256 xc = _mm256_max_ps(d, vmin);
-      const __m256 kd = _mm256_add_ps(_mm256_mul_ps(xc, vlog2e), vshift);
+      const __m256 xc = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm), vmin);
+      const __m256 kd = _mm256_fmadd_ps(xc, vlog2e, vshift);
       const __m256 k = _mm256_sub_ps(kd, vshift);
-      const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(k, vhi)), _mm256_mul_ps(k, vlo));
-      __m256 p = _mm256_set1_ps(K::taylor[K::degree]);
-      for (int i = K::degree - 1; i >= 0; --i) p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(K::taylor[i]));
+      const __m256 r = _mm256_fnmadd_ps(k, vlo, _mm256_fnmadd_ps(k, vhi, xc));
+      __m256 p = _mm256_set1_ps(kTaylorF[7]);
+      for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kTaylorF[i]));
       const __m256i e = _mm256_slli_epi32(
           _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(kd), shift_bits), bias), 23);
-      const __m256 under = _mm256_cmp_ps(d, vmin, _CMP_LT_OQ);
-      const __m256 y = _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+      const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
       acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
       acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
     }
@@ -169,7 +170,7 @@ double log_sum_exp_row(const float* row, int64_t n) noexcept {
     _mm256_storeu_pd(acc + 4, acc_hi);
   }
 #endif
-  for (; j < len; ++j) acc[j & 7] += static_cast<double>(exp_nonpositive(row[j] - m));
+  for (; j < len; ++j) acc[j & 7] += static_cast<double>(exp_nonpositive_f32(row[j] - m));
   const double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   return static_cast<double>(m) + std::log(sum);
 }

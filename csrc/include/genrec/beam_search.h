@@ -31,7 +31,7 @@
 //
 // The logsumexp of a whole row (log_sum_exp_row) runs in float32 SIMD: m = the row's maximum,
 // e_j = exp(x_j - m) by a float32 kernel (range reduction by ln2, Taylor series to degree 7,
-// each step one IEEE operation, no FMA), the e_j summed in double in 8 lanes (j mod 8, lanes
+// each step one IEEE operation or FMA), the e_j summed in double in 8 lanes (j mod 8, lanes
 // combined pairwise), lse = m + log(sum); the tests repeat it in numpy bit for bit, and it is
 // within 1e-6 of the exact float64 value.
 //
