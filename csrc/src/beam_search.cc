@@ -25,6 +25,19 @@ inline bool ranks_before(double sa, uint32_t na, double sb, uint32_t nb) noexcep
   return sa > sb || (sa == sb && na < nb);
 }
 
+// 2^k for kd = k + shift, the rounding trick of the exp kernels below (shift = 1.5 * 2^mantissa_bits,
+// so k sits in kd's low mantissa bits): the bits of 2^k are (k + bias) << mantissa_bits.
+template <class F, class Bits>
+inline F pow2_of_shifted(F kd, F shift, Bits bias, int mantissa_bits) noexcept {
+  Bits kbits, shift_bits;
+  std::memcpy(&kbits, &kd, sizeof kd);
+  std::memcpy(&shift_bits, &shift, sizeof shift);
+  const Bits scale_bits = (kbits - shift_bits + bias) << mantissa_bits;
+  F scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return scale;
+}
+
 // exp(x) for x <= 0 (not NaN), in double, to about 1 ulp: x = k ln2 + r with |r| <= ln2 / 2 (ln2
 // split in two so k * ln2_hi is exact), exp(r) by its Taylor series to degree 13 (truncation
 // below 1e-17), times 2^k. Below -700 the result is 0, which leaves a softmax sum >= 1 unchanged.
@@ -48,13 +61,7 @@ inline double exp_nonpositive(double x) noexcept {
   const double r = (xc - k * kLn2Hi) - k * kLn2Lo;
   double p = kTaylor[13];
   for (int i = 12; i >= 0; --i) p = p * r + kTaylor[i];
-  uint64_t kbits, shift_bits;
-  std::memcpy(&kbits, &kd, sizeof kd);
-  std::memcpy(&shift_bits, &kShift, sizeof kShift);
-  const uint64_t scale_bits = (kbits - shift_bits + 1023u) << 52;  // 2^k, k in [-1010, 0]
-  double scale;
-  std::memcpy(&scale, &scale_bits, sizeof scale);
-  return x < kExpMin ? 0.0 : p * scale;
+  return x < kExpMin ? 0.0 : p * pow2_of_shifted<double, uint64_t>(kd, kShift, 1023, 52);  // k in [-1010, 0]
 }
 
 // exp(d) for d <= 0 (not NaN) in float32: the kernel of log_sum_exp_row, which reads `vocab`
@@ -79,13 +86,7 @@ inline float exp_nonpositive_f32(float d) noexcept {
   const float r = std::fma(-k, kLn2LoF, std::fma(-k, kLn2HiF, xc));
   float p = kTaylorF[7];
   for (int i = 6; i >= 0; --i) p = std::fma(p, r, kTaylorF[i]);
-  uint32_t kbits, shift_bits;
-  std::memcpy(&kbits, &kd, sizeof kd);
-  std::memcpy(&shift_bits, &kShiftF, sizeof kShiftF);
-  const uint32_t scale_bits = (kbits - shift_bits + 127u) << 23;  // 2^k, k in [-116, 0]
-  float scale;
-  std::memcpy(&scale, &scale_bits, sizeof scale);
-  return p * scale;
+  return p * pow2_of_shifted<float, uint32_t>(kd, kShiftF, 127, 23);  // k in [-116, 0]
 }
 
 // out[j] = exp(x[j] - m) for j < n (x[j] <= m, no NaN).
