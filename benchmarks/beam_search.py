@@ -9,8 +9,10 @@ case: one cache line per logit read). Each search reads fresh logit rows from a 
 as a model's output would be: not in cache.
 
 "step" is the time inside the three step() calls (what a serving loop adds to the model's
-time); "total" adds building the search (filters included) and results(). Times are medians
-over repeats, divided by the batch size.
+time): the allowed-code softmax and selection, the NaN/+inf checks, and the raw log-probability,
+one whole-row logsumexp over the 50k logits per row that keeps a candidate; "total" adds
+building the search (filters included) and results(). Times are medians over repeats, divided
+by the batch size.
 
     python benchmarks/beam_search.py [--quick]
 
@@ -106,7 +108,8 @@ def main() -> None:
         "levels": LEVELS, "codebook_size": K, "vocab": VOCAB, "beam": BEAM, "k": TOP_K,
         "deny_items": N_DENY, "repeats": repeats, "quick": args.quick,
         "notes": ("step: time inside BeamSearch.step() over the 3 levels (through the Python binding, "
-                  "float32 logits read in place); total: + construction (deny overlay) + results(); "
+                  "float32 logits read in place; includes the raw log-probability's whole-row logsumexp "
+                  "for each row that keeps a candidate); total: + construction (deny overlay) + results(); "
                   "per request = per batch / batch size; SID tokens 'end': consecutive at the end of "
                   "the vocabulary (as added tokens are), 'scattered': random ids (stress case)"),
         "results": results})

@@ -4,7 +4,8 @@ A deterministic toy "model" gives each row logits that depend only on (request, 
 Python loop can drive the search the way a real backend does (tracking each row's prefix through
 parents/tokens) and plain-Python references can score the same rows. The references repeat the
 search's arithmetic exactly (float64, log-sum-exp summed in code order, score = parent + (logit -
-lse)), so results, tie order included, must match exactly.
+lse); the raw log-probability = parent + (logit - the float32 kernel's logsumexp of the whole
+row)), so results, tie order included, must match exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genrec_lite._core import BeamSearch, SidTrie
-from genrec_lite.errors import InvalidArgumentError
+from genrec_lite.errors import InvalidArgumentError, ModelOutputError
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -103,18 +104,23 @@ def run_search(world: World, requests: list[dict], check_protocol: bool = True) 
     out = search.results()
     assert len(out) == len(requests)
     final = search.row_scores.tolist()  # float64 scores of the final beams, in result order
+    final_raw = search.row_logprobs.tolist()
     for r, res in enumerate(out):
         res["scores64"] = [sc for sc, q in zip(final, search.row_request.tolist()) if q == r]
+        res["logprobs64"] = [lp for lp, q in zip(final_raw, search.row_request.tolist()) if q == r]
     for res in out:
         assert res["items"].dtype == np.int64 and res["scores"].dtype == np.float32
         assert res["sids"].dtype == np.int32 and res["sid_scores"].dtype == np.float32
+        assert res["logprobs"].dtype == np.float32 and res["sid_logprobs"].dtype == np.float32
         assert res["sids"].shape == (len(res["sid_scores"]), world.levels)
+        assert len(res["logprobs"]) == len(res["items"]) and len(res["sid_logprobs"]) == len(res["sid_scores"])
     return out
 
 
 def as_lists(res: dict) -> tuple:
     return (res["items"].tolist(), res["scores"].tolist(),
-            [tuple(s) for s in res["sids"].tolist()], res["sid_scores"].tolist())
+            [tuple(s) for s in res["sids"].tolist()], res["sid_scores"].tolist(),
+            res["logprobs"].tolist(), res["sid_logprobs"].tolist())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,6 +150,52 @@ def exp_kernel(v: np.ndarray) -> np.ndarray:
     return np.where(v < -700.0, 0.0, np.ldexp(p, k.astype(np.int64)))
 
 
+# The float32 kernel of the whole-row logsumexp (log_sum_exp_row), step by step: each numpy
+# operation rounds once in float32, and fma32 rounds a*b+c once, like the FMA instruction.
+F32 = np.float32
+LOG2E_F, SHIFT_F = F32(1.4426950216293335), F32(12582912.0)
+LN2_HI_F, LN2_LO_F = F32(0.693145751953125), F32(1.428606765330187e-06)
+TAYLOR_F = [F32(1.0 / math.factorial(i)) for i in range(8)]
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """float32 a*b + c rounded once: the product is exact in float64; the float64 sum's rounding
+    error e (TwoSum) decides the one case where rounding the sum again could go wrong, a sum
+    exactly halfway between two float32s."""
+    a, b, c = (np.asarray(x, F32).astype(np.float64) for x in (a, b, c))
+    p = a * b
+    s = p + c
+    bb = s - p
+    e = (p - (s - bb)) + (c - bb)
+    r = s.astype(F32)
+    other = np.nextafter(r, np.where(s > r.astype(np.float64), F32(np.inf), F32(-np.inf)).astype(F32))
+    halfway = (r.astype(np.float64) + other.astype(np.float64)) / 2 == s
+    toward = np.where(e > 0, np.maximum(r, other), np.minimum(r, other))
+    return np.where(halfway & (e != 0), toward, r).astype(F32)
+
+
+def exp_kernel_f32(d: np.ndarray) -> np.ndarray:
+    xc = np.maximum(np.asarray(d, F32), F32(-80.0))
+    kd = fma32(xc, LOG2E_F, SHIFT_F)
+    k = kd - SHIFT_F
+    r = fma32(-k, LN2_LO_F, fma32(-k, LN2_HI_F, xc))
+    p = np.full_like(r, TAYLOR_F[7])
+    for c in TAYLOR_F[6::-1]:
+        p = fma32(p, r, c)
+    return (p * np.ldexp(F32(1.0), k.astype(np.int32)).astype(F32)).astype(F32)
+
+
+def row_lse(row: np.ndarray) -> float:
+    """log_sum_exp_row: d = x - max in float32, the float32 kernel, summed in float64 in 8 lanes
+    (j mod 8, each lane in order), lanes added pairwise."""
+    row = np.asarray(row, dtype=F32)
+    m = row.max()
+    e = exp_kernel_f32(row - m).astype(np.float64)
+    e = np.concatenate([e, np.zeros(-len(e) % 8)]).reshape(-1, 8)
+    a = np.cumsum(e, axis=0)[-1]  # each lane summed in order
+    return float(m) + math.log(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])))
+
+
 def log_probs(row: np.ndarray, table_level: np.ndarray, codes: list[int]) -> dict[int, float] | None:
     x = [float(row[table_level[c]]) for c in codes]
     if any(math.isnan(v) for v in x):
@@ -167,35 +219,45 @@ def allowed_after(sids: set[tuple[int, ...]], prefix: tuple[int, ...]) -> list[i
     return sorted({s[n] for s in sids if s[:n] == prefix})
 
 
+def raw_step(row: np.ndarray, token: int) -> float:
+    """The raw log-probability of one level: logit - logsumexp of the whole row."""
+    return float(row[token]) - row_lse(row)
+
+
 def expand(world: World, beams, k: int, eligible: set[int]) -> dict:
-    items, scores = [], []
-    for sid, sc in beams:
+    """beams: (sid, score, raw log-probability), best first."""
+    items, scores, logprobs = [], [], []
+    for sid, sc, raw in beams:
         for it in world.items_of(sid, eligible):
             if len(items) < k:
                 items.append(it)
                 scores.append(float(np.float32(sc)))
-    return {"items": items, "scores": scores, "sids": [s for s, _ in beams],
-            "sid_scores": [float(np.float32(sc)) for _, sc in beams], "scores64": [sc for _, sc in beams]}
+                logprobs.append(float(np.float32(raw)))
+    return {"items": items, "scores": scores, "sids": [b[0] for b in beams],
+            "sid_scores": [float(np.float32(b[1])) for b in beams], "scores64": [b[1] for b in beams],
+            "logprobs": logprobs, "sid_logprobs": [float(np.float32(b[2])) for b in beams],
+            "logprobs64": [b[2] for b in beams]}
 
 
 def reference_beam(world: World, request: int, q: dict) -> dict:
     """The reference decoder's rule, level by level, in plain Python."""
     eligible = world.eligible_items(q.get("allow"), deny_of(q))
     sids = eligible_sids(world, eligible)
-    beams = [((), 0.0)]
+    beams = [((), 0.0, 0.0)]
     for level in range(world.levels):
         cands = []
-        for prefix, sc in beams:
+        for prefix, sc, raw in beams:
             codes = allowed_after(sids, prefix)
             if not codes:
                 continue
-            lp = log_probs(world.logits(request, prefix), world.table[level], codes)
+            row = world.logits(request, prefix)
+            lp = log_probs(row, world.table[level], codes)
             if lp is None:
                 continue
             for c in codes:
                 s2 = sc + lp[c]
                 if s2 > -math.inf:
-                    cands.append((prefix + (c,), s2))
+                    cands.append((prefix + (c,), s2, raw + raw_step(row, world.table[level][c])))
         cands.sort(key=lambda t: (-t[1], t[0]))
         beams = cands[: q.get("beam", 20)]
     return expand(world, beams, q.get("k", 10), eligible)
@@ -207,23 +269,28 @@ def reference_exhaustive(world: World, request: int, q: dict) -> dict:
     sids = eligible_sids(world, eligible)
     scored = []
     for sid in sids:
-        sc = 0.0
+        sc = raw = 0.0
         for level in range(world.levels):
             prefix = sid[:level]
-            lp = log_probs(world.logits(request, prefix), world.table[level], allowed_after(sids, prefix))
+            row = world.logits(request, prefix)
+            lp = log_probs(row, world.table[level], allowed_after(sids, prefix))
             sc = sc + lp[sid[level]]
-        scored.append((sid, sc))
+            raw = raw + raw_step(row, world.table[level][sid[level]])
+        scored.append((sid, sc, raw))
     scored.sort(key=lambda t: (-t[1], t[0]))
     return expand(world, scored, q.get("k", 10), eligible)
 
 
 def check_equal(got: dict, want: dict) -> None:
-    items, scores, sids, sid_scores = as_lists(got)
+    items, scores, sids, sid_scores, logprobs, sid_logprobs = as_lists(got)
     assert sids == want["sids"]
     assert sid_scores == want["sid_scores"]
     assert got["scores64"] == want["scores64"]  # the same float64 arithmetic, bit for bit
     assert items == want["items"]
     assert scores == want["scores"]
+    assert got["logprobs64"] == want["logprobs64"]  # the same float32 kernel, bit for bit
+    assert sid_logprobs == want["sid_logprobs"]
+    assert logprobs == want["logprobs"]
 
 
 def test_exp_kernel_is_accurate():
@@ -235,6 +302,61 @@ def test_exp_kernel_is_accurate():
     ulps = np.abs(got - want) / np.spacing(want)
     assert ulps.max() <= 2.0
     assert exp_kernel(np.array([-700.5, -1e6, -np.inf])).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_exp_kernel_f32_is_accurate():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.exponential(3.0, 200_000), -rng.uniform(0, 80, 100_000),
+                        [0.0, -0.0, -1e-30, -0.34657359, -80.0, -79.9999]]).astype(F32)
+    want = np.exp(x.astype(np.float64))
+    got = exp_kernel_f32(x).astype(np.float64)
+    ulps = np.abs(got - want) / np.spacing(want.astype(F32)).astype(np.float64)
+    assert ulps.max() <= 2.0
+    floor = exp_kernel_f32(np.array([-80.0], F32))[0]  # below -80 counts as -80: ~2e-35, never NaN
+    assert exp_kernel_f32(np.array([-80.5, -1e6, -np.inf], F32)).tolist() == [floor] * 3
+    # the FMA emulation rounds once: a halfway case that rounding twice gets wrong
+    a = F32(1 + 2.0**-12)  # a*a = 1 + 2^-11 + 2^-24: halfway between two float32s
+    assert F32(float(a) * float(a) + 2.0**-80) == F32(1 + 2.0**-11)  # float64 then float32: wrong
+    assert fma32(a, a, F32(2.0**-80)) == F32(1 + 2.0**-11 + 2.0**-23)
+    assert fma32(a, a, F32(-(2.0**-80))) == F32(1 + 2.0**-11)
+
+
+@pytest.mark.parametrize("vocab", [1, 7, 8, 13, 1_300, 49_157])
+def test_raw_logprob_is_the_whole_row_log_softmax(vocab):
+    """A one-level search of one code per token: logprobs = logit - logsumexp(row), equal to the
+    numpy copy of the kernel bit for bit (AVX2 body and scalar tail) and to float64 within 1e-6."""
+    rng = np.random.default_rng(vocab)
+    k = min(vocab, 5)
+    trie = SidTrie(np.arange(k, dtype=np.int32)[:, None], np.arange(k, dtype=np.int64) + 100, k)
+    table = rng.permutation(vocab)[:k].astype(np.int32)[None, :]
+    row = (rng.normal(0, 4, vocab) + rng.choice([0, 30, -60], vocab)).astype(F32)
+    row[rng.random(vocab) < 0.05] = -np.inf  # masked tokens are legal
+    row[table[0]] = rng.normal(0, 1, k)
+    s = BeamSearch(trie, table, [{"k": k, "beam": k}])
+    s.step(row[None, :])
+    res = s.results()[0]
+    lse = row_lse(row)
+    want = [float(row[table[0, sid[0]]]) - lse for sid in res["sids"].tolist()]
+    assert s.row_logprobs.tolist() == want
+    assert res["sid_logprobs"].tolist() == [float(F32(w)) for w in want]
+    exact = np.logaddexp.reduce(row.astype(np.float64))
+    assert abs(lse - exact) < 1e-6
+
+
+def test_pausing_a_sibling_moves_the_score_not_the_logprob():
+    world = small_world()
+    req = [{"k": 30, "beam": 100}]
+    before = run_search(world, req)[0]
+    items = before["items"].tolist()
+    sid0 = tuple(world.trie.codes_of(items[0]))
+    sibling = next(tuple(world.trie.codes_of(i)) for i in items[1:]
+                   if tuple(world.trie.codes_of(i))[:-1] == sid0[:-1] and tuple(world.trie.codes_of(i)) != sid0)
+    world.trie.set_active(world.trie.items(np.array(sibling, np.int32)), False)  # the ad(s) of that SID
+    after = run_search(world, req)[0]
+    a, b = items.index(items[0]), after["items"].tolist().index(items[0])
+    assert after["scores"][b] > before["scores"][a]  # renormalised over fewer codes
+    assert after["logprobs"][b] == before["logprobs"][a]  # the model's own probability
+    assert before["logprobs"][a] < before["scores"][a]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -456,15 +578,69 @@ def test_errors():
         s.step(np.zeros((s.rows, V), np.float32))
 
 
-def test_non_finite_logits_drop_candidates():
+def test_minus_inf_logits_are_masks():
     world = small_world()
     s = BeamSearch(world.trie, world.table, [{"k": 3, "beam": 4}, {"k": 3}])
     row = np.zeros((2, world.vocab), np.float32)
     row[0, world.table[0, 0]] = -np.inf  # code 0 impossible for request 0
-    row[1, :] = np.nan                   # request 1: nothing finite, no rows
+    row[1, :] = -np.inf                  # request 1: nothing possible, a dead beam
     s.step(row)
     assert s.row_request.tolist() == [0, 0]
     assert sorted(world.code_of[t][1] for t in s.tokens.tolist()) == [1, 2]
+    assert np.isfinite(s.row_logprobs).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_or_inf_among_allowed_logits_is_an_error(value):
+    """A broken model output fails the search with ModelOutputError naming the request, level,
+    token and value; it never comes back as an empty list. The search is unchanged after it."""
+    world = small_world()
+    s = BeamSearch(world.trie, world.table, [{"k": 3}, {"k": 3}])
+    row = np.zeros((2, world.vocab), np.float32)
+    tok = int(world.table[0, 2])
+    row[1, tok] = value
+    shown = "nan" if np.isnan(value) else "inf"
+    with pytest.raises(ModelOutputError, match=f"request 1, SID level 0: .*token {tok} "
+                                               rf"\(SID code 2, allowed\) is {shown}") as e:
+        s.step(row)
+    assert (e.value.request, e.value.level, e.value.token, e.value.code) == (1, 0, tok, 2)
+    assert str(e.value) == str(ModelOutputError.at(1, 0, tok, 2, float(value)))
+    assert s.level == 0 and s.rows == 2
+    s.step(np.zeros((2, world.vocab), np.float32))
+    assert s.level == 1
+
+
+def test_nan_in_a_row_that_cannot_place_a_candidate_is_an_error():
+    world = small_world()
+    V = world.vocab
+    s = BeamSearch(world.trie, world.table, [{"k": 2, "beam": 2}])
+    first = np.zeros((1, V), np.float32)
+    first[0, world.table[0, 0]] = 10.0  # prefix (0) best, prefix (1) far behind
+    first[0, world.table[0, 2]] = -30.0
+    s.step(first)
+    assert [world.code_of[t][1] for t in s.tokens.tolist()] == [0, 1]
+    rows = np.zeros((2, V), np.float32)  # row 0 fills the beam; row 1 cannot beat it
+    rows[1, world.table[1, 1]] = np.nan
+    with pytest.raises(ModelOutputError, match="request 0, SID level 1"):
+        s.step(rows)
+    # a NaN outside the allowed codes of a row that keeps no candidate is never read
+    rows[1, world.table[1, 1]] = 0.0
+    rows[1, world.table[0, 0]] = np.nan
+    s.step(rows)
+    assert s.row_request.tolist() == [0, 0] and s.parents.tolist() == [0, 0]
+
+
+def test_nan_elsewhere_in_a_continuing_row_is_an_error():
+    """The raw log-probability reads the whole row of a beam that continues: a NaN or +inf
+    anywhere in it is an error too (code None: not an allowed SID code)."""
+    world = small_world()
+    s = BeamSearch(world.trie, world.table, [{"k": 2}])
+    row = np.zeros((1, world.vocab), np.float32)
+    other = next(t for t in range(world.vocab) if t not in world.code_of)
+    row[0, other] = np.inf
+    with pytest.raises(ModelOutputError, match=f"token {other} \\(in the row of a beam that continues\\) is inf") as e:
+        s.step(row)
+    assert e.value.code is None and e.value.value == np.inf
 
 
 # ------------------------------------------------------------------------------------------------

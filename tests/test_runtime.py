@@ -3,6 +3,7 @@ catalog changes, filters, concurrency, and the errors a server can run into."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -72,9 +73,10 @@ def test_parity_with_reference_decoder(trained, rec, cases):
     got = rec.recommend_batch(_requests(cs, ds, rec))
     same = [r.items == [x.item_id for x in g] for r, g in zip(ref, got)]
     assert np.mean(same) >= 0.95, np.mean(same)
-    for r, g in zip(ref, got):  # F32 weights: the scores agree closely too
+    for r, g in zip(ref, got):  # F32 weights: the scores and raw log-probabilities agree closely too
         if r.items == [x.item_id for x in g]:
             np.testing.assert_allclose(r.scores, [x.score for x in g], atol=2e-3)
+            np.testing.assert_allclose(r.logprobs, [x.logprob for x in g], atol=2e-3)
 
 
 def test_onnx_backend_equals_llama_backend(bundle, rec, cases):
@@ -172,6 +174,80 @@ def test_filters_and_active_mask(rec, cases):
     finally:
         rec.set_active([base[0]], True)
     assert [x.item_id for x in rec.recommend(h, k=10)] == base
+
+
+def test_pausing_a_sibling_moves_score_not_logprob(rec, cases):
+    """score is renormalised over the codes a request can reach, so pausing the ads next to an
+    item in the trie raises its score; logprob is the model's own probability and stays."""
+    cs, ds = cases
+    h = list(cs[0].history)
+    base = rec.recommend(h, k=10)
+    assert all(x.logprob < x.score <= 0 for x in base)
+    assert {"score", "logprob"} <= set(base[0].to_dict())
+    state = rec.catalog.state
+    codes = {i: tuple(state.sids.codes_of(i)) for i in state.sids.item_ids.tolist()}
+    top = codes[base[0].item_id]
+    # the listed item nearest to the top one in the trie; pause its whole branch below the split
+    other = max(base[1:], key=lambda x: sum(1 for _ in itertools.takewhile(
+        lambda ab: ab[0] == ab[1], zip(top, codes[x.item_id]))))
+    split = next(d for d, (a, b) in enumerate(zip(top, codes[other.item_id])) if a != b)
+    branch = [i for i, c in codes.items() if c[:split + 1] == codes[other.item_id][:split + 1]]
+    try:
+        rec.set_active(branch, False)
+        after = {x.item_id: x for x in rec.recommend(h, k=10)}
+    finally:
+        rec.set_active(branch, True)
+    moved = after[base[0].item_id]
+    assert moved.score > base[0].score + 1e-3
+    assert moved.logprob == pytest.approx(base[0].logprob, abs=1e-4)
+
+
+@pytest.mark.parametrize("fault", ["nan", "decode_fails"])
+def test_a_poisoned_search_leaves_the_context_reusable(bundle, cases, fault):
+    """llama_decode wrapped to write NaN into its logits (or to fail) at the second SID level:
+    the request fails with a GenrecError (ModelOutputError for NaN: never an empty answer), and
+    the next request on the same context, prefix cache included, gets the normal answer."""
+    import ctypes
+
+    import llama_cpp
+
+    from genrec_lite.errors import GenrecError, ModelOutputError
+    from genrec_lite.runtime import Recommender
+
+    cs, ds = cases
+    h = list(cs[0].history)
+    r = Recommender.load(bundle, n_threads=1, n_contexts=1)
+    try:
+        model = r.backend.model
+        want = [(x.item_id, x.score) for x in r.recommend(h)]
+        calls, armed = [0], [True]
+        word = r.backend.tokenize("the")[-1]  # a token no SID uses
+
+        @ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, llama_cpp.llama_batch)
+        def decode(ctx, batch):
+            rc = llama_cpp.llama_decode(ctx, batch)
+            calls[0] += 1
+            if armed[0] and calls[0] == 3:  # prompts, level 1, then level 2's rows
+                if fault == "decode_fails":
+                    return 1
+                out = llama_cpp.llama_get_logits(ctx)
+                for row in range(sum(batch.logits[i] != 0 for i in range(batch.n_tokens))):
+                    out[row * model.n_vocab + word] = float("nan")
+            return rc
+
+        real = model.api
+        model.api = (ctypes.cast(decode, ctypes.c_void_p).value, *real[1:])
+        err = ModelOutputError if fault == "nan" else GenrecError
+        with pytest.raises(err, match="request 0, SID level 2" if fault == "nan" else "llama_decode"):
+            r.recommend(h)
+        armed[0] = False
+        assert [(x.item_id, x.score) for x in r.recommend(h)] == want  # an empty cache, as at first
+        again = r.recommend(h)  # from the refilled prefix cache: the same list, scores to rounding
+        assert [x.item_id for x in again] == [i for i, _ in want]
+        np.testing.assert_allclose([x.score for x in again], [s for _, s in want], atol=1e-4)
+        model.api = real
+    finally:
+        r.close()
 
 
 def test_add_items_makes_a_new_item_recommendable(bundle, cases):

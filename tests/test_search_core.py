@@ -31,6 +31,15 @@ def run(trie, table, requests, salt):
         prefixes = [prefixes[p] + (code_of[int(t)],) for p, t in zip(bs.parents, bs.tokens)]
 
 
+def raw_logprob(sid, table, salt) -> float:
+    """The model's own log-probability of a SID: per level, log-softmax over the whole row (float64)."""
+    total = 0.0
+    for lv in range(len(sid)):
+        row = logits_for(tuple(sid[:lv]), salt).astype(np.float64)
+        total += row[table[lv, sid[lv]]] - np.logaddexp.reduce(row)
+    return total
+
+
 def exhaustive(codes, ids, table, salt, k, ok=lambda item: True):
     """Score every SID that has an eligible item: sum of per-level log-softmax over eligible codes."""
     rows = [(tuple(c), int(i)) for c, i in zip(codes.tolist(), ids.tolist()) if ok(int(i))]
@@ -75,8 +84,13 @@ def test_wide_beam_equals_exhaustive_top_k(tab, k, salt):
     got = run(trie, table, [{"k": k, "beam": 10_000}], salt)[0]
     want, score = exhaustive(codes, ids, table, salt, k)
     assert got["items"].tolist() == want
-    for s, sc in zip(map(tuple, got["sids"].tolist()), got["sid_scores"].tolist()):
+    for s, sc, lp in zip(map(tuple, got["sids"].tolist()), got["sid_scores"].tolist(),
+                         got["sid_logprobs"].tolist()):
         assert sc == pytest.approx(score[s], abs=1e-4)
+        assert lp == pytest.approx(raw_logprob(s, table, salt), abs=1e-5)
+    by_item = {int(i): tuple(trie.codes_of(int(i))) for i in got["items"].tolist()}
+    for i, lp in zip(got["items"].tolist(), got["logprobs"].tolist()):
+        assert lp == pytest.approx(raw_logprob(by_item[i], table, salt), abs=1e-5)
 
 
 @settings(max_examples=60, deadline=None)

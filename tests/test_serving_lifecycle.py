@@ -1,5 +1,6 @@
-"""A Recommender's life in a server: close under load, bundle swaps under load, a failed
-llama_decode mid-search, the llama-cpp-python version guard, and catalog writes racing each other."""
+"""A Recommender's life in a server: close under load, bundle swaps under load, the
+llama-cpp-python version guard, and catalog writes racing each other. (A failed llama_decode
+mid-search: tests/test_runtime.py, test_a_poisoned_search_leaves_the_context_reusable.)"""
 
 from __future__ import annotations
 
@@ -223,36 +224,6 @@ def test_failed_reload_changes_nothing(runtime_bundle, tmp_path):
         with pytest.raises(ArtifactError):
             rec.reload(broken)
         assert rec.bundle.path == runtime_bundle and _ranked(rec, h) == want
-
-
-def test_a_failed_llama_decode_mid_search_leaves_the_context_usable(runtime_bundle):
-    """llama_decode fails at the first SID level (the prompt decode went through): the request
-    gets a GenrecError naming the status; the context is cleared and its prefix cache reset, so
-    the next request (same prompt prefix) gets the answer it got before the failure."""
-    from genrec_lite.runtime import Recommender
-
-    with Recommender.load(runtime_bundle, n_threads=1) as rec:
-        model = rec.backend.model
-        h = _ids(rec)[10:14]
-        want = [_ranked(rec, h), _ranked(rec, h[:2])]
-        real = llama_cpp.llama_cpp._lib.llama_decode
-        proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, llama_cpp.llama_batch)
-        calls = []
-
-        def decode(ctx, batch):
-            calls.append(batch.n_tokens)
-            return -3 if len(calls) == 2 else real(ctx, batch)
-
-        fake = proto(decode)
-        saved = model.api
-        model.api = (ctypes.cast(fake, ctypes.c_void_p).value, *saved[1:])
-        try:
-            with pytest.raises(GenrecError, match="llama_decode failed with status -3"):
-                rec.recommend(h)
-        finally:
-            model.api = saved
-        assert len(calls) == 2 and calls[1] == 20  # the prompt, then the first level's 20 beams
-        assert [_ranked(rec, h), _ranked(rec, h[:2])] == want
 
 
 def test_other_llama_cpp_python_releases_are_refused(runtime_bundle, monkeypatch):

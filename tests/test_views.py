@@ -74,6 +74,18 @@ def test_fuse_is_a_mixture_of_the_views():
         fuse([a], 0)
 
 
+def test_fuse_combines_raw_logprobs_by_the_same_rule():
+    a = ([1, 2, 3], [math.log(0.4), math.log(0.3), math.log(0.1)], [math.log(0.04), math.log(0.03), math.log(0.01)])
+    b = ([2, 4], [math.log(0.5), math.log(0.2)], [math.log(0.1), math.log(0.02)])
+    items, scores, logprobs = fuse([a, b], 10)
+    assert (items, scores) == fuse([a[:2], b[:2]], 10)  # the ranking is the scores' alone
+    want = {1: 0.02, 2: 0.065, 3: 0.005, 4: 0.01}  # mean over views, 0 where a view lacks it
+    np.testing.assert_allclose(logprobs, [math.log(want[i]) for i in items])
+    assert fuse([a], 2) == ([1, 2], a[1][:2], a[2][:2])  # one view: cut to k
+    with pytest.raises(InvalidArgumentError, match="all \\(items, scores\\)"):
+        fuse([a, b[:2]], 3)
+
+
 # --- a 2-view model on the synthetic data ------------------------------------------------------
 pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
 TINY = ["--hidden", "48", "--layers", "2", "--heads", "4", "--prompts", "en-seq"]

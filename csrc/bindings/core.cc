@@ -38,10 +38,12 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Errors: C++ -> genrec_lite.errors (imported lazily, when the first error is raised).
 
-void raise_python(const char* cls, const char* msg, PyObject* fallback, nb::handle value = {}) {
+// Raises genrec_lite.errors.<cls>(msg, **attrs).
+void raise_python(const char* cls, const char* msg, PyObject* fallback, nb::dict attrs = {}) {
   try {
     nb::object type = nb::module_::import_("genrec_lite.errors").attr(cls);
-    nb::object inst = value.is_valid() ? type(msg, "value"_a = value) : type(msg);
+    nb::object inst = nb::steal(PyObject_Call(type.ptr(), nb::make_tuple(msg).ptr(), attrs.ptr()));
+    if (!inst.is_valid()) throw nb::python_error();
     PyErr_SetObject(type.ptr(), inst.ptr());
   } catch (const nb::python_error&) {  // the package is not importable: a builtin type will do
     PyErr_SetString(fallback, msg);
@@ -52,8 +54,17 @@ void translate_errors(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
   } catch (const genrec::UnknownItem& e) {
-    nb::object id = nb::int_(e.item_id());
-    raise_python("UnknownItemError", e.what(), PyExc_KeyError, id);
+    nb::dict attrs;
+    attrs["value"] = nb::int_(e.item_id());
+    raise_python("UnknownItemError", e.what(), PyExc_KeyError, attrs);
+  } catch (const genrec::ModelOutputError& e) {
+    nb::dict attrs;
+    attrs["request"] = e.request();
+    attrs["level"] = e.level();
+    attrs["token"] = e.token();
+    attrs["code"] = e.code() >= 0 ? nb::object(nb::int_(e.code())) : nb::none();
+    attrs["value"] = e.value();
+    raise_python("ModelOutputError", e.what(), PyExc_RuntimeError, attrs);
   } catch (const genrec::InvalidArgument& e) {
     raise_python("InvalidArgumentError", e.what(), PyExc_ValueError);
   } catch (const genrec::Error& e) {
@@ -558,11 +569,13 @@ nb::list results_to_python(std::vector<genrec::SearchResult>&& results, int leve
     nb::dict d;
     d["items"] = vector_array(std::move(r.items));
     d["scores"] = vector_array(std::move(r.scores));
+    d["logprobs"] = vector_array(std::move(r.logprobs));
     auto* heap = new std::vector<int32_t>(std::move(r.sids));
     if (heap->capacity() == 0) heap->reserve(1);
     nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
     d["sids"] = nb::ndarray<nb::numpy, int32_t>(heap->data(), {n_beams, L}, owner);
     d["sid_scores"] = vector_array(std::move(r.sid_scores));
+    d["sid_logprobs"] = vector_array(std::move(r.sid_logprobs));
     out.append(d);
   }
   return out;
@@ -600,13 +613,20 @@ Protocol: while not done, give step() the logits of the `rows` current rows (lev
 request's prompt, last position, in request order). After a step, row j of the next level extends
 row parents[j] by token tokens[j]; rows are grouped by request (row_request) and ranked best
 first. results() after the last level: per request {items (int64, <= k), scores (float32),
-sids (int32, (beams, levels)), sid_scores (float32)}, best first.
+logprobs (float32), sids (int32, (beams, levels)), sid_scores (float32), sid_logprobs
+(float32)}, best first.
 
 At each level the logits of the allowed SID tokens (codes with an active item below them that
 passes the request's allow/deny lists) are log-softmaxed (float64) over those codes only; a
-request keeps its `beam` best candidates (ties: the smaller SID first). The same rule as the
-PyTorch reference decoder. The trie is kept alive by the search; many searches may run at once on
-one trie, also while set_active() changes it. The GIL is released in step() and results().)doc";
+request keeps its `beam` best candidates (ties: the smaller SID first). A score is the sum of
+those renormalised log-probabilities, so it moves when the allowed codes change (a paused or
+filtered sibling raises it). A logprob is the model's raw log-probability of the SID: the sum over
+levels of logit[token] - logsumexp(the whole logits row), which no catalog change moves. A NaN or
++inf among a row's allowed logits, or anywhere in the row of a beam that continues, raises
+ModelOutputError (naming the request, level, token and value); -inf is a mask (a row of -inf
+only is a dead beam). The same rule as the PyTorch reference decoder. The trie is kept alive by
+the search; many searches may run at once on one trie, also while set_active() changes it. The
+GIL is released in step() and results().)doc";
 
 void beam_init(PyBeamSearch* self, nb::object trie, nb::handle token_table, nb::handle requests) {
   const genrec::SidTrie& t = nb::cast<const genrec::SidTrie&>(trie);
@@ -838,6 +858,9 @@ NB_MODULE(_core, m) {
       .def_prop_ro("row_scores", [](const PyBeamSearch& b) {
         return locked_copy(b, &genrec::BeamSearch::row_scores);
       }, nb::rv_policy::move, "Score of each current row so far (float64).")
+      .def_prop_ro("row_logprobs", [](const PyBeamSearch& b) {
+        return locked_copy(b, &genrec::BeamSearch::row_logprobs);
+      }, nb::rv_policy::move, "Raw log-probability of each current row so far (float64).")
       .def("step", &beam_step, "logits"_a,
            "Score one level: logits (rows, vocab), float32 (other dtypes are converted); rows may "
            "be any stride apart.")
@@ -855,7 +878,7 @@ NB_MODULE(_core, m) {
           r = b.search->results();
         }
         return results_to_python(std::move(r), b.search->levels());
-      }, "Per request: {items, scores, sids, sid_scores}, after the last level.")
+      }, "Per request: {items, scores, logprobs, sids, sid_scores, sid_logprobs}, after the last level.")
       .def("__repr__", [](const PyBeamSearch& b) -> std::string {
         std::unique_lock<std::mutex> lock(b.busy, std::try_to_lock);
         if (!lock.owns_lock()) return "BeamSearch(<in use by another thread>)";

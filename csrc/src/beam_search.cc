@@ -25,6 +25,19 @@ inline bool ranks_before(double sa, uint32_t na, double sb, uint32_t nb) noexcep
   return sa > sb || (sa == sb && na < nb);
 }
 
+// 2^k for kd = k + shift, the rounding trick of the exp kernels below (shift = 1.5 * 2^mantissa_bits,
+// so k sits in kd's low mantissa bits): the bits of 2^k are (k + bias) << mantissa_bits.
+template <class F, class Bits>
+inline F pow2_of_shifted(F kd, F shift, Bits bias, int mantissa_bits) noexcept {
+  Bits kbits, shift_bits;
+  std::memcpy(&kbits, &kd, sizeof kd);
+  std::memcpy(&shift_bits, &shift, sizeof shift);
+  const Bits scale_bits = (kbits - shift_bits + bias) << mantissa_bits;
+  F scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return scale;
+}
+
 // exp(x) for x <= 0 (not NaN), in double, to about 1 ulp: x = k ln2 + r with |r| <= ln2 / 2 (ln2
 // split in two so k * ln2_hi is exact), exp(r) by its Taylor series to degree 13 (truncation
 // below 1e-17), times 2^k. Below -700 the result is 0, which leaves a softmax sum >= 1 unchanged.
@@ -48,13 +61,32 @@ inline double exp_nonpositive(double x) noexcept {
   const double r = (xc - k * kLn2Hi) - k * kLn2Lo;
   double p = kTaylor[13];
   for (int i = 12; i >= 0; --i) p = p * r + kTaylor[i];
-  uint64_t kbits, shift_bits;
-  std::memcpy(&kbits, &kd, sizeof kd);
-  std::memcpy(&shift_bits, &kShift, sizeof kShift);
-  const uint64_t scale_bits = (kbits - shift_bits + 1023u) << 52;  // 2^k, k in [-1010, 0]
-  double scale;
-  std::memcpy(&scale, &scale_bits, sizeof scale);
-  return x < kExpMin ? 0.0 : p * scale;
+  return x < kExpMin ? 0.0 : p * pow2_of_shifted<double, uint64_t>(kd, kShift, 1023, 52);  // k in [-1010, 0]
+}
+
+// exp(d) for d <= 0 (not NaN) in float32: the kernel of log_sum_exp_row, which reads `vocab`
+// logits a row, so it is built for speed. d = k ln2 + r with |r| <= ln2 / 2 (ln2 in two parts),
+// exp(r) by its Taylor series to degree 7 (truncation below 1e-8 relative) in Horner form with
+// fused multiply-adds, times 2^k; d below -80 counts as -80 (e^-80 < 2e-35 adds nothing next to
+// the row maximum's term 1, and 2^k stays a normal float). Each step is one IEEE operation (an
+// FMA rounds once), so the AVX2 path, the scalar path (std::fma) and the numpy copy in the tests
+// give the same bits; within 2 ulp of float of exp.
+constexpr float kExpMinF = -80.0f;
+constexpr float kLog2eF = 1.4426950216293335f;
+constexpr float kLn2HiF = 0.693145751953125f;  // 0x3f317200: 16 significant bits
+constexpr float kLn2LoF = 1.428606765330187e-06f;
+constexpr float kShiftF = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+constexpr float kTaylorF[8] = {1.0f, 1.0f, 0.5f, 0.1666666716337204f, 0.0416666679084301f,
+                               0.008333333767950535f, 0.0013888889225199819f, 0.00019841270113829523f};
+
+inline float exp_nonpositive_f32(float d) noexcept {
+  const float xc = d < kExpMinF ? kExpMinF : d;
+  const float kd = std::fma(xc, kLog2eF, kShiftF);
+  const float k = kd - kShiftF;
+  const float r = std::fma(-k, kLn2LoF, std::fma(-k, kLn2HiF, xc));
+  float p = kTaylorF[7];
+  for (int i = 6; i >= 0; --i) p = std::fma(p, r, kTaylorF[i]);
+  return p * pow2_of_shifted<float, uint32_t>(kd, kShiftF, 127, 23);  // k in [-116, 0]
 }
 
 // out[j] = exp(x[j] - m) for j < n (x[j] <= m, no NaN).
@@ -83,6 +115,66 @@ void exp_shifted(const double* x, double m, double* out, size_t n) noexcept {
 }
 
 }  // namespace
+
+double log_sum_exp_row(const float* row, int64_t n) noexcept {
+  constexpr float kInfF = std::numeric_limits<float>::infinity();
+  const size_t len = n > 0 ? static_cast<size_t>(n) : 0;
+  // Pass 1: the maximum, and whether any value is NaN or +inf (!(v < inf)).
+  float m = -kInfF;
+  bool bad = false;
+  size_t j = 0;
+#if defined(__AVX2__)
+  {
+    __m256 vmax = _mm256_set1_ps(-kInfF), vbad = _mm256_setzero_ps();
+    const __m256 vinf = _mm256_set1_ps(kInfF);
+    for (; j + 8 <= len; j += 8) {
+      const __m256 v = _mm256_loadu_ps(row + j);
+      vmax = _mm256_max_ps(vmax, v);
+      vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(v, vinf, _CMP_NLT_UQ));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    for (float v : lanes) m = v > m ? v : m;
+    bad = _mm256_movemask_ps(vbad) != 0;
+  }
+#endif
+  for (; j < len; ++j) {
+    const float v = row[j];
+    bad |= !(v < kInfF);
+    m = v > m ? v : m;
+  }
+  if (bad) return std::numeric_limits<double>::quiet_NaN();
+  if (m == -kInfF) return kNegInf;  // nothing finite (a row with a kept candidate never is)
+  // Pass 2 (the row is in cache now): sum of exp(x - m) in double, lane j mod 8.
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  {
+    const __m256 vm = _mm256_set1_ps(m), vmin = _mm256_set1_ps(kExpMinF), vlog2e = _mm256_set1_ps(kLog2eF);
+    const __m256 vshift = _mm256_set1_ps(kShiftF), vhi = _mm256_set1_ps(kLn2HiF), vlo = _mm256_set1_ps(kLn2LoF);
+    const __m256i bias = _mm256_set1_epi32(127), shift_bits = _mm256_castps_si256(vshift);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    for (; j + 8 <= len; j += 8) {
+      const __m256 xc = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm), vmin);
+      const __m256 kd = _mm256_fmadd_ps(xc, vlog2e, vshift);
+      const __m256 k = _mm256_sub_ps(kd, vshift);
+      const __m256 r = _mm256_fnmadd_ps(k, vlo, _mm256_fnmadd_ps(k, vhi, xc));
+      __m256 p = _mm256_set1_ps(kTaylorF[7]);
+      for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kTaylorF[i]));
+      const __m256i e = _mm256_slli_epi32(
+          _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(kd), shift_bits), bias), 23);
+      const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+      acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+      acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    _mm256_storeu_pd(acc, acc_lo);
+    _mm256_storeu_pd(acc + 4, acc_hi);
+  }
+#endif
+  for (; j < len; ++j) acc[j & 7] += static_cast<double>(exp_nonpositive_f32(row[j] - m));
+  const double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  return static_cast<double>(m) + std::log(sum);
+}
 
 BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests)
     : trie_(trie), requests_(std::move(requests)), levels_(trie.levels()) {
@@ -149,13 +241,13 @@ BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::ve
   for (size_t r = 0; r < n; ++r) row_request_[r] = static_cast<int32_t>(r);
   node_.assign(n, 0u);
   score_.assign(n, 0.0);
+  raw_.assign(n, 0.0);
   // Room for the widest level up front, so the steps themselves do not allocate.
   const size_t cap = std::min<size_t>(total_beam, size_t{1} << 16);
   for (auto* v : {&next_request_, &next_parents_, &next_tokens_, &row_request_, &parents_, &tokens_}) v->reserve(cap);
   next_node_.reserve(cap);
   node_.reserve(cap);
-  next_score_.reserve(cap);
-  score_.reserve(cap);
+  for (auto* v : {&next_score_, &score_, &next_raw_, &raw_}) v->reserve(cap);
 }
 
 void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
@@ -310,6 +402,25 @@ double BeamSearch::load_logits(size_t n, const float* row, int64_t vocab) {
   return nan ? std::numeric_limits<double>::quiet_NaN() : m;
 }
 
+void BeamSearch::bad_allowed_logit(int32_t r, size_t n) const {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (size_t j = 0; j < n; ++j) {
+    const double x = logit_buf_[j];
+    if (!(x < kInf)) throw ModelOutputError(r, level_, tok_buf_[j], trie_.node_code(level_ + 1, child_buf_[j]), x);
+  }
+  throw Error("internal: no NaN or +inf among the logits reported to hold one");
+}
+
+void BeamSearch::check_rows(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
+                            int64_t vocab, const Overlay* ov) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (size_t i = begin; i < end; ++i) {
+    const size_t n = gather(i, ov);
+    if (n > 0 && !(load_logits(n, logits + static_cast<int64_t>(i) * row_stride, vocab) < kInf))
+      bad_allowed_logit(r, n);
+  }
+}
+
 void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
                                 int64_t vocab) {
   const int32_t o = overlay_of_[static_cast<size_t>(r)];
@@ -329,8 +440,12 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
   for (size_t i = begin; i < end; ++i) {
     const double base = score_[i];
     // A candidate never scores above its row (its log-probability is <= 0, also after rounding),
-    // and rows come best first: once a row cannot beat a full heap, no later row can.
-    if (full && base < worst) break;
+    // and rows come best first: once a row cannot beat a full heap, no later row can (their
+    // allowed logits are still checked: a broken model output is an error wherever it shows).
+    if (full && base < worst) {
+      check_rows(r, i, end, logits, row_stride, vocab, ov);
+      break;
+    }
     const float* row = logits + static_cast<int64_t>(i) * row_stride;
     if (prefetch && i + 1 < node_.size()) {
       const float* next = row + row_stride;
@@ -341,7 +456,8 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     if (n == 0) continue;  // a dead beam: nothing valid below its prefix
     // log-softmax over the allowed codes, in double, summed in code order
     const double m = load_logits(n, row, vocab);
-    if (!std::isfinite(m)) continue;  // all -inf, +inf or NaN: no finite score (the reference drops them)
+    if (!(m < std::numeric_limits<double>::infinity())) bad_allowed_logit(r, n);  // NaN or +inf
+    if (m == kNegInf) continue;  // all -inf: a dead beam
     const double* x = logit_buf_.data();
     double* ex = exp_buf_.data();
     exp_shifted(x, m, ex, n);
@@ -370,13 +486,28 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
   }
   std::sort_heap(heap_.begin(), heap_.end(), worse_first);  // best first
   const int d = level_ + 1;
+  const int32_t* level_tokens = tok_.data() + tok_begin_[static_cast<size_t>(level_)];
+  // Raw log-probabilities: one whole-row logsumexp per row that keeps a candidate.
+  row_lse_.assign(end - begin, std::numeric_limits<double>::quiet_NaN());
   for (const Candidate& c : heap_) {
+    const size_t i = static_cast<size_t>(c.row);
+    const float* row = logits + static_cast<int64_t>(i) * row_stride;
+    const int32_t tok = level_tokens[trie_.node_code(d, c.node)];  // checked in load_logits
+    double& lse = row_lse_[i - begin];
+    if (lse != lse) {
+      lse = log_sum_exp_row(row, vocab);
+      if (lse != lse) {  // a NaN or +inf outside the allowed logits (those were checked)
+        int64_t t = 0;
+        while (row[t] < std::numeric_limits<float>::infinity()) ++t;
+        throw ModelOutputError(r, level_, static_cast<int32_t>(t), -1, row[t]);
+      }
+    }
     next_request_.push_back(r);
     next_node_.push_back(c.node);
     next_score_.push_back(c.score);
+    next_raw_.push_back(raw_[i] + (static_cast<double>(row[tok]) - lse));
     next_parents_.push_back(c.row);
-    next_tokens_.push_back(tok_[tok_begin_[static_cast<size_t>(level_)] +  // checked in load_logits
-                                static_cast<size_t>(trie_.node_code(d, c.node))]);
+    next_tokens_.push_back(tok);
   }
 }
 
@@ -398,6 +529,7 @@ void BeamSearch::step(const float* logits, int64_t row_stride, int64_t vocab) {
   next_request_.clear();
   next_node_.clear();
   next_score_.clear();
+  next_raw_.clear();
   next_parents_.clear();
   next_tokens_.clear();
   for (size_t i = 0; i < n_rows;) {  // rows are grouped by request
@@ -410,18 +542,21 @@ void BeamSearch::step(const float* logits, int64_t row_stride, int64_t vocab) {
   row_request_.swap(next_request_);
   node_.swap(next_node_);
   score_.swap(next_score_);
+  raw_.swap(next_raw_);
   parents_.swap(next_parents_);
   tokens_.swap(next_tokens_);
   ++level_;
 }
 
-void BeamSearch::expand_items(uint32_t leaf, const Overlay* ov, float score, size_t k, SearchResult& out) const {
+void BeamSearch::expand_items(uint32_t leaf, const Overlay* ov, float score, float logprob, size_t k,
+                              SearchResult& out) const {
   // Items of different leaves are different, and a request's final beams are different leaves,
   // so the expansion needs no duplicate check.
   const int L = levels_;
   auto add = [&](uint32_t p) {
     out.items.push_back(trie_.item_at(p));
     out.scores.push_back(score);
+    out.logprobs.push_back(logprob);
   };
   const uint32_t b = trie_.child_begin(L, leaf), e = trie_.child_begin(L, leaf + 1);
   if (ov == nullptr) {
@@ -470,12 +605,13 @@ std::vector<SearchResult> BeamSearch::results() const {
       res.sids[at + static_cast<size_t>(d - 1)] = trie_.node_code(d, v);
       v = trie_.node_parent(d, v);
     }
-    const float sc = static_cast<float>(score_[i]);
+    const float sc = static_cast<float>(score_[i]), lp = static_cast<float>(raw_[i]);
     res.sid_scores.push_back(sc);
+    res.sid_logprobs.push_back(lp);
     const size_t k = static_cast<size_t>(requests_[r].k);
     if (res.items.size() < k) {
       const int32_t o = overlay_of_[r];
-      expand_items(node_[i], o < 0 ? nullptr : &overlays_[static_cast<size_t>(o)], sc, k, res);
+      expand_items(node_[i], o < 0 ? nullptr : &overlays_[static_cast<size_t>(o)], sc, lp, k, res);
     }
   }
   return out;

@@ -361,12 +361,19 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
           : 0;
   const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx,
                                   info.n_ctx - later_reserved, tokens.levels, prompts, requests);
-  try {
-    for (size_t i = 0; i < groups.size(); ++i)
-      search_group(run, info, trie, tokens, prompts, requests, groups[i], pre, i == 0, out);
-  } catch (...) {
-    run.clear();  // leave the context reusable
+  const auto reset = [&] {  // leave the context reusable, its prefix cache empty
+    run.clear();
     if (cache != nullptr) cache->tokens.clear();
+  };
+  size_t g = 0;
+  try {
+    for (; g < groups.size(); ++g)
+      search_group(run, info, trie, tokens, prompts, requests, groups[g], pre, g == 0, out);
+  } catch (const ModelOutputError& e) {
+    reset();
+    throw e.for_batch(static_cast<int64_t>(groups[g].begin));  // a group numbers its requests from 0
+  } catch (...) {
+    reset();
     throw;
   }
   keep_only_prefix(run, pre);

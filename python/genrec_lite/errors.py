@@ -39,6 +39,28 @@ class UnknownItemError(DataError, KeyError):
         return Exception.__str__(self)
 
 
+class ModelOutputError(GenrecError):
+    """The model's logits hold a NaN or +inf where a search reads them (a broken model output that
+    must not pass for an empty or a wrong answer). Names the request (its index in the batch), the
+    SID level, the token, the token's SID code when it is one the trie allowed there (else None)
+    and the value. The C++ search and the reference decoder raise it with the same message."""
+
+    def __init__(self, message: str, *, request: int, level: int, token: int, code: int | None,
+                 value: float):
+        super().__init__(message)
+        self.request, self.level, self.token, self.code, self.value = request, level, token, code, value
+
+    @classmethod
+    def at(cls, request: int, level: int, token: int, code: int | None, value: float
+           ) -> "ModelOutputError":
+        """The error with the C++ core's message (genrec/errors.h)."""
+        where = f" (SID code {code}, allowed)" if code is not None else " (in the row of a beam that continues)"
+        shown = "nan" if value != value else "inf"
+        return cls(f"request {request}, SID level {level}: the model's logit of token {token}{where} is "
+                   f"{shown}; expected a finite value or -inf (the model's output is broken)",
+                   request=request, level=level, token=token, code=code, value=value)
+
+
 class ArtifactError(GenrecError):
     """A saved artefact (SID table, checkpoint, bundle) is missing, truncated or corrupted."""
 

@@ -10,14 +10,30 @@
 //                 codes only; a candidate's score is its row's score plus that log-probability;
 //                 each request keeps its `beam` best candidates over all its rows and codes
 //                 (ties: the lexicographically smaller SID first); rows with no allowed code and
-//                 candidates whose score is not finite (inf/NaN logits) are dropped;
+//                 candidates whose logit is -inf are dropped (a row whose allowed logits are all
+//                 -inf is a dead beam). A NaN or +inf among a row's allowed logits throws
+//                 ModelOutputError (every row is checked, also those that cannot place a
+//                 candidate). For each kept candidate the raw log-probability is also carried:
+//                 its row's plus logit[token] - logsumexp(the whole logits row), i.e. the model's
+//                 own probability of the SID, not renormalised over the allowed codes, so it does
+//                 not move when other items are paused or filtered. It is computed once per row
+//                 that keeps a candidate (a pass over the row's `vocab` logits), and a NaN or +inf
+//                 anywhere in such a row throws ModelOutputError too;
 //   parents()/tokens()  after a step below the last level: new row j extends input row
 //                 parents()[j] by token tokens()[j] (the caller extends its KV cache so);
 //   results()     after the last level: each request's final beams, best first, expanded to
 //                 their items (a SID shared by several items gives them in the trie's build-row
-//                 order), first k kept, each with its beam's score.
+//                 order), first k kept, each with its beam's score and raw log-probability.
 // This is the rule of the PyTorch reference decoder (genrec_lite.train.decode). A request with no
-// valid continuation has no rows from then on and an empty result.
+// valid continuation has no rows from then on and an empty result. A step that throws
+// ModelOutputError names the first bad logit in request order (within a request: the allowed
+// logits of its rows in row and code order, then the rows of its kept candidates, best first).
+//
+// The logsumexp of a whole row (log_sum_exp_row) runs in float32 SIMD: m = the row's maximum,
+// e_j = exp(x_j - m) by a float32 kernel (range reduction by ln2, Taylor series to degree 7,
+// each step one IEEE operation or FMA), the e_j summed in double in 8 lanes (j mod 8, lanes
+// combined pairwise), lse = m + log(sum); the tests repeat it in numpy bit for bit, and it is
+// within 1e-6 of the exact float64 value.
 //
 // Filters act inside the walk: a code is allowed only if at least one item below it is active
 // (the trie's mask), in the request's allow list (when it has one) and not in its deny list, so a
@@ -25,8 +41,9 @@
 // allow/deny that the trie does not hold are ignored (a catalog may list ads the bundle lacks).
 //
 // Cost: step() reads only the SID columns of each row (the children of the row's trie node),
-// keeps a bounded heap per request, skips rows that can no longer place a candidate, and reuses
-// its buffers (no allocation once they have grown); a filter costs O(|list| x (log n + L)) once at
+// keeps a bounded heap per request, only checks rows that can no longer place a candidate, reads
+// whole rows only for the rows that keep a candidate (at most beam per request and level), and
+// reuses its buffers (no allocation once they have grown); a filter costs O(|list| x (log n + L)) once at
 // construction, then O(log |list|) per row and step.
 //
 // Thread safety: a BeamSearch is one search, used by one thread at a time; any number of them may
@@ -66,10 +83,15 @@ struct SearchRequest {
 
 struct SearchResult {
   std::vector<int64_t> items;  // <= k items, best first
-  std::vector<float> scores;
-  std::vector<int32_t> sids;   // final beams (n x levels), best first
+  std::vector<float> scores;    // log-probability renormalised over the allowed codes per level
+  std::vector<float> logprobs;  // the model's raw log-probability of the item's SID
+  std::vector<int32_t> sids;    // final beams (n x levels), best first
   std::vector<float> sid_scores;
+  std::vector<float> sid_logprobs;
 };
+
+/// log(sum_j exp(row[j])) over j < n, as described above; NaN when the row holds a NaN or +inf.
+double log_sum_exp_row(const float* row, int64_t n) noexcept;
 
 class BeamSearch {
  public:
@@ -88,11 +110,14 @@ class BeamSearch {
   const std::vector<int32_t>& row_request() const noexcept { return row_request_; }
   /// Row score so far (the summed log-probabilities of the row's prefix).
   const std::vector<double>& row_scores() const noexcept { return score_; }
+  /// Row raw log-probability so far (summed over the prefix's levels, whole-row softmax).
+  const std::vector<double>& row_logprobs() const noexcept { return raw_; }
 
   /// Scores one level. logits: rows() rows, row i at logits + i * row_stride, each a full logit
   /// row whose SID token ids must be < row_stride. May be null when rows() is 0. Throws
   /// InvalidArgument after the last level, or when an allowed code has no token in the table or
-  /// one outside the row (the search is then unchanged; the table is checked only where read).
+  /// one outside the row (the table is checked only where read); ModelOutputError for a NaN or
+  /// +inf logit (see above). The search is unchanged after a throw.
   void step(const float* logits, int64_t row_stride);
   /// Same, for rows of vocab logits laid out row_stride >= vocab floats apart (a strided view).
   void step(const float* logits, int64_t row_stride, int64_t vocab);
@@ -104,7 +129,8 @@ class BeamSearch {
   const std::vector<int32_t>& tokens() const noexcept { return tokens_; }
 
   /// Per request, after the last level (throws InvalidArgument before): items (<= k, best first,
-  /// active and passing the filters when read), their scores, and the final beams' SIDs and scores.
+  /// active and passing the filters when read), their scores and raw log-probabilities, and the
+  /// final beams' SIDs, scores and raw log-probabilities.
   std::vector<SearchResult> results() const;
 
  private:
@@ -130,9 +156,15 @@ class BeamSearch {
   // NaN). Throws for a token id outside the row.
   double load_logits(size_t n, const float* row, int64_t vocab);
   [[noreturn]] static void bad_token(int level, int32_t code, int32_t tok, int64_t vocab);
+  // Throws ModelOutputError for the first NaN / +inf of the n loaded logits of request r's row.
+  [[noreturn]] void bad_allowed_logit(int32_t r, size_t n) const;
+  // Rows [begin, end) of request r that cannot place a candidate: only checked for bad logits.
+  void check_rows(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
+                  int64_t vocab, const Overlay* ov);
   void select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
                       int64_t vocab);
-  void expand_items(uint32_t leaf, const Overlay* ov, float score, size_t k, SearchResult& out) const;
+  void expand_items(uint32_t leaf, const Overlay* ov, float score, float logprob, size_t k,
+                    SearchResult& out) const;
 
   const SidTrie& trie_;
   std::vector<SearchRequest> requests_;
@@ -141,15 +173,16 @@ class BeamSearch {
   int levels_ = 0;
   int level_ = 0;
 
-  // Current rows: request, trie node at depth level_, score.
+  // Current rows: request, trie node at depth level_, score, raw log-probability.
   std::vector<int32_t> row_request_;
   std::vector<uint32_t> node_;
-  std::vector<double> score_;
+  std::vector<double> score_, raw_;
   std::vector<int32_t> parents_, tokens_;
   // The next level, built by step() and swapped in at its end (so a throwing step changes nothing).
   std::vector<int32_t> next_request_, next_parents_, next_tokens_;
   std::vector<uint32_t> next_node_;
-  std::vector<double> next_score_;
+  std::vector<double> next_score_, next_raw_;
+  std::vector<double> row_lse_;  // whole-row logsumexp of a request's rows (NaN: not computed)
   // Scratch reused across rows and steps.
   std::vector<uint32_t> child_buf_;
   std::vector<int32_t> tok_buf_;

@@ -71,7 +71,9 @@ struct LlamaSchedule {
 };
 
 /// Runs the search. prompts[i] are the token ids of request i. Throws InvalidArgument for a
-/// request that cannot fit the context, Error when llama_decode fails. If record is given, the
+/// request that cannot fit the context, ModelOutputError (numbering request i as i) for NaN or
+/// +inf logits, Error when llama_decode fails; after any error the context is cleared (and its
+/// prefix cache emptied), so the next call runs on it as on a fresh one. If record is given, the
 /// schedule of llama.cpp operations is appended to it. With a prefix cache (the context's own,
 /// n_seq_max >= 2), shared prompt prefixes are reused across calls as described above.
 std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,

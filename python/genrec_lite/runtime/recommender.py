@@ -1,7 +1,7 @@
 """`Recommender`: serve an exported bundle in-process (no torch).
 
     rec = Recommender.load("bundle/", n_threads=2)
-    rec.recommend([12, 7, 301], k=10)                 # -> [Recommendation(item_id, score, sid, title)]
+    rec.recommend([12, 7, 301], k=10)                 # -> [Recommendation(item_id, score, sid, title, logprob)]
     rec.recommend_batch([{"history": [12, 7]}, {"history": [5], "deny": [9]}])
     rec.add_items([{"item_id": 90001, "title": "...", "brand": "..."}])   # cold start, no retraining
     rec.set_active([90001], False)                    # paused ad: never recommended until resumed
@@ -49,14 +49,30 @@ ONNX_MAX_BEAM = 256  # the ONNX backend copies every beam's KV cache per level: 
 
 @dataclass(frozen=True)
 class Recommendation:
+    """One recommended item.
+
+    score: what the list is ranked by. The log-probability of the item's SID under the model with
+    each SID level renormalised over the codes this request could take there (codes with an
+    active item below them that passes its allow/deny lists): the sum over levels of
+    log-softmax over those codes only. It moves with the catalog: pausing, removing or filtering
+    out an item raises the scores of its siblings (they share its probability).
+    logprob: the model's own log-probability of the item's SID, not renormalised: the sum over
+    levels of logit[SID token] - logsumexp(the whole logits row). No catalog change or filter
+    moves it (only the request and the model do), and logprob <= score. Use it where a value must
+    be comparable across time and requests: bids, thresholds.
+    Several SID views: each is the log of the mean over the views of the probability (exp of the
+    value) that view gives the item, 0 where the view's beam did not reach it. Items that share
+    one SID share both values."""
+
     item_id: int
-    score: float          # summed log-probability of the item's SID under the model (several
-                          # views: log of the mean over the views of that probability)
+    score: float
     sid: str              # in the primary view
     title: str
+    logprob: float
 
     def to_dict(self) -> dict:
-        return {"item_id": self.item_id, "score": self.score, "sid": self.sid, "title": self.title}
+        return {"item_id": self.item_id, "score": self.score, "logprob": self.logprob,
+                "sid": self.sid, "title": self.title}
 
 
 class _Loaded:
@@ -382,7 +398,7 @@ class Recommender:
             texts = [self._text(loaded, view, h, r["profile"]) for h, r in zip(histories, requests)]
             results = loaded.backend.search(state.tries[v], loaded.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
-                a.append((res["items"].tolist(), res["scores"].tolist()))
+                a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
         return [self._answer(state, *fuse(a, q["k"])) for a, q in zip(answers, search_reqs)]
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
@@ -414,9 +430,10 @@ class Recommender:
         return known[-loaded.max_history:]  # the model's window: the newest items
 
     @staticmethod
-    def _answer(state: CatalogState, items, scores) -> list[Recommendation]:
-        return [Recommendation(int(item), float(score), state.sids.sid(item), state.title(item))
-                for item, score in zip(items, scores)]
+    def _answer(state: CatalogState, items, scores, logprobs) -> list[Recommendation]:
+        return [Recommendation(int(item), float(score), state.sids.sid(item), state.title(item),
+                               float(logprob))
+                for item, score, logprob in zip(items, scores, logprobs)]
 
     # --- live catalog ------------------------------------------------------------------------
     def add_items(self, items: Sequence[Mapping], vectors: np.ndarray | None = None) -> list[str]:

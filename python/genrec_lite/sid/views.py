@@ -117,38 +117,56 @@ class SidViews:
         return cls(views)
 
 
-def fuse(answers: Sequence[tuple[Sequence[int], Sequence[float]]], k: int
-         ) -> tuple[list[int], list[float]]:
+def fuse(answers: Sequence[tuple[Sequence[int], Sequence[float]]
+                   | tuple[Sequence[int], Sequence[float], Sequence[float]]], k: int
+         ) -> tuple[list[int], list[float]] | tuple[list[int], list[float], list[float]]:
     """One ranking from the views' answers to one request.
 
     answers[v] = (items, scores) of view v, best first, scores the log-probabilities of the items'
-    SIDs under the model. An item's fused score is log(mean over views of exp(score)), an item
-    missing from a view counting as probability 0; the k best are returned, best first, ties in
-    the order the items first appear (view 0's order, then view 1's, ...). With one view this is
-    that view's answer cut to k, scores unchanged."""
+    SIDs under the model, or (items, scores, logprobs) with the items' raw log-probabilities too.
+    An item's fused score is log(mean over views of exp(score)), an item missing from a view
+    counting as probability 0; the k best are returned, best first, ties in the order the items
+    first appear (view 0's order, then view 1's, ...). Raw log-probabilities are fused by the same
+    rule (log of the mean over views, 0 where a view lacks the item) and returned third, in the
+    same order, when every answer has them. With one view this is that view's answer cut to k,
+    values unchanged."""
     if k < 1:
         raise InvalidArgumentError(f"k={k}; expected >= 1")
     n = len(answers)
+    widths = {len(a) for a in answers}
+    if len(widths) != 1 or not widths <= {2, 3}:
+        raise InvalidArgumentError(f"answers of {n} views hold {sorted(widths)} values each; expected "
+                                   "all (items, scores) or all (items, scores, logprobs)")
     if n == 1:
-        items, scores = answers[0]
-        return [int(i) for i in items[:k]], [float(s) for s in scores[:k]]
-    per_item: dict[int, list[float]] = {}
-    for items, scores in answers:
+        items, *values = answers[0]
+        return ([int(i) for i in items[:k]], *([float(x) for x in v[:k]] for v in values))
+    per_item: dict[int, list[list[float]]] = {}  # item -> per value kind, its values over the views
+    for items, *values in answers:
         seen = set()
-        for item, score in zip(items, scores):
+        for item, *vals in zip(items, *values):
             item = int(item)
             if item in seen:  # a view names an item once (its best beam); be safe
                 continue
             seen.add(item)
-            per_item.setdefault(item, []).append(float(score))
+            for slot, v in zip(per_item.setdefault(item, [[] for _ in vals]), vals):
+                slot.append(float(v))
     log_n = math.log(n)
     fused = []
-    for order, (item, scores) in enumerate(per_item.items()):
-        top = max(scores)
-        if not math.isfinite(top):
-            continue
-        lse = top + math.log(sum(math.exp(s - top) for s in scores))
-        fused.append((-(lse - log_n), order, item))
-    fused.sort()
+    for order, (item, (scores, *rest)) in enumerate(per_item.items()):
+        score = _log_mean_exp(scores, log_n)
+        if math.isfinite(score):
+            fused.append((-score, order, item, [_log_mean_exp(v, log_n) for v in rest]))
+    fused.sort(key=lambda t: t[:2])
     best = fused[:k]
-    return [item for _, _, item in best], [-neg for neg, _, _ in best]
+    out = ([item for _, _, item, _ in best], [-neg for neg, _, _, _ in best])
+    if widths == {2}:
+        return out
+    return (*out, [rest[0] for _, _, _, rest in best])
+
+
+def _log_mean_exp(values: list[float], log_n: float) -> float:
+    """log(sum(exp(values)) / n): the log of the mean probability over n views (missing ones 0)."""
+    top = max(values)
+    if not math.isfinite(top):
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values)) - log_n

@@ -3,9 +3,16 @@
 For each prompt: one forward pass over the prompt, then one step per SID level for all beams of
 all prompts in the batch. At each level the logits of that level's SID tokens are masked to the
 codes the trie allows after the beam's prefix and log-softmaxed over those alone; beams are
-ranked by summed log-probabilities. It is the evaluation decoder and the parity reference for the
-C++ runtime. `constrained=False` decodes freely over the whole vocabulary instead, to measure how
-often an unconstrained model writes something that is not an item.
+ranked by summed log-probabilities (`scores`). Each beam also carries the model's raw
+log-probability of its SID (`logprobs`): the sum over levels of logit[token] - logsumexp(the whole
+logits row), not renormalised over the allowed codes. A NaN or +inf among a live beam's allowed
+logits, or anywhere in the row of a beam that continues, raises ModelOutputError (the first in
+request order; within a request the allowed logits first, by beam rank and code, then the rows
+of the kept beams, best first); -inf is a mask. It is the evaluation decoder and the parity
+reference for the C++ runtime (genrec/beam_search.h: the same rule, the same error).
+`constrained=False` decodes freely over the whole vocabulary instead, to measure how often an
+unconstrained model writes something that is not an item (its scores are then raw
+log-probabilities already, and logprobs equal them).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, require
+from ..errors import InvalidArgumentError, ModelOutputError, require
 
 torch = require("torch")
 
@@ -22,7 +29,8 @@ torch = require("torch")
 @dataclass
 class Recommendation:
     items: list[int]
-    scores: list[float]
+    scores: list[float]             # log-probability renormalised over the allowed codes per level
+    logprobs: list[float]           # the model's raw log-probability of the item's SID
     sids: list[tuple[int, ...]]     # the beams' SIDs, best first (several items may share one)
     valid: bool = True              # free decoding: whether the best beam is a real item
 
@@ -82,6 +90,7 @@ class ReferenceDecoder:
         next_pos = mask.sum(-1, keepdim=True)                        # (n, 1)
         n_levels = len(self.level_sizes)
         scores = torch.zeros(n, 1)                                   # (n, beams)
+        raws = torch.zeros(n, 1, dtype=torch.float64)                # raw log-probabilities
         prefixes = np.zeros((n, 1, 0), dtype=np.int32)               # (n, beams, level)
         for level in range(n_levels):
             b_now = scores.shape[1]
@@ -97,13 +106,19 @@ class ReferenceDecoder:
                 lp = torch.log_softmax(lvl.masked_fill(~allowed, float("-inf")), dim=-1)
                 # a dead beam (prefix with nothing below) has no allowed code: -inf, not NaN
                 lp = torch.nan_to_num(lp, nan=float("-inf"))
+                # the raw log-probability: the whole row's softmax (float32 logsumexp on the device)
+                raw_lp = lvl.double() - torch.logsumexp(flat.float(), dim=-1).double().cpu()[:, None]
             else:
                 lp = torch.log_softmax(flat.float().cpu(), dim=-1)
+                raw_lp = lp.double()
             cand = (scores.view(-1, 1) + lp).view(n, -1)             # (n, b*width)
             width = lp.shape[1]
             top = torch.topk(cand, min(beam, cand.shape[1]), dim=1)
             parent = (top.indices // width).numpy()
             choice = (top.indices % width).numpy()
+            if constrained:
+                self._check_logits(level, flat, lvl, allowed, scores, top.values, parent)
+            raws = (raws.view(-1, 1) + raw_lp).view(n, -1).gather(1, top.indices)
             scores = top.values
             prefixes = np.concatenate(
                 [np.take_along_axis(prefixes, parent[:, :, None], axis=1), choice[:, :, None]],
@@ -130,13 +145,38 @@ class ReferenceDecoder:
             cache = res.cache
             next_pos = next_pos + 1
             logits = res.logits[:, -1, :]
-        return [self._finish(prefixes[i], scores[i].numpy(), k, constrained) for i in range(n)]
+        return [self._finish(prefixes[i], scores[i].numpy(), raws[i].numpy(), k, constrained)
+                for i in range(n)]
 
-    def _finish(self, beams: np.ndarray, scores: np.ndarray, k: int, constrained: bool
-                ) -> Recommendation:
-        items, item_scores, sids, seen = [], [], [], set()
+    def _check_logits(self, level, flat, lvl, allowed, scores, new_scores, parent) -> None:
+        """The C++ search's rule for broken logits (genrec/beam_search.h): raise ModelOutputError
+        for the first NaN or +inf, by request, among the allowed logits of the live beams (rank,
+        then code order), then in the whole rows of the beams that keep a continuation."""
+        n, b_now = scores.shape
+        inf = float("inf")
+        live = torch.isfinite(scores.reshape(-1))
+        bad_allowed = (~(lvl < inf) & allowed & live[:, None]).view(n, b_now, -1)
+        bad_row = (~(flat < inf)).any(dim=-1).cpu().view(n, b_now)
+        if not bad_allowed.any() and not bad_row.any():
+            return
+        kept = torch.isfinite(new_scores)                            # (n, beam)
+        for r in range(n):
+            hit = bad_allowed[r].nonzero()
+            if len(hit):
+                j, code = (int(x) for x in hit[0])
+                raise ModelOutputError.at(r, level, int(self.token_table[level, code]), code,
+                                          float(lvl[r * b_now + j, code]))
+            for p in parent[r][kept[r].numpy()]:
+                if bad_row[r, p]:
+                    row = flat[r * b_now + int(p)]
+                    t = int((~(row < inf)).nonzero()[0])
+                    raise ModelOutputError.at(r, level, t, None, float(row[t]))
+
+    def _finish(self, beams: np.ndarray, scores: np.ndarray, raws: np.ndarray, k: int,
+                constrained: bool) -> Recommendation:
+        items, item_scores, item_raws, sids, seen = [], [], [], [], set()
         valid_first = True
-        for r, (row, sc) in enumerate(zip(beams, scores)):
+        for r, (row, sc, raw) in enumerate(zip(beams, scores, raws)):
             if not np.isfinite(sc):
                 continue
             if constrained:
@@ -156,4 +196,5 @@ class ReferenceDecoder:
                     seen.add(item)
                     items.append(int(item))
                     item_scores.append(float(sc))
-        return Recommendation(items, item_scores, sids, valid_first)
+                    item_raws.append(float(raw))
+        return Recommendation(items, item_scores, item_raws, sids, valid_first)
