@@ -352,6 +352,10 @@ class _Server:
         if self.reloading is not None:
             raise _Refusal(409, f"a reload of {self.reloading} is in progress; try again when it ends")
         self.reloading = bundle  # set and tested on the event loop: no race between two reloads
+        # a task of its own: a client that leaves does not cut the bookkeeping short
+        return await asyncio.shield(self._spawn(self._reload(bundle, catalog)))
+
+    async def _reload(self, bundle: str, catalog: str | None) -> dict:
         t0 = time.perf_counter()
         try:
             await self.in_admin(functools.partial(self.rec.reload, bundle, catalog=catalog))
@@ -366,9 +370,19 @@ class _Server:
     def on_sighup(self) -> None:
         if self.closing:
             return
-        task = asyncio.get_running_loop().create_task(self._sighup_reload())
-        self.background.add(task)  # keep a reference until it ends
-        task.add_done_callback(self.background.discard)
+        self._spawn(self._sighup_reload())
+
+    def _spawn(self, coro) -> asyncio.Task:
+        """A task that runs to its end even if nobody waits for it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its waiter (if any) has its own copy
 
     async def _sighup_reload(self) -> None:
         try:
