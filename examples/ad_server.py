@@ -68,7 +68,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from genrec_lite.errors import ClosedError, GenrecError
+from genrec_lite.errors import ClosedError, GenrecError, ModelOutputError
 from genrec_lite.runtime import Recommender
 
 log = logging.getLogger("genrec_lite.ad_server")
@@ -452,6 +452,9 @@ def create_app(bundle: str, *, mode: str = "batch", n_threads: int = 1, max_batc
                 return _error(503, "the server is shutting down")
             except asyncio.QueueFull:
                 return _error(503, "overloaded: too many requests are waiting")
+            except ModelOutputError as exc:  # the model's fault, not the request's
+                log.error("%s %s: %s", request.method, request.url.path, exc)
+                return _error(500, str(exc))
             except GenrecError as exc:
                 return _error(400, str(exc))
             except ClientDisconnect:  # nobody reads this answer

@@ -156,12 +156,17 @@ def test_a_bad_request_fails_alone_in_its_batch(server_module, rec, runtime_bund
 
     from genrec_lite.runtime import Recommender
 
-    poison = 987_654_321  # a history id this test makes recommend_batch fail on with a TypeError
+    from genrec_lite.errors import ModelOutputError
+
+    # history ids this test makes recommend_batch fail on: a bug, and a broken model output
+    poison, nan = 987_654_321, 987_654_322
     real = Recommender.recommend_batch
 
     def flaky(self, requests):
         if any(poison in r["history"] for r in requests):
             raise TypeError("a bug that only this request reaches")
+        if any(nan in r["history"] for r in requests):
+            raise ModelOutputError.at(0, 1, 9, 3, float("nan"))
         return real(self, requests)
 
     monkeypatch.setattr(Recommender, "recommend_batch", flaky)
@@ -181,11 +186,12 @@ def test_a_bad_request_fails_alone_in_its_batch(server_module, rec, runtime_bund
             elif i < len(hist) + len(bad):
                 r = client.post("/recommend", content=bad[i - len(hist)].encode())
             else:
-                r = client.post("/recommend", json={"history": [poison, *hist[0]], "k": 3})
+                first = poison if i == len(hist) + len(bad) else nan
+                r = client.post("/recommend", json={"history": [first, *hist[0]], "k": 3})
             got[i] = (r.status_code, r.json())
 
         # 200 ms of waiting per batch: the good, the bad and the poisoned arrive together
-        assert _in_threads(call, len(hist) + len(bad) + 1) == []
+        assert _in_threads(call, len(hist) + len(bad) + 2) == []
         batches = client.get("/health").json()["batches"]
     for i, w in enumerate(want):
         assert got[i][0] == 200 and [x["item_id"] for x in got[i][1]["items"]] == w
@@ -193,6 +199,8 @@ def test_a_bad_request_fails_alone_in_its_batch(server_module, rec, runtime_bund
         assert got[i][0] == 400, (text, got[i])
     status, answer = got[len(hist) + len(bad)]
     assert status == 500 and "TypeError" in answer["error"]
+    status, answer = got[len(hist) + len(bad) + 1]
+    assert status == 500 and "logit of token 9 (SID code 3, allowed) is nan" in answer["error"]
     assert batches < len(hist) + 1  # the good and the poisoned shared batches
 
 
