@@ -53,7 +53,7 @@ def test_train_eval_end_to_end(synthetic_sids, tmp_path, capsys):
         assert (ckpt / name).exists(), name
     meta = json.loads((ckpt / "genrec.json").read_text())
     assert meta["backbone"]["kind"] == "compact" and meta["data"]["n_examples"]["next_item"] > 1000
-    state = torch.load(ckpt / "last" / "trainer_state.pt", weights_only=False)
+    state = torch.load(ckpt / "last" / "trainer_state.pt", weights_only=True)
     losses = [h["loss"] for h in state["history"]]
     assert state["step"] == 120 and losses
     capsys.readouterr()
@@ -158,13 +158,36 @@ def test_resume_after_kill_is_exact(synthetic_sids, tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_resume_refuses_a_different_config(synthetic_sids, tmp_path, capsys):
+class _Trap:
+    """Unpickling it touches a file: proof that loading ran code from the pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_resume_refuses_another_config_and_a_foreign_state(synthetic_sids, tmp_path, capsys):
     ckpt = tmp_path / "c"
     base = ["train", "--sids", str(synthetic_sids), "--out", str(ckpt), "--eval-cases", "0", *TINY]
     assert main(base + ["--max-steps", "3"]) == 0
     capsys.readouterr()
     assert main(base + ["--max-steps", "5"]) == 2
     assert "another configuration" in capsys.readouterr().err
+
+    # the state this version writes resumes (it loads with weights_only=True) ...
+    assert main(base + ["--max-steps", "3"]) == 0
+    # ... and one holding an arbitrary pickled object is refused before anything in it runs
+    path = ckpt / "last" / "trainer_state.pt"
+    state = torch.load(path, weights_only=True)
+    marker = tmp_path / "ran"
+    torch.save({**state, "config": _Trap(marker)}, path)
+    capsys.readouterr()
+    assert main(base + ["--max-steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer_state.pt is not a trainer state" in err and "--no-resume" in err
+    assert not marker.exists()
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
@@ -178,7 +201,7 @@ def test_same_command_under_torchrun(synthetic_sids, tmp_path):
                          env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (ckpt / "best" / "model" / "model.safetensors").exists()
-    state = torch.load(ckpt / "last" / "trainer_state.pt", weights_only=False)
+    state = torch.load(ckpt / "last" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 6
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -56,6 +57,22 @@ def test_sid_views_save_and_load(tmp_path):
         SidViews.load(tmp_path / "two")
     with pytest.raises(InvalidArgumentError, match="same items"):
         SidViews([_table(0), _table(1, n=5)])
+
+
+@pytest.mark.parametrize("name", ["../outside", "/abs/view1", "sub/view1", "..", ".", "", 1,
+                                  "sub\\view1"])
+def test_sid_views_refuse_view_names_outside_the_folder(tmp_path, name):
+    # a bundle's checksums cover its own files; a view name must not reach past them
+    outside = tmp_path / "outside"
+    SidViews([_table(0), _table(1)]).save(tmp_path / "two")
+    _table(1, view=1).save(outside)  # a valid table the escape would read
+    meta = json.loads((tmp_path / "two" / "views.json").read_text())
+    if name == "/abs/view1":
+        name = str(outside)
+    meta["views"][1] = name
+    (tmp_path / "two" / "views.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=re.escape(f"lists the view {name!r}")):
+        SidViews.load(tmp_path / "two")
 
 
 def test_fuse_is_a_mixture_of_the_views():

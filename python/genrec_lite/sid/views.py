@@ -110,10 +110,16 @@ class SidViews:
         if not isinstance(names, list) or not names or len(names) != meta.get("n_views"):
             raise ArtifactError(f"{path / MANIFEST} lists views {names!r} for n_views="
                                 f"{meta.get('n_views')!r}; the file is damaged")
-        views = [SemanticIds.load(path / str(n)) for n in names]
+        for n in names:
+            # a name is a folder beside views.json: anything else (absolute, '..', a separator)
+            # would read a table from outside the folder, past a bundle's checksums
+            if not isinstance(n, str) or n in ("", ".", "..") or any(c in n for c in "/\\:\0"):
+                raise ArtifactError(f"{path / MANIFEST} lists the view {n!r}; expected a folder "
+                                    "name inside that folder (no '/', '\\', ':', not '.' or '..')")
+        views = [SemanticIds.load(path / n) for n in names]
         for v, s in enumerate(views):
             if s.view != v:
-                raise ArtifactError(f"{path / str(names[v])} is view {s.view}, listed as view {v}")
+                raise ArtifactError(f"{path / names[v]} is view {s.view}, listed as view {v}")
         return cls(views)
 
 

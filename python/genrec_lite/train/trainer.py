@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_directory, read_json, versions, write_json
-from ..errors import InvalidArgumentError, require
+from ..errors import ArtifactError, InvalidArgumentError, require
 from ..prompts import PromptSet
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION
 from .tasks import TASKS, Example, alignment_examples, mix, next_item_examples
@@ -65,6 +66,9 @@ class TrainConfig:
 
 
 SPLITS = ("leave-one-out", "leave-one-out:final", "temporal:TIMESTAMP")
+# what fit() reads back from last/trainer_state.pt (written by Trainer._state)
+RESUME_KEYS = frozenset({"optimizer", "scheduler", "epoch", "batch_in_epoch", "step", "best",
+                         "history", "torch_rng", "python_rng"})
 
 
 def parse_split(spec: str) -> tuple[str, float | None]:
@@ -399,7 +403,16 @@ class Trainer:
             raise InvalidArgumentError(
                 f"{self.out} holds a run with another configuration; use a new --out folder or "
                 "--no-resume to start over")
-        state = torch.load(path, weights_only=False)
+        try:
+            # weights_only: the state is tensors and plain containers (see _state); a resume must
+            # not run code that someone pickled into the run folder
+            state = torch.load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ArtifactError(f"{path} is not a trainer state this version wrote ({exc}); delete "
+                                "it or use --no-resume to start over") from exc
+        if not isinstance(state, dict) or not RESUME_KEYS <= set(state):
+            raise ArtifactError(f"{path} holds no trainer state (expected a dict with the keys "
+                                f"{sorted(RESUME_KEYS)}); delete it or use --no-resume to start over")
         model, tok, _, _ = load_model(self.out, "last", for_training=True)
         self.model, self.tok = model.to(self.device), tok
         self._encode()
