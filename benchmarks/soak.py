@@ -15,14 +15,21 @@ Recommender and asking the same questions serially:
   * a request that overlapped a change (set_active flips flags in place, so a request in flight
     may see part of it) must still be a valid answer: k distinct items, each in the catalog and
     active in one of the states the request overlapped, none denied, all allowed.
-Also: resident memory sampled through the run (growth from the end of warm-up to the end),
-throughput, errors. Writes benchmarks/results/soak.json. tests/test_runtime.py runs the same
-driver on a tiny bundle (marked slow).
+Also: resident memory sampled through the run (growth from the end of warm-up to the end) and
+around each catalog change, throughput, errors, and at the end the allocator's own account (glibc:
+arenas, bytes in use and free in them; then the resident memory after malloc_trim(0) hands the free
+pages back). The allocator is the process's: run with MALLOC_ARENA_MAX=2, or with
+LD_PRELOAD=libjemalloc.so.2, to compare (the report names it). --no-check skips the serial replay
+(an allocator comparison needs only the concurrent phase). Writes benchmarks/results/soak.json
+(--out another name). tests/test_runtime.py runs the same driver on a tiny bundle (marked slow).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import re
 import sys
 import threading
 import time
@@ -59,6 +66,7 @@ class Outcome:
         self.items = np.full((n, k), -1, dtype=np.int64)
         self.errors: list = []
         self.rss: list = []                          # (seconds, requests done, bytes)
+        self.writes: list = []                       # (kind, requests done, bytes before, after)
 
     def answer(self, i: int) -> list[int]:
         return [int(x) for x in self.items[i] if x >= 0]
@@ -158,8 +166,10 @@ def run_concurrent(rec, plan: Plan, vectors: dict, threads: int, warmup: int) ->
                 if stop.is_set():
                     return
                 seq[0] += 1
+                rss = rss_bytes()
                 apply_write(rec, w, vectors)
                 seq[0] += 1
+                out.writes.append((w[0], done[0], rss, rss_bytes()))
         except Exception as exc:
             out.errors.append(f"writer: {exc!r}")
 
@@ -223,6 +233,79 @@ def check_serially(rec, plan: Plan, vectors: dict, out: Outcome) -> dict:
             "examples": {"mismatch": mismatches[:5], "invalid": invalid[:5]}}
 
 
+def _maps() -> str:
+    try:
+        return Path("/proc/self/maps").read_text()
+    except OSError:  # pragma: no cover - not Linux
+        return ""
+
+
+def _glibc_malloc():
+    """glibc, where glibc's malloc serves the process; None otherwise (another C library, or
+    jemalloc preloaded, where glibc's arenas stay empty and their statistics would mislead)."""
+    if "jemalloc" in _maps():
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_info, libc.malloc_trim, libc.open_memstream  # noqa: B018 - absent: not glibc
+    except (OSError, AttributeError):
+        return None
+    libc.open_memstream.restype = ctypes.c_void_p
+    return libc
+
+
+def allocator() -> dict:
+    """Which malloc serves the process, and the environment settings that tune it."""
+    name = "jemalloc" if "jemalloc" in _maps() else "glibc" if _glibc_malloc() else "unknown"
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    return {"name": name, "env": env}
+
+
+def malloc_stats() -> dict:
+    """The process's thread count and glibc's account of its arenas (malloc_info): how many, the
+    bytes they hold, how much of that is free. glibc gives a thread that finds the arenas busy an
+    arena of its own, up to MALLOC_ARENA_MAX (default 8 per core). Threads only where glibc's
+    malloc is not the one in use."""
+    out: dict = {}
+    try:
+        m = re.search(r"^Threads:\s+(\d+)", Path("/proc/self/status").read_text(), re.M)
+        out["threads"] = int(m.group(1)) if m else None
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    libc = _glibc_malloc()
+    if libc is None:
+        return out
+    buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    xml = ctypes.string_at(buf, size.value).decode()
+    libc.free(buf)
+
+    def mb(pattern: str, text: str) -> float:
+        return round(sum(int(x) for x in re.findall(pattern, text)) / 2**20, 1)
+
+    heaps = re.findall(r'<heap nr="\d+">(.*?)</heap>', xml, re.S)
+    totals = xml.rsplit("</heap>", 1)[-1]            # over all arenas, after the last one
+    held, free = r'<system type="current" size="(\d+)"/>', r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"/>'
+    out.update({"arenas": len(heaps), "arena_mb": mb(held, totals), "arena_free_mb": mb(free, totals),
+                "mmapped_mb": mb(r'<total type="mmap" count="\d+" size="(\d+)"/>', totals),
+                # [held, free] MB of each arena: the main one first
+                "per_arena_mb": [[mb(held, h), mb(free, h)] for h in heaps]})
+    return out
+
+
+def trim() -> float | None:
+    """malloc_trim(0) (glibc hands the free pages of every arena back to the kernel); the resident
+    MB after it, None where glibc's malloc is not the one in use."""
+    libc = _glibc_malloc()
+    if libc is None:
+        return None
+    libc.malloc_trim(0)
+    return round(rss_bytes() / 2**20, 1)
+
+
 def catalog_content(rec) -> tuple:
     """What a catalog state is: its version, items with their SIDs, and the paused items."""
     state = rec.catalog.state
@@ -231,8 +314,9 @@ def catalog_content(rec) -> tuple:
 
 
 def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100, seed: int = 0,
-         n_threads: int = 1, warmup_share: float = 0.1) -> dict:
-    """Run the soak on a bundle; `requests` per thread. Returns the report (see module doc)."""
+         n_threads: int = 1, warmup_share: float = 0.1, check: bool = True) -> dict:
+    """Run the soak on a bundle; `requests` per thread. Returns the report (see module doc);
+    check=False skips the serial replay."""
     from genrec_lite.runtime import Recommender
 
     rec = Recommender.load(bundle, n_threads=n_threads, n_contexts=threads)
@@ -246,21 +330,27 @@ def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100,
         rss_load = rss_bytes()
         out, seconds = run_concurrent(rec, plan, vectors, threads, warmup)
         final = catalog_content(rec)
+        # before close, while the Recommender still holds all it holds: what the allocator keeps
+        heap = {**allocator(), **malloc_stats(), "rss_mb_before_trim": round(rss_bytes() / 2**20, 1),
+                "rss_mb_after_malloc_trim": trim()}
     finally:
         rec.close()
     if out.errors:
         return {"errors": out.errors[:10], "ok": False}
     after_warmup = [b for _, d, b in out.rss if d >= warmup] or [out.rss[-1][2]]
-    replay = Recommender.load(bundle, n_threads=max(n_threads, 2), n_contexts=1)
-    replay.preload()
-    try:
-        t = time.perf_counter()
-        check = check_serially(replay, plan, vectors, out)
-        check["seconds"] = round(time.perf_counter() - t, 1)
-        same_final = catalog_content(replay) == final
-    finally:
-        replay.close()
+    result, same_final = None, True
+    if check:
+        replay = Recommender.load(bundle, n_threads=max(n_threads, 2), n_contexts=1)
+        replay.preload()
+        try:
+            t = time.perf_counter()
+            result = check_serially(replay, plan, vectors, out)
+            result["seconds"] = round(time.perf_counter() - t, 1)
+            same_final = catalog_content(replay) == final
+        finally:
+            replay.close()
     rss_mb = [b / 2**20 for _, _, b in out.rss]
+    in_writes = [(kind, d, (a - b) / 2**20) for kind, d, b, a in out.writes if d >= warmup]
     return {
         "threads": threads, "requests_per_thread": requests, "requests": total,
         "writes": writes, "catalog_versions": final[0], "same_final_catalog": same_final,
@@ -271,9 +361,17 @@ def soak(bundle, *, threads: int = 8, requests: int = 10_000, writes: int = 100,
                    "growth_after_warmup": round((out.rss[-1][2] - after_warmup[0]) / 2**20, 1),
                    # [requests done, MB], at most 40 points: flat after warm-up means no leak
                    "series": [[d, round(b / 2**20, 1)]
-                              for _, d, b in out.rss[:: max(1, len(out.rss) // 40)]]},
-        "check": check, "errors": [],
-        "ok": check["mismatches"] == 0 and check["invalid_overlapped"] == 0 and same_final,
+                              for _, d, b in out.rss[:: max(1, len(out.rss) // 40)]],
+                   # growth after warm-up while a catalog change ran, by kind of change; the
+                   # rest of growth_after_warmup happened between changes
+                   "growth_in_writes": {kind: round(sum(g for k, _, g in in_writes if k == kind), 1)
+                                        for kind in sorted({k for k, _, _ in in_writes})},
+                   # [requests done, kind, MB] of each change after warm-up that grew it >= 1 MB
+                   "write_steps": [[d, kind, round(g, 1)] for kind, d, g in in_writes if g >= 1]},
+        "allocator": heap,
+        "check": result, "errors": [],
+        "ok": same_final and (result is None
+                              or result["mismatches"] == 0 and result["invalid_overlapped"] == 0),
     }
 
 
@@ -285,22 +383,27 @@ def main(argv=None) -> int:
     ap.add_argument("--writes", type=int, default=100, help="catalog changes during the run")
     ap.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads per search")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                    help="replay serially and compare every answer (--no-check: memory only)")
     ap.add_argument("--out", default="soak", help="result name under benchmarks/results/")
     args = ap.parse_args(argv)
     rep = soak(args.bundle, threads=args.threads, requests=args.requests, writes=args.writes,
-               seed=args.seed, n_threads=args.n_threads)
+               seed=args.seed, n_threads=args.n_threads, check=args.check)
     rep = {"benchmark": "soak", "bundle": str(args.bundle), "machine": machine_info("llama_cpp_python"),
            **rep}
     if rep.get("errors"):
         print("errors:", *rep["errors"], sep="\n  ")
     else:
-        m, c = rep["rss_mb"], rep["check"]
+        m, c, a = rep["rss_mb"], rep["check"] or {}, rep["allocator"]
         print(table(["threads x requests", "writes", "req/s", "exact-checked", "mismatches",
-                     "overlapped", "invalid", "RSS after warm-up MB", "RSS end MB", "growth MB"],
+                     "overlapped", "invalid", "RSS after warm-up MB", "RSS end MB", "growth MB",
+                     "malloc", "arenas", "arena free MB", "RSS after malloc_trim MB"],
                     [[f"{rep['threads']} x {rep['requests_per_thread']}", rep["writes"],
-                      rep["requests_per_s"], c["exact_checked"], c["mismatches"], c["overlapped"],
-                      c["invalid_overlapped"], m["after_warmup"], m["end"],
-                      m["growth_after_warmup"]]]))
+                      rep["requests_per_s"], c.get("exact_checked"), c.get("mismatches"),
+                      c.get("overlapped"), c.get("invalid_overlapped"), m["after_warmup"], m["end"],
+                      m["growth_after_warmup"],
+                      " ".join([a["name"], *(f"{k}={v}" for k, v in a["env"].items())]),
+                      a.get("arenas"), a.get("arena_free_mb"), a.get("rss_mb_after_malloc_trim")]]))
     print(f"wrote {write_json(args.out, rep)}")
     return 0 if rep["ok"] else 1
 
