@@ -25,6 +25,9 @@ class Recommendation:
     scores: list[float]
     sids: list[tuple[int, ...]]     # the beams' SIDs, best first (several items may share one)
     valid: bool = True              # free decoding: whether the best beam is a real item
+    # constrained: the first SID level's log-probabilities over its codes (-inf where the trie
+    # allows none), what a back-off to the prefix scores cold items with (sid/backoff.py)
+    level0: np.ndarray | None = None
 
 
 class ReferenceDecoder:
@@ -82,6 +85,7 @@ class ReferenceDecoder:
         next_pos = mask.sum(-1, keepdim=True)                        # (n, 1)
         n_levels = len(self.level_sizes)
         scores = torch.zeros(n, 1)                                   # (n, beams)
+        level0 = None
         prefixes = np.zeros((n, 1, 0), dtype=np.int32)               # (n, beams, level)
         for level in range(n_levels):
             b_now = scores.shape[1]
@@ -97,6 +101,8 @@ class ReferenceDecoder:
                 lp = torch.log_softmax(lvl.masked_fill(~allowed, float("-inf")), dim=-1)
                 # a dead beam (prefix with nothing below) has no allowed code: -inf, not NaN
                 lp = torch.nan_to_num(lp, nan=float("-inf"))
+                if level == 0:
+                    level0 = lp.numpy()
             else:
                 lp = torch.log_softmax(flat.float().cpu(), dim=-1)
             cand = (scores.view(-1, 1) + lp).view(n, -1)             # (n, b*width)
@@ -130,10 +136,11 @@ class ReferenceDecoder:
             cache = res.cache
             next_pos = next_pos + 1
             logits = res.logits[:, -1, :]
-        return [self._finish(prefixes[i], scores[i].numpy(), k, constrained) for i in range(n)]
+        return [self._finish(prefixes[i], scores[i].numpy(), k, constrained,
+                             None if level0 is None else level0[i]) for i in range(n)]
 
-    def _finish(self, beams: np.ndarray, scores: np.ndarray, k: int, constrained: bool
-                ) -> Recommendation:
+    def _finish(self, beams: np.ndarray, scores: np.ndarray, k: int, constrained: bool,
+                level0: np.ndarray | None = None) -> Recommendation:
         items, item_scores, sids, seen = [], [], [], set()
         valid_first = True
         for r, (row, sc) in enumerate(zip(beams, scores)):
@@ -156,4 +163,4 @@ class ReferenceDecoder:
                     seen.add(item)
                     items.append(int(item))
                     item_scores.append(float(sc))
-        return Recommendation(items, item_scores, sids, valid_first)
+        return Recommendation(items, item_scores, sids, valid_first, level0)

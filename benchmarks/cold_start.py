@@ -1,0 +1,303 @@
+#!/usr/bin/env python
+"""Cold-start benchmark: can new items be recommended?
+
+    python benchmarks/cold_start.py                       # amazon-industrial, natural segment
+    python benchmarks/cold_start.py --model CKPT          # score this checkpoint (test split)
+    python benchmarks/cold_start.py --launch              # + the launch segment (a training run)
+    python benchmarks/cold_start.py --quick               # smoke test: tiny budgets
+
+Segments (HR/NDCG@1,3,5,10 on each and on all test cases):
+  natural  the test cases whose target never occurs in the training interactions (amazon:
+           timestamp < 2,000,000; ml-100k: the leave-one-out final training part);
+  launch   a seeded random 10% of the items hidden from training entirely (every interaction
+           with them removed from the training sequences), the model and baselines trained
+           without them, the items then given to a live Recommender with add_items from their
+           text only, and the test cases whose target is one of them scored through the C++
+           runtime.
+Against, trained in the same run on the same data: content kNN (the cosine of all-MiniLM-L6-v2
+embeddings of title + brand to the last history item, whole catalog ranked; with and without the
+history's own items, issue 27's figures being the latter), popularity and SASRec (benchmarks/baselines, the configuration quality.py uses).
+
+The generative model: --model names a trained checkpoint of the test split (amazon: trained on
+< 2,000,000); otherwise the script trains the one-view compact recipe of quality.py itself
+(runs/cold-start/, reused when finished). Writes benchmarks/results/cold_start.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "python", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.quality import (COLLAB, COMPACT, DATA, RESULTS, SASREC, build_sids,  # noqa: E402
+                                log)
+
+
+def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: int = 0,
+                minutes: float = 60.0) -> Path:
+    """The one-view compact recipe of quality.py (COMPACT, collaborative SIDs from the same
+    split's training part) trained on `split`; a finished run in `work` is reused."""
+    from genrec_lite.train.trainer import TrainConfig, Trainer
+
+    settings = dict(COMPACT[name], split=split, seed=seed, eval_cases=0)
+    cfg = TrainConfig(**settings, max_minutes=minutes, num_threads=2)
+    if quick:
+        cfg.epochs, cfg.max_steps = 1, 20
+        cfg.compact = {**cfg.compact, "hidden_size": 64, "num_layers": 2}
+    out = work / f"compact-{split.replace(':', '')}-seed{seed}"
+    done = out / "fit.json"
+    if done.is_file() and json.loads(done.read_text()).get("train") == asdict(cfg):
+        log(f"{out}: reusing the finished run")
+        return out
+    sids, _ = build_sids(dataset, work, "none", quick, COLLAB[name], split)
+    t = time.perf_counter()
+    fit = Trainer(dataset, sids, out, cfg, progress=False, resume=False).fit()
+    done.write_text(json.dumps({"train": asdict(cfg), "fit": fit,
+                                "minutes": round((time.perf_counter() - t) / 60, 1)}, indent=1))
+    return out
+
+
+
+# --- segments and scoring -----------------------------------------------------------------------
+def trained_items(train) -> set[int]:
+    """Items that occur in the training sequences (user -> item ids)."""
+    return {int(i) for seq in train.values() for i in np.asarray(seq).tolist()}
+
+
+def segment_metrics(ranked, cases, segments: dict[str, np.ndarray]) -> dict:
+    """rank_metrics of `ranked` (one list per case) over every case and over each segment mask."""
+    from genrec_lite.eval import rank_metrics
+
+    targets = np.array([c.target for c in cases], dtype=np.int64)
+    rows = [list(r) for r in ranked]
+    out = {"all": rank_metrics(rows, targets)}
+    for name, mask in segments.items():
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            out[name] = rank_metrics([rows[i] for i in idx], targets[idx])
+    return out
+
+
+def content_vectors(dataset, template: str = "{title}[. Brand: {brand}]") -> np.ndarray:
+    """all-MiniLM-L6-v2 vectors of each catalog item's text (title + brand by default: the content
+    baseline of issue 27), unit length, in catalog order; cached on disk by sid/embed.py."""
+    from genrec_lite.sid.embed import TextEncoder
+
+    fields = set(dataset.catalog.fields)
+    if "brand" not in fields:  # ml-100k: title (year) and genres
+        template = "{title}[ ({year})][. Genres: {genres}]"
+    v = TextEncoder().encode(dataset.catalog.render(template), progress=False).astype(np.float64)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarray, quick: bool
+                   ) -> dict[str, np.ndarray]:
+    """Top-10 lists of content kNN, popularity and SASRec (trained on P[train_key]; SASRec for the
+    epochs early stopping on the validation cases chose, run on the tuning split here)."""
+    from benchmarks.baselines import Popularity, SASRec, SASRecConfig
+    from benchmarks.baselines.content import ContentKNN
+
+    items = P["dataset"].catalog.item_ids
+    hist = [c.history for c in cases]
+    out = {m.name: m.fit(P[train_key], items).recommend(hist, 10)
+           for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
+    out["Popularity"] = Popularity().fit(P[train_key], items).recommend(hist, 10)
+    params = dict(SASREC[name], **({"max_epochs": 2, "patience": 1} if quick else {}))
+    t = time.perf_counter()
+    tune = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P["tune_train"], items,
+                                                                   P["valid"])
+    final = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P[train_key], items,
+                                                                    epochs=tune.best_epoch)
+    out["SASRec"] = final.recommend(hist, 10)
+    log(f"SASRec: {tune.best_epoch} epochs chosen on validation, {time.perf_counter() - t:.0f}s")
+    return out
+
+
+# --- the generative model -----------------------------------------------------------------------
+def beam_answers(ckpt: Path, cases, beam: int = 20):
+    """The reference decoder's whole beam (items, scores) and first-level log-probabilities for
+    every case, from a one-view checkpoint, and the model's SIDs."""
+    from genrec_lite.prompts import PromptSet
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.decode import ReferenceDecoder
+    from genrec_lite.train.evaluate import case_prompts
+
+    model, tok, views, meta = load_model(ckpt, device="auto")
+    if len(views) != 1:
+        raise SystemExit(f"{ckpt}: a {len(views)}-view model; the back-off prototype scores "
+                         "one-view models")
+    sids = views.primary
+    texts = case_prompts(cases, sids, PromptSet.load(meta["prompts"]),
+                         max_history=meta["train"]["max_history"])
+    dec = ReferenceDecoder(model, tok, sids)
+    t = time.perf_counter()
+    recs = dec.recommend(texts, k=beam, beam=beam, batch_size=32)
+    log(f"{ckpt.name}: {len(cases)} cases decoded in {time.perf_counter() - t:.0f}s")
+    return recs, sids
+
+
+# --- the back-off mixture (genrec_lite.sid.backoff) --------------------------------------------
+def last_item_affinity(cases, cold_ids, catalog, vectors: np.ndarray) -> np.ndarray:
+    """(n_cases, n_cold) cosine of each cold item's text vector to each case's last history item."""
+    last = catalog.indices_of([c.history[-1] for c in cases])
+    return vectors[last] @ vectors[catalog.indices_of(cold_ids)].T
+
+
+def backoff_lists(recs, sids, cold_ids: np.ndarray, affinity: np.ndarray, cfg, k: int = 10
+                  ) -> list[list[int]]:
+    """Each case's top k under the back-off mixture: the beam's items and the cold ones."""
+    from genrec_lite.sid.backoff import backoff_scores, merge_backoff
+
+    first = np.array([sids.codes_of(i)[0] for i in cold_ids.tolist()], dtype=np.int64)
+    level0 = np.stack([r.level0 for r in recs])
+    extra = backoff_scores(level0, first, affinity, cfg)
+    return [merge_backoff(r.items, r.scores, cold_ids, row, k)[0] for r, row in zip(recs, extra)]
+
+
+# Grid of the back-off settings; the one with the best validation NDCG@10 over all cases is kept
+# (never the test cases, never one segment alone).
+BACKOFF_GRID = [dict(prefix_power=pp, temperature=t, weight=w)
+                for pp in (0.0, 0.5, 1.0) for t in (0.05, 0.1, 0.2)
+                for w in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)]
+
+
+def tune_backoff(recs, sids, cases, cold_ids, affinity, segments) -> tuple[dict, list]:
+    """(chosen settings, every trial's metrics) on validation cases."""
+    from genrec_lite.sid.backoff import BackoffConfig
+
+    trials = []
+    for g in BACKOFF_GRID:
+        lists = backoff_lists(recs, sids, cold_ids, affinity, BackoffConfig(**g))
+        trials.append({"settings": g, "metrics": segment_metrics(lists, cases, segments)})
+    best = max(trials, key=lambda t: t["metrics"]["all"]["NDCG@10"])
+    return best["settings"], trials
+
+
+# --- the run ------------------------------------------------------------------------------------
+# The split each data set's back-off settings are chosen on (its validation cases), and the final
+# split the test cases are scored on (quality.py's COMPACT).
+TUNE_SPLIT = {"amazon-industrial": "temporal:1000000", "ml-100k": "leave-one-out"}
+
+
+def cold_items(catalog, train) -> np.ndarray:
+    """Catalog items that never occur in the training sequences, in catalog order."""
+    seen = trained_items(train)
+    return np.array([i for i in catalog.item_ids.tolist() if i not in seen], dtype=np.int64)
+
+
+def natural_segment(name: str, P: dict, work: Path, args) -> dict:
+    """The natural segment: test cases whose target never occurs in training."""
+    from benchmarks.baselines.content import ContentKNN
+    from genrec_lite.sid.backoff import BackoffConfig
+
+    ds, test = P["dataset"], P["test"]
+    vectors = content_vectors(ds)
+    cold = cold_items(ds.catalog, P["final_train"])
+    natural = np.isin([c.target for c in test], cold)
+    log(f"{name}: {len(cold)} catalog items never trained on; {int(natural.sum())} of {len(test)} "
+        "test cases have one as target")
+    out: dict = {"n_cold_items": int(len(cold)), "n_cases": len(test),
+                 "n_natural_cases": int(natural.sum()), "models": {}}
+    for label, lists in baseline_lists(name, P, "final_train", test, vectors, args.quick).items():
+        out["models"][label] = segment_metrics(lists, test, {"natural": natural})
+
+    # back-off settings chosen on validation, with a model trained on the tuning split
+    tune_ckpt = Path(args.tune_model) if args.tune_model else train_model(
+        ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes)
+    valid = P["valid"][:200] if args.quick else P["valid"]
+    v_cold = cold_items(ds.catalog, P["tune_train"])
+    v_natural = np.isin([c.target for c in valid], v_cold)
+    v_recs, v_sids = beam_answers(tune_ckpt, valid)
+    chosen, trials = tune_backoff(v_recs, v_sids, valid, v_cold,
+                                  last_item_affinity(valid, v_cold, ds.catalog, vectors),
+                                  {"natural": v_natural})
+    plain_valid = segment_metrics([r.items[:10] for r in v_recs], valid, {"natural": v_natural})
+    knn_valid = {m.name: segment_metrics(m.fit(P["tune_train"], ds.catalog.item_ids)
+                                         .recommend([c.history for c in valid], 10), valid,
+                                         {"natural": v_natural})
+                 for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
+    out["backoff_tuning"] = {"model": str(tune_ckpt), "n_cases": len(valid),
+                             "n_natural_cases": int(v_natural.sum()), "n_cold_items": len(v_cold),
+                             "chosen": chosen, "without_backoff": plain_valid,
+                             "content_knn": knn_valid, "trials": trials}
+    log(f"back-off chosen on validation: {chosen} (valid NDCG@10 "
+        f"{plain_valid['all']['NDCG@10']:.4f} without)")
+
+    ckpt = Path(args.model) if args.model else train_model(
+        ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes)
+    recs, sids = beam_answers(ckpt, test)
+    out["model"] = str(ckpt)
+    out["models"]["genrec-lite compact (one view)"] = segment_metrics(
+        [r.items[:10] for r in recs], test, {"natural": natural})
+    lists = backoff_lists(recs, sids, cold, last_item_affinity(test, cold, ds.catalog, vectors),
+                          BackoffConfig(**chosen))
+    out["models"]["genrec-lite compact (one view) + back-off"] = segment_metrics(
+        lists, test, {"natural": natural})
+    return out
+
+
+def tables(name: str, res: dict) -> str:
+    from genrec_lite.eval import metrics_table
+
+    text = [f"### {name}"]
+    for seg, label in (("natural", "natural segment (target never trained on)"),
+                       ("all", "all test cases")):
+        rows = {m: r[seg] for m, r in res["natural"]["models"].items() if seg in r}
+        text.append(f"\n{label}\n\n" + metrics_table(rows))
+    return "\n".join(text) + "\n"
+
+
+def main(argv=None) -> int:
+    from benchmarks.baselines.run import load_protocol, machine_info
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["amazon-industrial"],
+                    choices=sorted(TUNE_SPLIT))
+    ap.add_argument("--model", default=None,
+                    help="a one-view checkpoint trained on the final split (default: train one)")
+    ap.add_argument("--tune-model", default=None,
+                    help="a one-view checkpoint trained on the tuning split, to choose the "
+                         "back-off settings with (default: train one)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="budget of each training run")
+    ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
+    ap.add_argument("--out", default=str(RESULTS / "cold_start.json"))
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        log(f"{DATA} not found: the cold-start benchmark needs the shared data sets")
+        return 1
+    import torch
+
+    torch.set_num_threads(2)
+    report = {"benchmark": "cold_start", "machine": machine_info(), "quick": args.quick,
+              "backoff_grid": BACKOFF_GRID, "datasets": {}}
+    md = []
+    for name in args.datasets:
+        work = ROOT / "runs" / ("cold-start-quick" if args.quick else "cold-start") / name
+        work.mkdir(parents=True, exist_ok=True)
+        P = load_protocol(name, DATA)
+        report["datasets"][name] = {"natural": natural_segment(name, P, work, args)}
+        md.append(tables(name, report["datasets"][name]))
+        print(md[-1], flush=True)
+    if not args.quick:
+        out = Path(args.out)
+        if out.is_file():  # a run over some data sets keeps the others' results
+            old = json.loads(out.read_text()).get("datasets", {})
+            report["datasets"] = {**{k: v for k, v in old.items() if k not in report["datasets"]},
+                                  **report["datasets"]}
+        out.write_text(json.dumps(report, indent=1, default=str))
+        log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
