@@ -44,17 +44,20 @@ from benchmarks.quality import (COLLAB, COMPACT, DATA, RESULTS, SASREC, build_si
 
 
 def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: int = 0,
-                minutes: float = 60.0) -> Path:
+                minutes: float = 60.0, epochs: int | None = None) -> Path:
     """The one-view compact recipe of quality.py (COMPACT, collaborative SIDs from the same
-    split's training part) trained on `split`; a finished run in `work` is reused."""
+    split's training part) trained on `split`; a finished run in `work` is reused. `epochs`
+    shortens the schedule (same warm-up share) where a machine cannot afford the recipe's."""
     from genrec_lite.train.trainer import TrainConfig, Trainer
 
-    settings = dict(COMPACT[name], split=split, seed=seed, eval_cases=0)
+    settings = dict(COMPACT[name], split=split, seed=seed, eval_cases=0,
+                    **({"epochs": epochs} if epochs else {}))
     cfg = TrainConfig(**settings, max_minutes=minutes, num_threads=2)
     if quick:
         cfg.epochs, cfg.max_steps = 1, 20
         cfg.compact = {**cfg.compact, "hidden_size": 64, "num_layers": 2}
-    out = work / f"compact-{split.replace(':', '')}-seed{seed}"
+    out = work / (f"compact-{split.replace(':', '')}-seed{seed}"
+                  + (f"-epochs{cfg.epochs}" if cfg.epochs != COMPACT[name]["epochs"] else ""))
     done = out / "fit.json"
     if done.is_file() and json.loads(done.read_text()).get("train") == asdict(cfg):
         log(f"{out}: reusing the finished run")
@@ -100,13 +103,35 @@ def content_vectors(dataset, template: str = "{title}[. Brand: {brand}]") -> np.
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarray, quick: bool
-                   ) -> dict[str, np.ndarray]:
-    """Top-10 lists of content kNN, popularity and SASRec (trained on P[train_key]; SASRec for the
-    epochs early stopping on the validation cases chose, run on the tuning split here)."""
+def sasrec_epochs(name: str, P: dict, quick: bool) -> tuple[int, str]:
+    """SASRec's training epochs: those early stopping on the validation cases chose in the quality
+    benchmark's run of the same configuration (benchmarks/results/quality.json), or, where that
+    run is absent or of another configuration, chosen here the same way."""
+    from benchmarks.baselines import SASRec, SASRecConfig
+
+    params = dict(SASREC[name], **({"max_epochs": 2, "patience": 1} if quick else {}))
+    recorded = RESULTS / "quality.json"
+    if recorded.is_file() and not quick:
+        rec = json.loads(recorded.read_text())["datasets"].get(name, {}).get("models", {})
+        got = rec.get("SASRec", {}).get("params", {})
+        if got.get("epochs_final") and all(got.get(k) == v for k, v in SASREC[name].items()):
+            return int(got["epochs_final"]), str(recorded)
+    tune = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(
+        P["tune_train"], P["dataset"].catalog.item_ids, P["valid"])
+    return int(tune.best_epoch), "early stopping on the validation cases, this run"
+
+
+def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarray, work: Path,
+                   quick: bool) -> dict[str, np.ndarray]:
+    """Top-10 lists of content kNN, popularity and SASRec trained on P[train_key] (SASRec for
+    sasrec_epochs), cached in `work`."""
     from benchmarks.baselines import Popularity, SASRec, SASRecConfig
     from benchmarks.baselines.content import ContentKNN
 
+    cache = work / f"baselines-{train_key}-{len(cases)}.npz"
+    if cache.is_file() and not quick:
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
     items = P["dataset"].catalog.item_ids
     hist = [c.history for c in cases]
     out = {m.name: m.fit(P[train_key], items).recommend(hist, 10)
@@ -114,24 +139,30 @@ def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarra
     out["Popularity"] = Popularity().fit(P[train_key], items).recommend(hist, 10)
     params = dict(SASREC[name], **({"max_epochs": 2, "patience": 1} if quick else {}))
     t = time.perf_counter()
-    tune = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P["tune_train"], items,
-                                                                   P["valid"])
-    final = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P[train_key], items,
-                                                                    epochs=tune.best_epoch)
-    out["SASRec"] = final.recommend(hist, 10)
-    log(f"SASRec: {tune.best_epoch} epochs chosen on validation, {time.perf_counter() - t:.0f}s")
+    epochs, source = sasrec_epochs(name, P, quick)
+    model = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P[train_key], items,
+                                                                    epochs=epochs)
+    out["SASRec"] = model.recommend(hist, 10)
+    log(f"SASRec: {epochs} epochs ({source}), {time.perf_counter() - t:.0f}s")
+    np.savez(cache, **out)
     return out
 
 
 # --- the generative model -----------------------------------------------------------------------
-def beam_answers(ckpt: Path, cases, beam: int = 20):
+def beam_answers(ckpt: Path, cases, work: Path, beam: int = 20):
     """The reference decoder's whole beam (items, scores) and first-level log-probabilities for
-    every case, from a one-view checkpoint, and the model's SIDs."""
+    every case, from a one-view checkpoint, and the model's SIDs (answers cached in `work`)."""
+    import pickle
+
     from genrec_lite.prompts import PromptSet
-    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.sid import SidViews
+    from genrec_lite.train.checkpoint import load_model, weights_dir
     from genrec_lite.train.decode import ReferenceDecoder
     from genrec_lite.train.evaluate import case_prompts
 
+    cache = work / f"beams-{ckpt.resolve().as_posix().strip('/').replace('/', '_')}-{len(cases)}.pkl"
+    if cache.is_file() and cache.stat().st_mtime > weights_dir(ckpt).stat().st_mtime:
+        return pickle.loads(cache.read_bytes()), SidViews.load(ckpt / "sids").primary
     model, tok, views, meta = load_model(ckpt, device="auto")
     if len(views) != 1:
         raise SystemExit(f"{ckpt}: a {len(views)}-view model; the back-off prototype scores "
@@ -142,7 +173,8 @@ def beam_answers(ckpt: Path, cases, beam: int = 20):
     dec = ReferenceDecoder(model, tok, sids)
     t = time.perf_counter()
     recs = dec.recommend(texts, k=beam, beam=beam, batch_size=32)
-    log(f"{ckpt.name}: {len(cases)} cases decoded in {time.perf_counter() - t:.0f}s")
+    log(f"{ckpt}: {len(cases)} cases decoded in {time.perf_counter() - t:.0f}s")
+    cache.write_bytes(pickle.dumps(recs))
     return recs, sids
 
 
@@ -196,7 +228,8 @@ def cold_items(catalog, train) -> np.ndarray:
 
 
 def natural_segment(name: str, P: dict, work: Path, args) -> dict:
-    """The natural segment: test cases whose target never occurs in training."""
+    """The natural segment: test cases whose target never occurs in training; the back-off
+    settings chosen on the validation cases of a model trained on the tuning split."""
     from benchmarks.baselines.content import ContentKNN
     from genrec_lite.sid.backoff import BackoffConfig
 
@@ -208,39 +241,60 @@ def natural_segment(name: str, P: dict, work: Path, args) -> dict:
         "test cases have one as target")
     out: dict = {"n_cold_items": int(len(cold)), "n_cases": len(test),
                  "n_natural_cases": int(natural.sum()), "models": {}}
-    for label, lists in baseline_lists(name, P, "final_train", test, vectors, args.quick).items():
+    for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
+                                       args.quick).items():
         out["models"][label] = segment_metrics(lists, test, {"natural": natural})
 
-    # back-off settings chosen on validation, with a model trained on the tuning split
+    # Validation: the tuning split's model on the valid cases (targets after its training
+    # period, so its cold items are those without interactions before it). The settings are
+    # chosen on a seeded random half of the cases and measured on the other half, then chosen
+    # again on all of them for the test run.
     tune_ckpt = Path(args.tune_model) if args.tune_model else train_model(
-        ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes)
+        ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes, epochs=args.epochs)
     valid = P["valid"][:200] if args.quick else P["valid"]
     v_cold = cold_items(ds.catalog, P["tune_train"])
     v_natural = np.isin([c.target for c in valid], v_cold)
-    v_recs, v_sids = beam_answers(tune_ckpt, valid)
-    chosen, trials = tune_backoff(v_recs, v_sids, valid, v_cold,
-                                  last_item_affinity(valid, v_cold, ds.catalog, vectors),
-                                  {"natural": v_natural})
-    plain_valid = segment_metrics([r.items[:10] for r in v_recs], valid, {"natural": v_natural})
-    knn_valid = {m.name: segment_metrics(m.fit(P["tune_train"], ds.catalog.item_ids)
-                                         .recommend([c.history for c in valid], 10), valid,
-                                         {"natural": v_natural})
-                 for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
-    out["backoff_tuning"] = {"model": str(tune_ckpt), "n_cases": len(valid),
-                             "n_natural_cases": int(v_natural.sum()), "n_cold_items": len(v_cold),
-                             "chosen": chosen, "without_backoff": plain_valid,
-                             "content_knn": knn_valid, "trials": trials}
-    log(f"back-off chosen on validation: {chosen} (valid NDCG@10 "
-        f"{plain_valid['all']['NDCG@10']:.4f} without)")
+    v_recs, v_sids = beam_answers(tune_ckpt, valid, work)
+    v_aff = last_item_affinity(valid, v_cold, ds.catalog, vectors)
+    half = np.random.default_rng(0).permutation(len(valid)) < len(valid) // 2
+    val: dict = {"model": str(tune_ckpt), "n_cases": len(valid),
+                 "n_natural_cases": int(v_natural.sum()), "n_cold_items": len(v_cold)}
+    for part, rows in (("chosen_on_half_a", half), ("chosen_on_all", np.ones(len(valid), bool))):
+        idx = np.flatnonzero(rows)
+        cases = [valid[i] for i in idx]
+        chosen, trials = tune_backoff([v_recs[i] for i in idx], v_sids, cases, v_cold,
+                                      v_aff[idx], {"natural": v_natural[idx]})
+        val[part] = {"chosen": chosen, "trials": trials}
+    # the held-out half B: content kNN, the model, the model with half A's back-off
+    idx_b = np.flatnonzero(~half)
+    cases_b = [valid[i] for i in idx_b]
+    seg_b = {"natural": v_natural[idx_b]}
+    rows_b = {m.name: segment_metrics(m.fit(P["tune_train"], ds.catalog.item_ids)
+                                      .recommend([c.history for c in cases_b], 10), cases_b, seg_b)
+              for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
+    recs_b = [v_recs[i] for i in idx_b]
+    rows_b["genrec-lite compact (one view)"] = segment_metrics(
+        [r.items[:10] for r in recs_b], cases_b, seg_b)
+    rows_b["genrec-lite compact (one view) + back-off"] = segment_metrics(
+        backoff_lists(recs_b, v_sids, v_cold, v_aff[idx_b],
+                      BackoffConfig(**val["chosen_on_half_a"]["chosen"])), cases_b, seg_b)
+    val["half_b"] = {"n_cases": len(cases_b), "n_natural_cases": int(seg_b["natural"].sum()),
+                     "models": rows_b}
+    out["validation"] = val
+    log(f"back-off chosen on validation half A: {val['chosen_on_half_a']['chosen']}; "
+        f"on all: {val['chosen_on_all']['chosen']}")
 
+    if args.model == "none":
+        return out
     ckpt = Path(args.model) if args.model else train_model(
-        ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes)
-    recs, sids = beam_answers(ckpt, test)
+        ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes,
+        epochs=args.epochs)
+    recs, sids = beam_answers(ckpt, test, work)
     out["model"] = str(ckpt)
     out["models"]["genrec-lite compact (one view)"] = segment_metrics(
         [r.items[:10] for r in recs], test, {"natural": natural})
     lists = backoff_lists(recs, sids, cold, last_item_affinity(test, cold, ds.catalog, vectors),
-                          BackoffConfig(**chosen))
+                          BackoffConfig(**val["chosen_on_all"]["chosen"]))
     out["models"]["genrec-lite compact (one view) + back-off"] = segment_metrics(
         lists, test, {"natural": natural})
     return out
@@ -249,11 +303,14 @@ def natural_segment(name: str, P: dict, work: Path, args) -> dict:
 def tables(name: str, res: dict) -> str:
     from genrec_lite.eval import metrics_table
 
+    nat = res["natural"]
     text = [f"### {name}"]
-    for seg, label in (("natural", "natural segment (target never trained on)"),
-                       ("all", "all test cases")):
-        rows = {m: r[seg] for m, r in res["natural"]["models"].items() if seg in r}
-        text.append(f"\n{label}\n\n" + metrics_table(rows))
+    for where, models in (("test", nat["models"]),
+                          ("validation half B", nat["validation"]["half_b"]["models"])):
+        for seg, label in (("natural", "natural segment (target never trained on)"),
+                           ("all", "all cases")):
+            rows = {m: r[seg] for m, r in models.items() if seg in r}
+            text.append(f"\n{where}, {label}\n\n" + metrics_table(rows))
     return "\n".join(text) + "\n"
 
 
@@ -264,11 +321,14 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["amazon-industrial"],
                     choices=sorted(TUNE_SPLIT))
     ap.add_argument("--model", default=None,
-                    help="a one-view checkpoint trained on the final split (default: train one)")
+                    help="a one-view checkpoint trained on the final split (default: train one; "
+                         "'none': validation only)")
     ap.add_argument("--tune-model", default=None,
                     help="a one-view checkpoint trained on the tuning split, to choose the "
                          "back-off settings with (default: train one)")
     ap.add_argument("--minutes", type=float, default=60.0, help="budget of each training run")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="shorten the recipe's schedule to this many epochs (a slow machine)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "cold_start.json"))
     args = ap.parse_args(argv)
