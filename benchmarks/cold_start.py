@@ -62,7 +62,9 @@ def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: i
     if done.is_file() and json.loads(done.read_text()).get("train") == asdict(cfg):
         log(f"{out}: reusing the finished run")
         return out
-    sids, _ = build_sids(dataset, work, "none", quick, COLLAB[name], split)
+    # one SID build per split (build_sids caches one build per folder)
+    sids, _ = build_sids(dataset, work / f"sids-{split.replace(':', '')}", "none", quick,
+                         COLLAB[name], split)
     t = time.perf_counter()
     fit = Trainer(dataset, sids, out, cfg, progress=False, resume=False).fit()
     done.write_text(json.dumps({"train": asdict(cfg), "fit": fit,
@@ -227,28 +229,15 @@ def cold_items(catalog, train) -> np.ndarray:
     return np.array([i for i in catalog.item_ids.tolist() if i not in seen], dtype=np.int64)
 
 
-def natural_segment(name: str, P: dict, work: Path, args) -> dict:
-    """The natural segment: test cases whose target never occurs in training; the back-off
-    settings chosen on the validation cases of a model trained on the tuning split."""
+def validation_backoff(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> dict:
+    """The back-off settings on validation: the tuning split's model on the valid cases (targets
+    after its training period, so its cold items are those without interactions before it).
+    The settings are chosen on a seeded random half of the cases and measured on the other half
+    against content kNN and the model alone, then chosen again on all of them for the test run."""
     from benchmarks.baselines.content import ContentKNN
     from genrec_lite.sid.backoff import BackoffConfig
 
-    ds, test = P["dataset"], P["test"]
-    vectors = content_vectors(ds)
-    cold = cold_items(ds.catalog, P["final_train"])
-    natural = np.isin([c.target for c in test], cold)
-    log(f"{name}: {len(cold)} catalog items never trained on; {int(natural.sum())} of {len(test)} "
-        "test cases have one as target")
-    out: dict = {"n_cold_items": int(len(cold)), "n_cases": len(test),
-                 "n_natural_cases": int(natural.sum()), "models": {}}
-    for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
-                                       args.quick).items():
-        out["models"][label] = segment_metrics(lists, test, {"natural": natural})
-
-    # Validation: the tuning split's model on the valid cases (targets after its training
-    # period, so its cold items are those without interactions before it). The settings are
-    # chosen on a seeded random half of the cases and measured on the other half, then chosen
-    # again on all of them for the test run.
+    ds = P["dataset"]
     tune_ckpt = Path(args.tune_model) if args.tune_model else train_model(
         ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes, epochs=args.epochs)
     valid = P["valid"][:200] if args.quick else P["valid"]
@@ -280,9 +269,30 @@ def natural_segment(name: str, P: dict, work: Path, args) -> dict:
                       BackoffConfig(**val["chosen_on_half_a"]["chosen"])), cases_b, seg_b)
     val["half_b"] = {"n_cases": len(cases_b), "n_natural_cases": int(seg_b["natural"].sum()),
                      "models": rows_b}
-    out["validation"] = val
     log(f"back-off chosen on validation half A: {val['chosen_on_half_a']['chosen']}; "
         f"on all: {val['chosen_on_all']['chosen']}")
+    return val
+
+
+def natural_segment(name: str, P: dict, work: Path, args) -> dict:
+    """The natural segment: test cases whose target never occurs in training; the back-off
+    settings chosen on the validation cases of a model trained on the tuning split."""
+    from genrec_lite.sid.backoff import BackoffConfig
+
+    ds, test = P["dataset"], P["test"]
+    vectors = content_vectors(ds)
+    cold = cold_items(ds.catalog, P["final_train"])
+    natural = np.isin([c.target for c in test], cold)
+    log(f"{name}: {len(cold)} catalog items never trained on; {int(natural.sum())} of {len(test)} "
+        "test cases have one as target")
+    out: dict = {"n_cold_items": int(len(cold)), "n_cases": len(test),
+                 "n_natural_cases": int(natural.sum()), "models": {}}
+    for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
+                                       args.quick).items():
+        out["models"][label] = segment_metrics(lists, test, {"natural": natural})
+
+    val = validation_backoff(name, P, work, args, vectors)
+    out["validation"] = val
 
     if args.model == "none":
         return out
@@ -300,6 +310,79 @@ def natural_segment(name: str, P: dict, work: Path, args) -> dict:
     return out
 
 
+LAUNCH_SHARE = 0.10   # of the catalog hidden from training in the launch segment
+
+
+def launch_dataset(name: str, P: dict, held: set[int]):
+    """The final training sequences without the held-out items (every interaction with them
+    removed), as a data set over the other items whose split 'temporal:inf' trains on all of it."""
+    from genrec_lite.data import Dataset
+    from genrec_lite.data.interactions import Interactions
+
+    ds = P["dataset"]
+    users, items = [], []
+    for user, seq in P["final_train"].items():
+        kept = [int(i) for i in np.asarray(seq).tolist() if int(i) not in held]
+        users += [user] * len(kept)
+        items += kept
+    times = np.concatenate([np.arange(n) for n in np.unique(users, return_counts=True)[1]]) \
+        if users else np.zeros(0, np.int64)
+    order = np.argsort(np.array(users), kind="stable")   # timestamps follow each user's order
+    inter = Interactions(np.array(users)[order], np.array(items, np.int64)[order], times)
+    keep = [i for i in ds.catalog.item_ids.tolist() if i not in held]
+    return Dataset(f"{name}-launch", ds.catalog.subset(keep), inter, ds.profiles, None, None)
+
+
+def launch_segment(name: str, P: dict, work: Path, args) -> dict:
+    """A seeded 10% of the items hidden from training, given to a live Recommender with add_items
+    from their text, the test cases whose target is one of them scored through the C++ runtime."""
+    from genrec_lite.export.bundle import export_bundle
+    from genrec_lite.runtime import Recommender
+
+    ds, test = P["dataset"], P["test"]
+    ids = ds.catalog.item_ids
+    rng = np.random.default_rng(0)
+    held = {int(i) for i in rng.choice(ids, size=max(1, int(LAUNCH_SHARE * len(ids))),
+                                       replace=False).tolist()}
+    launch = np.isin([c.target for c in test], sorted(held))
+    log(f"{name} launch: {len(held)} items hidden from training, {int(launch.sum())} test cases "
+        "have one as target")
+    sub = launch_dataset(name, P, held)
+    lwork = work / "launch"
+    lwork.mkdir(parents=True, exist_ok=True)
+    P_l = dict(P, final_train={u: np.array([i for i in np.asarray(s).tolist() if i not in held])
+                               for u, s in P["final_train"].items()},
+               tune_train={u: np.array([i for i in np.asarray(s).tolist() if i not in held])
+                           for u, s in P["tune_train"].items()})
+    out: dict = {"n_held_items": len(held), "n_cases": len(test),
+                 "n_launch_cases": int(launch.sum()), "models": {}}
+    for label, lists in baseline_lists(name, P_l, "final_train", test, content_vectors(ds), lwork,
+                                       args.quick).items():
+        out["models"][label] = segment_metrics(lists, test, {"launch": launch})
+    ckpt = train_model(sub, name, "temporal:inf", lwork, args.quick, minutes=args.minutes,
+                       epochs=args.epochs)
+    bundle = lwork / "bundle-f16"
+    if not (bundle / "manifest.json").is_file() or \
+            (bundle / "manifest.json").stat().st_mtime < (ckpt / "fit.json").stat().st_mtime:
+        export_bundle(ckpt, bundle, quant="f16")
+    rec = Recommender.load(bundle, n_threads=2)
+    try:
+        t = time.perf_counter()
+        rec.add_items([ds.catalog.record(i) for i in sorted(held)])
+        out["add_items_seconds"] = round(time.perf_counter() - t, 2)
+        lists = []
+        for s in range(0, len(test), 32):
+            answers = rec.recommend_batch([{"history": list(c.history), "k": 10, "beam": 20}
+                                           for c in test[s:s + 32]])
+            lists += [[r.item_id for r in a] for a in answers]
+    finally:
+        rec.close()
+    out["model"] = str(ckpt)
+    out["models"]["genrec-lite compact (one view), C++ runtime"] = segment_metrics(
+        lists, test, {"launch": launch})
+    return out
+
+
 def tables(name: str, res: dict) -> str:
     from genrec_lite.eval import metrics_table
 
@@ -311,6 +394,11 @@ def tables(name: str, res: dict) -> str:
                            ("all", "all cases")):
             rows = {m: r[seg] for m, r in models.items() if seg in r}
             text.append(f"\n{where}, {label}\n\n" + metrics_table(rows))
+    if "launch" in res:
+        for seg, label in (("launch", "launch segment (target hidden from training, added from "
+                                      "text)"), ("all", "all test cases, launch training")):
+            rows = {m: r[seg] for m, r in res["launch"]["models"].items() if seg in r}
+            text.append(f"\ntest, {label}\n\n" + metrics_table(rows))
     return "\n".join(text) + "\n"
 
 
@@ -329,6 +417,8 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0, help="budget of each training run")
     ap.add_argument("--epochs", type=int, default=None,
                     help="shorten the recipe's schedule to this many epochs (a slow machine)")
+    ap.add_argument("--launch", action="store_true",
+                    help="also the launch segment (one more training run and its bundle)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "cold_start.json"))
     args = ap.parse_args(argv)
@@ -346,6 +436,8 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         P = load_protocol(name, DATA)
         report["datasets"][name] = {"natural": natural_segment(name, P, work, args)}
+        if args.launch:
+            report["datasets"][name]["launch"] = launch_segment(name, P, work, args)
         md.append(tables(name, report["datasets"][name]))
         print(md[-1], flush=True)
     if not args.quick:
