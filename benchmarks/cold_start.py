@@ -200,9 +200,12 @@ def backoff_lists(recs, sids, cold_ids: np.ndarray, affinity: np.ndarray, cfg, k
 
 # Grid of the back-off settings; the one with the best validation NDCG@10 over all cases is kept
 # (never the test cases, never one segment alone).
+# The weight reaches past 1: with the prefix factor the mass is scaled by p_model(a | h), about
+# 1 / codebook_size for an average code.
 BACKOFF_GRID = [dict(prefix_power=pp, temperature=t, weight=w)
-                for pp in (0.0, 0.5, 1.0) for t in (0.05, 0.1, 0.2)
-                for w in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)]
+                for pp in (0.0, 0.5, 1.0) for t in (0.05, 0.1, 0.2, 0.4)
+                for w in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0,
+                          100.0, 300.0)]
 
 
 def tune_backoff(recs, sids, cases, cold_ids, affinity, segments) -> tuple[dict, list]:
@@ -429,7 +432,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     report = {"benchmark": "cold_start", "machine": machine_info(), "quick": args.quick,
-              "backoff_grid": BACKOFF_GRID, "datasets": {}}
+              "epochs": args.epochs or "the recipe's (quality.py COMPACT)", "model": args.model,
+              "tune_model": args.tune_model, "backoff_grid": BACKOFF_GRID, "datasets": {}}
     md = []
     for name in args.datasets:
         work = ROOT / "runs" / ("cold-start-quick" if args.quick else "cold-start") / name
