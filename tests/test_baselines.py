@@ -253,3 +253,31 @@ def test_run_script_quick(amazon_industrial_dir, tmp_path):
     assert set(res["models"]) == {"Popularity", "Markov", "Markov (no self-transitions)",
                                   "SASRec"}
     assert res["models"]["SASRec"]["test"]["n_cases"] == 4533
+
+
+# ------------------------------------------------------------------ content kNN
+
+
+def test_content_knn_ranks_by_cosine_to_the_last_item_and_reaches_untrained_items():
+    from benchmarks.baselines.content import ContentKNN
+
+    vec = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0]], dtype=float)
+    m = ContentKNN(vec * 3).fit(TRAIN, ITEMS)   # the scale of a vector does not matter
+    got = m.recommend([[30, 10], [40], []], k=3)
+    assert got[0].tolist() == [10, 20, 40]     # 50 never occurs in TRAIN: still ranked
+    assert got[1].tolist() == [40, 30, 20]
+    assert got[2].tolist() == [10, 20, 30]     # no history: catalog order
+    ex = ContentKNN(vec, exclude_history=True).fit(TRAIN, ITEMS).recommend([[30, 10], [40]], k=3)
+    assert ex[0].tolist() == [20, 40, 50]       # 30 and 10 go behind every other item
+    assert ex[1].tolist() == [30, 20, 10]
+
+
+def test_content_knn_refuses_bad_vectors():
+    from benchmarks.baselines.content import ContentKNN
+
+    with pytest.raises(InvalidArgumentError, match="one vector per item"):
+        ContentKNN(np.ones((3, 2))).fit(TRAIN, ITEMS)
+    with pytest.raises(InvalidArgumentError, match="finite 2-D"):
+        ContentKNN(np.array([[np.nan, 1.0]]))
+    with pytest.raises(GenrecError, match="fit"):
+        ContentKNN(np.ones((5, 2))).scores([[10]])
