@@ -11,6 +11,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -733,7 +734,7 @@ api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, lla
 llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
 loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
 n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
-BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the prompts' shared prefix
+BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the stem the prompts share
 across calls (the last sequence id is then reserved for it). The whole search runs in C++ with
 the GIL released; one call per context at a time.)doc";
 
@@ -894,11 +895,16 @@ NB_MODULE(_core, m) {
   nb::class_<genrec::LlamaPrefixCache>(m, "LlamaPrefixCache",
                                         "Which prompt prefix one llama.cpp context keeps in its KV cache.")
       .def(nb::init<>())
+      .def("__init__", [](genrec::LlamaPrefixCache* c, std::vector<std::vector<int32_t>> stems) {
+        new (c) genrec::LlamaPrefixCache{std::move(stems), {}};
+      }, "stems"_a, "A cache that keeps, per search, the longest of `stems` (token-id lists) every prompt starts with.")
+      .def_prop_ro("stems", [](const genrec::LlamaPrefixCache& c) { return c.stems; },
+                   "The prefixes worth keeping (lists of token ids).")
       .def_prop_ro("tokens", [](const genrec::LlamaPrefixCache& c) {
         nb::list l;
         for (int32_t t : c.tokens) l.append(t);
         return l;
-      }, "The cached prompt tokens, a list.");
+      }, "The cached prompt tokens (one of the stems, or empty), a list.");
   m.def("llama_beam_search", &llama_search_py, "api"_a, "ctx"_a, "limits"_a, "trie"_a,
         "token_table"_a, "prompts"_a, "requests"_a, "record"_a = false,
         "prefix_cache"_a.none() = nb::none(), kLlamaSearchDoc);

@@ -162,35 +162,30 @@ struct Group {
 };
 
 // Groups of requests that fit the context; `seqs_max` is what is left of its sequences besides
-// the prefix cache's, `first_cells` / `later_cells` what is left of its cells in the first group
-// and in the ones after it (the cache shares the first group's cells, then holds its own).
-std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int64_t first_cells,
-                               int64_t later_cells, int levels,
+// the prefix cache's.
+std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int levels,
                                const std::vector<std::vector<int32_t>>& prompts,
                                const std::vector<SearchRequest>& requests) {
   std::vector<Group> groups;
   int64_t seqs = 0, cells = 0, prefill = 0;
   size_t begin = 0;
-  const auto room = [&] {
-    return std::max<int64_t>(groups.empty() ? first_cells : later_cells, 0);
-  };
   for (size_t i = 0; i < requests.size(); ++i) {
     const int64_t beam = requests[i].beam;
     const int64_t len = static_cast<int64_t>(prompts[i].size());
     // every SID token ever decoded for this request takes a cell until the group ends
     const int64_t need = len + beam * std::max(levels - 1, 0);
     if (len == 0) throw InvalidArgument("request " + std::to_string(i) + " has an empty prompt");
-    if (i > begin && (seqs + beam > seqs_max || cells + need > room() ||
+    if (i > begin && (seqs + beam > seqs_max || cells + need > info.n_ctx ||
                       prefill + len > info.n_batch || seqs + beam > info.n_batch)) {
       groups.push_back({begin, i});
       begin = i;
       seqs = cells = prefill = 0;
     }
-    if (beam > seqs_max || need > room() || len > info.n_batch || beam > info.n_batch)
+    if (beam > seqs_max || need > info.n_ctx || len > info.n_batch || beam > info.n_batch)
       throw InvalidArgument("request " + std::to_string(i) + " (prompt of " + std::to_string(len) +
                             " tokens, beam " + std::to_string(beam) + ") needs " +
                             std::to_string(need) + " KV cells and " + std::to_string(beam) +
-                            " sequences; the context has " + std::to_string(room()) +
+                            " sequences; the context has " + std::to_string(info.n_ctx) +
                             " cells, " + std::to_string(seqs_max) + " sequences and a batch of " +
                             std::to_string(info.n_batch) + " tokens for it (a context with more "
                             "cells takes it)");
@@ -221,7 +216,7 @@ void keep_only_prefix(Runner& run, const PrefixUse& pre) {
 void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie,
                   const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
                   const std::vector<SearchRequest>& requests, Group g, const PrefixUse& pre,
-                  bool first_group, std::vector<SearchResult>& out) {
+                  std::vector<SearchResult>& out) {
   const size_t n = g.end - g.begin;
   std::vector<SearchRequest> reqs(requests.begin() + static_cast<std::ptrdiff_t>(g.begin),
                                   requests.begin() + static_cast<std::ptrdiff_t>(g.end));
@@ -248,14 +243,6 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
       batch.add(p[t], static_cast<int32_t>(t), base[r], t + 1 == p.size());
   }
   const float* logits = run.decode(batch);
-  if (pre.seq >= 0 && first_group && prompt_len[0] > 1) {
-    // the cache becomes this call's first prompt (all but its last token): the next call keeps
-    // what its prompts share with it. Tagging computed cells costs no decode.
-    const auto& p = prompts[g.begin];
-    run.seq_cp(base[0], pre.seq, pre.reuse, prompt_len[0] - 1);
-    pre.cache->tokens.assign(p.begin(), p.end() - 1);
-  }
-
   // slot of each current row; at level 0 the rows are the requests
   std::vector<int32_t> slot(base), new_slot, children, req_of_in;
   std::vector<char> taken;
@@ -330,37 +317,47 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   if (cache != nullptr && info.n_seq_max >= 2) {
     pre.cache = cache;
     pre.seq = static_cast<int32_t>(info.n_seq_max - 1);
-    // the longest cached prefix every prompt starts with, leaving each prompt one token to decode
-    size_t reuse = cache->tokens.size();
-    for (const auto& p : prompts) {
-      size_t m = 0;
-      const size_t lim = std::min(reuse, p.empty() ? size_t{0} : p.size() - 1);
-      while (m < lim && p[m] == cache->tokens[m]) ++m;
-      reuse = m;
+    // the stem every prompt starts with (the longest of each, leaving it a token to decode);
+    // prompts with different stems, or none, reuse nothing
+    const std::vector<int32_t>* stem = nullptr;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const std::vector<int32_t>* best = nullptr;
+      for (const auto& s : cache->stems)
+        if (!s.empty() && s.size() < prompts[i].size() &&
+            (best == nullptr || s.size() > best->size()) &&
+            std::equal(s.begin(), s.end(), prompts[i].begin()))
+          best = &s;
+      if (i > 0 && best != stem) {
+        stem = nullptr;
+        break;
+      }
+      stem = best;
     }
+    const bool hit = stem != nullptr && cache->tokens == *stem;
     if (record) {
       record->uses_prefix = true;
-      record->prefix_before.assign(cache->tokens.begin(), cache->tokens.begin() +
-                                                               static_cast<std::ptrdiff_t>(reuse));
+      if (hit) record->prefix_before = cache->tokens;
     }
-    if (reuse < cache->tokens.size()) {
-      run.seq_rm(pre.seq, static_cast<int32_t>(reuse), -1);
-      cache->tokens.resize(reuse);
+    if (!hit && !cache->tokens.empty()) {
+      run.clear();  // the old stem's cells go
+      cache->tokens.clear();
     }
-    pre.reuse = static_cast<int32_t>(reuse);
+    if (stem != nullptr && !hit) {
+      // decoded alone, so that its cells hold the same values whatever ran before
+      run.clear();
+      Batch b;
+      for (size_t t = 0; t < stem->size(); ++t) b.add((*stem)[t], static_cast<int32_t>(t), pre.seq, false);
+      run.decode(b);
+      cache->tokens = *stem;
+    }
+    pre.reuse = stem != nullptr ? static_cast<int32_t>(stem->size()) : 0;
   }
   std::vector<SearchResult> out;
   out.reserve(requests.size());
-  // The prefix cache's sequence is not the groups' to use. Its `reuse` cells are counted in
-  // every prompt's length; after the first group it also holds the rest of the first prompt
-  // (all but its last token), cells no later request counts.
+  // The prefix cache's sequence is not the groups' to use; its cells (the stem) are counted in
+  // every prompt's length.
   const int64_t reserved_seqs = pre.seq >= 0 ? 1 : 0;
-  const int64_t later_reserved =
-      pre.seq >= 0 && !prompts.empty()
-          ? std::max<int64_t>(static_cast<int64_t>(prompts[0].size()) - 1 - pre.reuse, 0)
-          : 0;
-  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, info.n_ctx,
-                                  info.n_ctx - later_reserved, tokens.levels, prompts, requests);
+  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, tokens.levels, prompts, requests);
   const auto reset = [&] {  // leave the context reusable, its prefix cache empty
     run.clear();
     if (cache != nullptr) cache->tokens.clear();
@@ -368,7 +365,7 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   size_t g = 0;
   try {
     for (; g < groups.size(); ++g)
-      search_group(run, info, trie, tokens, prompts, requests, groups[g], pre, g == 0, out);
+      search_group(run, info, trie, tokens, prompts, requests, groups[g], pre, out);
   } catch (const ModelOutputError& e) {
     reset();
     throw e.for_batch(static_cast<int64_t>(groups[g].begin));  // a group numbers its requests from 0

@@ -10,11 +10,12 @@
 // Requests are processed in groups that fit the context's sequence and cell limits.
 //
 // Prompt-prefix reuse (optional, one LlamaPrefixCache per context): the prompts of a bundle begin
-// with the same template text. Those tokens' KV cells stay in the context between calls under a
-// reserved sequence id (n_seq_max - 1); every request of a later call shares them (seq_cp) and
-// decodes only the rest of its prompt. After each call the cache holds that call's first prompt
-// (its cells are already computed: tagging them costs no decode), and the next call keeps the
-// part of it that all its prompts start with.
+// with the same template text (the cache's stems). A stem's KV cells stay in the context between
+// calls under a reserved sequence id (n_seq_max - 1); every request of a call whose prompts all
+// start with that stem shares them (seq_cp) and decodes only the rest of its prompt. A stem is
+// decoded on its own batch from an empty context, never inside a request's batch: its cells then
+// hold the same values whatever the context ran before, and an answer does not depend on which
+// context served it or in what order (a cache keyed to the previous prompt flipped near-ties).
 //
 // The context must have been created with a unified KV cache and limits that the caller reports
 // in LlamaContextInfo. A context is not thread-safe: one search per context at a time (the
@@ -46,10 +47,15 @@ struct LlamaSearchStats {
   int64_t groups = 0;
 };
 
-// Which prompt tokens a context holds in its KV cache under the reserved sequence (positions
-// 0..tokens.size()-1). Owned by whoever owns the context; used by one search at a time.
+// The prompt prefix a context keeps in its KV cache under the reserved sequence (positions
+// 0..tokens.size()-1). `stems` are the prefixes worth keeping: the template text every prompt of
+// one kind starts with, before the history. A stem is decoded on its own (never as part of a
+// request's prompt), and a prompt reuses the longest stem it starts with, so a request's answer
+// does not depend on what the context ran before: the same request gives the same bits, cached or
+// not. Owned by whoever owns the context; used by one search at a time.
 struct LlamaPrefixCache {
-  std::vector<int32_t> tokens;
+  std::vector<std::vector<int32_t>> stems;
+  std::vector<int32_t> tokens;  // the stem held now (empty: none)
 };
 
 // The decode/KV operations a search issued, to replay them without the search (the "floor" of

@@ -88,8 +88,8 @@ class LlamaModel:
     """A GGUF model and `n_contexts` contexts sized for batched beam search.
 
     prefix_cache: each context keeps the prompt prefix its requests share (the template text
-    before the history) in its KV cache, so that it is decoded once, not once per request; it
-    reserves one of the context's sequences.
+    before the history: set_prefix_stems) in its KV cache, so that it is decoded once, not once
+    per request; it reserves one of the context's sequences.
 
     n_ctx: KV cells per context (None: DEFAULT_N_CTX). llama.cpp's sequence copy and removal
     (beam reordering) walk every cell, so unused cells cost time at each SID level: 1024 holds one
@@ -171,6 +171,20 @@ class LlamaModel:
         n_seq = int(llama_cpp.llama_n_seq_max(ctx))
         self.limits = (n_ctx_real, n_seq, n_batch, self.n_vocab)
         return ctx
+
+    def set_prefix_stems(self, stems: list[list[int]]) -> None:
+        """The prompt prefixes (token-id lists) the contexts' prefix caches keep: the template text
+        before the history, one per kind of prompt. Waits until no search runs. Without stems the
+        cache keeps nothing."""
+        if not self.prefix_cache:
+            return
+        from .. import _core
+
+        stems = [[int(t) for t in s] for s in stems if len(s) > 0]
+        with self._cond:
+            while len(self._pool) < len(self._contexts) and not self._closed:
+                self._cond.wait()
+            self._pool = [(ctx, _core.LlamaPrefixCache(stems)) for ctx, _ in self._pool]
 
     @property
     def max_beam(self) -> int:

@@ -588,10 +588,39 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
         live = LiveCatalog(sids, records)
         if inactive:
             live.set_active(inactive, False)
-        return _Loaded(b, model_backend, live, tables)
+        loaded = _Loaded(b, model_backend, live, tables)
+        if backend == "llama":
+            model.set_prefix_stems(_prompt_stems(loaded, model_backend.tokenize))
+        return loaded
     except BaseException:
         model_backend.close()  # free the model's memory before reporting
         raise
+
+
+def _prompt_stems(loaded: _Loaded, tokenize) -> list[list[int]]:
+    """The token prefixes prompts of one kind share, whatever the history: for each SID view, with
+    and without a profile, the common start of two prompts that differ from their first SID or
+    profile token on (the template text before the history or the profile)."""
+    def common(a: list[int], b: list[int]) -> list[int]:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return a[:n]
+
+    stems: list[list[int]] = []
+    for view in loaded.catalog.state.views:
+        first = view.codes[:, 0]
+        other = np.flatnonzero(first != first[0])
+        if len(view.item_ids) == 0 or len(other) == 0:
+            continue
+        x, y = view.sid(int(view.item_ids[0])), view.sid(int(view.item_ids[other[0]]))
+        pair = [(([x], ""), ([y], "")), (([x], "a"), ([x], "z"))]
+        for (h1, p1), (h2, p2) in pair:
+            stem = common(tokenize(loaded.prompts.next_item_prompt(h1, p1)),
+                          tokenize(loaded.prompts.next_item_prompt(h2, p2)))
+            if stem and stem not in stems:
+                stems.append(stem)
+    return stems
 
 
 def _carry_over(old: _Loaded, new: _Loaded) -> None:
