@@ -211,24 +211,3 @@ def test_broken_logits_raise_the_same_error_as_the_cpp_search(setup, case):
     e = ref_err.value
     assert (e.request, e.level, e.token) == (1, 1, token)
     assert e.code == (None if case == "outside_nan" else int(code))
-
-
-def test_first_level_log_probabilities_come_with_each_answer(setup):
-    """The back-off (sid/backoff.py) reads the first level's distribution from the search."""
-    sids, tok, model = setup
-    dec = ReferenceDecoder(model, tok, sids)
-    prompts = ["which item next <a_1><b_2><c_3>", "the user clicked"]
-    recs = dec.recommend(prompts, k=3, beam=4)
-    allowed = set(sids.trie().allowed_next(np.zeros(0, np.int32)).tolist())
-    for prompt, rec in zip(prompts, recs):
-        lp = rec.level0
-        assert lp.shape == (sids.codebook_size,)
-        assert {c for c in range(len(lp)) if np.isfinite(lp[c])} == allowed
-        assert np.exp(lp[np.isfinite(lp)]).sum() == pytest.approx(1.0, abs=1e-5)
-        # the best beam's first code has that level's log-probability inside its score
-        with torch.no_grad():
-            ids = tok(prompt)["input_ids"]
-            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
-        cols = tok.convert_tokens_to_ids([sids.token(0, c) for c in sorted(allowed)])
-        want = torch.log_softmax(logits[cols], dim=-1).numpy()
-        np.testing.assert_allclose(lp[sorted(allowed)], want, atol=1e-5)

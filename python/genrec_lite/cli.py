@@ -364,8 +364,10 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 @click.option("--onnx", "with_onnx", is_flag=True,
               help="Also write model.onnx (the onnxruntime backend, float32).")
 @click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE",
+              help="Cold-start settings chosen on validation (runtime/cold_start.py); default: off.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
-def export_cmd(model_path, out, quant, with_onnx, weights, quiet) -> None:
+def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) -> None:
     """Write a self-contained serving bundle (atomically: nothing half-written on failure).
 
     \b
@@ -375,7 +377,18 @@ def export_cmd(model_path, out, quant, with_onnx, weights, quiet) -> None:
     from .export.bundle import export_bundle
 
     say = None if quiet else (lambda msg: click.echo(msg, err=True))
-    m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights, progress=say)
+    settings = None
+    if cold_start is not None:
+        parts = cold_start.split(",")
+        try:
+            settings = {"weight": float(parts[0]), "temperature": float(parts[1])}
+        except (ValueError, IndexError):
+            raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE "
+                                       "(two numbers, e.g. 0.01,0.1)") from None
+        if len(parts) != 2:
+            raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE")
+    m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights,
+                      cold_start=settings, progress=say)
     size = sum(f["bytes"] for f in m["files"].values()) / 2**20
     click.echo(f"bundle written to {out}: {len(m['files'])} files, {size:.1f} MiB, "
                f"{m['export_seconds']} s")
@@ -437,7 +450,12 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, n_ctx, as_js
               help="SID views (independent builds) the model learns and fuses; each view adds "
                    "the training examples of one.")
 def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
-    """The whole loop in a few minutes: SIDs, training, evaluation, export, recommendations.
+    """The whole loop in a few minutes: SIDs, training, export, cold start, evaluation.
+
+    A seeded 10% of the items are held out of training entirely, as ads launched after the model
+    was trained: after export they are added to the served bundle from their text (add_items),
+    the cold-start settings are chosen on the validation cases, and the test cases are scored
+    overall and on those whose next item is one of the launched items.
 
     \b
     Examples:
@@ -448,19 +466,25 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
 
     from .data import leave_one_out, resolve_dataset
     from .eval.bundle import evaluate_bundle
+    from .eval.cold_start import choose_cold_start, runtime_answers
     from .eval.metrics import metrics_table, rank_metrics
-    from .export.bundle import export_bundle
+    from .export.bundle import export_bundle, set_cold_start
     from .runtime import Recommender
     from .sid.build import SidConfig, build_sid_views
     from .train.trainer import TrainConfig, Trainer, make_split
 
     out = Path(out)
     t0 = time.perf_counter()
-    dataset = resolve_dataset(data)
+    full = resolve_dataset(data)
     synthetic = data == "synthetic"
     step = lambda n, text: click.secho(f"[{n}/5] {text}", bold=True, err=True)  # noqa: E731
-    split = "temporal:2000000" if dataset.test_cases and dataset.valid_cases else "leave-one-out"
-    step(1, f"semantic IDs for {len(dataset.catalog)} items ({dataset.name})")
+    split = "temporal:2000000" if full.test_cases and full.valid_cases else "leave-one-out"
+    ids = full.catalog.item_ids
+    launched = np.sort(np.random.default_rng(0).choice(ids, size=max(1, len(ids) // 10),
+                                                       replace=False))
+    dataset = full.without_items(launched)
+    step(1, f"semantic IDs for {len(dataset.catalog)} items ({full.name}; {len(launched)} more "
+            "are held out as items launched after training)")
     sid_cfg = SidConfig(levels=3, codebook_size=64 if synthetic else 256,
                         collisions="extra_level", epochs=150 if synthetic else None,
                         collab_weight=collab_weight, views=views)
@@ -480,21 +504,44 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
     step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
     export_bundle(out / "model", out / "bundle", quant="f16",
                   progress=lambda msg: click.echo(f"      {msg}", err=True))
-    step(4, "evaluating the bundle with the C++ runtime")
+    step(4, f"launching {len(launched)} new items from their text, choosing cold start on "
+            "validation, evaluating with the C++ runtime")
     rec = Recommender.load(out / "bundle", n_threads=threads)
-    if dataset.test_cases:
-        cases = dataset.test_cases
+    rec.add_items([full.catalog.record(i) for i in launched.tolist()])
+    if full.test_cases:
+        valid, cases = full.valid_cases, full.test_cases
         train_before = 2_000_000
     else:
-        cases = leave_one_out(dataset.interactions, max_len=cfg.max_history).test
+        loo = leave_one_out(full.interactions, max_len=cfg.max_history)
+        valid, cases = loo.valid, loo.test
         train_before = None
-    profiles = dataset.profiles if cfg.use_profiles else None
-    ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True)
+    profiles = full.profiles if cfg.use_profiles else None
+    state = rec.catalog.state
+    chosen, _ = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
+                                  state.sids, state.cold)
+    rec.set_cold_start(chosen)
+    set_cold_start(out / "bundle", chosen)  # the bundle serves with them from now on
+    click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}"
+                                       if chosen else "off (it did not help on validation)"), err=True)
+    new = np.isin([c.target for c in cases], launched)
+    ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True, ranked=(ranked := []))
+    rec.set_cold_start(None)
+    alone = evaluate_bundle(rec, cases, profiles=profiles, ranked=(alone_ranked := []))
+    rec.set_cold_start(chosen)
     inter = dataset.interactions if train_before is None else dataset.interactions.between(before=train_before)
     counts = np.bincount(inter.item_ids, minlength=int(inter.item_ids.max()) + 1)
     top = np.argsort(-counts, kind="stable")[:10].tolist()
     pop = rank_metrics([top] * len(cases), [c.target for c in cases])
-    click.echo("\n" + metrics_table({"genrec-lite (this run)": ours, "popularity": pop}))
+    click.echo("\n" + metrics_table({"genrec-lite (this run)": ours,
+                                     "genrec-lite without cold start": alone, "popularity": pop}))
+
+    def launched_hr(lists) -> float:
+        hit = [c.target in lst[:10] for lst, c, n in zip(lists, cases, new) if n]
+        return float(np.mean(hit)) if hit else float("nan")
+
+    click.echo(f"\nlaunched items ({int(new.sum())} of {len(cases)} test cases have one as next "
+               f"item): HR@10 {launched_hr(ranked):.4f} (without cold start {launched_hr(alone_ranked):.4f}); "
+               f"all test cases: HR@10 {ours['HR@10']:.4f}")
     step(5, "a few recommendations")
     state = rec.catalog.state
     for c in cases[:3]:
@@ -504,7 +551,8 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
         recs = rec.recommend(c.history, k=5)
         for n, r in enumerate(recs, 1):
             mark = "  <- next item" if r.item_id == c.target else ""
-            click.echo(f"   {n}. {r.title[:80]}  ({r.score:.2f}){mark}")
+            launch = "  (launched after training)" if r.item_id in set(launched.tolist()) else ""
+            click.echo(f"   {n}. {r.title[:80]}  ({r.score:.2f}){mark}{launch}")
     click.echo(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} min; bundle in {out / 'bundle'}; try\n"
                f"  genrec-lite recommend --bundle {out / 'bundle'} --history "
                f"{','.join(str(i) for i in cases[0].history[-3:])}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from ..errors import DataError, InvalidArgumentError
 from .catalog import Catalog
@@ -86,6 +88,27 @@ class Dataset:
         if self.test_cases is not None:
             save_cases(self.test_cases, root / "test.jsonl")
         return root
+
+    def without_items(self, item_ids: Sequence[int] | np.ndarray) -> "Dataset":
+        """This data set as if the items had never existed: out of the catalog, every interaction
+        with them removed, and the cases that name them dropped. What a model trained before
+        those items launched would have seen (cold-start benchmarks, the quickstart's launch)."""
+        gone = np.unique(np.asarray(list(item_ids), dtype=np.int64))
+        missing = gone[~self.catalog.contains_all(gone)]
+        if len(missing):
+            raise InvalidArgumentError(f"item {int(missing[0])} is not in the catalog")
+        keep = self.catalog.item_ids[~np.isin(self.catalog.item_ids, gone)]
+        if len(keep) == 0:
+            raise InvalidArgumentError("removing these items would leave the catalog empty")
+        hidden = set(gone.tolist())
+
+        def cases(cs):
+            return None if cs is None else [c for c in cs if c.target not in hidden
+                                            and not hidden.intersection(c.history)]
+
+        return Dataset(self.name, self.catalog.subset(keep),
+                       self.interactions.select(~np.isin(self.interactions.item_ids, gone)),
+                       self.profiles, cases(self.valid_cases), cases(self.test_cases), self.path)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dataset):

@@ -9,8 +9,9 @@ from .metrics import rank_metrics
 
 
 def evaluate_bundle(rec, cases, *, profiles=None, beam: int = 20, k: int = 10,
-                    batch_size: int = 32, progress: bool = False) -> dict:
-    """HR@K / NDCG@K (K = 1, 3, 5, 10) of a Recommender over `cases` (user_id, history, target)."""
+                    batch_size: int = 32, progress: bool = False, ranked: list | None = None) -> dict:
+    """HR@K / NDCG@K (K = 1, 3, 5, 10) of a Recommender over `cases` (user_id, history, target).
+    `ranked`: a list that receives each case's ranked item ids."""
     from tqdm.auto import tqdm
 
     template = rec.bundle.manifest.get("profile_template")
@@ -19,7 +20,7 @@ def evaluate_bundle(rec, cases, *, profiles=None, beam: int = 20, k: int = 10,
         prof = profile_text(profiles.get(c.user_id), template) if profiles is not None else ""
         reqs.append({"history": list(c.history), "profile": prof, "k": k, "beam": beam})
     t0 = time.perf_counter()
-    ranked = []
+    ranked = [] if ranked is None else ranked
     for s in tqdm(range(0, len(reqs), batch_size), desc="eval", unit="batch", disable=not progress):
         ranked.extend([r.item_id for r in recs] for recs in rec.recommend_batch(reqs[s:s + batch_size]))
     metrics = rank_metrics(ranked, [c.target for c in cases])

@@ -7,27 +7,36 @@ export leaves nothing behind and never damages an existing bundle.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .._io import atomic_directory, sha256_file, versions, write_json
 from ..errors import InvalidArgumentError
-from ..runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST, sid_encoder_file
+from ..runtime.bundle import COLD_ITEMS, FORMAT_NAME, FORMAT_VERSION, MANIFEST, sid_encoder_file
+from ..runtime.cold_start import ColdStartConfig
 
 QUANTS = ("f32", "f16", "q8_0")
 
 
 def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx: bool = False,
-                  which: str = "best", text_encoder: bool = True, progress=None) -> dict:
-    """Write the bundle; returns its manifest. `progress(msg)` is told about each stage."""
+                  which: str = "best", text_encoder: bool = True, cold_start=None,
+                  progress=None) -> dict:
+    """Write the bundle; returns its manifest. `progress(msg)` is told about each stage.
+    cold_start: the ColdStartConfig (or its dict) the served bundle mixes cold items in with,
+    chosen on validation (eval/cold_start.py); None leaves cold items to the model alone."""
     from ..sid.embed import resolve_model
-    from ..train.checkpoint import load_model
+    from ..train.checkpoint import UNTRAINED_ITEMS, load_model
     from .gguf_export import write_gguf
     from .onnx_export import export_lm, export_sid_encoder, export_text_encoder
 
     if quant not in QUANTS:
         raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
+    if cold_start is not None and not isinstance(cold_start, ColdStartConfig):
+        cold_start = ColdStartConfig.from_dict(cold_start)
     say = progress or (lambda msg: None)
     ckpt = Path(ckpt)
     t0 = time.perf_counter()
@@ -59,6 +68,11 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
                 resolve_model(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2"),
                 tmp / "text_encoder")
         shutil.copyfile(ckpt / "items.jsonl", tmp / "items.jsonl")
+        cold = {"items": None, "n_items": None,
+                "settings": cold_start.to_dict() if cold_start else None}
+        if (ckpt / UNTRAINED_ITEMS).is_file():  # older checkpoints did not record them
+            shutil.copyfile(ckpt / UNTRAINED_ITEMS, tmp / COLD_ITEMS)
+            cold.update(items=COLD_ITEMS, n_items=int(len(np.load(tmp / COLD_ITEMS))))
         files = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
             rel = f.relative_to(tmp).as_posix()
@@ -83,9 +97,29 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
                     "text_template": sid_cfg.get("text_template"),
                     "embedding_model": sid_cfg.get("embedding_model"),
                     "input_dim": int(sid_cfg.get("input_dim") or sids.encoder.input_dim)},
+            "cold_start": cold,
             "files": files,
             "versions": versions(),
             "export_seconds": round(time.perf_counter() - t0, 1),
         }
         write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def set_cold_start(bundle: str | Path, settings) -> dict:
+    """Write cold-start settings (a ColdStartConfig, its dict, or None for off) into an exported
+    bundle's manifest, e.g. once they were chosen on validation with the bundle itself
+    (eval/cold_start.py). The manifest is replaced atomically; returns it."""
+    from .._io import read_manifest
+
+    if settings is not None and not isinstance(settings, ColdStartConfig):
+        settings = ColdStartConfig.from_dict(settings)
+    path = Path(bundle) / MANIFEST
+    manifest = read_manifest(path, FORMAT_NAME, FORMAT_VERSION)
+    cold = dict(manifest.get("cold_start") or {"items": None, "n_items": None})
+    cold["settings"] = None if settings is None else settings.to_dict()
+    manifest["cold_start"] = cold
+    tmp = path.with_name(path.name + ".tmp")
+    write_json(tmp, manifest)
+    os.replace(tmp, path)
     return manifest

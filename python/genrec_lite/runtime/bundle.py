@@ -11,6 +11,8 @@ BUNDLE/
                        of a multi-view model has its own, sid_encoder_view{v}.onnx
   text_encoder/        the item text encoder as ONNX + tokenizer.json
   items.jsonl          the catalog: item id, title and the text the SIDs were made from
+  cold_items.npy       the catalog items the model was never trained to write (sorted int64 ids;
+                       manifest "cold_start" names it, with the settings of runtime/cold_start.py)
 
 Every file is listed in the manifest with its size and SHA-256; `Bundle.open` checks them (a
 missing, truncated or altered file is an ArtifactError naming it) before anything is loaded.
@@ -28,6 +30,7 @@ from ..errors import ArtifactError
 FORMAT_NAME = "genrec-lite.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+COLD_ITEMS = "cold_items.npy"
 # manifest keys the runtime reads, and their JSON types
 _REQUIRED = {"prompts": dict, "max_history": int, "sid": dict, "tokenizer": dict, "model": dict}
 

@@ -9,18 +9,23 @@ old one and swaps the reference (copy-on-write): requests in flight finish on th
 next request sees the new one, nobody blocks. Pausing/resuming items flips the trie's atomic
 active flags in place (no rebuild) and is remembered, so a later rebuild keeps paused items paused.
 Writers are serialised by a lock.
+
+The state also knows which items are cold (the model was never trained to write them: the
+bundle's untrained items and every item added since), so that a request sees the cold set that
+belongs to its items (runtime/cold_start.py).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, UnknownItemError
 from ..sid import SemanticIds, SidViews
+from .cold_start import directions
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,27 @@ class CatalogState:
     tries: tuple                   # genrec_lite._core.SidTrie of each view
     records: dict                  # item id -> {"title": ..., "text": ...}
     version: int
+    cold: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted ids
+
+    @property
+    def cold_dirs(self) -> np.ndarray:
+        """Unit RQ reconstructions of the cold items (primary view), in `cold` order; computed
+        once per state."""
+        got = self.__dict__.get("_cold_dirs")
+        if got is None:
+            sids = self.sids
+            if sids.encoder is None:
+                raise InvalidArgumentError("the catalog's SID table has no quantiser codebooks; "
+                                           "cold start needs them")
+            rows = [sids.row_of(int(i)) for i in self.cold.tolist()]
+            got = directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
+            object.__setattr__(self, "_cold_dirs", got)  # a cache: the state stays immutable
+        return got
+
+    def direction(self, item_id: int) -> np.ndarray:
+        """One item's unit RQ reconstruction (primary view)."""
+        sids = self.sids
+        return directions(sids.encoder.codebooks, sids.codes[[sids.row_of(int(item_id))], :sids.levels])[0]
 
     @property
     def sids(self) -> SemanticIds:
@@ -56,13 +82,16 @@ def _ids(ids: Iterable[int], what: str) -> np.ndarray:
 
 
 class LiveCatalog:
-    def __init__(self, sids: SidViews | SemanticIds, records: dict[int, dict]):
+    def __init__(self, sids: SidViews | SemanticIds, records: dict[int, dict],
+                 cold: Iterable[int] = ()):
         self._lock = threading.Lock()
         self._inactive: set[int] = set()
         self._added: list[int] = []
         self._removed: list[int] = []  # load-time items removed since
         views = SidViews.of(sids)
-        self._state = CatalogState(views, tuple(v.trie() for v in views), dict(records), 0)
+        cold = _ids(cold, "cold item ids")
+        cold = np.unique(cold[np.isin(cold, views.primary.item_ids)])
+        self._state = CatalogState(views, tuple(v.trie() for v in views), dict(records), 0, cold)
 
     @property
     def state(self) -> CatalogState:
@@ -110,7 +139,8 @@ class LiveCatalog:
             ids = np.concatenate([old.sids.item_ids, item_ids])
             views = SidViews([v.with_rows(ids, np.concatenate([v.codes, v.complete(c)]))
                               for v, c in zip(old.views, base_codes)])
-            self._swap(views, {**old.records, **records})
+            self._swap(views, {**old.records, **records},
+                       np.union1d(old.cold, np.asarray(item_ids, dtype=np.int64)))
             self._added.extend(int(i) for i in item_ids.tolist())
             return self._state
 
@@ -130,7 +160,8 @@ class LiveCatalog:
             added = set(self._added)
             self._removed.extend(i for i in ids.tolist() if i not in added)
             self._added = [i for i in self._added if i not in gone]
-            self._swap(views, {k: v for k, v in old.records.items() if k not in gone})
+            self._swap(views, {k: v for k, v in old.records.items() if k not in gone},
+                       old.cold[~np.isin(old.cold, ids)])
             return len(gone)
 
     def set_active(self, item_ids: Iterable[int], active: bool) -> int:
@@ -149,10 +180,10 @@ class LiveCatalog:
     def inactive(self) -> set[int]:
         return set(self._inactive)
 
-    def _swap(self, views: SidViews, records: dict) -> None:
+    def _swap(self, views: SidViews, records: dict, cold: np.ndarray) -> None:
         tries = tuple(v.trie() for v in views)
         if self._inactive:
             paused = np.fromiter(self._inactive, dtype=np.int64)
             for t in tries:
                 t.set_active(paused, False)
-        self._state = CatalogState(views, tries, records, self._state.version + 1)
+        self._state = CatalogState(views, tries, records, self._state.version + 1, cold)

@@ -15,6 +15,11 @@ A multi-view bundle (genrec_lite.sid.views) runs one such search per view, each 
 requests written in that view and searched in its trie, and fuses the views' beams per request
 (`genrec_lite.sid.fuse`): the same rule as the reference decoder.
 
+Cold start (runtime/cold_start.py): items the model was never trained to write (the bundle's
+untrained items, every item added since) would never be reached by the beam; with cold-start
+settings (the bundle's, chosen on validation at export, or set_cold_start) each cold item gets a
+content mass beside the model's probability, and the answer is the top k of both.
+
 Lifecycle: the loaded bundle (model, catalog, encoders) is one `_Loaded` object that every call
 counts itself into while it runs. `reload()` loads another bundle beside it and swaps the
 reference; `close()` refuses new calls. A retired bundle is freed by whoever sees its last call
@@ -41,6 +46,7 @@ from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
+from .cold_start import ColdStartConfig, content_scores, mix
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -62,7 +68,10 @@ class Recommendation:
     be comparable across time and requests: bids, thresholds.
     Several SID views: each is the log of the mean over the views of the probability (exp of the
     value) that view gives the item, 0 where the view's beam did not reach it. Items that share
-    one SID share both values."""
+    one SID share both values.
+    With cold start on, a cold item's values are the log of the model's probability plus its
+    content mass (runtime/cold_start.py; no filter or catalog change moves the mass); warm items
+    keep the model's."""
 
     item_id: int
     score: float
@@ -90,6 +99,12 @@ class _Loaded:
             self.prompts = PromptSet.load(m["prompts"])
         except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
+        try:
+            settings = (m.get("cold_start") or {}).get("settings")
+            self.cold_start = None if settings is None else ColdStartConfig.from_dict(settings)
+        except (InvalidArgumentError, AttributeError) as exc:
+            raise ArtifactError(f"{bundle.path}/manifest.json: the cold-start settings are damaged "
+                                f"({exc})") from exc
         self.max_history = int(m["max_history"])
         if self.max_history < 1:
             raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
@@ -208,6 +223,19 @@ class Recommender:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def cold_start(self) -> ColdStartConfig | None:
+        """The cold-start mixture's settings (None: cold items are left to the model alone)."""
+        return self._loaded.cold_start
+
+    def set_cold_start(self, settings: ColdStartConfig | Mapping | None) -> None:
+        """Serve with other cold-start settings (a ColdStartConfig, its dict, or None to turn
+        the mixture off) from the next request on; a reload takes the new bundle's own."""
+        if settings is not None and not isinstance(settings, ColdStartConfig):
+            settings = ColdStartConfig.from_dict(dict(settings))
+        with self._write_lock, self._use() as loaded:
+            loaded.cold_start = settings
 
     @contextmanager
     def _use(self):
@@ -399,7 +427,26 @@ class Recommender:
             results = loaded.backend.search(state.tries[v], loaded.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
                 a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
-        return [self._answer(state, *fuse(a, q["k"])) for a, q in zip(answers, search_reqs)]
+        fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
+        cfg = loaded.cold_start
+        if cfg is not None and len(state.cold):
+            fused = [self._mix_cold(state, cfg, f, h, q) for f, h, q in zip(fused, histories, search_reqs)]
+        return [self._answer(state, *f) for f in fused]
+
+    @staticmethod
+    def _mix_cold(state: CatalogState, cfg: ColdStartConfig, answer, history: list[int], q: dict):
+        """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
+        items ranked by the content similarity to the newest known history item."""
+        query = state.direction(history[-1]) if history else None
+        cold = content_scores(state.cold_dirs, query, cfg)
+        allow = None if q.get("allow") is None else set(q["allow"])
+        deny = set(q.get("deny") or ())
+        trie = state.trie
+
+        def eligible(item: int) -> bool:
+            return trie.is_active(item) and item not in deny and (allow is None or item in allow)
+
+        return mix(*answer, state.cold, cold, eligible, q["k"])
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
         """The prompt of a request in one SID view."""
@@ -483,7 +530,8 @@ class Recommender:
                         f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
                 write_json(tmp / "catalog.json", {"format": "genrec-lite.catalog", "format_version": 1,
                                                   "bundle": str(loaded.bundle.path),
-                                                  "inactive": sorted(inactive)})
+                                                  "inactive": sorted(inactive),
+                                                  "cold": state.cold.tolist()})
         return path
 
     def preload(self) -> None:
@@ -562,8 +610,13 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
     sids = _bundle_views(b)
     records = {int(r["item_id"]): r for r in b.items()}
     inactive: list[int] = []
+    cold = _bundle_cold(b)
     if catalog is not None:
-        sids, records, inactive = _load_catalog(catalog, sids)
+        bundle_items = sids.primary.item_ids
+        sids, records, inactive, saved_cold = _load_catalog(catalog, sids)
+        # a catalog saved before cold items were recorded: the bundle's, and every added item
+        cold = saved_cold if saved_cold is not None else np.union1d(
+            cold, np.setdiff1d(sids.primary.item_ids, bundle_items))
     if backend == "llama":
         from .llama_backend import LlamaModel
 
@@ -585,7 +638,7 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
         raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
     try:
         tables = [_token_table(v, token_id, source) for v in sids]
-        live = LiveCatalog(sids, records)
+        live = LiveCatalog(sids, records, cold)
         if inactive:
             live.set_active(inactive, False)
         loaded = _Loaded(b, model_backend, live, tables)
@@ -748,4 +801,21 @@ def _load_catalog(path, views: SidViews):
         for line in f:
             r = json.loads(line)
             recs[int(r["item_id"])] = r
-    return new, recs, [int(i) for i in meta.get("inactive", [])]
+    cold = meta.get("cold")
+    return (new, recs, [int(i) for i in meta.get("inactive", [])],
+            None if cold is None else np.asarray(cold, dtype=np.int64))
+
+
+def _bundle_cold(b: Bundle) -> np.ndarray:
+    """The bundle's untrained items (empty for bundles exported before they were recorded)."""
+    name = (b.manifest.get("cold_start") or {}).get("items")
+    if name is None:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        ids = np.load(b.file(name), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{b.path / name} is not a readable id array ({exc})") from exc
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise ArtifactError(f"{b.path / name} holds {ids.dtype} of shape {ids.shape}; expected "
+                            "a flat array of item ids")
+    return ids.astype(np.int64)

@@ -4,6 +4,7 @@ CKPT/
   genrec.json      run config: backbone, prompts, tasks, split, seeds, versions (format versioned)
   sids/            the SID views the model writes (SidViews: one SemanticIds folder, or several)
   items.jsonl      the catalog (titles for display, text for cold start)
+  untrained_items.npy  catalog item ids never a next-item target in training (sorted int64)
   tokenizer/       the tokenizer, SID tokens included
   best/            weights of the best validation score (what eval and export load)
   last/            weights + optimiser/scheduler/RNG state of the latest step (what resume loads)
@@ -18,6 +19,7 @@ from .._io import read_manifest
 from ..errors import ArtifactError, InvalidArgumentError, require
 
 FORMAT_NAME = "genrec-lite.checkpoint"
+UNTRAINED_ITEMS = "untrained_items.npy"
 FORMAT_VERSION = 1
 
 torch = require("torch")

@@ -33,9 +33,6 @@ class Recommendation:
     logprobs: list[float]           # the model's raw log-probability of the item's SID
     sids: list[tuple[int, ...]]     # the beams' SIDs, best first (several items may share one)
     valid: bool = True              # free decoding: whether the best beam is a real item
-    # constrained: the first SID level's log-probabilities over its codes (-inf where the trie
-    # allows none), what a back-off to the prefix scores cold items with (sid/backoff.py)
-    level0: np.ndarray | None = None
 
 
 class ReferenceDecoder:
@@ -94,7 +91,6 @@ class ReferenceDecoder:
         n_levels = len(self.level_sizes)
         scores = torch.zeros(n, 1)                                   # (n, beams)
         raws = torch.zeros(n, 1, dtype=torch.float64)                # raw log-probabilities
-        level0 = None
         prefixes = np.zeros((n, 1, 0), dtype=np.int32)               # (n, beams, level)
         for level in range(n_levels):
             b_now = scores.shape[1]
@@ -112,8 +108,6 @@ class ReferenceDecoder:
                 lp = torch.nan_to_num(lp, nan=float("-inf"))
                 # the raw log-probability: the whole row's softmax (float32 logsumexp on the device)
                 raw_lp = lvl.double() - torch.logsumexp(flat.float(), dim=-1).double().cpu()[:, None]
-                if level == 0:
-                    level0 = lp.numpy()
             else:
                 lp = torch.log_softmax(flat.float().cpu(), dim=-1)
                 raw_lp = lp.double()
@@ -151,8 +145,8 @@ class ReferenceDecoder:
             cache = res.cache
             next_pos = next_pos + 1
             logits = res.logits[:, -1, :]
-        return [self._finish(prefixes[i], scores[i].numpy(), raws[i].numpy(), k, constrained,
-                             None if level0 is None else level0[i]) for i in range(n)]
+        return [self._finish(prefixes[i], scores[i].numpy(), raws[i].numpy(), k, constrained)
+                for i in range(n)]
 
     def _check_logits(self, level, flat, lvl, allowed, scores, new_scores, parent) -> None:
         """The C++ search's rule for broken logits (genrec/beam_search.h): raise ModelOutputError
@@ -179,7 +173,7 @@ class ReferenceDecoder:
                     raise ModelOutputError.at(r, level, t, None, float(row[t]))
 
     def _finish(self, beams: np.ndarray, scores: np.ndarray, raws: np.ndarray, k: int,
-                constrained: bool, level0: np.ndarray | None = None) -> Recommendation:
+                constrained: bool) -> Recommendation:
         items, item_scores, item_raws, sids, seen = [], [], [], [], set()
         valid_first = True
         for r, (row, sc, raw) in enumerate(zip(beams, scores, raws)):
@@ -203,4 +197,4 @@ class ReferenceDecoder:
                     items.append(int(item))
                     item_scores.append(float(sc))
                     item_raws.append(float(raw))
-        return Recommendation(items, item_scores, item_raws, sids, valid_first, level0)
+        return Recommendation(items, item_scores, item_raws, sids, valid_first)

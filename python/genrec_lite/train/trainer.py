@@ -21,7 +21,7 @@ import numpy as np
 from .._io import atomic_directory, read_json, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, require
 from ..prompts import PromptSet
-from .checkpoint import FORMAT_NAME, FORMAT_VERSION
+from .checkpoint import FORMAT_NAME, FORMAT_VERSION, UNTRAINED_ITEMS
 from .tasks import TASKS, Example, alignment_examples, mix, next_item_examples
 
 torch = require("torch")
@@ -334,7 +334,15 @@ class Trainer:
         self.views.save(self.out / "sids")
         self.tok.save_pretrained(str(self.out / "tokenizer"))
         self.dataset.catalog.save(self.out / "items.jsonl")
+        np.save(self.out / UNTRAINED_ITEMS, self.untrained_items())
         write_json(self.out / "genrec.json", self.run_config())
+
+    def untrained_items(self) -> np.ndarray:
+        """Catalog items the model is never trained to write as a next item (sorted ids): the
+        served bundle treats them as cold (runtime/cold_start.py)."""
+        targets = {e.target for e in self.pools["next_item"]}
+        ids = self.dataset.catalog.item_ids
+        return np.sort(ids[~np.isin(ids, np.fromiter(targets, np.int64, len(targets)))]).astype(np.int64)
 
     # --- epoch data ----------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[tuple[list[int], list[int]]]]:

@@ -1,0 +1,99 @@
+"""Choosing the cold-start settings (runtime/cold_start.py) on validation data.
+
+The procedure: the model's answers with cold start off, on validation cases whose targets come
+after its training data (so the items it never trained on are cold there as they will be when
+served); every (weight, temperature) of a fixed grid, and cold start off, applied to those
+answers with the runtime's own mixing code; the setting with the best NDCG@10 over all the cases
+is kept (ties: off, then the smaller weight). Nothing in it depends on a data set's name: the
+grid spans masses from far below to above a typical top-10 item's probability, and the data
+decide. numpy only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..runtime.cold_start import ColdStartConfig, content_scores, directions, mix
+from .metrics import rank_metrics
+
+WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
+GRID = tuple(ColdStartConfig(w, t) for w in WEIGHTS for t in TEMPERATURES)
+
+
+def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int = 20,
+                    batch_size: int = 32) -> list[tuple[list[int], list[float], list[float]]]:
+    """(items, scores, logprobs) of a Recommender for each case, with its cold start off for the
+    duration (the grid adds the cold items itself)."""
+    from ..prompts import profile_text
+
+    template = rec.bundle.manifest.get("profile_template")
+    saved = rec.cold_start
+    rec.set_cold_start(None)
+    try:
+        out = []
+        for s in range(0, len(cases), batch_size):
+            reqs = [{"history": list(c.history), "k": k, "beam": beam,
+                     "profile": profile_text(profiles.get(c.user_id), template)
+                     if profiles is not None else ""} for c in cases[s:s + batch_size]]
+            for recs in rec.recommend_batch(reqs):
+                out.append(([r.item_id for r in recs], [r.score for r in recs],
+                            [r.logprob for r in recs]))
+        return out
+    finally:
+        rec.set_cold_start(saved)
+
+
+class ColdCandidates:
+    """The cold items of one SID table and each case's query (its newest history item the table
+    knows), ready to score under any settings."""
+
+    def __init__(self, sids, cold_ids: Sequence[int], cases):
+        cold = np.unique(np.asarray(list(cold_ids), dtype=np.int64))
+        self.cold = cold[np.isin(cold, sids.item_ids)]
+        cb = sids.encoder.codebooks
+
+        def dirs(ids):
+            rows = [sids.row_of(int(i)) for i in ids]
+            return directions(cb, sids.codes[rows, :sids.levels])
+
+        self.dirs = dirs(self.cold.tolist())
+        last = [next((i for i in reversed(list(c.history)) if i in sids), None) for c in cases]
+        known = [i for i in last if i is not None]
+        q = dirs(known) if known else np.zeros((0, self.dirs.shape[1]), np.float32)
+        rows = iter(range(len(known)))
+        self.queries = [None if i is None else q[next(rows)] for i in last]
+
+    def lists(self, answers, cfg: ColdStartConfig | None, k: int = 10,
+              eligible=lambda item: True) -> list[list[int]]:
+        """Each case's top k: the answer alone (cfg None) or mixed with the cold items."""
+        if cfg is None or len(self.cold) == 0:
+            return [list(a[0][:k]) for a in answers]
+        out = []
+        for a, v in zip(answers, self.queries):
+            scores = content_scores(self.dirs, v, cfg)
+            out.append(mix(*a, self.cold, scores, eligible, k)[0])
+        return out
+
+
+def choose_cold_start(answers, cases, sids, cold_ids, *, k: int = 10, grid=GRID
+                      ) -> tuple[ColdStartConfig | None, list[dict]]:
+    """(the chosen settings or None for off, every trial's metrics) on validation `cases` with
+    the model's `answers` (runtime_answers, or the reference decoder's), `sids` the served SID
+    table, `cold_ids` the items the model never trained on."""
+    cand = ColdCandidates(sids, cold_ids, cases)
+    targets = [c.target for c in cases]
+    cold_case = np.isin(targets, cand.cold)
+    trials = []
+    for cfg in (None, *sorted(grid, key=lambda g: (g.weight, g.temperature))):
+        lists = cand.lists(answers, cfg, k)
+        m = {"all": rank_metrics(lists, targets)}
+        if cold_case.any():
+            m["cold"] = rank_metrics([lst for lst, c in zip(lists, cold_case) if c],
+                                     [t for t, c in zip(targets, cold_case) if c])
+        trials.append({"settings": None if cfg is None else cfg.to_dict(), "metrics": m})
+    best = max(range(len(trials)), key=lambda n: (trials[n]["metrics"]["all"]["NDCG@10"], -n))
+    chosen = trials[best]["settings"]
+    return (None if chosen is None else ColdStartConfig.from_dict(chosen)), trials

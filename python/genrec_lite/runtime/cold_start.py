@@ -1,0 +1,115 @@
+"""Cold start: recommend items the model was never trained to write.
+
+A generative model learns the full SIDs of the items it saw as next-item targets. An item it
+never saw (a new ad given to add_items, or a catalog item without training interactions) has a
+SID from its text, but the model puts almost no probability on that SID's last levels, so the
+beam never reaches it. The Recommender therefore adds to the model's probability of each cold
+item a content mass:
+
+    p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, z_last) - 1) / temperature)
+
+where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
+residual-quantiser reconstruction (the sum of its codewords: the point of the SID encoder's latent
+space its codes stand for, so every item has one and no vector is stored) and z_last that of the
+newest known history item (cos 0 without one). A cold item identical in content to the last item
+gets `weight`; `temperature` sets how fast the mass falls with dissimilarity. Both are chosen on
+validation data (eval/cold_start.py), never set by hand. Warm items keep the model's values and
+order; a cold item enters a list where its mass beats the model's for the items below it, and its
+mass does not depend on how many other cold items there are. numpy only: the runtime and the
+reference evaluation share it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class ColdStartConfig:
+    weight: float         # content mass of a cold item identical to the last history item, > 0
+    temperature: float    # of the cosine in the content mass, > 0
+
+    def __post_init__(self):
+        for name in ("weight", "temperature"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
+                    or not (0.0 < float(v) < math.inf):
+                raise InvalidArgumentError(f"cold start {name}={v!r}; expected a finite number > 0")
+
+    def to_dict(self) -> dict:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d) -> "ColdStartConfig":
+        if not isinstance(d, dict) or set(d) != {"weight", "temperature"}:
+            raise InvalidArgumentError(f"cold start settings {d!r}; expected "
+                                       "{'weight': w, 'temperature': t}")
+        return cls(weight=d["weight"], temperature=d["temperature"])
+
+
+def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(n, dim) unit vectors of the residual-quantiser reconstructions of `codes` (n, >= levels):
+    the sum over the levels of each row's codewords (an extra collision level is ignored)."""
+    cb = np.asarray(codebooks, dtype=np.float32)
+    c = np.asarray(codes)
+    if c.ndim != 2 or c.shape[1] < cb.shape[0]:
+        raise InvalidArgumentError(f"codes of shape {c.shape}; expected (n, >= {cb.shape[0]})")
+    z = np.zeros((c.shape[0], cb.shape[2]), dtype=np.float32)
+    for level in range(cb.shape[0]):
+        z += cb[level][c[:, level]]
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    return z / np.where(norm > 0, norm, 1.0)
+
+
+def content_scores(cold_dirs: np.ndarray, query: np.ndarray | None, cfg: ColdStartConfig
+                   ) -> np.ndarray:
+    """log of each cold item's content mass (float64): log weight + (cos - 1) / temperature, the
+    cosine taken to `query` (a unit vector; None: no known history item, cosine 0)."""
+    cos = (np.zeros(len(cold_dirs)) if query is None
+           else cold_dirs.astype(np.float64) @ np.asarray(query, dtype=np.float64))
+    return math.log(cfg.weight) + (cos - 1.0) / cfg.temperature
+
+
+def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, eligible,
+        k: int) -> tuple[list[int], list[float], list[float]]:
+    """One request's top k: the beam's (items, scores, logprobs) with the cold items' content
+    masses (`content_scores`, cold_ids sorted) added, as log-sum-exp where the beam holds the item
+    too (one value for a cold item's score and log-probability otherwise). `eligible(item)` says
+    whether a cold item outside the beam may be answered (in the catalog, active, allowed, not
+    denied); only the best cold items are asked, in order, until k are found. Ties keep the
+    beam's order, then the cold order."""
+    score: dict[int, float] = {}
+    lp: dict[int, float] = {}
+    order: list[int] = []
+    for item, s, p in zip(items, scores, logprobs):
+        item = int(item)
+        if item not in score:
+            score[item], lp[item] = float(s), float(p)
+            order.append(item)
+    n = len(cold_ids)
+    if n:
+        if order:
+            beam = np.fromiter(order, dtype=np.int64, count=len(order))
+            at = np.minimum(np.searchsorted(cold_ids, beam), n - 1)
+            for item, j in zip(order, at.tolist()):
+                if cold_ids[j] == item:  # a cold item the beam reached: both masses
+                    c = float(cold_scores[j])
+                    score[item] = float(np.logaddexp(score[item], c))
+                    lp[item] = float(np.logaddexp(lp[item], c))
+        picked = 0
+        for j in np.argsort(-cold_scores, kind="stable").tolist():
+            if picked >= k:
+                break
+            item = int(cold_ids[j])
+            if item not in score and eligible(item):
+                score[item] = lp[item] = float(cold_scores[j])
+                order.append(item)
+                picked += 1
+    rank = {item: r for r, item in enumerate(order)}
+    best = sorted(order, key=lambda i: (-score[i], rank[i]))[:k]
+    return best, [score[i] for i in best], [lp[i] for i in best]

@@ -1,0 +1,215 @@
+"""Cold start (runtime/cold_start.py, eval/cold_start.py): items the model never trained on are
+recommended through a content mass, in the C++ runtime and the reference path alike."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from genrec_lite.errors import InvalidArgumentError
+from genrec_lite.eval.cold_start import ColdCandidates, choose_cold_start
+from genrec_lite.runtime.cold_start import ColdStartConfig, content_scores, directions, mix
+
+
+# --- the mixing code -------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [dict(weight=0, temperature=0.1), dict(weight=0.1, temperature=-1),
+                                 dict(weight=float("nan"), temperature=0.1),
+                                 dict(weight=True, temperature=0.1), dict(weight="1", temperature=1)])
+def test_settings_are_checked(bad):
+    with pytest.raises(InvalidArgumentError, match="cold start"):
+        ColdStartConfig(**bad)
+    with pytest.raises(InvalidArgumentError, match="expected"):
+        ColdStartConfig.from_dict({"rate": 0.1, "temperature": 0.1})
+
+
+def test_directions_are_unit_sums_of_codewords():
+    cb = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    codes = np.array([[0, 1, 7], [2, 2, 0]])  # an extra collision level is ignored
+    d = directions(cb, codes)
+    want = np.stack([cb[0, 0] + cb[1, 1], cb[0, 2] + cb[1, 2]])
+    np.testing.assert_allclose(d, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="codes of shape"):
+        directions(cb, codes[:, :1])
+
+
+def test_content_mass_is_weight_at_cosine_one_and_falls_with_temperature():
+    dirs = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    cfg = ColdStartConfig(weight=0.2, temperature=0.5)
+    got = content_scores(dirs, np.array([1.0, 0.0]), cfg)
+    np.testing.assert_allclose(got, [math.log(0.2), math.log(0.2) - 2.0])
+    np.testing.assert_allclose(content_scores(dirs, None, cfg), [math.log(0.2) - 2.0] * 2)
+
+
+def test_mix_adds_cold_items_and_keeps_the_beams_values():
+    items, scores = [1, 2, 3], [-1.0, -2.0, -3.0]
+    logprobs = [-1.5, -2.5, -3.5]
+    cold = np.array([3, 7, 8, 9])                          # 3 is in the beam too
+    mass = np.log([0.5, 0.3, 0.01, 0.2])
+    got, sc, lp = mix(items, scores, logprobs, cold, mass, lambda i: i != 9, k=4)
+    assert got == [3, 1, 7, 2]                              # 9 is not eligible
+    assert sc[0] == pytest.approx(np.logaddexp(-3.0, math.log(0.5)))
+    assert lp[0] == pytest.approx(np.logaddexp(-3.5, math.log(0.5)))
+    assert (sc[1], lp[1]) == (-1.0, -1.5)                   # a warm item keeps its values
+    assert sc[2] == lp[2] == pytest.approx(math.log(0.3))
+    # nothing cold: the beam as it was
+    assert mix(items, scores, logprobs, np.zeros(0, np.int64), np.zeros(0), lambda i: True,
+               k=2) == ([1, 2], [-1.0, -2.0], [-1.5, -2.5])
+
+
+# --- choosing the settings -------------------------------------------------------------------
+def _table():
+    """A SID table whose cold items 100..104 are the twins of warm items 0..4 (same codes but the
+    extra level): a cold twin's content equals its warm item's."""
+    from genrec_lite.sid import SemanticIds
+
+    warm, cold = np.arange(10), np.arange(100, 105)
+    base = np.stack([warm, warm % 4, warm % 3], 1)
+    codes = np.concatenate([np.c_[base, np.zeros(10)], np.c_[base[:5], np.ones(5)]]).astype(np.int32)
+    # the table needs only the codebooks of its quantiser
+    enc = SimpleNamespace(codebooks=np.random.default_rng(0).standard_normal((3, 16, 8)).astype(np.float32))
+    return SemanticIds(np.r_[warm, cold], codes, levels=3, codebook_size=16, collisions="extra_level",
+                       extra_level_size=4, encoder=enc), cold
+
+
+def test_the_procedure_turns_cold_start_on_only_where_it_helps():
+    sids, cold = _table()
+    Case = SimpleNamespace
+    answers = [([5, 6, 7], [-1.0, -2.0, -3.0], [-1.0, -2.0, -3.0])] * 5
+    # next items are the cold twins of the last history items: cold start helps
+    cases = [Case(user_id=str(n), history=[n], target=100 + n) for n in range(5)]
+    chosen, trials = choose_cold_start(answers, cases, sids, cold)
+    assert chosen is not None and trials[0]["settings"] is None
+    assert max(t["metrics"]["all"]["NDCG@10"] for t in trials) == 1.0
+    # next items are the beam's first: cold items in front would only hurt; off wins the tie
+    cases = [Case(user_id=str(n), history=[n], target=5) for n in range(5)]
+    chosen, _ = choose_cold_start(answers, cases, sids, cold)
+    assert chosen is None
+    lists = ColdCandidates(sids, cold, cases).lists(answers, ColdStartConfig(1.0, 0.1), k=3)
+    assert all(lst[0] in cold for lst in lists)
+
+
+# --- the runtime -------------------------------------------------------------------------------
+pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    from genrec_lite.data import leave_one_out, make_synthetic
+
+    ds = make_synthetic()
+    return ds, leave_one_out(ds.interactions, max_len=10).test[:48]
+
+
+def _twin(state, item, new_id):
+    """A new item with the same text as `item` (so the same SID codes but the extra level)."""
+    return dict(state.records[item], item_id=new_id)
+
+
+def test_bundle_records_the_untrained_items(runtime_checkpoint, runtime_bundle):
+    import json
+
+    from genrec_lite.runtime import Recommender
+
+    m = json.loads((runtime_bundle / "manifest.json").read_text())
+    assert m["cold_start"]["settings"] is None and m["cold_start"]["items"] == "cold_items.npy"
+    untrained = np.load(runtime_checkpoint / "untrained_items.npy")
+    assert np.array_equal(np.load(runtime_bundle / "cold_items.npy"), untrained)
+    assert len(untrained) == m["cold_start"]["n_items"]
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        assert np.array_equal(rec.catalog.state.cold, untrained)
+        assert rec.cold_start is None
+
+
+def test_a_new_item_is_recommended_only_with_cold_start(runtime_bundle, synthetic):
+    from genrec_lite.runtime import Recommender
+
+    ds, cases = synthetic
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        hist = [i for i in cases[0].history if i in state.sids]
+        new = 900_001
+        rec.add_items([_twin(state, hist[-1], new)])
+        assert new in rec.catalog.state.cold
+        assert new not in [r.item_id for r in rec.recommend(hist, k=10)]
+        rec.set_cold_start({"weight": 0.5, "temperature": 0.1})
+        got = {r.item_id: r for r in rec.recommend(hist, k=10)}
+        # its content equals the last item's: the whole weight (like the last item's other
+        # collision twins among the cold items), far above any warm item here
+        assert got[new].score == got[new].logprob == pytest.approx(math.log(0.5), abs=1e-4)
+        assert max(r.score for r in got.values()) == pytest.approx(math.log(0.5), abs=1e-4)
+        assert new not in [r.item_id for r in rec.recommend(hist, k=10, deny=[new])]
+        assert new not in [r.item_id for r in rec.recommend(hist, k=10, allow=hist)]
+        rec.set_active([new], False)
+        assert new not in [r.item_id for r in rec.recommend(hist, k=10)]
+        rec.set_active([new], True)
+        rec.remove_items([new])
+        assert new not in rec.catalog.state.cold
+        with pytest.raises(InvalidArgumentError, match="cold start"):
+            rec.set_cold_start({"weight": -1, "temperature": 0.1})
+
+
+def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_checkpoint,
+                                                                    runtime_bundle, synthetic):
+    """The C++ search + mixing of the Recommender equals the PyTorch reference decoder's beam +
+    eval/cold_start.py's mixing (one mixing code), with added cold items."""
+    from genrec_lite.prompts import PromptSet
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.decode import ReferenceDecoder
+    from genrec_lite.train.evaluate import case_prompts
+
+    ds, cases = synthetic
+    cfg = ColdStartConfig(weight=0.02, temperature=0.1)
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        last = sorted({c.history[-1] for c in cases})[:6]
+        rec.add_items([_twin(state, i, 900_100 + n) for n, i in enumerate(last)])
+        rec.set_cold_start(cfg)
+        state = rec.catalog.state
+        reqs = [{"history": list(c.history), "profile": ""} for c in cases]
+        got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
+        model, tok, views, meta = load_model(runtime_checkpoint)
+        texts = case_prompts(cases, state.sids, PromptSet.load(meta["prompts"]),
+                             max_history=meta["train"]["max_history"])
+        ref = ReferenceDecoder(model, tok, state.sids).recommend(texts, k=10, beam=20)
+        answers = [(r.items, r.scores, r.logprobs) for r in ref]
+        want = ColdCandidates(state.sids, state.cold, cases).lists(answers, cfg, k=10)
+    assert got == want
+    assert any(set(g) & set(range(900_100, 900_106)) for g in got)  # the mixture did something
+
+
+def test_cold_items_survive_save_catalog_and_reload(runtime_bundle, synthetic, tmp_path):
+    from genrec_lite.export.bundle import set_cold_start
+    from genrec_lite.runtime import Recommender
+
+    ds, cases = synthetic
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        rec.add_items([_twin(state, int(state.sids.item_ids[0]), 900_200)])
+        cold = rec.catalog.state.cold.copy()
+        rec.save_catalog(tmp_path / "cat")
+        rec.reload(runtime_bundle)                             # carries the added item over
+        assert np.array_equal(rec.catalog.state.cold, cold)
+    with Recommender.load(runtime_bundle, n_threads=1, catalog=tmp_path / "cat") as rec:
+        assert np.array_equal(rec.catalog.state.cold, cold)
+    copy = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(runtime_bundle, copy)
+    set_cold_start(copy, ColdStartConfig(0.01, 0.2))
+    with Recommender.load(copy, n_threads=1) as rec:
+        assert rec.cold_start == ColdStartConfig(0.01, 0.2)
+
+
+def test_without_items_hides_items_everywhere(synthetic):
+    ds, _ = synthetic
+    gone = ds.catalog.item_ids[:5]
+    sub = ds.without_items(gone)
+    assert not sub.catalog.contains_all(gone).any() and len(sub.catalog) == len(ds.catalog) - 5
+    assert not np.isin(sub.interactions.item_ids, gone).any()
+    with pytest.raises(InvalidArgumentError, match="not in the catalog"):
+        ds.without_items([10**9])
