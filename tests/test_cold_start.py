@@ -11,7 +11,8 @@ import pytest
 
 from genrec_lite.errors import InvalidArgumentError
 from genrec_lite.eval.cold_start import ColdCandidates, choose_cold_start
-from genrec_lite.runtime.cold_start import ColdStartConfig, content_scores, directions, mix
+from genrec_lite.runtime.cold_start import (ColdStartConfig, content_scores, directions, mix,
+                                           similarities)
 
 
 # --- the mixing code -------------------------------------------------------------------------
@@ -23,6 +24,8 @@ def test_settings_are_checked(bad):
         ColdStartConfig(**bad)
     with pytest.raises(InvalidArgumentError, match="expected"):
         ColdStartConfig.from_dict({"rate": 0.1, "temperature": 0.1})
+    with pytest.raises(InvalidArgumentError, match="expected"):
+        ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.1, "extra": 1})
 
 
 def test_directions_are_unit_sums_of_codewords():
@@ -36,11 +39,18 @@ def test_directions_are_unit_sums_of_codewords():
 
 
 def test_content_mass_is_weight_at_cosine_one_and_falls_with_temperature():
-    dirs = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    dirs = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
     cfg = ColdStartConfig(weight=0.2, temperature=0.5)
-    got = content_scores(dirs, np.array([1.0, 0.0]), cfg)
-    np.testing.assert_allclose(got, [math.log(0.2), math.log(0.2) - 2.0])
-    np.testing.assert_allclose(content_scores(dirs, None, cfg), [math.log(0.2) - 2.0] * 2)
+    cos = similarities(dirs, np.array([[1.0, 0.0]]))
+    np.testing.assert_allclose(content_scores(cos, cfg),
+                               [math.log(0.2), math.log(0.2) - 2.0, math.log(0.2) - 0.8], rtol=1e-6)
+    # several recent items: each cold item's closest one counts
+    np.testing.assert_allclose(similarities(dirs, np.array([[1.0, 0.0], [0.0, 1.0]])), [1, 1, 0.8],
+                               rtol=1e-6)
+    np.testing.assert_allclose(similarities(dirs, None), [0, 0, 0])
+    with pytest.raises(InvalidArgumentError, match="history"):
+        ColdStartConfig(0.1, 0.1, history=0)
+    assert ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.2}).history == 1
 
 
 def test_mix_adds_cold_items_and_keeps_the_beams_values():
@@ -163,7 +173,7 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
     from genrec_lite.train.evaluate import case_prompts
 
     ds, cases = synthetic
-    cfg = ColdStartConfig(weight=0.02, temperature=0.1)
+    cfg = ColdStartConfig(weight=0.02, temperature=0.1, history=3)
     with Recommender.load(runtime_bundle, n_threads=1) as rec:
         state = rec.catalog.state
         last = sorted({c.history[-1] for c in cases})[:6]

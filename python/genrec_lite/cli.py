@@ -364,7 +364,7 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 @click.option("--onnx", "with_onnx", is_flag=True,
               help="Also write model.onnx (the onnxruntime backend, float32).")
 @click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
-@click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE",
+@click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE[,HISTORY]",
               help="Cold-start settings chosen on validation (runtime/cold_start.py); default: off.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) -> None:
@@ -381,12 +381,13 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
     if cold_start is not None:
         parts = cold_start.split(",")
         try:
-            settings = {"weight": float(parts[0]), "temperature": float(parts[1])}
-        except (ValueError, IndexError):
-            raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE "
-                                       "(two numbers, e.g. 0.01,0.1)") from None
-        if len(parts) != 2:
-            raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE")
+            if len(parts) not in (2, 3):
+                raise ValueError
+            settings = {"weight": float(parts[0]), "temperature": float(parts[1]),
+                        "history": int(parts[2]) if len(parts) == 3 else 1}
+        except ValueError:
+            raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE"
+                                       "[,HISTORY] (e.g. 0.3,0.03,10)") from None
     m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights,
                       cold_start=settings, progress=say)
     size = sum(f["bytes"] for f in m["files"].values()) / 2**20
@@ -521,8 +522,9 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
                                   state.sids, state.cold)
     rec.set_cold_start(chosen)
     set_cold_start(out / "bundle", chosen)  # the bundle serves with them from now on
-    click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}"
-                                       if chosen else "off (it did not help on validation)"), err=True)
+    click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}, "
+                                       f"{chosen.history} recent items" if chosen
+                                       else "off (it did not help on validation)"), err=True)
     new = np.isin([c.target for c in cases], launched)
     ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True, ranked=(ranked := []))
     rec.set_cold_start(None)

@@ -2,9 +2,12 @@
 
 The procedure: the model's answers with cold start off, on validation cases whose targets come
 after its training data (so the items it never trained on are cold there as they will be when
-served); every (weight, temperature) of a fixed grid, and cold start off, applied to those
-answers with the runtime's own mixing code; the setting with the best NDCG@10 over all the cases
-is kept (ties: off, then the smaller weight). Nothing in it depends on a data set's name: the
+served); every setting of a fixed grid (weight x temperature x history depth), and cold start off,
+applied to those answers with the runtime's own mixing code. Kept: among the settings that cost
+the model nothing overall (HR@10 and NDCG@10 over all the cases each at least (1 - max_loss) times
+the model alone's; max_loss 0 by default), the one with the best NDCG@10 on the cases whose target
+is cold (ties: the better overall NDCG@10, then off, then the grid order). Without cold cases in
+the validation data: the best overall NDCG@10. Nothing in it depends on a data set's name: the
 grid spans masses from far below to above a typical top-10 item's probability, and the data
 decide. numpy only.
 """
@@ -15,12 +18,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime.cold_start import ColdStartConfig, content_scores, directions, mix
+from ..errors import InvalidArgumentError
+from ..runtime.cold_start import (ColdStartConfig, content_scores, directions, mix,
+                                    similarities)
 from .metrics import rank_metrics
 
-WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
-GRID = tuple(ColdStartConfig(w, t) for w in WEIGHTS for t in TEMPERATURES)
+WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+HISTORY = (1, 3, 10)
+GRID = tuple(ColdStartConfig(w, t, h) for h in HISTORY for w in WEIGHTS for t in TEMPERATURES)
 
 
 def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int = 20,
@@ -47,8 +53,8 @@ def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int = 20,
 
 
 class ColdCandidates:
-    """The cold items of one SID table and each case's query (its newest history item the table
-    knows), ready to score under any settings."""
+    """The cold items of one SID table and each case's query (its newest history items the table
+    knows, oldest first), ready to score under any settings."""
 
     def __init__(self, sids, cold_ids: Sequence[int], cases):
         cold = np.unique(np.asarray(list(cold_ids), dtype=np.int64))
@@ -60,40 +66,51 @@ class ColdCandidates:
             return directions(cb, sids.codes[rows, :sids.levels])
 
         self.dirs = dirs(self.cold.tolist())
-        last = [next((i for i in reversed(list(c.history)) if i in sids), None) for c in cases]
-        known = [i for i in last if i is not None]
-        q = dirs(known) if known else np.zeros((0, self.dirs.shape[1]), np.float32)
-        rows = iter(range(len(known)))
-        self.queries = [None if i is None else q[next(rows)] for i in last]
+        known = [[i for i in c.history if i in sids][-max(HISTORY):] for c in cases]
+        self.queries = [dirs(h) if h else None for h in known]
+        self._cos: dict[int, list[np.ndarray]] = {}
+
+    def cosines(self, history: int) -> list[np.ndarray]:
+        """Per case, each cold item's largest cosine to its newest `history` items (cached)."""
+        if history not in self._cos:
+            self._cos[history] = [similarities(self.dirs, None if q is None else q[-history:])
+                                  for q in self.queries]
+        return self._cos[history]
 
     def lists(self, answers, cfg: ColdStartConfig | None, k: int = 10,
               eligible=lambda item: True) -> list[list[int]]:
         """Each case's top k: the answer alone (cfg None) or mixed with the cold items."""
         if cfg is None or len(self.cold) == 0:
             return [list(a[0][:k]) for a in answers]
-        out = []
-        for a, v in zip(answers, self.queries):
-            scores = content_scores(self.dirs, v, cfg)
-            out.append(mix(*a, self.cold, scores, eligible, k)[0])
-        return out
+        return [mix(*a, self.cold, content_scores(cos, cfg), eligible, k)[0]
+                for a, cos in zip(answers, self.cosines(cfg.history))]
 
 
-def choose_cold_start(answers, cases, sids, cold_ids, *, k: int = 10, grid=GRID
-                      ) -> tuple[ColdStartConfig | None, list[dict]]:
+def choose_cold_start(answers, cases, sids, cold_ids, *, k: int = 10, grid=GRID,
+                      max_loss: float = 0.0) -> tuple[ColdStartConfig | None, list[dict]]:
     """(the chosen settings or None for off, every trial's metrics) on validation `cases` with
     the model's `answers` (runtime_answers, or the reference decoder's), `sids` the served SID
-    table, `cold_ids` the items the model never trained on."""
+    table, `cold_ids` the items the model never trained on; see the module doc."""
+    if not 0 <= max_loss < 1:
+        raise InvalidArgumentError(f"max_loss={max_loss!r}; expected a number in [0, 1)")
     cand = ColdCandidates(sids, cold_ids, cases)
     targets = [c.target for c in cases]
     cold_case = np.isin(targets, cand.cold)
     trials = []
-    for cfg in (None, *sorted(grid, key=lambda g: (g.weight, g.temperature))):
+    for cfg in (None, *grid):
         lists = cand.lists(answers, cfg, k)
         m = {"all": rank_metrics(lists, targets)}
         if cold_case.any():
             m["cold"] = rank_metrics([lst for lst, c in zip(lists, cold_case) if c],
                                      [t for t, c in zip(targets, cold_case) if c])
         trials.append({"settings": None if cfg is None else cfg.to_dict(), "metrics": m})
-    best = max(range(len(trials)), key=lambda n: (trials[n]["metrics"]["all"]["NDCG@10"], -n))
+    off = trials[0]["metrics"]["all"]
+    if cold_case.any():
+        ok = [n for n, t in enumerate(trials)
+              if all(t["metrics"]["all"][key] >= (1 - max_loss) * off[key] for key in ("HR@10", "NDCG@10"))]
+        best = max(ok, key=lambda n: (trials[n]["metrics"]["cold"]["NDCG@10"],
+                                      trials[n]["metrics"]["all"]["NDCG@10"], -n))
+    else:
+        best = max(range(len(trials)), key=lambda n: (trials[n]["metrics"]["all"]["NDCG@10"], -n))
     chosen = trials[best]["settings"]
     return (None if chosen is None else ColdStartConfig.from_dict(chosen)), trials

@@ -51,10 +51,11 @@ class CatalogState:
             object.__setattr__(self, "_cold_dirs", got)  # a cache: the state stays immutable
         return got
 
-    def direction(self, item_id: int) -> np.ndarray:
-        """One item's unit RQ reconstruction (primary view)."""
+    def directions_of(self, item_ids) -> np.ndarray:
+        """Unit RQ reconstructions of catalog items (primary view), (n, dim)."""
         sids = self.sids
-        return directions(sids.encoder.codebooks, sids.codes[[sids.row_of(int(item_id))], :sids.levels])[0]
+        rows = [sids.row_of(int(i)) for i in item_ids]
+        return directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
 
     @property
     def sids(self) -> SemanticIds:

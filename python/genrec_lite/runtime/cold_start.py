@@ -6,14 +6,15 @@ SID from its text, but the model puts almost no probability on that SID's last l
 beam never reaches it. The Recommender therefore adds to the model's probability of each cold
 item a content mass:
 
-    p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, z_last) - 1) / temperature)
+    p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, h) - 1) / temperature)
 
 where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
 residual-quantiser reconstruction (the sum of its codewords: the point of the SID encoder's latent
-space its codes stand for, so every item has one and no vector is stored) and z_last that of the
-newest known history item (cos 0 without one). A cold item identical in content to the last item
-gets `weight`; `temperature` sets how fast the mass falls with dissimilarity. Both are chosen on
-validation data (eval/cold_start.py), never set by hand. Warm items keep the model's values and
+space its codes stand for, so every item has one and no vector is stored) and cos(z_i, h) the
+largest cosine between z_i and the reconstructions of the newest `history` known history items (0
+without one). A cold item identical in content to a recent item gets `weight`; `temperature` sets
+how fast the mass falls with dissimilarity. All three are chosen on validation data
+(eval/cold_start.py), never set by hand. Warm items keep the model's values and
 order; a cold item enters a list where its mass beats the model's for the items below it, and its
 mass does not depend on how many other cold items there are. numpy only: the runtime and the
 reference evaluation share it.
@@ -22,7 +23,7 @@ reference evaluation share it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,8 +32,9 @@ from ..errors import InvalidArgumentError
 
 @dataclass(frozen=True)
 class ColdStartConfig:
-    weight: float         # content mass of a cold item identical to the last history item, > 0
+    weight: float         # content mass of a cold item identical to a recent history item, > 0
     temperature: float    # of the cosine in the content mass, > 0
+    history: int = 1      # how many of the newest known history items the cosine looks at
 
     def __post_init__(self):
         for name in ("weight", "temperature"):
@@ -40,16 +42,21 @@ class ColdStartConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
                     or not (0.0 < float(v) < math.inf):
                 raise InvalidArgumentError(f"cold start {name}={v!r}; expected a finite number > 0")
+        h = self.history
+        if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= 1000:
+            raise InvalidArgumentError(f"cold start history={h!r}; expected an integer in 1..1000")
 
     def to_dict(self) -> dict:
-        return {k: float(v) for k, v in asdict(self).items()}
+        return {"weight": float(self.weight), "temperature": float(self.temperature),
+                "history": int(self.history)}
 
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
-        if not isinstance(d, dict) or set(d) != {"weight", "temperature"}:
+        if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
+                or not set(d) <= {"weight", "temperature", "history"}:
             raise InvalidArgumentError(f"cold start settings {d!r}; expected "
-                                       "{'weight': w, 'temperature': t}")
-        return cls(weight=d["weight"], temperature=d["temperature"])
+                                       "{'weight': w, 'temperature': t[, 'history': n]}")
+        return cls(**d)
 
 
 def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -66,13 +73,18 @@ def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return z / np.where(norm > 0, norm, 1.0)
 
 
-def content_scores(cold_dirs: np.ndarray, query: np.ndarray | None, cfg: ColdStartConfig
-                   ) -> np.ndarray:
-    """log of each cold item's content mass (float64): log weight + (cos - 1) / temperature, the
-    cosine taken to `query` (a unit vector; None: no known history item, cosine 0)."""
-    cos = (np.zeros(len(cold_dirs)) if query is None
-           else cold_dirs.astype(np.float64) @ np.asarray(query, dtype=np.float64))
-    return math.log(cfg.weight) + (cos - 1.0) / cfg.temperature
+def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarray:
+    """Each cold item's largest cosine to the query directions ((m, dim) unit vectors, the
+    newest history items'; None or none: 0), float64."""
+    if queries is None or len(queries) == 0:
+        return np.zeros(len(cold_dirs))
+    q = np.asarray(queries, dtype=np.float64).reshape(-1, cold_dirs.shape[1])
+    return (cold_dirs.astype(np.float64) @ q.T).max(axis=1)
+
+
+def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
+    """log of each cold item's content mass: log weight + (cos - 1) / temperature."""
+    return math.log(cfg.weight) + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
 
 
 def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, eligible,
@@ -102,7 +114,7 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
                     score[item] = float(np.logaddexp(score[item], c))
                     lp[item] = float(np.logaddexp(lp[item], c))
         picked = 0
-        for j in np.argsort(-cold_scores, kind="stable").tolist():
+        for j in _best_first(cold_scores, max(4 * k, 64)):
             if picked >= k:
                 break
             item = int(cold_ids[j])
@@ -113,3 +125,19 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
     rank = {item: r for r, item in enumerate(order)}
     best = sorted(order, key=lambda i: (-score[i], rank[i]))[:k]
     return best, [score[i] for i in best], [lp[i] for i in best]
+
+
+def _best_first(scores: np.ndarray, m: int):
+    """Indices of `scores`, best first (ties: lower index first); the m best are sorted at once
+    (a partial sort: most requests need no more), the rest only if asked for."""
+    n = len(scores)
+    if m < n:
+        kth = -np.partition(-scores, m - 1)[m - 1]       # the m-th best value
+        above = np.flatnonzero(scores > kth)
+        head = np.concatenate([above, np.flatnonzero(scores == kth)[:m - len(above)]])
+        head = head[np.lexsort((head, -scores[head]))]
+        yield from head.tolist()
+        rest = np.setdiff1d(np.arange(n), head)
+        yield from rest[np.lexsort((rest, -scores[rest]))].tolist()
+    else:
+        yield from np.lexsort((np.arange(n), -scores)).tolist()

@@ -46,7 +46,7 @@ from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
-from .cold_start import ColdStartConfig, content_scores, mix
+from .cold_start import ColdStartConfig, content_scores, mix, similarities
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -430,15 +430,17 @@ class Recommender:
         fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
         cfg = loaded.cold_start
         if cfg is not None and len(state.cold):
-            fused = [self._mix_cold(state, cfg, f, h, q) for f, h, q in zip(fused, histories, search_reqs)]
+            fused = [self._mix_cold(state, cfg, f, [i for i in r["history"] if i in state.sids], q)
+                     for f, r, q in zip(fused, requests, search_reqs)]
         return [self._answer(state, *f) for f in fused]
 
     @staticmethod
     def _mix_cold(state: CatalogState, cfg: ColdStartConfig, answer, history: list[int], q: dict):
         """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
-        items ranked by the content similarity to the newest known history item."""
-        query = state.direction(history[-1]) if history else None
-        cold = content_scores(state.cold_dirs, query, cfg)
+        items ranked by the content similarity to the newest known history items."""
+        recent = history[-cfg.history:]
+        cold = content_scores(similarities(state.cold_dirs, state.directions_of(recent) if recent
+                                           else None), cfg)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         trie = state.trie

@@ -1,0 +1,94 @@
+"""What cold start costs a request: batch-1 latency with the mixture on and off, side by side.
+
+    python benchmarks/cold_start_latency.py --bundle runs/amazon-f16 [--cold 0 1000 10000]
+        [--requests 200] [--threads 1]
+
+For each number of extra cold items (added to the bundle's own untrained items with add_items
+from random vectors, as a server adds new ads), the same request histories (amazon test cases,
+or random catalog histories) are sent one at a time to one Recommender with cold start off and
+on, alternating request by request so that both see the same machine. Reports p50 / p95 per
+setting and the ratio of the p50s. Writes benchmarks/results/cold_start_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import genrec_lite  # noqa: F401
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, request_histories, table, write_json  # noqa: E402
+
+SETTINGS = {"weight": 0.01, "temperature": 0.1}  # the mass only changes ranks, not the work
+
+
+def measure(bundle, cold_counts: list[int], n_requests: int, threads: int) -> list[dict]:
+    from genrec_lite.runtime import Recommender
+
+    rows = []
+    rec = Recommender.load(bundle, n_threads=threads)
+    try:
+        state = rec.catalog.state
+        dim = int(state.sids.encoder.input_dim)
+        hists = request_histories(state.sids.item_ids, n_requests)
+        next_id, added = 10**12, 0
+        rng = np.random.default_rng(0)
+        settings = rec.cold_start or SETTINGS
+        for count in sorted(cold_counts):
+            if count > added:
+                n = count - added
+                rec.add_items([{"item_id": next_id + j, "title": f"new item {j}"} for j in range(n)],
+                              vectors=rng.standard_normal((n, dim)).astype(np.float32))
+                next_id, added = next_id + n, count
+            times = {"off": [], "on": []}
+            for n, h in enumerate(hists + hists[:5]):             # the first five warm up
+                for mode in (("off", "on") if n % 2 else ("on", "off")):
+                    rec.set_cold_start(settings if mode == "on" else None)
+                    t = time.perf_counter()
+                    rec.recommend(h, k=10, beam=20)
+                    if n >= 5:
+                        times[mode].append(time.perf_counter() - t)
+            p50 = {m: statistics.median(v) * 1e3 for m, v in times.items()}
+            p95 = {m: float(np.percentile(v, 95)) * 1e3 for m, v in times.items()}
+            rows.append({"cold_items": int(len(rec.catalog.state.cold)), "added": count,
+                         "requests": len(hists), "p50_ms_off": round(p50["off"], 3),
+                         "p50_ms_on": round(p50["on"], 3), "p95_ms_off": round(p95["off"], 3),
+                         "p95_ms_on": round(p95["on"], 3),
+                         "p50_ratio": round(p50["on"] / p50["off"], 4)})
+    finally:
+        rec.close()
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--cold", type=int, nargs="+", default=[0, 1000, 10000],
+                    help="cold items to add beyond the bundle's own")
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
+    ap.add_argument("--out", default="cold_start_latency")
+    args = ap.parse_args(argv)
+    rows = measure(args.bundle, args.cold, args.requests, args.threads)
+    print(table(["cold items", "p50 off ms", "p50 on ms", "p95 off ms", "p95 on ms", "on / off"],
+                [[r["cold_items"], r["p50_ms_off"], r["p50_ms_on"], r["p95_ms_off"], r["p95_ms_on"],
+                  r["p50_ratio"]] for r in rows]))
+    path = write_json(args.out, {"benchmark": "cold_start_latency", "bundle": str(args.bundle),
+                                 "threads": args.threads, "settings": SETTINGS,
+                                 "machine": machine_info("llama_cpp_python"), "rows": rows})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
