@@ -77,6 +77,11 @@ class MissingDependencyError(GenrecError, ImportError):
     """An optional dependency (usually the [train] extra) is not installed."""
 
 
+class ExtensionNotBuiltError(MissingDependencyError):
+    """The compiled C++ core (genrec_lite._core) cannot be imported: not built, or built for
+    another Python. Raised by genrec_lite._ext, the one module that imports it."""
+
+
 def require(module: str, extra: str = "train"):
     """Import an optional dependency or say which extra brings it."""
     import importlib

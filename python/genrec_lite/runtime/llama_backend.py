@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._ext import core
 from ..errors import (ArtifactError, ClosedError, GenrecError, InvalidArgumentError,
                       MissingDependencyError)
 
@@ -140,12 +141,11 @@ class LlamaModel:
             raise
         self.limits: tuple[int, int, int, int] | None = None
         try:
-            from .. import _core
-
+            ext = core()
             for _ in range(n_contexts):
                 ctx = self._new_context(n_ctx, n_seq_max, n_ubatch)
                 self._contexts.append(ctx)
-                self._pool.append((ctx, _core.LlamaPrefixCache() if self.prefix_cache else None))
+                self._pool.append((ctx, ext.LlamaPrefixCache() if self.prefix_cache else None))
         except Exception:
             self.close()
             raise
@@ -178,13 +178,12 @@ class LlamaModel:
         cache keeps nothing."""
         if not self.prefix_cache:
             return
-        from .. import _core
-
+        ext = core()
         stems = [[int(t) for t in s] for s in stems if len(s) > 0]
         with self._cond:
             while len(self._pool) < len(self._contexts) and not self._closed:
                 self._cond.wait()
-            self._pool = [(ctx, _core.LlamaPrefixCache(stems)) for ctx, _ in self._pool]
+            self._pool = [(ctx, ext.LlamaPrefixCache(stems)) for ctx, _ in self._pool]
 
     @property
     def max_beam(self) -> int:
@@ -230,18 +229,14 @@ class LlamaModel:
     def search(self, trie, token_table: np.ndarray, prompts: list[list[int]], requests: list[dict],
                *, record: bool = False):
         """(results, stats[, schedule]) of the C++ search over one pooled context."""
-        from .. import _core
-
         with self.context() as (ctx, cache):
-            return _core.llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
-                                           requests, record, cache)
+            return core().llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
+                                            requests, record, cache)
 
     def replay(self, schedule) -> dict:
         """Decode a recorded token schedule without the search (the latency floor)."""
-        from .. import _core
-
         with self.context() as (ctx, cache):
-            return _core.llama_replay(self.api, ctx, self.limits, schedule, cache)
+            return core().llama_replay(self.api, ctx, self.limits, schedule, cache)
 
     def close(self) -> None:
         """Refuse new searches, wait for those in flight to hand their contexts back, then free

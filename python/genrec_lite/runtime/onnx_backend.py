@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._ext import core
 from ..errors import ArtifactError, InvalidArgumentError, MissingDependencyError
 
 
@@ -82,11 +83,9 @@ class OnnxSidEncoder:
     """Embeddings -> base codes: the RQ-VAE encoder in onnxruntime, then the C++ residual lookup."""
 
     def __init__(self, path: str | Path, codebooks: np.ndarray, *, n_threads: int | None = None):
-        from .._core import ResidualQuantizer
-
         self.session = _session(Path(path), n_threads)
         self.input_dim = int(self.session.get_inputs()[0].shape[1])
-        self.quantizer = ResidualQuantizer(np.ascontiguousarray(codebooks, dtype=np.float32))
+        self.quantizer = core().ResidualQuantizer(np.ascontiguousarray(codebooks, dtype=np.float32))
 
     def latent(self, vectors: np.ndarray) -> np.ndarray:
         v = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -39,6 +39,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._ext import core
 from .._io import atomic_directory, write_json
 from ..data.templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
@@ -573,9 +574,7 @@ class _OnnxBackend:
         self.tok = tokenizer
 
     def search(self, trie, table, texts, requests):
-        from .. import _core
-
-        search = _core.BeamSearch(trie, table, requests)
+        search = core().BeamSearch(trie, table, requests)
         logits, state = self.lm.prefill([self.tok.encode(t) for t in texts])
         while True:
             search.step(logits)

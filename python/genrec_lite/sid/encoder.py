@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ext import core
 from ..errors import InvalidArgumentError
 
 
@@ -63,10 +64,8 @@ class SidEncoder:
 
     def encode(self, vectors: np.ndarray, n_threads: int = 1) -> np.ndarray:
         """Base codes (n, levels) int32 by the greedy residual nearest-codeword rule (C++ core)."""
-        from .._core import ResidualQuantizer
-
         if self._quantizer is None:
-            self._quantizer = ResidualQuantizer(self.codebooks)
+            self._quantizer = core().ResidualQuantizer(self.codebooks)
         return self._quantizer.encode(self.latent(vectors), n_threads=n_threads)
 
     def check_vectors(self, vectors: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ext import core
 from ..errors import InvalidArgumentError
 
 __all__ = ["residual_encode_reference", "residual_encode_numpy", "residual_decode", "encode"]
@@ -150,8 +151,7 @@ def encode(codebooks_or_quantizer, x, n_threads: int = 1) -> np.ndarray:
     the codebooks (L, K, D). x may be any real array-like: it is converted to C-contiguous
     float32 first. Same codes as :func:`residual_encode_reference`.
     """
-    from .._core import ResidualQuantizer
-
+    ResidualQuantizer = core().ResidualQuantizer
     q = codebooks_or_quantizer
     if not isinstance(q, ResidualQuantizer):
         q = ResidualQuantizer(_codebooks(q))

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .._ext import core
 from .._io import atomic_directory, read_manifest, sha256_file, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
 from .collisions import check_mode, extra_level, sid_report
@@ -145,9 +146,7 @@ class SemanticIds:
     def trie(self):
         """The C++ prefix trie over these SIDs (built once, cached)."""
         if self._trie is None:
-            from .._core import SidTrie
-
-            self._trie = SidTrie(self.codes, self.item_ids, self.level_sizes)
+            self._trie = core().SidTrie(self.codes, self.item_ids, self.level_sizes)
         return self._trie
 
     def report(self) -> dict:
