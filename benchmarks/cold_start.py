@@ -176,10 +176,13 @@ def bundle_of(ckpt: Path, settings=None) -> Path:
     return bundle
 
 
-def served(bundle: Path, cases, profiles, launched=None):
-    """(the Recommender's model-only answers, its SID table and cold items) for `cases` (after
-    add_items of the `launched` catalog records, from their text)."""
-    from genrec_lite.eval.cold_start import runtime_answers
+def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
+    """(the Recommender's model-only answers, its SID table and cold items, facts) for `cases`
+    (after add_items of the `launched` catalog records, from their text). With the bundle's own
+    cold-start settings, the first `check` cases are also answered with the mixture on, through
+    the Recommender, and compared with the offline mixing of the model-only answers."""
+    from genrec_lite.eval.cold_start import ColdCandidates, runtime_answers
+    from genrec_lite.prompts import profile_text
     from genrec_lite.runtime import Recommender
 
     rec = Recommender.load(bundle, n_threads=2)
@@ -194,6 +197,17 @@ def served(bundle: Path, cases, profiles, launched=None):
         answers = runtime_answers(rec, cases, profiles=use)
         extra["decode_seconds"] = round(time.perf_counter() - t, 1)
         state = rec.catalog.state
+        if rec.cold_start is not None and check:
+            part = cases[:check]
+            template = rec.bundle.manifest.get("profile_template")
+            reqs = [{"history": list(c.history), "k": 10, "beam": 20,
+                     "profile": profile_text(use.get(c.user_id), template) if use is not None else ""}
+                    for c in part]
+            live = [[r.item_id for r in a] for s in range(0, len(reqs), 32)  # runtime_answers' batches
+                    for a in rec.recommend_batch(reqs[s:s + 32])]
+            offline = ColdCandidates(state.sids, state.cold, part).lists(answers[:check], rec.cold_start)
+            extra["runtime_check"] = {"cases": len(part),
+                                      "equal": int(sum(a == b for a, b in zip(live, offline)))}
         return answers, state.sids, state.cold.copy(), extra
     finally:
         rec.close()
