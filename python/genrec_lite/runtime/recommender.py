@@ -40,7 +40,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .._io import atomic_directory, write_json
-from ..data.templates import Template
+from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
