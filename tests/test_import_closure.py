@@ -55,10 +55,14 @@ def test_old_template_paths_still_work():
 
 
 def test_serving_a_bundle_is_closed(runtime_bundle):
+    """Both backends, and cold start (ONNX text encoder -> SID) for a new item."""
     body = f"""
 from genrec_lite.runtime import Recommender
-rec = Recommender.load({str(runtime_bundle)!r}, n_threads=1)
-assert rec.recommend([1, 2, 3], k=5)
-rec.close()
+for backend in ("llama", "onnx"):
+    rec = Recommender.load({str(runtime_bundle)!r}, n_threads=1, backend=backend)
+    assert rec.recommend([1, 2, 3], k=5)
+    rec.add_items([{{"item_id": 990001, "title": "Cordless drill 18V"}}])
+    assert rec.recommend([1, 2, 990001], k=5)
+    rec.close()
 """
     assert loaded_after(body) == []
