@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,32 @@ TEXTS = ["Cordless drill 18V with two batteries", "a", "HATCHBOX ABS 3D printer 
 
 
 @pytest.fixture(scope="module")
-def text_encoder_dir(tmp_path_factory):
+def text_encoder_export(tmp_path_factory):
+    """(folder, the warnings the export let through)."""
     from genrec_lite.export.onnx_export import export_text_encoder
     from genrec_lite.sid.embed import resolve_model
 
     out = tmp_path_factory.mktemp("te")
-    export_text_encoder(resolve_model("all-MiniLM-L6-v2"), out)
-    return out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_text_encoder(resolve_model("all-MiniLM-L6-v2"), out)
+    return out, caught
+
+
+@pytest.fixture(scope="module")
+def text_encoder_dir(text_encoder_export):
+    return text_encoder_export[0]
+
+
+def test_text_encoder_export_is_quiet(text_encoder_export):
+    """torch.onnx's tracer warnings and notices are not shown to the user of the export."""
+    import torch
+
+    noisy = [f"{w.category.__name__}: {w.message}" for w in text_encoder_export[1]
+             if issubclass(w.category, torch.jit.TracerWarning)
+             or "torch/onnx" in w.filename.replace(os.sep, "/")
+             or w.filename.endswith("onnx_export.py")]
+    assert noisy == []
 
 
 def test_text_encoder_matches_sentence_transformers(text_encoder_dir):

@@ -5,7 +5,7 @@ A template set is a dict (or a JSON file holding one) with these keys:
   sid_to_title     {sid} -> title
   title_to_sid     {title} -> SID (also catalog search)
   history_separator  between the SIDs of the history
-Responses are the bare SID or title. Templates use genrec_lite.data.templates syntax: a bracketed
+Responses are the bare SID or title. Templates use genrec_lite.templates syntax: a bracketed
 segment such as "[The user is {profile}. ]" drops out when its field is empty, so one template
 serves users with and without a profile.
 
@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .data.templates import Template
+from .templates import Template
 from .errors import InvalidArgumentError
 
 ENGLISH = {

@@ -17,7 +17,7 @@ from .interactions import Interactions
 from .profiles import UserProfiles
 from .splits import Case, Split, leave_one_out, load_cases, save_cases, temporal_split, windows
 from .synthetic import make_synthetic
-from .templates import Template
+from ..templates import Template
 
 __all__ = [
     "Catalog", "Interactions", "UserProfiles", "Template", "Case", "Split", "windows",

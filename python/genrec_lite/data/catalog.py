@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError, InvalidArgumentError, UnknownItemError
 from . import _readers
-from .templates import Template, as_template
+from ..templates import Template, as_template
 
 ID_FIELD = "item_id"
 

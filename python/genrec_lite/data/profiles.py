@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..errors import DataError, InvalidArgumentError
 from . import _readers
-from .templates import Template, as_template
+from ..templates import Template, as_template
 
 ID_FIELD = "user_id"
 

@@ -10,6 +10,8 @@ follows stays in the C++ core.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,24 @@ from .._io import write_json
 from ..errors import InvalidArgumentError, require
 
 OPSET = 17
+
+
+@contextmanager
+def _quiet_torch_export(torch):
+    """torch.onnx.export without the warnings a genrec-lite user cannot act on, for this export
+    only: the tracer's TracerWarnings (Python booleans in transformers' mask and attention code,
+    fixed for the traced shapes; the exported graphs are checked against PyTorch by the tests),
+    opset 17 writing advanced indexing as several operators, and the TorchScript exporter's
+    deprecation notices (dynamo=False is chosen on purpose)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"Exporting aten::index operator",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"The feature will be removed",
+                                category=DeprecationWarning, module=r"torch\.onnx\.")
+        yield
 
 
 def export_text_encoder(model_path: str, out_dir: str | Path) -> dict:
@@ -50,7 +70,7 @@ def export_text_encoder(model_path: str, out_dir: str | Path) -> dict:
             return torch.nn.functional.normalize(e, dim=-1) if normalize else e
 
     ids = torch.ones(2, 8, dtype=torch.long)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_torch_export(torch):
         torch.onnx.export(Encoder(bert), (ids, torch.ones_like(ids)), str(out_dir / "model.onnx"),
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
@@ -180,7 +200,7 @@ def export_lm(model, path: str | Path) -> dict:
     past = torch.zeros(n_layers, 2, n_kv, 2, hd)
     mask = torch.ones(2, 5, dtype=torch.long)
     pos = torch.arange(2, 5).repeat(2, 1)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_torch_export(torch):
         torch.onnx.export(
             lm, (ids, mask, pos, past, past), str(path),
             input_names=["input_ids", "attention_mask", "position_ids", "past_key", "past_value"],

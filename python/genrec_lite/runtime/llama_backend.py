@@ -11,11 +11,15 @@ The C++ side calls libllama through addresses and a batch struct declared in
 csrc/include/genrec/llama_api.h for one llama-cpp-python release (LLAMA_CPP_PYTHON_VERSION): any
 other release is refused at load, before a context exists, since a changed signature or struct
 would corrupt memory instead of failing.
+
+llama.cpp's own log (model and context details on every load) goes to Python's logging, logger
+"genrec_lite.llama" (info at DEBUG, warnings at WARNING, errors at ERROR), not to stderr.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -38,19 +42,71 @@ _API_FUNCTIONS = ("llama_decode", "llama_get_logits", "llama_get_logits_ith", "l
 _init_lock = threading.Lock()
 _initialised = False
 
+log = logging.getLogger("genrec_lite.llama")
+# A library does not print: without the application's own logging configuration these records go
+# nowhere (rather than to logging's last-resort stderr handler).
+log.addHandler(logging.NullHandler())
+# ggml_log_level (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last
+# message). llama-cpp-python 0.3.36's own callback maps an older numbering and so prints every
+# warning to stderr.
+_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING,
+               4: logging.ERROR}
+_LOG_CONT = 5
+# Warnings about choices the runtime makes on purpose, which a user cannot act on: the contexts'
+# KV cells are shared by up to 256 sequences (beams), so n_ctx above the model's training length
+# does not make any one sequence longer.
+_LOG_EXPECTED = ("n_ctx_seq (",)
+_log_lock = threading.Lock()
+_log_pending: list[str] = []  # fragments of a line not yet ended by a newline
+_log_level = logging.DEBUG  # the level of the message that CONT fragments continue
+_log_callback = None  # the ctypes callback: referenced here so it is never garbage-collected
+
+
+def _on_llama_log(level: int, text: bytes | None, user_data) -> None:
+    """llama.cpp's log callback (any thread, the GIL taken by ctypes): whole lines to `log`."""
+    global _log_level
+    try:
+        piece = text.decode("utf-8", "replace") if text else ""
+        out: list[tuple[int, str]] = []
+        with _log_lock:
+            if level != _LOG_CONT:
+                if _log_pending:  # a new message ends an unterminated one
+                    out.append((_log_level, "".join(_log_pending)))
+                    _log_pending.clear()
+                _log_level = _LOG_LEVELS.get(level, logging.DEBUG)
+            _log_pending.append(piece)
+            *lines, rest = "".join(_log_pending).split("\n")
+            _log_pending[:] = [rest] if rest else []
+            out += [(_log_level, line) for line in lines]
+        for levelno, line in out:
+            line = line.rstrip()
+            if not line:
+                continue
+            expected = levelno == logging.WARNING and any(k in line for k in _LOG_EXPECTED)
+            log.log(logging.DEBUG if expected else levelno, "%s", line)
+    except Exception:  # pragma: no cover - never raise into C (e.g. at interpreter exit)
+        pass
+
+
+def _route_llama_log(llama_cpp) -> None:
+    """Install _on_llama_log as llama.cpp's (and ggml's) log callback; once per process."""
+    global _log_callback
+    if _log_callback is None:
+        _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
 
 def _llama_cpp():
     global _initialised
     try:
         import llama_cpp
-        from llama_cpp import _logger
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise MissingDependencyError(
             "llama-cpp-python is required to serve GGUF bundles (pip install genrec-lite)") from exc
     check_llama_abi(llama_cpp)
     with _init_lock:
         if not _initialised:
-            _logger.set_verbose(False)  # llama.cpp logs every load to stderr otherwise
+            _route_llama_log(llama_cpp)  # llama.cpp logs every load to stderr otherwise
             llama_cpp.llama_backend_init()
             _initialised = True
     return llama_cpp

@@ -41,7 +41,7 @@ import numpy as np
 
 from .._ext import core
 from .._io import atomic_directory, write_json
-from ..data.templates import Template
+from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse

@@ -20,7 +20,7 @@ from .views import SidViews
 
 METHODS = ("rqvae", "rqkmeans")
 # Each known field's segment of the default item text; bracketed parts drop out when their field
-# is empty (genrec_lite.data.templates). Fields the catalog lacks are left out of the template.
+# is empty (genrec_lite.templates). Fields the catalog lacks are left out of the template.
 _DEFAULT_SEGMENTS = (("title", "{title}"), ("year", "[ ({year})]"), ("brand", "[. Brand: {brand}]"),
                      ("categories", "[. Category: {categories}]"), ("genres", "[. Genres: {genres}]"),
                      ("description", "[. {description}]"))

@@ -1,0 +1,68 @@
+"""The serving package is closed: importing genrec_lite.runtime (and loading and using a
+Recommender) brings in no training, export or data-preparation code and none of the heavy
+training libraries. Each check runs in a fresh interpreter, since this test process has long
+imported everything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import genrec_lite
+
+# What serving must never load. `genrec_lite.data` covers the data layer's splits and synthetic
+# generator: importing any module of that package runs its __init__, which imports them all.
+HEAVY = ("torch", "scipy", "transformers", "peft", "sentence_transformers")
+FORBIDDEN = HEAVY + ("genrec_lite.train", "genrec_lite.export", "genrec_lite.data",
+                     "genrec_lite.cli")
+
+REPORT = """
+import json, sys
+forbidden = {forbidden!r}
+{body}
+loaded = sorted(m for m in sys.modules
+                if any(m == f or m.startswith(f + ".") for f in forbidden))
+print(json.dumps(loaded))
+"""
+
+
+def loaded_after(body: str, forbidden=FORBIDDEN) -> list[str]:
+    """The forbidden modules present in sys.modules after running `body` in a fresh python."""
+    package_root = str(Path(genrec_lite.__file__).resolve().parents[1])
+    code = REPORT.format(forbidden=tuple(forbidden), body=body)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=package_root)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_package_import_is_torch_free():
+    assert loaded_after("import genrec_lite", HEAVY) == []
+
+
+def test_runtime_import_is_closed():
+    assert loaded_after("import genrec_lite.runtime") == []
+
+
+def test_old_template_paths_still_work():
+    from genrec_lite.data import Template as from_data
+    from genrec_lite.data.templates import Template as from_data_module
+    from genrec_lite.templates import Template
+
+    assert from_data is from_data_module is Template
+
+
+def test_serving_a_bundle_is_closed(runtime_bundle):
+    """Both backends, and cold start (ONNX text encoder -> SID) for a new item."""
+    body = f"""
+from genrec_lite.runtime import Recommender
+for backend in ("llama", "onnx"):
+    rec = Recommender.load({str(runtime_bundle)!r}, n_threads=1, backend=backend)
+    assert rec.recommend([1, 2, 3], k=5)
+    rec.add_items([{{"item_id": 990001, "title": "Cordless drill 18V"}}])
+    assert rec.recommend([1, 2, 990001], k=5)
+    rec.close()
+"""
+    assert loaded_after(body) == []
