@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..runtime.cold_start import (ColdStartConfig, content_scores, directions, mix,
+from ..runtime.cold_start import (ColdStartConfig, content_scores, item_directions, mix,
                                     similarities)
 from .metrics import rank_metrics
 
@@ -63,15 +63,9 @@ class ColdCandidates:
     def __init__(self, sids, cold_ids: Sequence[int], cases):
         cold = np.unique(np.asarray(list(cold_ids), dtype=np.int64))
         self.cold = cold[np.isin(cold, sids.item_ids)]
-        cb = sids.encoder.codebooks
-
-        def dirs(ids):
-            rows = [sids.row_of(int(i)) for i in ids]
-            return directions(cb, sids.codes[rows, :sids.levels])
-
-        self.dirs = dirs(self.cold.tolist())
+        self.dirs = item_directions(sids, self.cold.tolist())
         known = [[i for i in c.history if i in sids][-max(HISTORY):] for c in cases]
-        self.queries = [dirs(h) if h else None for h in known]
+        self.queries = [item_directions(sids, h) if h else None for h in known]
         self._cos: dict[int, list[np.ndarray]] = {}
 
     def cosines(self, history: int) -> list[np.ndarray]:

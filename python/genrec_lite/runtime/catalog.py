@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, UnknownItemError
 from ..sid import SemanticIds, SidViews
-from .cold_start import directions
+from .cold_start import item_directions
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,9 @@ class CatalogState:
         once per state."""
         got = self.__dict__.get("_cold_dirs")
         if got is None:
-            sids = self.sids
-            if sids.encoder is None:
-                raise InvalidArgumentError("the catalog's SID table has no quantiser codebooks; "
-                                           "cold start needs them")
-            rows = [sids.row_of(int(i)) for i in self.cold.tolist()]
-            got = directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
+            got = item_directions(self.sids, self.cold.tolist())
             object.__setattr__(self, "_cold_dirs", got)  # a cache: the state stays immutable
         return got
-
-    def directions_of(self, item_ids) -> np.ndarray:
-        """Unit RQ reconstructions of catalog items (primary view), (n, dim)."""
-        sids = self.sids
-        rows = [sids.row_of(int(i)) for i in item_ids]
-        return directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
 
     @property
     def sids(self) -> SemanticIds:

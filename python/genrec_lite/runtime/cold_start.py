@@ -73,6 +73,15 @@ def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return z / np.where(norm > 0, norm, 1.0)
 
 
+def item_directions(sids, item_ids) -> np.ndarray:
+    """(n, dim) unit RQ reconstructions of items of a SID table (its quantiser's codebooks)."""
+    if sids.encoder is None:
+        raise InvalidArgumentError("the catalog's SID table has no quantiser codebooks; cold start "
+                                   "needs them")
+    rows = [sids.row_of(int(i)) for i in item_ids]
+    return directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
+
+
 def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarray:
     """Each cold item's largest cosine to the query directions ((m, dim) unit vectors, the
     newest history items'; None or none: 0), float64."""

@@ -47,7 +47,7 @@ from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
-from .cold_start import ColdStartConfig, content_scores, mix, similarities
+from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -440,8 +440,8 @@ class Recommender:
         """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
         items ranked by the content similarity to the newest known history items."""
         recent = history[-cfg.history:]
-        cold = content_scores(similarities(state.cold_dirs, state.directions_of(recent) if recent
-                                           else None), cfg)
+        cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
+                                           if recent else None), cfg)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         trie = state.trie
