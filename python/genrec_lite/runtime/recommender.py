@@ -411,7 +411,7 @@ class Recommender:
         for r in requests:
             if r["k"] > n_active:
                 raise InvalidArgumentError(f"k={r['k']} but the catalog has {n_active} active items")
-            histories.append(self._history(loaded, state, r["history"]))
+            histories.append(self._history(loaded, state, r["history"]))  # all known ids
             q = {"k": r["k"], "beam": r["beam"]}
             for key in ("allow", "deny"):
                 if r[key] is not None:
@@ -424,15 +424,16 @@ class Recommender:
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
         for v, view in enumerate(state.views):
-            texts = [self._text(loaded, view, h, r["profile"]) for h, r in zip(histories, requests)]
+            texts = [self._text(loaded, view, h[-loaded.max_history:], r["profile"])
+                     for h, r in zip(histories, requests)]
             results = loaded.backend.search(state.tries[v], loaded.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
                 a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
         fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
         cfg = loaded.cold_start
         if cfg is not None and len(state.cold):
-            fused = [self._mix_cold(state, cfg, f, [i for i in r["history"] if i in state.sids], q)
-                     for f, r, q in zip(fused, requests, search_reqs)]
+            fused = [self._mix_cold(state, cfg, f, h, q)
+                     for f, h, q in zip(fused, histories, search_reqs)]
         return [self._answer(state, *f) for f in fused]
 
     @staticmethod
@@ -455,6 +456,7 @@ class Recommender:
         """The prompt of a request in one SID view."""
         loaded = self._loaded
         known = self._history(loaded, state, _id_list(history or [], "history"))
+        known = known[-loaded.max_history:]
         return self._text(loaded, state.views[view], known, profile)
 
     @staticmethod
@@ -463,7 +465,8 @@ class Recommender:
         return loaded.prompts.next_item_prompt([sids.sid(i) for i in known], profile or "")
 
     def _history(self, loaded: _Loaded, state: CatalogState, history: list[int]) -> list[int]:
-        """The history items the model reads: known ones, the newest max_history. Unknown ids
+        """The known history items, oldest first (the prompt takes the newest max_history of
+        them, cold start its own `history` newest). Unknown ids
         are counted (stats()['unknown_history_items']) and warned about once, not per id: a
         warning per id would grow Python's warning registry without bound under traffic."""
         known = [i for i in history if i in state.sids]
@@ -477,7 +480,7 @@ class Recommender:
                 warnings.warn(f"history item {first} is not in the catalog; unknown history items "
                               "are skipped (counted in Recommender.stats(), warned about once)",
                               stacklevel=5)
-        return known[-loaded.max_history:]  # the model's window: the newest items
+        return known
 
     @staticmethod
     def _answer(state: CatalogState, items, scores, logprobs) -> list[Recommendation]:
