@@ -262,12 +262,12 @@ def test_concurrent_adds_never_share_a_full_sid(runtime_bundle, monkeypatch):
         barrier = threading.Barrier(2)
         real_add = LiveCatalog.add
 
-        def add(self, *args):
+        def add(self, *args, **kwargs):
             try:  # let both callers reach the catalog together, unless add_items serialises them
                 barrier.wait(timeout=2)
             except threading.BrokenBarrierError:
                 pass
-            return real_add(self, *args)
+            return real_add(self, *args, **kwargs)
 
         monkeypatch.setattr(LiveCatalog, "add", add)
         got = {}

@@ -48,6 +48,10 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         if view.encoder is None:
             raise InvalidArgumentError(f"the SIDs of {ckpt} (view {v}) carry no quantiser; cold "
                                        "start needs one")
+    if sids.content is None:  # SIDs built before content vectors were kept: make them now
+        say("computing the items' content vectors (cold start)")
+        views = _with_content(views, ckpt / "items.jsonl", sid_cfg)
+        sids = views.primary
     facts: dict = {}
     with atomic_directory(out) as tmp:
         say(f"writing model.gguf ({quant})")
@@ -104,6 +108,22 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         }
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _with_content(views, items: Path, sid_cfg: dict):
+    """`views` with the primary table's content vectors made from the catalog's text, embedded
+    as the SID build did (its template and model, through the embedding cache)."""
+    from ..data.catalog import Catalog
+    from ..sid.build import default_template
+    from ..sid.embed import TextEncoder
+    from ..sid.views import SidViews
+
+    catalog = Catalog.load(items)
+    primary = views.primary
+    template = sid_cfg.get("text_template") or default_template(catalog.fields)
+    vectors = TextEncoder(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2").encode(
+        catalog.render(template, ids=primary.item_ids), progress=False)
+    return SidViews([primary.with_content(vectors), *list(views)[1:]])
 
 
 def set_cold_start(bundle: str | Path, settings) -> dict:

@@ -38,8 +38,8 @@ class CatalogState:
 
     @property
     def cold_dirs(self) -> np.ndarray:
-        """Unit RQ reconstructions of the cold items (primary view), in `cold` order; computed
-        once per state."""
+        """The cold items' content directions (runtime/cold_start.item_directions), in `cold`
+        order; computed once per state."""
         got = self.__dict__.get("_cold_dirs")
         if got is None:
             got = item_directions(self.sids, self.cold.tolist())
@@ -69,6 +69,16 @@ def _ids(ids: Iterable[int], what: str) -> np.ndarray:
     if arr.ndim != 1:
         raise InvalidArgumentError(f"{what} must be a flat list of item ids; got shape {arr.shape}")
     return arr
+
+
+def _rows(old: np.ndarray | None, new: np.ndarray | None, n: int) -> np.ndarray | None:
+    """A table's content rows after appending `n` items' (none where it keeps none)."""
+    if old is None:
+        return None
+    if new is None or len(new) != n:
+        raise InvalidArgumentError(f"content rows for {0 if new is None else len(new)} of {n} new "
+                                   "items; the catalog keeps one per item")
+    return np.concatenate([old, new])
 
 
 class LiveCatalog:
@@ -114,10 +124,11 @@ class LiveCatalog:
         if len(set(item_ids.tolist())) != len(item_ids):
             raise InvalidArgumentError("the new items repeat an item id")
 
-    def add(self, item_ids: np.ndarray, base_codes: list[np.ndarray], records: dict[int, dict]
-            ) -> CatalogState:
+    def add(self, item_ids: np.ndarray, base_codes: list[np.ndarray], records: dict[int, dict],
+            content: np.ndarray | None = None) -> CatalogState:
         """New items with their quantiser codes in every view (base_codes[v]: view v's rows,
-        without the extra level). The extra level, which numbers items that share a SID, is
+        without the extra level) and, where the primary view keeps content vectors, their rows
+        (`content`, sid/content.py). The extra level, which numbers items that share a SID, is
         assigned here under the lock against the items the catalog holds now: numbered from a
         snapshot taken earlier, two concurrent adds could give two items the same full SID."""
         with self._lock:
@@ -127,7 +138,8 @@ class LiveCatalog:
                 raise InvalidArgumentError(f"codes for {len(base_codes)} SID views; the catalog has "
                                            f"{len(old.views)}")
             ids = np.concatenate([old.sids.item_ids, item_ids])
-            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, v.complete(c)]))
+            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, v.complete(c)]),
+                                          content=_rows(v.content, content, len(item_ids)))
                               for v, c in zip(old.views, base_codes)])
             self._swap(views, {**old.records, **records},
                        np.union1d(old.cold, np.asarray(item_ids, dtype=np.int64)))
@@ -145,7 +157,9 @@ class LiveCatalog:
             keep = np.array([i not in gone for i in old.sids.item_ids.tolist()], dtype=bool)
             if not keep.any():
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
-            views = SidViews([v.with_rows(v.item_ids[keep], v.codes[keep]) for v in old.views])
+            views = SidViews([v.with_rows(v.item_ids[keep], v.codes[keep],
+                                          content=None if v.content is None else v.content[keep])
+                              for v in old.views])
             self._inactive -= gone
             added = set(self._added)
             self._removed.extend(i for i in ids.tolist() if i not in added)

@@ -9,10 +9,10 @@ item a content mass:
     p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, h) - 1) / temperature)
 
 where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
-residual-quantiser reconstruction (the sum of its codewords: the point of the SID encoder's latent
-space its codes stand for, so every item has one and no vector is stored) and cos(z_i, h) the
-largest cosine between z_i and the reconstructions of the newest `history` known history items (0
-without one). A cold item identical in content to a recent item gets `weight`; `temperature` sets
+content vector (sid/content.py: the principal components of the embedding its SID was made from,
+kept beside the SID; for tables built without them, the residual-quantiser reconstruction, the sum
+of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
+newest `history` known history items (0 without one). A cold item identical in content to a recent item gets `weight`; `temperature` sets
 how fast the mass falls with dissimilarity. All three are chosen on validation data
 (eval/cold_start.py), never set by hand. Warm items keep the model's values and
 order; a cold item enters a list where its mass beats the model's for the items below it, and its
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..sid.content import unit_rows
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,14 @@ def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def item_directions(sids, item_ids) -> np.ndarray:
-    """(n, dim) unit RQ reconstructions of items of a SID table (its quantiser's codebooks)."""
-    if sids.encoder is None:
-        raise InvalidArgumentError("the catalog's SID table has no quantiser codebooks; cold start "
-                                   "needs them")
+    """(n, dim) unit content directions of items of a SID table: its content vectors
+    (sid/content.py) where it keeps them, else the RQ reconstructions of their codes."""
     rows = [sids.row_of(int(i)) for i in item_ids]
+    if sids.content is not None:
+        return unit_rows(sids.content[rows])
+    if sids.encoder is None:
+        raise InvalidArgumentError("the catalog's SID table has neither content vectors nor "
+                                   "quantiser codebooks; cold start needs one of them")
     return directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
 
 
@@ -87,8 +91,10 @@ def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarra
     newest history items'; None or none: 0), float64."""
     if queries is None or len(queries) == 0:
         return np.zeros(len(cold_dirs))
-    q = np.asarray(queries, dtype=np.float64).reshape(-1, cold_dirs.shape[1])
-    return (cold_dirs.astype(np.float64) @ q.T).max(axis=1)
+    # float32 product: converting every cold item's row to float64 per request would cost more
+    # than the product itself at 10^4 cold items
+    q = np.asarray(queries, dtype=np.float32).reshape(-1, cold_dirs.shape[1])
+    return (np.asarray(cold_dirs, dtype=np.float32) @ q.T).max(axis=1).astype(np.float64)
 
 
 def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:

@@ -501,7 +501,8 @@ class Recommender:
             if not given:
                 vectors = loaded.embed(records)
             codes = loaded.base_codes(vectors, len(records))
-            new = loaded.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records})
+            new = loaded.catalog.add(ids, codes, {int(r["item_id"]): dict(r) for r in records},
+                                     content=loaded.catalog.state.sids.new_content(vectors))
             if given:  # a reload to a bundle that quantises otherwise encodes them again
                 v = np.asarray(vectors, dtype=np.float32).reshape(len(records), -1)
                 loaded.added_vectors.update(zip(ids.tolist(), v))
@@ -688,21 +689,34 @@ def _carry_over(old: _Loaded, new: _Loaded) -> None:
     if added:
         records = [dict(before.records.get(i, {"item_id": i})) for i in added]
         ids = np.array(added, dtype=np.int64)
+        rows = [before.sids.row_of(i) for i in added]
+        vectors = None
+
+        def embeddings() -> np.ndarray:  # the added items' embeddings, made once if needed
+            nonlocal vectors
+            if vectors is None:
+                vectors = np.zeros((len(added), now.views.primary.encoder.input_dim),
+                                   dtype=np.float32)
+                from_text = [n for n, i in enumerate(added) if i not in old.added_vectors]
+                for n, i in enumerate(added):
+                    if i in old.added_vectors:
+                        vectors[n] = old.added_vectors[i]
+                if from_text:
+                    vectors[from_text] = new.embed([records[n] for n in from_text])
+            return vectors
+
         if new.same_sid_space(old):
-            rows = [before.sids.row_of(i) for i in added]
             codes = [v.codes[rows, :v.levels] for v in before.views]
         else:
-            vectors = np.zeros((len(added), new.catalog.state.views.primary.encoder.input_dim),
-                               dtype=np.float32)
-            from_text = [n for n, i in enumerate(added) if i not in old.added_vectors]
-            for n, i in enumerate(added):
-                if i in old.added_vectors:
-                    vectors[n] = old.added_vectors[i]
-            if from_text:
-                vectors[from_text] = new.embed([records[n] for n in from_text])
-            codes = new.base_codes(vectors, len(added))
-            new.added_vectors.update((i, old.added_vectors[i]) for i in added if i in old.added_vectors)
-        new.catalog.add(ids, codes, {i: r for i, r in zip(added, records)})
+            codes = new.base_codes(embeddings(), len(added))
+        content = None
+        if now.sids.content is not None:
+            a, b = before.sids.content_space, now.sids.content_space
+            same = a is not None and all(np.array_equal(x, y) for x, y in
+                                         zip(a.state().values(), b.state().values()))
+            content = before.sids.content[rows] if same else now.sids.new_content(embeddings())
+        new.added_vectors.update((i, old.added_vectors[i]) for i in added if i in old.added_vectors)
+        new.catalog.add(ids, codes, {i: r for i, r in zip(added, records)}, content=content)
     removed = [i for i in old.catalog.removed_items if i in new.catalog.state.sids]
     if removed:
         new.catalog.remove(removed)

@@ -165,6 +165,9 @@ def build_sid_views(catalog, cfg: SidConfig | None = None, *, progress: bool = T
     if vectors is None:
         texts = catalog.render(cfg.text_template)
         vectors = TextEncoder(cfg.embedding_model, cache_dir=cache_dir).encode(texts, progress=progress)
+    # the items' content vectors come from these vectors, before any collaborative part: new
+    # items bring their text (or a vector of the same kind), never their co-occurrences
+    text_vectors = np.asarray(vectors, dtype=np.float32)
     input_map, collab_items = None, None
     if cfg.collab_weight > 0:
         from .collab import cooccurrence_vectors, joined_vectors
@@ -183,5 +186,7 @@ def build_sid_views(catalog, cfg: SidConfig | None = None, *, progress: bool = T
                                 progress=progress, input_map=input_map)
         if collab_items is not None:
             sids.config["collab_items"] = collab_items
+        if v == 0:  # cold start reads the primary view's (runtime/cold_start.py)
+            sids = sids.with_content(text_vectors)
         views.append(sids)
     return SidViews(views)

@@ -2,7 +2,9 @@
 
 Saved as a directory (written atomically):
   semantic_ids.json  format name and version, shapes, the build config, versions, checksum
-  arrays.npz         item_ids, codes and the quantiser (codebooks and encoder weights)
+  arrays.npz         item_ids, codes, the quantiser (codebooks and encoder weights) and, where
+                     the build kept them, the items' content vectors and their space
+                     (sid/content.py)
   sids.tsv           item_id <TAB> SID string, for people and other tools
   report.json        collision and utilisation statistics
 """
@@ -19,6 +21,7 @@ from .._ext import core
 from .._io import atomic_directory, read_manifest, sha256_file, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
 from .collisions import check_mode, extra_level, sid_report
+from .content import ContentSpace
 from .encoder import SidEncoder
 
 FORMAT_NAME = "genrec-lite.semantic-ids"
@@ -39,7 +42,8 @@ class SemanticIds:
 
     def __init__(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *, levels: int,
                  codebook_size: int, collisions: str = "none", extra_level_size: int = 0,
-                 encoder: SidEncoder | None = None, config: dict | None = None, view: int = 0):
+                 encoder: SidEncoder | None = None, config: dict | None = None, view: int = 0,
+                 content: np.ndarray | None = None, content_space: ContentSpace | None = None):
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.codes = np.ascontiguousarray(codes, dtype=np.int32)
         self.levels = int(levels)
@@ -63,6 +67,19 @@ class SemanticIds:
             raise InvalidArgumentError(
                 f"item {self.item_ids[r]} has code {self.codes[r, c]} at level {c}; "
                 f"expected 0 <= code < {sizes[c]}")
+        # content vectors (sid/content.py): one int8 row per item, in the rows' order, with the
+        # projection that makes them for new items; both or neither
+        if (content is None) != (content_space is None):
+            raise InvalidArgumentError("content vectors need their content space and the other way "
+                                       "round; got only one")
+        if content is not None:
+            content = np.asarray(content)
+            if content.dtype != np.int8 or content.shape != (len(self.item_ids), content_space.dim):
+                raise InvalidArgumentError(
+                    f"content vectors of shape {content.shape} and type {content.dtype}; expected "
+                    f"({len(self.item_ids)}, {content_space.dim}) int8, one row per item")
+        self.content = content
+        self.content_space = content_space
         uniq, counts = np.unique(self.item_ids, return_counts=True)
         if (counts > 1).any():
             raise InvalidArgumentError(f"item id {int(uniq[counts > 1][0])} appears more than once")
@@ -180,17 +197,38 @@ class SemanticIds:
         return np.concatenate([base, extra[:, None]], axis=1)
 
     def with_rows(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *,
-                  view: int | None = None) -> "SemanticIds":
+                  view: int | None = None, content: np.ndarray | None = None) -> "SemanticIds":
         """A table over these rows with this one's settings and quantiser (and view, unless
-        `view` is given)."""
+        `view` is given). A table with content vectors needs the new rows' `content` (e.g.
+        `self.content[keep]`, or new rows from `self.content_space.project`)."""
+        if self.content_space is not None and content is None:
+            raise InvalidArgumentError("this table keeps content vectors: give the new rows' "
+                                       "content too")
         return SemanticIds(item_ids, codes, levels=self.levels, codebook_size=self.codebook_size,
                            collisions=self.collisions, extra_level_size=self.extra_level_size,
                            encoder=self.encoder, config=self.config,
-                           view=self.view if view is None else view)
+                           view=self.view if view is None else view,
+                           content=content if self.content_space is not None else None,
+                           content_space=self.content_space)
+
+    def new_content(self, vectors: np.ndarray) -> np.ndarray | None:
+        """Content rows for new items' embeddings (None where this table keeps none)."""
+        return None if self.content_space is None else self.content_space.project(vectors)
+
+    def with_content(self, vectors: np.ndarray, space: ContentSpace | None = None) -> "SemanticIds":
+        """This table with its items' content vectors made from their embeddings `vectors` (in
+        row order), in `space` (by default fitted on them)."""
+        space = space or ContentSpace.fit(vectors)
+        return SemanticIds(self.item_ids, self.codes, levels=self.levels,
+                           codebook_size=self.codebook_size, collisions=self.collisions,
+                           extra_level_size=self.extra_level_size, encoder=self.encoder,
+                           config=self.config, view=self.view, content=space.project(vectors),
+                           content_space=space)
 
     def as_view(self, view: int) -> "SemanticIds":
         """The same table written with view `view`'s tokens (sid/views.py)."""
-        return self if view == self.view else self.with_rows(self.item_ids, self.codes, view=view)
+        return self if view == self.view else self.with_rows(self.item_ids, self.codes, view=view,
+                                                             content=self.content)
 
     def with_items(self, item_ids: Sequence[int], vectors: np.ndarray, n_threads: int = 1) -> "SemanticIds":
         """A new table holding these items plus new ones (ids must be new)."""
@@ -202,8 +240,10 @@ class SemanticIds:
             if i in self._index:
                 raise InvalidArgumentError(f"item id {i} already has a semantic ID")
         codes = self.assign(vectors, n_threads=n_threads)
+        content = None if self.content is None else \
+            np.concatenate([self.content, self.new_content(vectors)])
         return self.with_rows(np.concatenate([self.item_ids, item_ids]),
-                              np.concatenate([self.codes, codes]))
+                              np.concatenate([self.codes, codes]), content=content)
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, extra_files: dict[str, object] | None = None) -> Path:
@@ -213,6 +253,9 @@ class SemanticIds:
             arrays = {"item_ids": self.item_ids, "codes": self.codes}
             if self.encoder is not None:
                 arrays.update({f"quantizer.{k}": v for k, v in self.encoder.state().items()})
+            if self.content is not None:
+                arrays["content.rows"] = self.content
+                arrays.update({f"content.{k}": v for k, v in self.content_space.state().items()})
             np.savez(tmp / "arrays.npz", **arrays)
             with open(tmp / "sids.tsv", "w", encoding="utf-8") as f:
                 f.write("item_id\tsid\n")
@@ -262,10 +305,14 @@ class SemanticIds:
             q = {k[len("quantizer."):]: v for k, v in arrays.items() if k.startswith("quantizer.")}
             if q:
                 encoder = SidEncoder.from_state(q)
+            content = arrays.get("content.rows")
+            space = None if content is None else ContentSpace.from_state(
+                {k: arrays[f"content.{k}"] for k in ("mean", "components")})
             return cls(arrays["item_ids"], arrays["codes"], levels=meta["levels"],
                        codebook_size=meta["codebook_size"], collisions=meta["collisions"],
                        extra_level_size=meta.get("extra_level_size", 0), encoder=encoder,
-                       config=meta.get("config", {}), view=meta.get("view", 0))
+                       config=meta.get("config", {}), view=meta.get("view", 0),
+                       content=content, content_space=space)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, InvalidArgumentError):
                 raise
