@@ -101,6 +101,27 @@ def test_the_procedure_turns_cold_start_on_only_where_it_helps():
     assert all(lst[0] in cold for lst in lists)
 
 
+def test_the_warm_bound_can_keep_cold_start_off():
+    sids, cold = _table()
+    Case = SimpleNamespace
+    answers = [([5, 6, 7], [-1.0, -2.0, -3.0], [-1.0, -2.0, -3.0])] * 6
+    # three cases want the cold twin of their last item, three the beam's first (warm) item:
+    # overall, cold start on gains more than it costs, so the default turns it on ...
+    cases = [Case(user_id=str(n), history=[n], target=100 + n) for n in range(3)] + \
+            [Case(user_id=str(n), history=[n], target=5) for n in range(3)]
+    chosen, trials = choose_cold_start(answers, cases, sids, cold)
+    assert chosen is not None
+    best = max(t["metrics"]["all"]["NDCG@10"] for t in trials)
+    assert best > trials[0]["metrics"]["all"]["NDCG@10"]
+    # ... while a bound on the warm cases keeps only settings that leave their ranks alone
+    bounded, _ = choose_cold_start(answers, cases, sids, cold, max_loss=0.0)
+    warm = ColdCandidates(sids, cold, cases[3:])
+    if bounded is not None:
+        assert all(lst[0] == 5 for lst in warm.lists(answers[3:], bounded, k=3))
+    with pytest.raises(InvalidArgumentError, match="max_loss"):
+        choose_cold_start(answers, cases, sids, cold, max_loss=1.5)
+
+
 # --- the runtime -------------------------------------------------------------------------------
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
@@ -199,13 +220,27 @@ def test_cold_items_survive_save_catalog_and_reload(runtime_bundle, synthetic, t
     ds, cases = synthetic
     with Recommender.load(runtime_bundle, n_threads=1) as rec:
         state = rec.catalog.state
-        rec.add_items([_twin(state, int(state.sids.item_ids[0]), 900_200)])
+        first = int(state.sids.item_ids[0])
+        rec.add_items([_twin(state, first, 900_200)])
+        vec = np.random.default_rng(0).standard_normal((1, state.sids.content_space.input_dim))
+        rec.add_items([{"item_id": 900_201, "title": "from a vector"}], vectors=vec)
         cold = rec.catalog.state.cold.copy()
+
+        def content(r, item):
+            sids = r.catalog.state.sids
+            return sids.content[sids.row_of(item)]
+
+        # the twin has its item's text, so its content; the other is its vector's projection
+        assert np.array_equal(content(rec, 900_200), content(rec, first))
+        assert np.array_equal(content(rec, 900_201), state.sids.content_space.project(vec)[0])
+        rows = content(rec, 900_200), content(rec, 900_201)
         rec.save_catalog(tmp_path / "cat")
-        rec.reload(runtime_bundle)                             # carries the added item over
+        rec.reload(runtime_bundle)                             # carries the added items over
         assert np.array_equal(rec.catalog.state.cold, cold)
+        assert all(np.array_equal(content(rec, i), r) for i, r in zip((900_200, 900_201), rows))
     with Recommender.load(runtime_bundle, n_threads=1, catalog=tmp_path / "cat") as rec:
         assert np.array_equal(rec.catalog.state.cold, cold)
+        assert all(np.array_equal(content(rec, i), r) for i, r in zip((900_200, 900_201), rows))
     copy = tmp_path / "bundle"
     import shutil
 
