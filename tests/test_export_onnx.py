@@ -122,3 +122,16 @@ def test_lm_with_kv_cache_matches_pytorch(arch, tmp_path):
         for j, (p, t) in enumerate(zip(parents, tokens)):
             ref = model(input_ids=torch.tensor([prompts[p] + [t]])).logits[0, -1].numpy()
             np.testing.assert_allclose(logits2[j], ref, atol=1e-4)
+
+
+def test_loading_models_draws_no_progress_bar(capfd, runtime_checkpoint):
+    """transformers draws a "Loading weights" bar per from_pretrained; an export loads two
+    models (the checkpoint and the text encoder), and neither bar is shown."""
+    from genrec_lite.sid.embed import TextEncoder
+    from genrec_lite.train.checkpoint import load_model
+
+    capfd.readouterr()
+    TextEncoder(use_cache=False).encode(["a drill"], progress=False)
+    load_model(runtime_checkpoint)
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s]" not in err

@@ -100,3 +100,21 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+@contextlib.contextmanager
+def no_hf_progress() -> Iterator[None]:
+    """transformers' progress bars off while a model is saved or loaded: save_pretrained draws a
+    "Writing model shards" bar per save (one per checkpoint, under the training bar) and
+    from_pretrained a "Loading weights" bar per load (twice per export). The setting the caller
+    had is restored after. transformers is imported only here, when called."""
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()

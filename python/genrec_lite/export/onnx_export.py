@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_json
+from .._io import no_hf_progress, write_json
 from ..errors import InvalidArgumentError, require
 
 OPSET = 17
@@ -45,7 +45,8 @@ def export_text_encoder(model_path: str, out_dir: str | Path) -> dict:
     st_mod = require("sentence_transformers")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    st = st_mod.SentenceTransformer(str(model_path), device="cpu")
+    with no_hf_progress():
+        st = st_mod.SentenceTransformer(str(model_path), device="cpu")
     names = [type(m).__name__ for m in st]
     pooling = st[1] if len(st) > 1 else None
     mode = getattr(pooling, "pooling_mode", None)

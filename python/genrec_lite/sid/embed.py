@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import no_hf_progress
 from ..errors import InvalidArgumentError, MissingDependencyError, require
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -118,7 +119,8 @@ class TextEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             st = require("sentence_transformers")
-            self._model = st.SentenceTransformer(self.path, device="cpu")
+            with no_hf_progress():
+                self._model = st.SentenceTransformer(self.path, device="cpu")
         return self._model
 
     @property

@@ -8,7 +8,6 @@ reference decoder and the GGUF export treat them alike.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,23 +18,6 @@ torch = require("torch")
 transformers = require("transformers")
 
 SMOLLM2 = "smollm2"
-
-
-@contextmanager
-def no_save_progress():
-    """transformers' progress bars off while a model is saved: save_pretrained draws a "Writing
-    model shards" bar per save (one per checkpoint, under the training bar). The setting the
-    caller had is restored after."""
-    from transformers.utils import logging as hf_logging
-
-    if not hf_logging.is_progress_bar_enabled():
-        yield
-        return
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
 
 
 @dataclass
@@ -125,7 +107,7 @@ def resolve_pretrained(spec: str) -> tuple[str, str | None]:
 def converted_gguf(folder: str, gguf: str) -> str:
     import os
 
-    from .._io import atomic_directory
+    from .._io import atomic_directory, no_hf_progress
     from ..sid.embed import default_cache_dir
 
     src = Path(folder) / gguf
@@ -142,7 +124,7 @@ def converted_gguf(folder: str, gguf: str) -> str:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    with atomic_directory(target) as tmp, no_save_progress():
+    with atomic_directory(target) as tmp, no_hf_progress():
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / "SOURCE").write_text(f"{src}\n", encoding="utf-8")

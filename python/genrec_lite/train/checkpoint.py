@@ -68,6 +68,7 @@ def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = Fa
     """(model, tokenizer, SidViews, run config) from a checkpoint; the model on `device`
     (see resolve_device; None leaves it on the CPU)."""
     from ..sid import SidViews
+    from .._io import no_hf_progress
     from .backbone import add_residual_dropout, init_new_rows, resolve_pretrained
     from .tokenizer import load_tokenizer
 
@@ -77,16 +78,17 @@ def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = Fa
     sids = SidViews.load(ckpt / "sids")
     tok = load_tokenizer(ckpt / "tokenizer")
     wdir = weights_dir(ckpt, which) / "model"
-    if meta["backbone"]["kind"] == "compact":
-        model = transformers.LlamaForCausalLM.from_pretrained(str(wdir), dtype=torch.float32)
-        if for_training:
-            add_residual_dropout(model, meta["backbone"]["config"]["dropout"])
-    else:
-        peft = require("peft")
-        folder, _ = resolve_pretrained(meta["backbone"]["spec"])
-        base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        init_new_rows(base, meta["backbone"]["base_vocab_size"], len(tok))
-        model = peft.PeftModel.from_pretrained(base, str(wdir), is_trainable=for_training)
+    with no_hf_progress():
+        if meta["backbone"]["kind"] == "compact":
+            model = transformers.LlamaForCausalLM.from_pretrained(str(wdir), dtype=torch.float32)
+            if for_training:
+                add_residual_dropout(model, meta["backbone"]["config"]["dropout"])
+        else:
+            peft = require("peft")
+            folder, _ = resolve_pretrained(meta["backbone"]["spec"])
+            base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+            init_new_rows(base, meta["backbone"]["base_vocab_size"], len(tok))
+            model = peft.PeftModel.from_pretrained(base, str(wdir), is_trainable=for_training)
     model.train(for_training)
     if dev is not None:
         model.to(dev)

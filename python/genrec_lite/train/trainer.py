@@ -383,9 +383,9 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _save_weights(self, which: str, extra: dict | None = None, state: dict | None = None):
-        from .backbone import no_save_progress
+        from .._io import no_hf_progress
 
-        with atomic_directory(self.out / which) as tmp, no_save_progress():
+        with atomic_directory(self.out / which) as tmp, no_hf_progress():
             if hasattr(self.model, "peft_config"):
                 # SID rows live in the adapter's trainable-token deltas; the resized base
                 # embedding is rebuilt deterministically on load, so it is not saved again.
