@@ -11,7 +11,9 @@ Segments (HR/NDCG@1,3,5,10 on each and on all test cases):
            timestamp < 2,000,000; ml-100k: the leave-one-out final training part);
   launch   a seeded random 10% of the items hidden from training entirely (Dataset.without_items:
            every interaction with them removed), the model and baselines trained without them, the
-           items then given to the live Recommender with add_items from their text only.
+           items then given to the live Recommender with add_items from their text only; its
+           cold-start settings are chosen on validation shaped the same way (the tuning split's
+           model trained without those items, which are then added from their text).
 Against, trained in the same run on the same data: content kNN (the cosine of all-MiniLM-L6-v2
 embeddings of title + brand to the last history item, whole catalog ranked; with and without the
 history's own items), popularity and SASRec (benchmarks/baselines, quality.py's configuration).
@@ -323,12 +325,28 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, va
     for label, lists in baseline_lists(name, P_l, "final_train", test, vectors, lwork,
                                        args.quick).items():
         out["models"][label] = segment_metrics(lists, test, {"launch": launch})
-    chosen = val["chosen_on_all"]["chosen"]
-    settings = None if chosen is None else ColdStartConfig.from_dict(chosen)
+    # the settings are chosen on validation shaped like this segment: the tuning split's model
+    # trained without the launched items, which are then added from their text
+    from genrec_lite.eval.cold_start import choose_cold_start
+
+    records = [ds.catalog.record(i) for i in held.tolist()]
+    valid = P["valid"][:300] if args.quick else P["valid"]
+    tune = train_model(ds.without_items(held), name, TUNE_SPLIT[name], lwork, args.quick,
+                       minutes=args.minutes, epochs=args.epochs)
+    v_answers, v_sids, v_cold, _ = served(bundle_of(tune), valid, ds.profiles, launched=records,
+                                          check=0)
+    cfg, _ = choose_cold_start(v_answers, valid, v_sids, v_cold)
+    chosen = None if cfg is None else cfg.to_dict()
+    out["validation"] = {"model": str(tune), "n_cases": len(valid),
+                         "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
+                         "chosen": chosen,
+                         "natural_validation_chose": val["chosen_on_all"]["chosen"]}
+    log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
+    settings = cfg
     ckpt = train_model(ds.without_items(held), name, COMPACT[name]["split"], lwork, args.quick,
                        minutes=args.minutes, epochs=args.epochs)
     answers, sids, cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles,
-                                        launched=[ds.catalog.record(i) for i in held.tolist()])
+                                        launched=records)
     out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(cold)), **extra)
     out["models"].update(model_rows(answers, sids, cold, test, settings, {"launch": launch}))
     return out

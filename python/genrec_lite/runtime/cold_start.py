@@ -91,10 +91,10 @@ def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarra
     newest history items'; None or none: 0), float64."""
     if queries is None or len(queries) == 0:
         return np.zeros(len(cold_dirs))
-    # float32 product: converting every cold item's row to float64 per request would cost more
-    # than the product itself at 10^4 cold items
+    # float32, and (queries x items) reduced over its short first axis: converting every cold
+    # row to float64, or a row-wise max over (items x 3), costs more than the product itself
     q = np.asarray(queries, dtype=np.float32).reshape(-1, cold_dirs.shape[1])
-    return (np.asarray(cold_dirs, dtype=np.float32) @ q.T).max(axis=1).astype(np.float64)
+    return (q @ np.asarray(cold_dirs, dtype=np.float32).T).max(axis=0).astype(np.float64)
 
 
 def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
