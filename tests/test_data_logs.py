@@ -307,3 +307,18 @@ def test_amazon_with_unix_seconds_cuts_at_the_same_events(amazon_industrial_dir,
     (tmp_path / "valid.jsonl").unlink()
     (tmp_path / "test.jsonl").unlink()
     assert resolve_split("auto", Dataset.load(tmp_path)).kind == "leave-one-out"
+
+
+def test_parquet_date_time_columns_become_unix_seconds(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    ms = pa.array([T0 * 1000, T0 * 1000 + 1500], pa.timestamp("ms"))
+    pq.write_table(pa.table({"user_id": ["a", "a"], "item_id": [1, 2], "timestamp": ms}),
+                   tmp_path / "log.parquet")
+    inter = Interactions.load(tmp_path / "log.parquet")
+    assert inter.time_unit == "s" and inter.timestamps.tolist() == [T0, T0 + 1.5]
+    days = pa.array([17683, 17684], pa.date32())  # 2018-06-01, 2018-06-02
+    pq.write_table(pa.table({"user_id": ["a", "a"], "item_id": [1, 2], "timestamp": days}),
+                   tmp_path / "days.parquet")
+    assert Interactions.load(tmp_path / "days.parquet").timestamps.tolist() == [T0, T0 + DAY]

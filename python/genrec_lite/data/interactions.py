@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -299,6 +300,17 @@ def _time_column(table, name: str, unit: str) -> tuple[np.ndarray, str]:
     col = table.columns[name]
     first = None if isinstance(col, np.ndarray) else next(
         (v for v in col if v is not None and v != ""), None)
+    if isinstance(first, _dt.date):  # a Parquet timestamp or date column
+        if unit not in ("auto", "s"):
+            raise DataError(f"timestamps are a date-time column but time unit {unit!r} was given; "
+                            "a unit applies to numeric timestamps only (use 'auto')",
+                            path=table.path, value=unit)
+        times = np.empty(len(col), dtype=np.float64)
+        for row, v in enumerate(col):
+            if not isinstance(v, _dt.date):
+                raise table.error(f"timestamp is missing or not a date-time, got {v!r}", row, v)
+            times[row] = _times.date_seconds(v)
+        return (times.astype(np.int64) if (times == np.floor(times)).all() else times), "s"
     if first is None or not _times.looks_like_iso(first) or _readers._as_int(first) is not None:
         return _readers.number_column(table, name, "timestamp"), unit
     if unit not in ("auto", "s"):

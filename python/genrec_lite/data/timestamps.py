@@ -58,10 +58,16 @@ def parse_iso(text: str) -> float:
     s = text.strip()
     if s.endswith(("z", "Z")):
         s = s[:-1] + "+00:00"
-    stamp = _dt.datetime.fromisoformat(s)
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=_dt.timezone.utc)
-    return (stamp - _EPOCH).total_seconds()
+    return date_seconds(_dt.datetime.fromisoformat(s))
+
+
+def date_seconds(value: "_dt.date") -> float:
+    """Unix seconds of a datetime (naive: UTC) or a date (its midnight, UTC)."""
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return (value - _EPOCH).total_seconds()
 
 
 def parse_iso_column(values: list) -> tuple[np.ndarray, int | None]:
