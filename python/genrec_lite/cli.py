@@ -335,9 +335,13 @@ def train_cmd(data, sids_dir, backbone, out, split, time_unit, kcore, epochs, ba
 @click.option("--device", default="auto", show_default=True,
               help="Checkpoints: 'auto' (the GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'.")
 @click.option("--n-ctx", default=None, type=click.IntRange(1), help="Bundles: " + N_CTX_HELP)
+@click.option("--split", default=None,
+              help="Without --cases and test.jsonl, score this split's test cases; default: the "
+                   "split the model was trained with (as recorded), else auto. " + SPLIT_HELP)
+@_log_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, device,
-             n_ctx, quiet) -> None:
+             n_ctx, split, time_unit, kcore, quiet) -> None:
     """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
 
     \b
@@ -346,10 +350,10 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
           --out runs/amazon-metrics.json
       genrec-lite eval --model runs/amazon-bundle --data ../shared/data/amazon-industrial
     """
-    from .data import resolve_dataset
-
+    log = (time_unit, kcore)
     if (Path(model_path) / "manifest.json").is_file():
-        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet)
+        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet,
+                            split, log)
     from .prompts import PromptSet
     from .train.checkpoint import load_model
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
@@ -358,9 +362,10 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     model, tok, sids, meta = load_model(model_path, device=device)
     tcfg = meta["train"]
     data = data or meta["data"].get("path") or "synthetic"
-    dataset = resolve_dataset(data)
+    dataset = _load_data(data, *log)
     chosen = _choose_cases(dataset, cases, limit,
-                           lambda: make_split(dataset, tcfg["split"], tcfg["max_history"]).test)
+                           lambda: make_split(dataset, split or tcfg["split"],
+                                              tcfg["max_history"]).test)
     prompts = PromptSet.load(meta["prompts"])
     profiles = dataset.profiles if tcfg.get("use_profiles") else None
     common = dict(profiles=profiles, profile_template=tcfg.get("profile_template"),
@@ -398,19 +403,20 @@ def _write_metrics(metrics: dict, model_path, data, out) -> None:
     click.echo(text)
 
 
-def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet) -> None:
-    from .data import resolve_dataset
+def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet, split,
+                 log) -> None:
+    from .data import resolve_split
     from .eval.bundle import evaluate_bundle
     from .runtime import Recommender
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
     data = data or (m.get("data") or {}).get("path") or "synthetic"
-    dataset = resolve_dataset(data)
-    from .data import leave_one_out
-
+    dataset = _load_data(data, *log)
+    split = split or (m.get("data") or {}).get("split") or "auto"
     chosen = _choose_cases(dataset, cases, limit,
-                           lambda: leave_one_out(dataset.interactions, max_len=m["max_history"]).test)
+                           lambda: resolve_split(split, dataset).apply(dataset,
+                                                                       m["max_history"]).test)
     profiles = dataset.profiles if m.get("use_profiles") else None
     metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
                               progress=not quiet)
@@ -548,6 +554,15 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     plan = resolve_split(split, full)
     click.echo(f"      split: {plan.describe()}", err=True)
     split = plan.spec
+    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
+                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
+                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
+                                                    "num_heads": 4, "num_kv_heads": 4})
+    held = plan.apply(full, cfg.max_history)  # scored at the end; checked before any work
+    valid, cases = held.valid, (full.test_cases or held.test)
+    if not cases:
+        raise InvalidArgumentError(f"split {plan.spec!r} gives no test case to score; expected "
+                                   "a split whose test period holds events of known users")
     ids = full.catalog.item_ids
     launched = np.sort(np.random.default_rng(0).choice(ids, size=max(1, len(ids) // 10),
                                                        replace=False))
@@ -565,10 +580,6 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                f", collision rate before the extra level "
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
-    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
-                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
-                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
-                                                    "num_heads": 4, "num_kv_heads": 4})
     Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
     step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
     export_bundle(out / "model", out / "bundle", quant="f16",
@@ -577,11 +588,6 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
             "validation, evaluating with the C++ runtime")
     rec = Recommender.load(out / "bundle", n_threads=threads)
     rec.add_items([full.catalog.record(i) for i in launched.tolist()])
-    held = plan.apply(full, cfg.max_history)
-    valid, cases = held.valid, (full.test_cases or held.test)
-    if not cases:
-        raise InvalidArgumentError(f"split {plan.spec!r} gives no test case to score; expected "
-                                   "a split whose test period holds events of known users")
     # popularity counts what the model could have seen: the log before the test period (all of it
     # for a per-user split, as before)
     train_before = plan.test_from if plan.kind == "temporal" else None
