@@ -244,11 +244,12 @@ def first_case_time(inter: "Interactions", cases: "list[Case]") -> float | None:
     starts = np.concatenate([[0], cuts]) if len(order) else np.zeros(0, np.int64)
     ends = np.concatenate([cuts, [len(order)]]) if len(order) else np.zeros(0, np.int64)
     items, times = inter.item_ids[order], inter.timestamps[order]
+    # only the case users' sequences are cut out (a log may have millions of other users)
+    keep = np.isin(users[codes[starts]], np.array(sorted(wanted), dtype=str)) if len(starts) \
+        else np.zeros(0, dtype=bool)
     seqs = {}
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        u = str(users[codes[a]])
-        if u in wanted:
-            seqs[u] = (items[a:b].tolist(), times[a:b])
+    for a, b in zip(starts[keep].tolist(), ends[keep].tolist()):
+        seqs[str(users[codes[a]])] = (items[a:b].tolist(), times[a:b])
     best = None
     for c in cases:
         got = seqs.get(c.user_id)
