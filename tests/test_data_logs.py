@@ -322,3 +322,18 @@ def test_parquet_date_time_columns_become_unix_seconds(tmp_path):
     pq.write_table(pa.table({"user_id": ["a", "a"], "item_id": [1, 2], "timestamp": days}),
                    tmp_path / "days.parquet")
     assert Interactions.load(tmp_path / "days.parquet").timestamps.tolist() == [T0, T0 + DAY]
+
+
+def test_dates_and_periods_follow_the_logs_unit():
+    """The same split stated on a millisecond log cuts at the same events, in milliseconds."""
+    s = _daily_log()
+    inter = s.interactions
+    ms = Dataset("ms", s.catalog, Interactions(inter.user_ids, inter.item_ids,
+                                               inter.timestamps * 1000))
+    assert ms.interactions.time_unit == "ms"
+    for spec in ("temporal:2018-06-08", "temporal:last-2d", "temporal:0.9"):
+        a, b = resolve_split(spec, s), resolve_split(spec, ms)
+        if spec != "temporal:0.9":  # a fraction rounds up to a whole unit: 1 s vs 1 ms
+            assert b.test_from == a.test_from * 1000 and b.valid_from == a.valid_from * 1000
+        sa, sb = a.apply(s, 5), b.apply(ms, 5)
+        assert (sa.valid, sa.test) == (sb.valid, sb.test) and sa.test, spec
