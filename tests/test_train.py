@@ -280,3 +280,25 @@ def test_compact_vocabulary_is_learnt_from_the_training_texts(synthetic_sids, tm
     assert nxt.model.get_output_embeddings().weight.shape[0] == len(nxt.tok)
     word = max((w for t in ds.catalog.titles for w in t.split() if w.isalpha()), key=len)
     assert len(both.tok.tokenize(" " + word)) < len(nxt.tok.tokenize(" " + word))
+
+
+def test_train_states_the_split_it_chose(synthetic_sids, tmp_path, capsys):
+    """A folder without case files: `train` resolves the split against the log, prints it in the
+    log's terms and records the resolved spec; a split that leaves nothing to train on is refused
+    before any work, naming the bound and where the log starts."""
+    from genrec_lite.data import make_synthetic
+
+    folder = make_synthetic().save(tmp_path / "data")
+    base = ["train", "--data", str(folder), "--sids", str(synthetic_sids), "--max-steps", "2",
+            "--eval-cases", "0", *TINY]
+    assert main(base + ["--out", str(tmp_path / "a"), "--split", "temporal:last-60d"]) == 0
+    err = capsys.readouterr().err
+    assert "timestamps are unix seconds" in err
+    assert "split: temporal:last-60d -> temporal:" in err and "validation from 2021-" in err
+    meta = json.loads((tmp_path / "a" / "genrec.json").read_text())
+    assert meta["data"]["split"].startswith("temporal:") and meta["train"]["split"] == \
+        meta["data"]["split"]
+    assert main(base + ["--out", str(tmp_path / "b"), "--split", "temporal:2000000"]) == 2
+    err = capsys.readouterr().err
+    assert "leaves no interaction to train on" in err and "2020-01-01" in err
+    assert not (tmp_path / "b").exists()

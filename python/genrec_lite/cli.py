@@ -17,6 +17,42 @@ N_CTX_HELP = ("KV cells of each llama.cpp context (default 1024); raise it for p
               "several hundred tokens.")
 
 
+SPLIT_HELP = ("'auto' (the folder's valid.jsonl / test.jsonl when it has them, else leave-one-out "
+              "or a temporal split; printed), 'cases', 'leave-one-out', 'leave-one-out:final' "
+              "(train on the validation item too), 'temporal:WHEN' or "
+              "'temporal:VALID_FROM,TEST_FROM'; WHEN is a timestamp in the log's unit, an ISO "
+              "date (2018-06-01), a period before the log's end (last-7d) or a fraction of its "
+              "time span (0.9). See docs/data.md.")
+
+
+def _log_options(f):
+    """--time-unit and --kcore: how to read a data folder's interaction log."""
+    from .data.timestamps import TIME_UNITS
+
+    f = click.option("--kcore", default=None, type=click.IntRange(1), metavar="K",
+                     help="Keep the log's K-core: drop users and items with fewer than K "
+                          "interactions, repeatedly (the catalog and case files stay).")(f)
+    return click.option("--time-unit", default="auto", show_default=True,
+                        type=click.Choice(TIME_UNITS),
+                        help="Unit of numeric timestamps; 'auto' detects unix s/ms/us/ns, else "
+                             "'order' (positions, no calendar). ISO-8601 text is read as dates."
+                        )(f)
+
+
+def _load_data(spec: str, time_unit: str, kcore: int | None):
+    """The data set of --data (or --items), read as the log options say; says what it holds."""
+    from .data import resolve_dataset
+
+    dataset = resolve_dataset(spec, time_unit=time_unit)
+    if kcore:
+        before = dataset.interactions
+        dataset = dataset.kcore(kcore)
+        click.echo(f"      {kcore}-core: kept {len(dataset.interactions):,} of {len(before):,} "
+                   f"interactions", err=True)
+    click.echo(f"      data: {dataset.name}: {dataset.interactions.describe()}", err=True)
+    return dataset
+
+
 def _load_catalog(spec: str):
     """'synthetic', a data folder, or a catalog file (JSONL / CSV / Parquet)."""
     from .data import Catalog, resolve_dataset
@@ -66,15 +102,20 @@ def sid() -> None:
 @click.option("--collab-weight", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Join a co-occurrence vector from the data folder's interactions to each item's "
                    "text vector with this weight (0: text only).")
-@click.option("--collab-split", default="leave-one-out", show_default=True,
+@click.option("--collab-split", default="auto", show_default=True,
               help="Which interactions the co-occurrence vectors may see: the training part of "
                    "this split (as in `train --split`).")
 @click.option("--views", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Independent builds (seeds SEED, SEED+1, ...) for a multi-view model: it learns "
                    "the histories in every view and fuses the views' answers.")
+@click.option("--vectors", "vectors_file", default=None, type=click.Path(dir_okay=False),
+              help="Item vectors you already have, used instead of embedding the item text (the "
+                   "text encoder is not loaded): a .npy array whose row i is the catalog's i-th "
+                   "item, or a Parquet file with item_id and vector columns.")
+@_log_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sid_build(items, out, levels, codebook_size, collisions, method, seed, epochs, template, encoder,
-              collab_weight, collab_split, views, quiet) -> None:
+              collab_weight, collab_split, views, vectors_file, time_unit, kcore, quiet) -> None:
     """Embed item text, train the quantiser and write the SemanticIds artefact plus report.json.
 
     \b
@@ -86,26 +127,42 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
 
     sequences = None
     if collab_weight > 0:
-        from .data import resolve_dataset
-        from .train.trainer import make_split
+        from .data import resolve_split
 
         if not (items == "synthetic" or Path(items).is_dir()):
             raise InvalidArgumentError(f"--collab-weight {collab_weight} needs interactions: "
                                        f"--items {items!r} is a catalog file; expected a data folder")
-        dataset = resolve_dataset(items)   # loaded once: catalog and interactions
-        catalog, sequences = dataset.catalog, make_split(dataset, collab_split, None).train
+        dataset = _load_data(items, time_unit, kcore)   # loaded once: catalog and interactions
+        plan = resolve_split(collab_split, dataset)
+        click.echo(f"      split for the co-occurrence vectors: {plan.describe()}", err=True)
+        catalog, sequences = dataset.catalog, plan.apply(dataset, None).train
+        collab_split = plan.spec
     else:
         catalog = _load_catalog(items)
+    given = None
+    if vectors_file:
+        from .sid.given_vectors import load_item_vectors
+
+        given = load_item_vectors(vectors_file, catalog)
+        click.echo(f"      vectors: {given.shape[0]:,} x {given.shape[1]} from {vectors_file}",
+                   err=True)
     cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
                     seed=seed, epochs=epochs, collab_weight=collab_weight, views=views)
     if template:
         cfg.text_template = template
     if encoder:
         cfg.embedding_model = encoder
+    if vectors_file:
+        if encoder:
+            raise InvalidArgumentError(f"--encoder {encoder!r} and --vectors {vectors_file!r}: "
+                                       "expected one of them (given vectors replace the encoder)")
+        cfg.embedding_model = None
     cfg.validate()
-    built = build_sid_views(catalog, cfg, progress=not quiet, sequences=sequences)
+    built = build_sid_views(catalog, cfg, progress=not quiet, sequences=sequences, vectors=given)
     for sids in built:
         sids.config["items"] = str(items)
+        if vectors_file:
+            sids.config["vectors"] = str(vectors_file)
         if collab_weight > 0:
             sids.config["collab_split"] = collab_split
     built.save(out)
@@ -137,6 +194,11 @@ def sid_assign(sids_dir, items, out, update, quiet) -> None:
 
     views = SidViews.load(sids_dir)
     sids = views.primary
+    if sids.config.get("vectors"):
+        raise InvalidArgumentError(
+            f"the SIDs in {sids_dir} were built from given vectors ({sids.config['vectors']}), "
+            "not from text; new items need vectors in that space (Recommender.add_items(items, "
+            "vectors=...)), expected a SID directory built from item text")
     catalog = _load_catalog(items)
     for item in catalog.item_ids.tolist():
         if item in sids:
@@ -184,10 +246,8 @@ def _parse_tasks(text: str | None) -> dict | None:
 @click.option("--backbone", default="compact", show_default=True,
               help="'compact' (from scratch), 'smollm2', a Hugging Face model folder or a .gguf file.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory.")
-@click.option("--split", default="leave-one-out", show_default=True,
-              help="'leave-one-out' (validate on each user's second-last item), "
-                   "'leave-one-out:final' (train on it too; no validation) or 'temporal:TIMESTAMP' "
-                   "(train before it; validate on valid.jsonl).")
+@click.option("--split", default="auto", show_default=True, help=SPLIT_HELP)
+@_log_options
 @click.option("--epochs", default=None, type=click.IntRange(1))
 @click.option("--batch-size", default=None, type=click.IntRange(1))
 @click.option("--lr", default=None, type=float, help="Peak learning rate (default 2e-3 compact, 3e-4 LoRA).")
@@ -214,7 +274,7 @@ def _parse_tasks(text: str | None) -> dict | None:
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from OUT/last if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prompts, tasks,
+def train_cmd(data, sids_dir, backbone, out, split, time_unit, kcore, epochs, batch_size, lr, prompts, tasks,
               max_history, warmup, hidden, layers, heads, dropout, lora_r, max_minutes, max_steps,
               eval_cases, save_every, seed, threads, device, resume, quiet) -> None:
     """Train a generative recommender on SID histories; keeps the best checkpoint.
@@ -226,11 +286,14 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
     Multi-process (DDP), same command:
       torchrun --nproc-per-node 4 -m genrec_lite.cli train ...
     """
-    from .data import resolve_dataset
+    from .data import resolve_split
     from .sid import SidViews
     from .train.trainer import TrainConfig, Trainer
 
-    cfg = TrainConfig(backbone=backbone, split=split, prompts=prompts, seed=seed)
+    dataset = _load_data(data, time_unit, kcore)
+    plan = resolve_split(split, dataset)
+    click.echo(f"      split: {plan.describe()}", err=True)
+    cfg = TrainConfig(backbone=backbone, split=plan.spec, prompts=prompts, seed=seed)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
                         ("max_history", max_history), ("warmup", warmup), ("max_minutes", max_minutes),
                         ("max_steps", max_steps), ("eval_cases", eval_cases),
@@ -246,7 +309,6 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
             cfg.compact[name] = value
     if lora_r is not None:
         cfg.lora["r"] = lora_r
-    dataset = resolve_dataset(data)
     sids = SidViews.load(sids_dir)
     trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume, device=device)
     result = trainer.fit()
@@ -273,9 +335,13 @@ def train_cmd(data, sids_dir, backbone, out, split, epochs, batch_size, lr, prom
 @click.option("--device", default="auto", show_default=True,
               help="Checkpoints: 'auto' (the GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'.")
 @click.option("--n-ctx", default=None, type=click.IntRange(1), help="Bundles: " + N_CTX_HELP)
+@click.option("--split", default=None,
+              help="Without --cases and test.jsonl, score this split's test cases; default: the "
+                   "split the model was trained with (as recorded), else auto. " + SPLIT_HELP)
+@_log_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search, free, device,
-             n_ctx, quiet) -> None:
+             n_ctx, split, time_unit, kcore, quiet) -> None:
     """HR@K and NDCG@K (K = 1, 3, 5, 10), beam search over real SIDs only.
 
     \b
@@ -284,10 +350,10 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
           --out runs/amazon-metrics.json
       genrec-lite eval --model runs/amazon-bundle --data ../shared/data/amazon-industrial
     """
-    from .data import resolve_dataset
-
+    log = (time_unit, kcore)
     if (Path(model_path) / "manifest.json").is_file():
-        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet)
+        return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet,
+                            split, log)
     from .prompts import PromptSet
     from .train.checkpoint import load_model
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
@@ -296,9 +362,10 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     model, tok, sids, meta = load_model(model_path, device=device)
     tcfg = meta["train"]
     data = data or meta["data"].get("path") or "synthetic"
-    dataset = resolve_dataset(data)
+    dataset = _load_data(data, *log)
     chosen = _choose_cases(dataset, cases, limit,
-                           lambda: make_split(dataset, tcfg["split"], tcfg["max_history"]).test)
+                           lambda: make_split(dataset, split or tcfg["split"],
+                                              tcfg["max_history"]).test)
     prompts = PromptSet.load(meta["prompts"])
     profiles = dataset.profiles if tcfg.get("use_profiles") else None
     common = dict(profiles=profiles, profile_template=tcfg.get("profile_template"),
@@ -336,19 +403,20 @@ def _write_metrics(metrics: dict, model_path, data, out) -> None:
     click.echo(text)
 
 
-def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet) -> None:
-    from .data import resolve_dataset
+def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet, split,
+                 log) -> None:
+    from .data import resolve_split
     from .eval.bundle import evaluate_bundle
     from .runtime import Recommender
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
     data = data or (m.get("data") or {}).get("path") or "synthetic"
-    dataset = resolve_dataset(data)
-    from .data import leave_one_out
-
+    dataset = _load_data(data, *log)
+    split = split or (m.get("data") or {}).get("split") or "auto"
     chosen = _choose_cases(dataset, cases, limit,
-                           lambda: leave_one_out(dataset.interactions, max_len=m["max_history"]).test)
+                           lambda: resolve_split(split, dataset).apply(dataset,
+                                                                       m["max_history"]).test)
     profiles = dataset.profiles if m.get("use_profiles") else None
     metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
                               progress=not quiet)
@@ -450,7 +518,10 @@ def recommend_cmd(bundle, history, profile, k, beam, deny, threads, n_ctx, as_js
 @click.option("--views", default=1, show_default=True, type=click.IntRange(1, 16),
               help="SID views (independent builds) the model learns and fuses; each view adds "
                    "the training examples of one.")
-def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
+@click.option("--split", default="auto", show_default=True, help=SPLIT_HELP)
+@_log_options
+def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, time_unit,
+                   kcore) -> None:
     """The whole loop in a few minutes: SIDs, training, export, cold start, evaluation.
 
     A seeded 10% of the items are held out of training entirely, as ads launched after the model
@@ -465,7 +536,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
     """
     import time
 
-    from .data import leave_one_out, resolve_dataset
+    from .data import resolve_split
     from .eval.bundle import evaluate_bundle
     from .eval.cold_start import choose_cold_start, runtime_answers
     from .eval.metrics import metrics_table, rank_metrics
@@ -476,10 +547,22 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
 
     out = Path(out)
     t0 = time.perf_counter()
-    full = resolve_dataset(data)
+    full = _load_data(data, time_unit, kcore)
     synthetic = data == "synthetic"
     step = lambda n, text: click.secho(f"[{n}/5] {text}", bold=True, err=True)  # noqa: E731
-    split = "temporal:2000000" if full.test_cases and full.valid_cases else "leave-one-out"
+    # Resolved on the whole data set, so that the launch below cannot move a cut taken from it.
+    plan = resolve_split(split, full)
+    click.echo(f"      split: {plan.describe()}", err=True)
+    split = plan.spec
+    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
+                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
+                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
+                                                    "num_heads": 4, "num_kv_heads": 4})
+    held = plan.apply(full, cfg.max_history)  # scored at the end; checked before any work
+    valid, cases = held.valid, (full.test_cases or held.test)
+    if not cases:
+        raise InvalidArgumentError(f"split {plan.spec!r} gives no test case to score; expected "
+                                   "a split whose test period holds events of known users")
     ids = full.catalog.item_ids
     launched = np.sort(np.random.default_rng(0).choice(ids, size=max(1, len(ids) // 10),
                                                        replace=False))
@@ -497,10 +580,6 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
                f", collision rate before the extra level "
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
-    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
-                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
-                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
-                                                    "num_heads": 4, "num_kv_heads": 4})
     Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
     step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
     export_bundle(out / "model", out / "bundle", quant="f16",
@@ -509,23 +588,23 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views) -> None:
             "validation, evaluating with the C++ runtime")
     rec = Recommender.load(out / "bundle", n_threads=threads)
     rec.add_items([full.catalog.record(i) for i in launched.tolist()])
-    if full.test_cases:
-        valid, cases = full.valid_cases, full.test_cases
-        train_before = 2_000_000
-    else:
-        loo = leave_one_out(full.interactions, max_len=cfg.max_history)
-        valid, cases = loo.valid, loo.test
-        train_before = None
+    # popularity counts what the model could have seen: the log before the test period (all of it
+    # for a per-user split, as before)
+    train_before = plan.test_from if plan.kind == "temporal" else None
     profiles = full.profiles if cfg.use_profiles else None
     state = rec.catalog.state
-    chosen, _ = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
-                                  state.sids, state.cold)
+    chosen = None
+    if valid:
+        chosen, _ = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
+                                      state.sids, state.cold)
     rec.set_cold_start(chosen)
     set_cold_start(out / "bundle", chosen)  # the bundle serves with them from now on
     click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}, "
                                        f"{chosen.history} recent items" if chosen
                                        else "off (on validation every setting that showed new items "
-                                       "cost the other cases more than 1%)"), err=True)
+                                       "cost the other cases more than 1%)" if valid
+                                       else "off (the split has no validation cases to choose it on)"),
+               err=True)
     new = np.isin([c.target for c in cases], launched)
     ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True, ranked=(ranked := []))
     rec.set_cold_start(None)

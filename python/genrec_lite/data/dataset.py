@@ -53,9 +53,11 @@ class Dataset:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, name: str | None = None,
-             check_items: bool = True) -> "Dataset":
+             check_items: bool = True, time_unit: str | None = "auto",
+             duplicates: str = "drop") -> "Dataset":
         """Read a data set folder. With ``check_items`` every interaction and case must name
-        a catalog item (UnknownItemError otherwise)."""
+        a catalog item (UnknownItemError otherwise). ``time_unit`` and ``duplicates``: as in
+        :meth:`Interactions.load`."""
         root = Path(folder)
         if not root.exists():
             raise DataError("data set folder not found", path=root)
@@ -63,7 +65,8 @@ class Dataset:
             raise DataError("expected a data set folder, found a file", path=root)
         catalog = Catalog.load(_find(root, _ITEM_FILES, "items", True))  # type: ignore[arg-type]
         inter = Interactions.load(_find(root, _INTERACTION_FILES, "interactions", True),
-                                  catalog=catalog if check_items else None)  # type: ignore
+                                  catalog=catalog if check_items else None,  # type: ignore
+                                  time_unit=time_unit, duplicates=duplicates)
         users = _find(root, _USER_FILES, "users", False)
         profiles = UserProfiles.load(users) if users else None
         cases = {}
@@ -110,6 +113,13 @@ class Dataset:
                        self.interactions.select(~np.isin(self.interactions.item_ids, gone)),
                        self.profiles, cases(self.valid_cases), cases(self.test_cases), self.path)
 
+    def kcore(self, k: int) -> "Dataset":
+        """This data set with its log cut to the k-core (:meth:`Interactions.kcore`). The catalog
+        and the case files stay as they are: items left out of the log still get SIDs from their
+        text, and the cases are still the folder's."""
+        return Dataset(self.name, self.catalog, self.interactions.kcore(k), self.profiles,
+                       self.valid_cases, self.test_cases, self.path)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dataset):
             return NotImplemented
@@ -130,9 +140,11 @@ class Dataset:
         return f"Dataset({self.name!r}: {', '.join(parts)})"
 
 
-def resolve_dataset(spec: "str | os.PathLike | Dataset", **options: Any) -> Dataset:
+def resolve_dataset(spec: "str | os.PathLike | Dataset", *, time_unit: str | None = "auto",
+                    **options: Any) -> Dataset:
     """A Dataset from a spec: a Dataset (returned as is), ``"synthetic"`` (the built-in
-    generator; ``options`` go to :func:`make_synthetic`) or a data set folder path."""
+    generator; ``options`` go to :func:`make_synthetic`) or a data set folder path (read with
+    ``time_unit``, see :meth:`Interactions.load`)."""
     if isinstance(spec, Dataset):
         return spec
     if isinstance(spec, str) and spec.strip().lower() == "synthetic":
@@ -149,4 +161,4 @@ def resolve_dataset(spec: "str | os.PathLike | Dataset", **options: Any) -> Data
     if not path.exists():
         raise DataError("data set folder not found (give a folder holding items.jsonl and "
                         "interactions.csv, or 'synthetic')", path=path)
-    return Dataset.load(path)
+    return Dataset.load(path, time_unit=time_unit)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, UnknownItemError
-from . import _readers
+from ..errors import DataError, InvalidArgumentError, UnknownItemError
+from . import _readers, timestamps as _times
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -20,14 +21,19 @@ class Interactions:
 
     - ``user_ids``: array of str (ids are always text, so ``196`` and ``"196"`` are one user);
     - ``item_ids``: int64;
-    - ``timestamps``: int64 (float64 only when some value is not integral);
+    - ``timestamps``: int64 (float64 only when some value is not integral), in ``time_unit``;
     - ``ratings``: float64 or None.
+
+    ``time_unit`` is ``"s"``, ``"ms"``, ``"us"`` or ``"ns"`` (unix time) or ``"order"``
+    (positions with no calendar meaning); by default it is detected from the values
+    (:mod:`genrec_lite.data.timestamps`). ``duplicates_dropped`` counts the repeated events
+    :meth:`load` left out.
     """
 
     def __init__(self, user_ids: Sequence | np.ndarray, item_ids: Sequence[int] | np.ndarray,
                  timestamps: Sequence | np.ndarray | None = None,
                  ratings: Sequence[float] | np.ndarray | None = None, *,
-                 source: str | None = None):
+                 source: str | None = None, time_unit: str | None = None):
         users = np.asarray(user_ids)
         if users.dtype.kind != "U":
             users = np.array([_readers.to_text(u) for u in users.tolist()], dtype=str) \
@@ -66,6 +72,13 @@ class Interactions:
         self.timestamps: np.ndarray = times
         self.ratings: np.ndarray | None = rats
         self.source = source
+        unit = _times.check_unit(time_unit)
+        if timestamps is None:
+            unit = "order"
+        elif unit == "auto":
+            unit = _times.detect_unit(times)
+        self.time_unit: str = unit
+        self.duplicates_dropped = 0
         for arr in (self.user_ids, self.item_ids, self.timestamps, self.ratings):
             if arr is not None:
                 arr.flags.writeable = False
@@ -77,20 +90,31 @@ class Interactions:
     def load(cls, path: str | os.PathLike, *, user_field: str = "user_id",
              item_field: str = "item_id", time_field: str | None = "timestamp",
              rating_field: str | None = "rating", catalog: "Catalog | None" = None,
-             format: str | None = None) -> "Interactions":
+             format: str | None = None, time_unit: str | None = "auto",
+             duplicates: str = "drop") -> "Interactions":
         """Read interactions from CSV, Parquet or JSONL.
 
         ``time_field=None`` means the file has no time column: file order is the time order.
+        Timestamps may be numbers (unix seconds, milliseconds... or plain positions; the unit is
+        detected unless ``time_unit`` names it) or ISO-8601 text (read as unix seconds).
         ``rating_field`` is read when the column exists. With ``catalog``, every item must be in
         it, else UnknownItemError naming the file, the line and the first unknown id.
+
+        ``duplicates="drop"`` keeps only the first of several rows with the same user, item and
+        timestamp (an event logged twice); ``"keep"`` keeps them all. Events of one user at the
+        same time keep their file order everywhere (sequences, splits).
         """
+        if duplicates not in ("drop", "keep"):
+            raise InvalidArgumentError(f"duplicates={duplicates!r}; expected 'drop' or 'keep'")
+        unit = _times.check_unit(time_unit)
         table = _readers.read_table(path, format)
         need = [user_field, item_field] + ([time_field] if time_field else [])
         table.require(*need)
         users = _readers.str_column(table, user_field, "user id")
         items = _readers.int_column(table, item_field, "item id")
-        times = (_readers.number_column(table, time_field, "timestamp") if time_field
-                 else None)
+        times = None
+        if time_field:
+            times, unit = _time_column(table, time_field, unit)
         ratings = None
         if rating_field and rating_field in table.columns:
             ratings = _readers.number_column(table, rating_field, "rating").astype(np.float64)
@@ -104,7 +128,29 @@ class Interactions:
                         if len(bad_rows) > 1 else "")
                 raise UnknownItemError(f"item id {bad} is not in the catalog{more}",
                                        path=table.path, line=table.line(row), value=bad)
-        return cls(users, items, times, ratings, source=str(table.path))
+        out = cls(users, items, times, ratings, source=str(table.path),
+                  time_unit=unit if times is not None else None)
+        if duplicates == "drop":
+            repeat = out._repeated_rows()
+            if repeat.any():
+                n = int(repeat.sum())
+                out = out.select(~repeat)
+                out.duplicates_dropped = n
+        return out
+
+    def _repeated_rows(self) -> np.ndarray:
+        """True for each row whose (user, item, timestamp) an earlier row already has."""
+        n = len(self)
+        if n < 2:
+            return np.zeros(n, dtype=bool)
+        codes = self._user_codes()[1]
+        order = np.lexsort((np.arange(n), self.timestamps, self.item_ids, codes))
+        same = ((codes[order][1:] == codes[order][:-1])
+                & (self.item_ids[order][1:] == self.item_ids[order][:-1])
+                & (self.timestamps[order][1:] == self.timestamps[order][:-1]))
+        repeat = np.zeros(n, dtype=bool)
+        repeat[order[1:][same]] = True  # the first row of each run (lowest row) stays
+        return repeat
 
     # ------------------------------------------------------------------ basics
 
@@ -155,7 +201,39 @@ class Interactions:
         """The interactions where ``mask`` is true (a boolean array) or at those row indices."""
         m = np.asarray(mask)
         return Interactions(self.user_ids[m], self.item_ids[m], self.timestamps[m],
-                            None if self.ratings is None else self.ratings[m], source=self.source)
+                            None if self.ratings is None else self.ratings[m], source=self.source,
+                            time_unit=self.time_unit)
+
+    def kcore(self, k: int) -> "Interactions":
+        """The k-core: users and items with fewer than ``k`` interactions are dropped, again and
+        again, until every user and item left has at least ``k`` (``k=1`` keeps everything).
+        Counts rows, so run it after duplicates are dropped (``load`` does that by default)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidArgumentError(f"k-core k={k!r}; expected an integer >= 1")
+        keep = np.ones(len(self), dtype=bool)
+        users = self._user_codes()[1]
+        items = np.unique(self.item_ids, return_inverse=True)[1].ravel()
+        while True:
+            per_user = np.bincount(users[keep], minlength=self.n_users)
+            per_item = np.bincount(items[keep], minlength=int(items.max(initial=-1)) + 1)
+            drop = keep & ((per_user[users] < k) | (per_item[items] < k))
+            if not drop.any():
+                break
+            keep &= ~drop
+        return self.select(keep)
+
+    def describe(self) -> str:
+        """One line for a person: size, and the time span in the log's own terms."""
+        text = (f"{len(self):,} interactions, {self.n_users:,} users, {self.n_items:,} items")
+        if len(self):
+            lo, hi = self.timestamps.min(), self.timestamps.max()
+            text += (f"; timestamps are {_times.unit_name(self.time_unit)}, "
+                     f"{_times.format_time(lo, self.time_unit)} to "
+                     f"{_times.format_time(hi, self.time_unit)}")
+        if self.duplicates_dropped:
+            text += (f"; {self.duplicates_dropped:,} repeated events (same user, item and time) "
+                     "dropped")
+        return text
 
     def between(self, since: float | None = None, before: float | None = None
                 ) -> "Interactions":
@@ -215,3 +293,33 @@ class Interactions:
         p = Path(path)
         _readers.write_table(p, self.to_columns(), format)
         return p
+
+
+def _time_column(table, name: str, unit: str) -> tuple[np.ndarray, str]:
+    """A timestamp column: numbers in ``unit`` ("auto": detected later), or ISO-8601 text."""
+    col = table.columns[name]
+    first = None if isinstance(col, np.ndarray) else next(
+        (v for v in col if v is not None and v != ""), None)
+    if isinstance(first, _dt.date):  # a Parquet timestamp or date column
+        if unit not in ("auto", "s"):
+            raise DataError(f"timestamps are a date-time column but time unit {unit!r} was given; "
+                            "a unit applies to numeric timestamps only (use 'auto')",
+                            path=table.path, value=unit)
+        times = np.empty(len(col), dtype=np.float64)
+        for row, v in enumerate(col):
+            if not isinstance(v, _dt.date):
+                raise table.error(f"timestamp is missing or not a date-time, got {v!r}", row, v)
+            times[row] = _times.date_seconds(v)
+        return (times.astype(np.int64) if (times == np.floor(times)).all() else times), "s"
+    if first is None or not _times.looks_like_iso(first) or _readers._as_int(first) is not None:
+        return _readers.number_column(table, name, "timestamp"), unit
+    if unit not in ("auto", "s"):
+        raise DataError(f"timestamps are ISO-8601 dates (first {first!r}) but time unit {unit!r} "
+                        "was given; a unit applies to numeric timestamps only (use 'auto')",
+                        path=table.path, line=table.line(0), value=unit)
+    times, bad = _times.parse_iso_column(col)
+    if bad is not None:
+        raise table.error(f"timestamp {col[bad]!r} is not an ISO-8601 date like the first one "
+                          f"({first!r}); expected e.g. 2018-06-01 or 2018-06-01T12:30:00Z", bad,
+                          col[bad])
+    return times, "s"

@@ -66,7 +66,8 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             say(f"writing {sid_encoder_file(v)}")
             facts["sid_encoder" if v == 0 else f"sid_encoder_view{v}"] = export_sid_encoder(
                 view, tmp / sid_encoder_file(v))
-        if text_encoder:
+        # SIDs quantised from given vectors have no text encoder whose vectors would fit them
+        if text_encoder and (sid_cfg.get("embedding_model") or not sid_cfg.get("vectors")):
             say("writing text_encoder/")
             facts["text_encoder"] = export_text_encoder(
                 resolve_model(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2"),
@@ -91,7 +92,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             "model": facts,
             "tokenizer": {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
                           "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)},
-            "data": {k: meta.get("data", {}).get(k) for k in ("name", "path")},
+            "data": {k: meta.get("data", {}).get(k) for k in ("name", "path", "split")},
             "prompts": meta["prompts"],
             "max_history": int(train["max_history"]),
             "use_profiles": bool(train.get("use_profiles", True)),

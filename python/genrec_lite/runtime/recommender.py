@@ -136,6 +136,10 @@ class _Loaded:
         return self.text_encoder, self.sid_encoders
 
     def embed(self, records: list[dict]) -> np.ndarray:
+        if not self.bundle.has("text_encoder/model.onnx"):
+            raise InvalidArgumentError(
+                f"the bundle {self.bundle.path} has no text encoder (its SIDs were built from "
+                "given vectors); expected add_items(items, vectors=...) with vectors in that space")
         template = Template(self.bundle.manifest["sid"]["text_template"])
         texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
         return self.encoders(text=True)[0].encode(texts)

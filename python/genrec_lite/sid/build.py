@@ -48,7 +48,7 @@ class SidConfig:
     extra_level_size: int | None = None   # capacity of the extra level; default codebook_size
     seed: int = 0
     text_template: str | None = None      # default: default_template(catalog.fields)
-    embedding_model: str = DEFAULT_MODEL
+    embedding_model: str | None = DEFAULT_MODEL   # None: the vectors were given, not embedded
     epochs: int | None = None             # RQ-VAE epochs / RQ-KMeans Lloyd iterations
     rqvae: dict = field(default_factory=dict)  # any other RQVAEConfig field
     # Collaborative signal (sid/collab.py): weight of the co-occurrence vector joined to the text
@@ -161,7 +161,11 @@ def build_sid_views(catalog, cfg: SidConfig | None = None, *, progress: bool = T
 
     cfg = (cfg or SidConfig()).validate()
     if cfg.text_template is None:
-        cfg.text_template = default_template(catalog.fields)
+        try:
+            cfg.text_template = default_template(catalog.fields)
+        except InvalidArgumentError:
+            if vectors is None:  # given vectors need no text; a template is only for new items
+                raise
     if vectors is None:
         texts = catalog.render(cfg.text_template)
         vectors = TextEncoder(cfg.embedding_model, cache_dir=cache_dir).encode(texts, progress=progress)

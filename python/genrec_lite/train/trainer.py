@@ -36,7 +36,7 @@ class TrainConfig:
     prompts: str | dict = "en"
     task_weights: dict = field(default_factory=lambda: {"next_item": 1.0, "sid_to_title": 0.5,
                                                         "title_to_sid": 0.5})
-    split: str = "leave-one-out"           # or 'temporal:TIMESTAMP'
+    split: str = "auto"                    # see genrec_lite.data.split_spec
     max_history: int = 10
     use_profiles: bool = True
     profile_template: str | None = None
@@ -65,37 +65,24 @@ class TrainConfig:
         return self
 
 
-SPLITS = ("leave-one-out", "leave-one-out:final", "temporal:TIMESTAMP")
 # what fit() reads back from last/trainer_state.pt (written by Trainer._state)
 RESUME_KEYS = frozenset({"optimizer", "scheduler", "epoch", "batch_in_epoch", "step", "best",
                          "history", "torch_rng", "python_rng"})
 
 
-def parse_split(spec: str) -> tuple[str, float | None]:
-    """'leave-one-out' (validate on each user's second-last item), 'leave-one-out:final' (train
-    on it too, no validation: the final model once settings are chosen) or 'temporal:TIMESTAMP'."""
-    if spec in ("leave-one-out", "leave-one-out:final"):
-        return spec, None
-    if spec.startswith("temporal:"):
-        try:
-            return "temporal", float(spec.split(":", 1)[1])
-        except ValueError:
-            pass
-    raise InvalidArgumentError(f"split {spec!r} is not known; expected one of {SPLITS}")
+def parse_split(spec: str) -> str:
+    """The spec, checked (see genrec_lite.data.split_spec: auto, cases, leave-one-out,
+    leave-one-out:final, temporal:WHEN or temporal:VALID_FROM,TEST_FROM)."""
+    from ..data.split_spec import check_spec
+
+    return check_spec(spec)
 
 
 def make_split(dataset, spec: str, max_history: int):
     """Training sequences + validation cases (and test cases) for a split spec."""
-    from ..data import leave_one_out, temporal_split
+    from ..data.split_spec import resolve_split
 
-    kind, at = parse_split(spec)
-    if kind.startswith("leave-one-out"):
-        return leave_one_out(dataset.interactions, max_len=max_history,
-                             train_on_valid=kind == "leave-one-out:final")
-    split = temporal_split(dataset.interactions, at=at, max_len=max_history)
-    if dataset.valid_cases:
-        split.valid = [c for c in dataset.valid_cases]
-    return split
+    return resolve_split(spec, dataset).apply(dataset, max_history)
 
 
 # --- distributed helpers ------------------------------------------------------------------------
@@ -182,7 +169,10 @@ class Trainer:
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
         self.prompts = PromptSet.load(self.cfg.prompts)
-        self.split = make_split(dataset, self.cfg.split, self.cfg.max_history)
+        from ..data.split_spec import resolve_split
+
+        self.split_plan = resolve_split(self.cfg.split, dataset)
+        self.split = self.split_plan.apply(dataset, self.cfg.max_history)
         missing = [i for i in np.unique(dataset.interactions.item_ids).tolist() if i not in self.sids]
         if missing:
             raise InvalidArgumentError(f"item {missing[0]} (and {len(missing) - 1} more) of the "
@@ -319,6 +309,7 @@ class Trainer:
                 "prompts": self.prompts.to_dict(), "sid_views": len(self.views), "data": {
                     "name": self.dataset.name,
                     "path": str(self.dataset.path) if self.dataset.path else None,
+                    "split": self.split_plan.spec, "split_note": self.split_plan.describe(),
                     "n_train_users": len(self.split.train),
                     "n_examples": {t: len(p) for t, p in self.pools.items()},
                     "sequence_examples": bool(self.prompts.continues_history),
