@@ -78,7 +78,7 @@ def item_directions(sids, item_ids) -> np.ndarray:
     if sids.encoder is None:
         raise InvalidArgumentError("the catalog's SID table has no quantiser codebooks; cold start "
                                    "needs them")
-    rows = [sids.row_of(int(i)) for i in item_ids]
+    rows = sids.rows_of(np.asarray(list(item_ids), dtype=np.int64))
     return directions(sids.encoder.codebooks, sids.codes[rows, :sids.levels])
 
 
