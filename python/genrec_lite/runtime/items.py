@@ -76,6 +76,10 @@ class ItemRecords(Mapping):
         if ids is None:  # records written some other way: read each one once
             ids = np.array([_parse(buf, s, e, path)["item_id"] for s, e in zip(starts.tolist(), ends.tolist())],
                            dtype=np.int64)
+        if size and hasattr(mmap, "MADV_DONTNEED"):
+            # the scan touched every page: let them go from this process (they stay in the page
+            # cache, shared), so a worker holds only the pages of records it has answered with
+            buf.madvise(mmap.MADV_DONTNEED)
         order = np.argsort(ids, kind="stable")
         ids, starts, ends = ids[order], starts[order], ends[order].astype(np.int64)
         dup = np.flatnonzero(ids[1:] == ids[:-1])
