@@ -24,6 +24,8 @@ Each size is measured in a fresh worker process (one llama.cpp thread, batch 1):
                 (benchmarks/worker_memory.py's workers; model_pss_mb_4: model.gguf's share)
 The largest size also runs `genrec-lite recommend` on its bundle (cli_recommend_s). Prints a
 table, writes the JSON (top-level `rows`) and a log-log plot beside it (matplotlib, if present).
+`--interleaved` serves the sizes side by side in one process instead, a request to each in turn
+(scale-interleaved.json): on a shared machine the fair comparison of their latencies.
 """
 
 from __future__ import annotations
@@ -275,6 +277,27 @@ def child_measure(bundle: str, work: str) -> None:
     print(json.dumps(row), flush=True)
 
 
+def interleaved(bundles: list[Path], n: int = 400) -> dict:
+    """p50/p99 of several bundles served side by side in one process, one request to each in
+    turn, so that every size sees the same machine load (a shared machine's noise is larger than
+    the differences between sizes measured one after another)."""
+    from genrec_lite.runtime import Recommender
+
+    recs = [Recommender.load(b, n_threads=1) for b in bundles]
+    hist = [histories(r.catalog.state.sids.item_ids, n, 2) for r in recs]
+    for r, h in zip(recs, hist):
+        latencies(r, h[:30])
+    lat: list[list[float]] = [[] for _ in recs]
+    for i in range(n):
+        for r, h, out in zip(recs, hist, lat):
+            out += latencies(r, [h[i]])
+    rows = [{"n_items": int(r.stats()["items"]), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
+            for r, v in zip(recs, lat)]
+    for r in recs:
+        r.close()
+    return {"requests_each": n, "rows": rows}
+
+
 def run_child(*args: str, timeout: float = 3600) -> dict:
     p = subprocess.run([sys.executable, __file__, *args], env=child_env(), capture_output=True,
                        text=True, timeout=timeout)
@@ -330,11 +353,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/genrec-scale"),
                     help="Where the bundles are built (kept and reused between runs).")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--interleaved", action="store_true",
+                    help="Only the side-by-side latency of the sizes' bundles (built before) into "
+                         "OUT's folder as scale-interleaved.json.")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return child_measure(*a.child)
     a.work.mkdir(parents=True, exist_ok=True)
+    if a.interleaved:
+        got = interleaved([size_bundle(a.work, n) for n in a.sizes])
+        got["machine"] = machine_info("llama_cpp_python")
+        out = a.out.with_name("scale-interleaved.json")
+        out.write_text(json.dumps(got, indent=1) + "\n")
+        print(table(["n_items", "p50_ms", "p99_ms"], [[r[k] for k in ("n_items", "p50_ms", "p99_ms")]
+                                                      for r in got["rows"]]))
+        return print(f"wrote {out}")
     rows = []
     for n in a.sizes:
         print(f"{n:,} items", flush=True)
