@@ -90,3 +90,18 @@ def test_directions_read_content_and_fall_back_to_codes():
     assert np.allclose(item_directions(plain, [10, 11]),
                        directions(plain.encoder.codebooks, plain.codes[:2]))
     assert z.shape == (2, t.content_space.dim)
+
+
+def test_derived_tables_keep_content_rows_aligned():
+    """extended / without (the live catalog's changes) carry the content rows with their items."""
+    t, v = _table()
+    new = np.array([50, 51])
+    rows = t.content_space.project(_vectors(n=2, seed=3))
+    with pytest.raises(InvalidArgumentError, match="content"):
+        t.extended(new, np.array([[1, 1, 12], [2, 2, 13]], dtype=np.int32))
+    grown = t.extended(new, np.array([[1, 1, 12], [2, 2, 13]], dtype=np.int32), content=rows)
+    assert np.array_equal(grown.content[grown.rows_of(new)], rows)
+    shrunk = grown.without([10, 50, 15])
+    for i in (11, 51, 21):
+        assert np.array_equal(shrunk.content[shrunk.row_of(i)], grown.content[grown.row_of(i)])
+    assert len(shrunk.content) == len(shrunk)

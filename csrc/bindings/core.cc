@@ -489,6 +489,45 @@ int64_t trie_set_active(genrec::SidTrie& t, nb::handle item_ids, bool active) {
   return t.set_active(ids.data(), static_cast<int64_t>(ids.size()), active);
 }
 
+genrec::SidTrie* trie_derive(const genrec::SidTrie& t, nb::handle add_codes, nb::handle add_ids,
+                             nb::handle remove_ids) {
+  const size_t L = static_cast<size_t>(t.levels());
+  AnyArray c = as_array(add_codes, "add_codes");
+  AnyArray ids = as_array(add_ids, "add_ids");
+  if (c.ndim() != 2 || c.shape(1) != L) {
+    throw InvalidArgument("add_codes has shape " + shape_str(c) + "; expected (n, " + std::to_string(L) + ")");
+  }
+  if (ids.ndim() != 1 || ids.shape(0) != c.shape(0)) {
+    throw InvalidArgument("add_ids has shape " + shape_str(ids) + "; expected (" + std::to_string(c.shape(0)) +
+                          ",), one id per row of add_codes");
+  }
+  std::vector<int64_t> gone;
+  if (!remove_ids.is_none()) read_sequence<int64_t>(remove_ids, gone, "remove_ids");
+  nb::gil_scoped_release release;
+  std::vector<int32_t> cs;
+  std::vector<int64_t> is;
+  const int32_t* cp = int_data<int32_t>(c, cs, "add_codes");
+  const int64_t* ip = int_data<int64_t>(ids, is, "add_ids");
+  return new genrec::SidTrie(t, cp, ip, static_cast<int64_t>(c.shape(0)), gone.data(),
+                             static_cast<int64_t>(gone.size()));
+}
+
+nb::ndarray<nb::numpy, int32_t> trie_next_codes(const genrec::SidTrie& t, nb::handle prefixes) {
+  AnyArray a = as_array(prefixes, "prefixes");
+  if (a.ndim() != 2) {
+    throw InvalidArgument("prefixes has shape " + shape_str(a) + "; expected (m, length)");
+  }
+  const size_t m = a.shape(0);
+  std::unique_ptr<int32_t[]> out(new int32_t[std::max<size_t>(m, 1)]);
+  {
+    nb::gil_scoped_release release;
+    std::vector<int32_t> storage;
+    const int32_t* p = int_data<int32_t>(a, storage, "prefixes");
+    t.next_codes(p, static_cast<int64_t>(m), static_cast<int>(a.shape(1)), out.get());
+  }
+  return owned_array(std::move(out), {m});
+}
+
 // ---------------------------------------------------------------------------------------------
 // BeamSearch (driven from Python one SID level at a time, e.g. over onnxruntime logits)
 
@@ -838,6 +877,14 @@ NB_MODULE(_core, m) {
       .def("set_all_active", &genrec::SidTrie::set_all_active, "active"_a = true,
            nb::call_guard<nb::gil_scoped_release>(),
            "Mark every item active or inactive; returns how many changed.")
+      .def("derive", &trie_derive, "add_codes"_a, "add_ids"_a, "remove_ids"_a = nb::none(),
+           nb::rv_policy::take_ownership,
+           "A new trie: these items minus remove_ids plus the rows add_codes (n, levels) / add_ids (n,),\n"
+           "as a build from the remaining rows followed by the added ones would be, made by a linear\n"
+           "merge (no sort of the catalog). Active flags carry over; added items start active.")
+      .def("next_codes", &trie_next_codes, "prefixes"_a,
+           "For prefixes (m, length < levels): 1 + the largest code below each prefix, active or\n"
+           "not, or 0 where no item has the prefix (int32 (m,)).")
       .def("memory_bytes", &genrec::SidTrie::memory_bytes, "Heap bytes owned by the trie.")
       .def("__repr__", [](const genrec::SidTrie& t) {
         return "SidTrie(levels=" + std::to_string(t.levels()) + ", n_items=" + std::to_string(t.n_items()) +

@@ -103,7 +103,16 @@ SidTrie::SidTrie(const int32_t* codes, const int64_t* item_ids, int64_t n, int l
   }
   std::vector<int32_t> sorted(nn * L);
   for (size_t i = 0; i < nn; ++i) std::copy(codes + perm[i] * L, codes + perm[i] * L + L, &sorted[i * L]);
+  std::vector<int64_t> ids(nn);
+  for (size_t i = 0; i < nn; ++i) ids[i] = item_ids[perm[i]];
+  build_sorted(sorted, std::move(ids), {});
+  build_index([&](uint32_t pos) { return perm[pos]; });
+}
 
+void SidTrie::build_sorted(std::vector<int32_t>& sorted, std::vector<int64_t> ids,
+                           const std::vector<uint8_t>& active) {
+  const size_t L = static_cast<size_t>(levels_);
+  const size_t nn = ids.size();
   // First level at which row i differs from row i - 1 (0 for the first row, L if identical).
   auto first_diff = [&](size_t i) -> size_t {
     if (i == 0) return 0;
@@ -151,15 +160,19 @@ SidTrie::SidTrie(const int32_t* codes, const int64_t* item_ids, int64_t n, int l
   }
   depth_[L].child_begin = std::move(leaf_begin);
 
-  // Items in trie order, all active; per-node active counts.
-  ids_by_pos_.resize(nn);
-  for (size_t i = 0; i < nn; ++i) ids_by_pos_[i] = item_ids[perm[i]];
+  // Items in trie order with their flags; per-node active counts.
+  ids_by_pos_ = std::move(ids);
   active_by_pos_ = atomic_array<uint8_t>(nn);
-  for (size_t i = 0; i < nn; ++i) active_by_pos_[i].store(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < nn; ++i) {
+    active_by_pos_[i].store(active.empty() ? 1 : active[i], std::memory_order_relaxed);
+  }
   for (size_t t = 0; t <= L; ++t) depth_[t].active = atomic_array<uint32_t>(count[t]);
   for (size_t v = 0; v < count[L]; ++v) {
-    depth_[L].active[v].store(depth_[L].child_begin[v + 1] - depth_[L].child_begin[v],
-                              std::memory_order_relaxed);
+    uint32_t c = 0;
+    for (uint32_t p = depth_[L].child_begin[v]; p < depth_[L].child_begin[v + 1]; ++p) {
+      c += active_by_pos_[p].load(std::memory_order_relaxed);
+    }
+    depth_[L].active[v].store(c, std::memory_order_relaxed);
   }
   for (size_t t = L; t > 0; --t) {
     for (size_t v = 0; v < count[t]; ++v) {
@@ -168,9 +181,14 @@ SidTrie::SidTrie(const int32_t* codes, const int64_t* item_ids, int64_t n, int l
     }
   }
 
+}
+
+template <class RowOf>
+void SidTrie::build_index(RowOf row_of) {
+  const size_t nn = ids_by_pos_.size();
   // Item id -> position: a dense table when the ids are dense, else sorted ids.
   auto duplicate = [&](int64_t id, uint32_t pos_a, uint32_t pos_b) {
-    uint32_t ra = perm[pos_a], rb = perm[pos_b];
+    uint32_t ra = row_of(pos_a), rb = row_of(pos_b);
     if (ra > rb) std::swap(ra, rb);
     throw InvalidArgument("item_ids has " + std::to_string(id) + " at rows " + std::to_string(ra) +
                           " and " + std::to_string(rb) + "; expected unique ids");
@@ -202,7 +220,152 @@ SidTrie::SidTrie(const int32_t* codes, const int64_t* item_ids, int64_t n, int l
   }
 }
 
+SidTrie::SidTrie(const SidTrie& base, const int32_t* add_codes, const int64_t* add_ids, int64_t n_add,
+                 const int64_t* remove_ids, int64_t n_remove)
+    : levels_(base.levels_), sizes_(base.sizes_) {
+  if (n_add < 0 || n_remove < 0) {
+    throw InvalidArgument("n_add is " + std::to_string(n_add) + " and n_remove " + std::to_string(n_remove) +
+                          "; expected both >= 0");
+  }
+  if ((n_add > 0 && (add_codes == nullptr || add_ids == nullptr)) || (n_remove > 0 && remove_ids == nullptr)) {
+    throw InvalidArgument("SidTrie got a null pointer for the added or removed items");
+  }
+  const size_t L = static_cast<size_t>(levels_);
+  const size_t nb = base.ids_by_pos_.size();
+  const size_t na = static_cast<size_t>(n_add);
+  for (size_t i = 0; i < na; ++i) {
+    for (size_t t = 0; t < L; ++t) {
+      const int32_t c = add_codes[i * L + t];
+      if (c < 0 || c >= sizes_[t]) {
+        throw OutOfRange("added row " + std::to_string(i) + " level " + std::to_string(t) + " has code " +
+                         std::to_string(c) + "; expected 0 <= code < " + std::to_string(sizes_[t]));
+      }
+    }
+  }
+  std::vector<uint8_t> gone(nb, 0);
+  size_t n_gone = 0;
+  for (int64_t k = 0; k < n_remove; ++k) {
+    const uint32_t p = base.require_position(remove_ids[k]);
+    n_gone += gone[p] ? 0 : 1;
+    gone[p] = 1;
+  }
+  // Added ids: new to base (or removed by this change) and all different.
+  std::vector<uint32_t> by_id(na);
+  std::iota(by_id.begin(), by_id.end(), 0u);
+  std::sort(by_id.begin(), by_id.end(), [&](uint32_t a, uint32_t b) { return add_ids[a] < add_ids[b]; });
+  for (size_t k = 0; k < na; ++k) {
+    const int64_t id = add_ids[by_id[k]];
+    if (k > 0 && add_ids[by_id[k - 1]] == id) {
+      throw InvalidArgument("the added item_ids repeat " + std::to_string(id) + "; expected unique ids");
+    }
+    const uint32_t p = base.position_of(id);
+    if (p != kNone && !gone[p]) {
+      throw InvalidArgument("item id " + std::to_string(id) + " is already in the trie; expected new ids");
+    }
+  }
+  const size_t nn = nb - n_gone + na;
+  if (nn >= static_cast<size_t>(kNone)) {
+    throw InvalidArgument("the trie would hold " + std::to_string(nn) + " items; expected fewer than " +
+                          std::to_string(kNone));
+  }
+  // Added rows in SID order (stable: equal SIDs keep their row order).
+  std::vector<uint32_t> order(na);
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return std::lexicographical_compare(add_codes + a * L, add_codes + a * L + L, add_codes + b * L,
+                                        add_codes + b * L + L);
+  });
+  // Merge: base's leaves are in SID order already; an added row goes after the base items of an
+  // equal SID (a build puts base rows before added ones).
+  std::vector<int32_t> sorted(nn * L);
+  std::vector<int64_t> ids(nn);
+  std::vector<uint8_t> active(nn);
+  std::vector<uint32_t> new_pos(nb, kNone);  // base position -> position here
+  std::vector<uint32_t> row_at(nn);          // position -> row (base rows, then added ones)
+  std::vector<int32_t> leaf_codes(L);
+  size_t out = 0, j = 0;
+  auto emit_added = [&](size_t i) {
+    std::copy(add_codes + i * L, add_codes + i * L + L, &sorted[out * L]);
+    ids[out] = add_ids[i];
+    active[out] = 1;
+    row_at[out] = static_cast<uint32_t>(nb + i);
+    ++out;
+  };
+  const Depth& leaves = base.depth_[L];
+  for (uint32_t leaf = 0; leaf < leaves.size(); ++leaf) {
+    uint32_t v = leaf;
+    for (size_t t = L; t > 0; --t) {
+      leaf_codes[t - 1] = base.depth_[t].code[v];
+      v = base.depth_[t].parent[v];
+    }
+    while (j < na && std::lexicographical_compare(add_codes + order[j] * L, add_codes + order[j] * L + L,
+                                                  leaf_codes.begin(), leaf_codes.end())) {
+      emit_added(order[j++]);
+    }
+    for (uint32_t p = leaves.child_begin[leaf]; p < leaves.child_begin[leaf + 1]; ++p) {
+      if (gone[p]) continue;
+      std::copy(leaf_codes.begin(), leaf_codes.end(), &sorted[out * L]);
+      ids[out] = base.ids_by_pos_[p];
+      active[out] = base.active_by_pos_[p].load(std::memory_order_acquire);
+      row_at[out] = p;
+      new_pos[p] = static_cast<uint32_t>(out);
+      ++out;
+    }
+  }
+  while (j < na) emit_added(order[j++]);
+  build_sorted(sorted, std::move(ids), active);
+
+  // Id -> position: merge base's sorted ids (positions moved) with the added ones where both are
+  // sparse; a dense table is rebuilt (linear in the id range).
+  if (!base.dense_ && nn > 0) {
+    const auto mm = std::minmax_element(ids_by_pos_.begin(), ids_by_pos_.end());
+    const long double range = static_cast<long double>(*mm.second) - static_cast<long double>(*mm.first) + 1.0L;
+    if (range > 2.0L * static_cast<long double>(nn) + 64.0L) {
+      sorted_ids_.resize(nn);
+      sorted_pos_.resize(nn);
+      std::vector<uint32_t> added_pos(na);  // position of added row i
+      for (size_t p = 0; p < nn; ++p) {
+        if (row_at[p] >= nb) added_pos[row_at[p] - nb] = static_cast<uint32_t>(p);
+      }
+      size_t a = 0, k = 0, o = 0;
+      const size_t ns = base.sorted_ids_.size();
+      while (a < ns || k < na) {
+        const bool take_base = k >= na || (a < ns && base.sorted_ids_[a] < add_ids[by_id[k]]);
+        if (take_base) {
+          const uint32_t p = new_pos[base.sorted_pos_[a]];
+          if (p != kNone) {
+            sorted_ids_[o] = base.sorted_ids_[a];
+            sorted_pos_[o++] = p;
+          }
+          ++a;
+        } else {
+          sorted_ids_[o] = add_ids[by_id[k]];
+          sorted_pos_[o++] = added_pos[by_id[k]];
+          ++k;
+        }
+      }
+      return;
+    }
+  }
+  build_index([&](uint32_t pos) { return row_at[pos]; });
+}
+
 SidTrie::~SidTrie() = default;
+
+void SidTrie::next_codes(const int32_t* prefixes, int64_t m, int len, int32_t* out) const {
+  if (m < 0) throw InvalidArgument("m is " + std::to_string(m) + "; expected m >= 0");
+  if (len < 0 || len >= levels_) {
+    throw OutOfRange("prefix has length " + std::to_string(len) + "; expected 0 <= length < " +
+                     std::to_string(levels_) + " (the number of levels)");
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    const uint32_t v = find_node(prefixes + i * len, len);
+    out[i] = 0;
+    if (v == kNone) continue;
+    const uint32_t b = depth_[len].child_begin[v], e = depth_[len].child_begin[v + 1];
+    if (e > b) out[i] = depth_[len + 1].code[e - 1] + 1;
+  }
+}
 
 int64_t SidTrie::n_active() const noexcept {
   return depth_[0].active[0].load(std::memory_order_acquire);

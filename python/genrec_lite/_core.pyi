@@ -141,6 +141,19 @@ class SidTrie:
     def set_all_active(self, active: bool = True) -> int:
         """Mark every item active or inactive; returns how many changed."""
 
+    def derive(self, add_codes: object, add_ids: object, remove_ids: object | None = None) -> SidTrie:
+        """
+        A new trie: these items minus remove_ids plus the rows add_codes (n, levels) / add_ids (n,),
+        as a build from the remaining rows followed by the added ones would be, made by a linear
+        merge (no sort of the catalog). Active flags carry over; added items start active.
+        """
+
+    def next_codes(self, prefixes: object) -> NDArray[numpy.int32]:
+        """
+        For prefixes (m, length < levels): 1 + the largest code below each prefix, active or
+        not, or 0 where no item has the prefix (int32 (m,)).
+        """
+
     def memory_bytes(self) -> int:
         """Heap bytes owned by the trie."""
 

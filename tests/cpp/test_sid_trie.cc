@@ -173,3 +173,97 @@ TEST_CASE(trie_matches_brute_force_on_random_sids) {
     CHECK_EQ(t.items(sid.data(), levels), expected);
   }
 }
+
+TEST_CASE(trie_derive_equals_a_build) {
+  // Random tables with collisions and sparse or dense ids: derive(add, remove) must give the trie
+  // a build from the remaining rows followed by the added ones gives, flags carried over.
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int L = 3;
+    const I32 sizes = {4, 3, 5};
+    const int n = static_cast<int>(rng() % 80);
+    const bool dense = trial % 2 == 0;
+    I32 codes;
+    I64 ids;
+    for (int i = 0; i < n; ++i) {
+      for (int t = 0; t < L; ++t) codes.push_back(static_cast<int32_t>(rng() % sizes[t]));
+      ids.push_back(dense ? 7 + i : static_cast<int64_t>(rng() >> 20) * (i % 2 ? -1 : 1));
+    }
+    SidTrie base(codes.data(), ids.data(), n, L, sizes);
+    I64 paused, gone;
+    for (int i = 0; i < n; ++i) {
+      if (rng() % 3 == 0) paused.push_back(ids[i]);
+      if (rng() % 5 == 0) gone.push_back(ids[i]);
+    }
+    base.set_active(paused.data(), static_cast<int64_t>(paused.size()), false);
+    const int na = static_cast<int>(rng() % 20);
+    I32 add_codes;
+    I64 add_ids;
+    for (int i = 0; i < na; ++i) {
+      for (int t = 0; t < L; ++t) add_codes.push_back(static_cast<int32_t>(rng() % sizes[t]));
+      add_ids.push_back(i == 0 && !gone.empty() ? gone[0] : (int64_t{1} << 40) + i);  // a removed id may come back
+    }
+    SidTrie got(base, add_codes.data(), add_ids.data(), na, gone.data(), static_cast<int64_t>(gone.size()));
+
+    const std::set<int64_t> gone_set(gone.begin(), gone.end());
+    I32 all_codes;
+    I64 all_ids, still_paused;
+    for (int i = 0; i < n; ++i) {
+      if (gone_set.count(ids[i])) continue;
+      all_codes.insert(all_codes.end(), codes.begin() + i * L, codes.begin() + (i + 1) * L);
+      all_ids.push_back(ids[i]);
+    }
+    for (int64_t id : paused)
+      if (!gone_set.count(id)) still_paused.push_back(id);
+    all_codes.insert(all_codes.end(), add_codes.begin(), add_codes.end());
+    all_ids.insert(all_ids.end(), add_ids.begin(), add_ids.end());
+    SidTrie want(all_codes.data(), all_ids.data(), static_cast<int64_t>(all_ids.size()), L, sizes);
+    want.set_active(still_paused.data(), static_cast<int64_t>(still_paused.size()), false);
+
+    CHECK_EQ(got.n_items(), want.n_items());
+    CHECK_EQ(got.n_sids(), want.n_sids());
+    CHECK_EQ(got.n_active(), want.n_active());
+    for (int d = 0; d <= L; ++d) {
+      CHECK_EQ(got.n_nodes(d), want.n_nodes(d));
+      for (uint32_t v = 0; v < got.n_nodes(d); ++v) {
+        CHECK_EQ(got.node_active(d, v), want.node_active(d, v));
+        CHECK_EQ(got.child_begin(d, v + 1), want.child_begin(d, v + 1));
+        if (d > 0) CHECK_EQ(got.node_code(d, v), want.node_code(d, v));
+      }
+    }
+    for (uint32_t p = 0; p < static_cast<uint32_t>(got.n_items()); ++p) {
+      CHECK_EQ(got.item_at(p), want.item_at(p));
+      CHECK_EQ(got.active_at(p), want.active_at(p));
+      CHECK_EQ(got.item_position(got.item_at(p)), p);
+    }
+    for (int64_t id : gone_set) CHECK_EQ(got.contains(id), add_ids.empty() ? false : id == add_ids[0]);
+    // next_codes: 1 + the largest extra code under each base prefix, on every prefix of length 2
+    for (int32_t a = 0; a < 4; ++a) {
+      for (int32_t b = 0; b < 3; ++b) {
+        const int32_t pre[] = {a, b};
+        int32_t x = -1, y = -1;
+        got.next_codes(pre, 1, 2, &x);
+        want.next_codes(pre, 1, 2, &y);
+        CHECK_EQ(x, y);
+        const I32 below = want.allowed_next(pre, 2);
+        if (want.n_active() == want.n_items()) CHECK_EQ(x, below.empty() ? 0 : below.back() + 1);
+      }
+    }
+  }
+}
+
+TEST_CASE(trie_derive_errors) {
+  SidTrie t = small_trie({3, 3});
+  const int64_t unknown[] = {99}, held[] = {12};
+  const int32_t row[] = {0, 0}, bad_row[] = {0, 3};
+  CHECK_THROWS_AS(SidTrie(t, nullptr, nullptr, 0, unknown, 1), genrec::UnknownItem);
+  CHECK_THROWS_AS(SidTrie(t, row, held, 1, nullptr, 0), genrec::InvalidArgument);
+  CHECK_THROWS_AS(SidTrie(t, bad_row, unknown, 1, nullptr, 0), genrec::OutOfRange);
+  const int64_t twice[] = {50, 50};
+  const int32_t rows[] = {0, 0, 1, 1};
+  CHECK_THROWS_AS(SidTrie(t, rows, twice, 2, nullptr, 0), genrec::InvalidArgument);
+  SidTrie back(t, row, held, 1, held, 1);  // removed and added again in one change: fine
+  CHECK_EQ(back.n_items(), 4);
+  const int32_t sid[] = {0, 0};
+  CHECK_EQ(back.items(sid, 2), (I64{12}));
+}

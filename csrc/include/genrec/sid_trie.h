@@ -42,6 +42,16 @@ class SidTrie {
   /// a repeated item id or bad sizes.
   SidTrie(const int32_t* codes, const int64_t* item_ids, int64_t n, int levels,
           const std::vector<int32_t>& codebook_sizes = {});
+  /// A new trie holding base's items minus remove_ids plus the n_add rows of add_codes (n_add x
+  /// levels) / add_ids, the same as a build from base's rows (in their order, removed ones
+  /// dropped) followed by the added rows, but made by one linear merge of base's sorted items
+  /// with the added rows (sorted here), so the cost is a copy of the catalog, not a sort of it.
+  /// Base's active flags carry over (added items start active). base is only read; the caller
+  /// keeps writers of base out meanwhile. Throws UnknownItem for a remove id base lacks,
+  /// InvalidArgument for an added id already held (and not removed) or repeated, OutOfRange for
+  /// a code outside its level's range.
+  SidTrie(const SidTrie& base, const int32_t* add_codes, const int64_t* add_ids, int64_t n_add,
+          const int64_t* remove_ids, int64_t n_remove);
   ~SidTrie();
   SidTrie(const SidTrie&) = delete;
   SidTrie& operator=(const SidTrie&) = delete;
@@ -65,6 +75,11 @@ class SidTrie {
   /// the codes of prefix i are codes[offsets[i] .. offsets[i+1]).
   void allowed_next_batch(const int32_t* prefixes, int64_t m, int len, std::vector<int64_t>& offsets,
                           std::vector<int32_t>& codes) const;
+
+  /// For m prefixes of one length len < levels (m x len int32): 1 + the largest code of a child
+  /// of each prefix's node, active or not, or 0 when the prefix has no item; into out (m values).
+  /// (What a new item joining that prefix is numbered with on a level that counts collisions.)
+  void next_codes(const int32_t* prefixes, int64_t m, int len, int32_t* out) const;
 
   /// Number of active items below a prefix (0 <= len <= levels; a full SID at len == levels).
   /// A prefix that no item has gives 0.
@@ -141,6 +156,13 @@ class SidTrie {
   uint32_t require_position(int64_t item_id) const;
   uint32_t leaf_of(uint32_t pos) const noexcept;
   bool apply(uint32_t pos, uint32_t leaf, bool active, std::vector<uint32_t>& path);
+  // The nodes, items, flags and counts from rows already in trie order (sorted: nn x levels_,
+  // freed here); active: one flag per row, or empty for all active.
+  void build_sorted(std::vector<int32_t>& sorted, std::vector<int64_t> ids, const std::vector<uint8_t>& active);
+  // The id -> position map of ids_by_pos_; row_of(pos) names the input row of a position in the
+  // error for a repeated id.
+  template <class RowOf>
+  void build_index(RowOf row_of);
 
   int levels_ = 0;
   std::vector<int32_t> sizes_;

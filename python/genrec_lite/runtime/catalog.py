@@ -4,11 +4,15 @@ A multi-view model has one SID table and trie per view (genrec_lite.sid.views); 
 applies to all of them at once, so the views always hold the same items in the same state.
 
 Readers take the current `CatalogState` (one attribute read) and use it for a whole request, so a
-request never sees half a change. Adding or removing items builds a new table and trie beside the
+request never sees half a change. Adding or removing items makes a new table and trie beside the
 old one and swaps the reference (copy-on-write): requests in flight finish on the old state, the
-next request sees the new one, nobody blocks. Pausing/resuming items flips the trie's atomic
-active flags in place (no rebuild) and is remembered, so a later rebuild keeps paused items paused.
-Writers are serialised by a lock.
+next request sees the new one, nobody blocks. The new ones are derived from the old (the table's
+columns copied with the rows appended or dropped, the trie merged in C++ with its active flags
+carried over: SemanticIds.extended / without), never rebuilt or re-sorted, and the item records
+(runtime/items.py) are a memory-mapped file plus the added ones, shared by the states, so a
+change costs about one copy of the flat columns and nothing per item in Python. Pausing/resuming
+items flips the trie's atomic active flags in place (no rebuild) and is remembered. Writers are
+serialised by a lock.
 
 The state also knows which items are cold (the model was never trained to write them: the
 bundle's untrained items and every item added since), so that a request sees the cold set that
@@ -26,13 +30,14 @@ import numpy as np
 from ..errors import InvalidArgumentError, UnknownItemError
 from ..sid import SemanticIds, SidViews
 from .cold_start import item_directions
+from .items import ItemRecords
 
 
 @dataclass(frozen=True)
 class CatalogState:
     views: SidViews
     tries: tuple                   # genrec_lite._core.SidTrie of each view
-    records: dict                  # item id -> {"title": ..., "text": ...}
+    records: ItemRecords           # item id -> {"title": ..., "text": ...}
     version: int
     cold: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted ids
 
@@ -57,8 +62,7 @@ class CatalogState:
         return self.tries[0]
 
     def title(self, item_id: int) -> str:
-        rec = self.records.get(int(item_id))
-        return (rec or {}).get("title", "") or ""
+        return self.records.title(item_id)
 
 
 def _ids(ids: Iterable[int], what: str) -> np.ndarray:
@@ -71,18 +75,8 @@ def _ids(ids: Iterable[int], what: str) -> np.ndarray:
     return arr
 
 
-def _rows(old: np.ndarray | None, new: np.ndarray | None, n: int) -> np.ndarray | None:
-    """A table's content rows after appending `n` items' (none where it keeps none)."""
-    if old is None:
-        return None
-    if new is None or len(new) != n:
-        raise InvalidArgumentError(f"content rows for {0 if new is None else len(new)} of {n} new "
-                                   "items; the catalog keeps one per item")
-    return np.concatenate([old, new])
-
-
 class LiveCatalog:
-    def __init__(self, sids: SidViews | SemanticIds, records: dict[int, dict],
+    def __init__(self, sids: SidViews | SemanticIds, records: ItemRecords | dict[int, dict],
                  cold: Iterable[int] = ()):
         self._lock = threading.Lock()
         self._inactive: set[int] = set()
@@ -90,8 +84,10 @@ class LiveCatalog:
         self._removed: list[int] = []  # load-time items removed since
         views = SidViews.of(sids)
         cold = _ids(cold, "cold item ids")
-        cold = np.unique(cold[np.isin(cold, views.primary.item_ids)])
-        self._state = CatalogState(views, tuple(v.trie() for v in views), dict(records), 0, cold)
+        cold = np.unique(cold[views.primary.contains_many(cold)])
+        if not isinstance(records, ItemRecords):
+            records = ItemRecords.from_dicts(records)
+        self._state = CatalogState(views, tuple(v.trie() for v in views), records, 0, cold)
 
     @property
     def state(self) -> CatalogState:
@@ -118,9 +114,9 @@ class LiveCatalog:
     def check_new(self, item_ids: np.ndarray, state: CatalogState | None = None) -> None:
         """InvalidArgumentError unless the ids are all different and none is in the catalog."""
         state = state or self._state
-        dup = [int(i) for i in item_ids.tolist() if int(i) in state.sids]
-        if dup:
-            raise InvalidArgumentError(f"item id {dup[0]} is already in the catalog")
+        dup = np.asarray(item_ids, dtype=np.int64)[state.sids.contains_many(item_ids)]
+        if len(dup):
+            raise InvalidArgumentError(f"item id {int(dup[0])} is already in the catalog")
         if len(set(item_ids.tolist())) != len(item_ids):
             raise InvalidArgumentError("the new items repeat an item id")
 
@@ -137,11 +133,10 @@ class LiveCatalog:
             if len(base_codes) != len(old.views):
                 raise InvalidArgumentError(f"codes for {len(base_codes)} SID views; the catalog has "
                                            f"{len(old.views)}")
-            ids = np.concatenate([old.sids.item_ids, item_ids])
-            views = SidViews([v.with_rows(ids, np.concatenate([v.codes, v.complete(c)]),
-                                          content=_rows(v.content, content, len(item_ids)))
+            views = SidViews([v.extended(item_ids, v.complete(c),
+                                         content=None if v.content is None else content)
                               for v, c in zip(old.views, base_codes)])
-            self._swap(views, {**old.records, **records},
+            self._swap(views, old.records.with_added(records),
                        np.union1d(old.cold, np.asarray(item_ids, dtype=np.int64)))
             self._added.extend(int(i) for i in item_ids.tolist())
             return self._state
@@ -150,22 +145,21 @@ class LiveCatalog:
         ids = _ids(item_ids, "item ids to remove")
         with self._lock:
             old = self._state
-            for i in ids.tolist():
-                if i not in old.sids:
-                    raise UnknownItemError(f"item id {i} is not in the catalog", value=i)
+            held = old.sids.contains_many(ids)
+            if not held.all():
+                i = int(ids[~held][0])
+                raise UnknownItemError(f"item id {i} is not in the catalog", value=i)
             gone = set(ids.tolist())
-            keep = np.array([i not in gone for i in old.sids.item_ids.tolist()], dtype=bool)
-            if not keep.any():
+            if len(gone) >= len(old.sids):
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
-            views = SidViews([v.with_rows(v.item_ids[keep], v.codes[keep],
-                                          content=None if v.content is None else v.content[keep])
-                              for v in old.views])
+            views = SidViews([v.without(ids) for v in old.views])
             self._inactive -= gone
             added = set(self._added)
             self._removed.extend(i for i in ids.tolist() if i not in added)
-            self._added = [i for i in self._added if i not in gone]
-            self._swap(views, {k: v for k, v in old.records.items() if k not in gone},
-                       old.cold[~np.isin(old.cold, ids)])
+            if gone & added:
+                self._added = [i for i in self._added if i not in gone]
+            # the records stay: no state holding these items any more asks for them
+            self._swap(views, old.records, old.cold[~np.isin(old.cold, ids)])
             return len(gone)
 
     def set_active(self, item_ids: Iterable[int], active: bool) -> int:
@@ -184,10 +178,6 @@ class LiveCatalog:
     def inactive(self) -> set[int]:
         return set(self._inactive)
 
-    def _swap(self, views: SidViews, records: dict, cold: np.ndarray) -> None:
-        tries = tuple(v.trie() for v in views)
-        if self._inactive:
-            paused = np.fromiter(self._inactive, dtype=np.int64)
-            for t in tries:
-                t.set_active(paused, False)
+    def _swap(self, views: SidViews, records: ItemRecords, cold: np.ndarray) -> None:
+        tries = tuple(v.trie() for v in views)  # derived from the old ones: paused stay paused
         self._state = CatalogState(views, tries, records, self._state.version + 1, cold)

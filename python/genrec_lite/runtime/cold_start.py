@@ -77,7 +77,7 @@ def directions(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def item_directions(sids, item_ids) -> np.ndarray:
     """(n, dim) unit content directions of items of a SID table: its content vectors
     (sid/content.py) where it keeps them, else the RQ reconstructions of their codes."""
-    rows = [sids.row_of(int(i)) for i in item_ids]
+    rows = sids.rows_of(np.asarray(list(item_ids), dtype=np.int64))
     if sids.content is not None:
         return unit_rows(sids.content[rows])
     if sids.encoder is None:

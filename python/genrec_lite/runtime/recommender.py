@@ -47,6 +47,7 @@ from ..prompts import PromptSet
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
+from .items import ItemRecords
 from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
 
 UNKNOWN_POLICIES = ("skip", "error")
@@ -536,9 +537,8 @@ class Recommender:
             path = Path(path)
             with atomic_directory(path) as tmp:
                 state.views.save(tmp / "sids")
-                with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
-                    for i in state.sids.item_ids.tolist():
-                        f.write(json.dumps(state.records.get(i, {"item_id": i}), ensure_ascii=False) + "\n")
+                with open(tmp / "items.jsonl", "wb") as f:
+                    state.records.write_jsonl(state.sids.item_ids, f)
                 write_json(tmp / "catalog.json", {"format": "genrec-lite.catalog", "format_version": 1,
                                                   "bundle": str(loaded.bundle.path),
                                                   "inactive": sorted(inactive),
@@ -617,10 +617,11 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
     work, also reload's."""
     b = Bundle.open(bundle, verify=verify)
     sids = _bundle_views(b)
-    records = {int(r["item_id"]): r for r in b.items()}
     inactive: list[int] = []
     cold = _bundle_cold(b)
-    if catalog is not None:
+    if catalog is None:
+        records = ItemRecords.open(b.file("items.jsonl"))
+    else:
         bundle_items = sids.primary.item_ids
         sids, records, inactive, saved_cold = _load_catalog(catalog, sids)
         # a catalog saved before cold items were recorded: the bundle's, and every added item
@@ -693,7 +694,7 @@ def _carry_over(old: _Loaded, new: _Loaded) -> None:
     if added:
         records = [dict(before.records.get(i, {"item_id": i})) for i in added]
         ids = np.array(added, dtype=np.int64)
-        rows = [before.sids.row_of(i) for i in added]
+        rows = before.sids.rows_of(np.asarray(added, dtype=np.int64))
         vectors = None
 
         def embeddings() -> np.ndarray:  # the added items' embeddings, made once if needed
@@ -818,11 +819,7 @@ def _load_catalog(path, views: SidViews):
         if a.levels != b.levels or a.level_sizes != b.level_sizes:
             raise ArtifactError(f"the saved catalog {path} has SID levels {a.level_sizes}; the "
                                 f"bundle has {b.level_sizes}")
-    recs = {}
-    with open(path / "items.jsonl", encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            recs[int(r["item_id"])] = r
+    recs = ItemRecords.open(path / "items.jsonl")
     cold = meta.get("cold")
     return (new, recs, [int(i) for i in meta.get("inactive", [])],
             None if cold is None else np.asarray(cold, dtype=np.int64))

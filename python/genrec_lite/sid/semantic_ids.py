@@ -80,12 +80,19 @@ class SemanticIds:
                     f"({len(self.item_ids)}, {content_space.dim}) int8, one row per item")
         self.content = content
         self.content_space = content_space
-        uniq, counts = np.unique(self.item_ids, return_counts=True)
-        if (counts > 1).any():
-            raise InvalidArgumentError(f"item id {int(uniq[counts > 1][0])} appears more than once")
-        self._index = {int(i): r for r, i in enumerate(self.item_ids)}
+        # id -> row through the ids sorted (and their rows), not a dict: at 10^6 items a dict costs
+        # ~100 MB per process and a copy per catalog change
+        order = np.argsort(self.item_ids, kind="stable")
+        self._set_index(self.item_ids[order], order)
+        same = np.flatnonzero(self._sorted_ids[1:] == self._sorted_ids[:-1])
+        if len(same):
+            raise InvalidArgumentError(f"item id {int(self._sorted_ids[same[0]])} appears more than once")
         self._by_sid: dict[bytes, list[int]] | None = None
         self._trie = None
+
+    def _set_index(self, sorted_ids: np.ndarray, rows: np.ndarray) -> None:
+        self._sorted_ids = sorted_ids
+        self._sorted_rows = rows.astype(np.int64, copy=False)
 
     # --- shape -------------------------------------------------------------------------------
     @property
@@ -104,7 +111,34 @@ class SemanticIds:
         return len(self.item_ids)
 
     def __contains__(self, item_id: int) -> bool:
-        return int(item_id) in self._index
+        try:
+            return self._find(int(item_id)) >= 0
+        except OverflowError:  # outside int64: no item has it
+            return False
+
+    def _find(self, item_id: int) -> int:
+        """The row of an item id, or -1."""
+        k = int(np.searchsorted(self._sorted_ids, item_id))
+        if k < len(self._sorted_ids) and self._sorted_ids[k] == item_id:
+            return int(self._sorted_rows[k])
+        return -1
+
+    def contains_many(self, item_ids) -> np.ndarray:
+        """Whether each of these ids has a SID (bool array)."""
+        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        k = np.minimum(np.searchsorted(self._sorted_ids, ids), max(len(self._sorted_ids) - 1, 0))
+        if not len(self._sorted_ids):
+            return np.zeros(len(ids), dtype=bool)
+        return self._sorted_ids[k] == ids
+
+    def rows_of(self, item_ids) -> np.ndarray:
+        """Rows of these ids (int64 array); UnknownItemError names the first one missing."""
+        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        found = self.contains_many(ids)
+        if not found.all():
+            bad = int(ids[~found][0])
+            raise UnknownItemError(f"item id {bad} has no semantic ID", value=bad)
+        return self._sorted_rows[np.searchsorted(self._sorted_ids, ids)]
 
     # --- tokens ------------------------------------------------------------------------------
     def token(self, level: int, code: int) -> str:
@@ -136,10 +170,10 @@ class SemanticIds:
 
     # --- lookups -----------------------------------------------------------------------------
     def row_of(self, item_id: int) -> int:
-        try:
-            return self._index[int(item_id)]
-        except KeyError:
-            raise UnknownItemError(f"item id {item_id} has no semantic ID", value=item_id) from None
+        row = self._find(int(item_id)) if item_id in self else -1
+        if row < 0:
+            raise UnknownItemError(f"item id {item_id} has no semantic ID", value=item_id)
+        return row
 
     def codes_of(self, item_id: int) -> tuple[int, ...]:
         return tuple(int(c) for c in self.codes[self.row_of(item_id)])
@@ -148,7 +182,10 @@ class SemanticIds:
         return self.format(self.codes[self.row_of(item_id)])
 
     def sid_strings(self) -> list[str]:
-        return [self.format(row) for row in self.codes]
+        # one token table per level, looked up by column: a format() per row takes seconds at 10^6
+        cols = [np.array([self.token(level, c) for c in range(size)], dtype=object)[self.codes[:, level]]
+                for level, size in enumerate(self.level_sizes)]
+        return list(map("".join, zip(*cols)))
 
     def items_of(self, sid: str | Sequence[int]) -> list[int]:
         """Items named by a full SID (several with collisions `none`), in table order."""
@@ -186,7 +223,11 @@ class SemanticIds:
         the next free number of the group it joins (and of each other, in the given order)."""
         if self.collisions == "none":
             return base
-        extra = extra_level(base, existing=self.codes)
+        base = np.asarray(base, dtype=np.int32).reshape(-1, self.levels)
+        if self._trie is not None:  # the trie knows each group's largest number: no catalog scan
+            extra = extra_level(base, start=self._trie.next_codes(base))
+        else:
+            extra = extra_level(base, existing=self.codes)
         too_big = extra >= self.extra_level_size
         if too_big.any():
             r = int(np.flatnonzero(too_big)[0])
@@ -225,6 +266,55 @@ class SemanticIds:
                            config=self.config, view=self.view, content=space.project(vectors),
                            content_space=space)
 
+    def extended(self, item_ids, codes: np.ndarray,
+                 content: np.ndarray | None = None) -> "SemanticIds":
+        """This table plus new rows (full codes; ids new and different), as with_rows(old + new)
+        would make it, but checking only the new rows, merging the id index instead of sorting
+        it again and, where this table's trie is built, deriving the new trie from it (its active
+        flags carried over) rather than building one: a change costs a copy of the columns. A
+        table with content vectors needs the new rows' `content`."""
+        item_ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        part = self.with_rows(item_ids, codes, content=content)  # checks the new rows
+        known = self.contains_many(item_ids)
+        if known.any():
+            raise InvalidArgumentError(f"item id {int(item_ids[known][0])} already has a semantic ID")
+        out = self._bare(np.concatenate([self.item_ids, item_ids]),
+                         np.concatenate([self.codes, part.codes]),
+                         None if self.content is None else np.concatenate([self.content, part.content]))
+        at = np.searchsorted(self._sorted_ids, part._sorted_ids)
+        out._set_index(np.insert(self._sorted_ids, at, part._sorted_ids),
+                       np.insert(self._sorted_rows, at, part._sorted_rows + len(self)))
+        if self._trie is not None:
+            out._trie = self._trie.derive(part.codes, item_ids)
+        return out
+
+    def without(self, item_ids) -> "SemanticIds":
+        """This table less these items (all held), rows kept in order; like extended, the trie
+        (if built) is derived and the index filtered, not rebuilt."""
+        gone = np.unique(np.asarray(item_ids, dtype=np.int64).reshape(-1))
+        rows = self.rows_of(gone)
+        keep = np.ones(len(self), dtype=bool)
+        keep[rows] = False
+        out = self._bare(self.item_ids[keep], self.codes[keep],
+                         None if self.content is None else self.content[keep])
+        new_row = np.cumsum(keep) - 1  # old row -> row after the removal
+        kept = keep[self._sorted_rows]
+        out._set_index(self._sorted_ids[kept], new_row[self._sorted_rows[kept]])
+        if self._trie is not None:
+            out._trie = self._trie.derive(np.zeros((0, self.n_levels), np.int32),
+                                          np.zeros(0, np.int64), gone)
+        return out
+
+    def _bare(self, item_ids: np.ndarray, codes: np.ndarray,
+              content: np.ndarray | None) -> "SemanticIds":
+        """A table over rows already checked (the caller sets its index)."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.item_ids, out.codes = item_ids, np.ascontiguousarray(codes, dtype=np.int32)
+        out.content = content
+        out._by_sid, out._trie = None, None
+        return out
+
     def as_view(self, view: int) -> "SemanticIds":
         """The same table written with view `view`'s tokens (sid/views.py)."""
         return self if view == self.view else self.with_rows(self.item_ids, self.codes, view=view,
@@ -236,9 +326,9 @@ class SemanticIds:
         if len(item_ids) != len(np.atleast_2d(vectors)):
             raise InvalidArgumentError(
                 f"{len(item_ids)} item ids but {len(np.atleast_2d(vectors))} vectors; expected as many")
-        for i in item_ids.tolist():
-            if i in self._index:
-                raise InvalidArgumentError(f"item id {i} already has a semantic ID")
+        known = self.contains_many(item_ids)
+        if known.any():
+            raise InvalidArgumentError(f"item id {int(item_ids[known][0])} already has a semantic ID")
         codes = self.assign(vectors, n_threads=n_threads)
         content = None if self.content is None else \
             np.concatenate([self.content, self.new_content(vectors)])
