@@ -28,7 +28,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
     """Write the bundle; returns its manifest. `progress(msg)` is told about each stage.
     cold_start: the ColdStartConfig (or its dict) the served bundle mixes cold items in with,
     chosen on validation (eval/cold_start.py); None leaves cold items to the model alone."""
-    from ..sid.embed import resolve_model
+    from ..sid.embed import DEFAULT_MODEL, resolve_model
     from ..train.checkpoint import UNTRAINED_ITEMS, load_model
     from .gguf_export import write_gguf
     from .onnx_export import export_lm, export_sid_encoder, export_text_encoder
@@ -70,7 +70,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         if text_encoder and (sid_cfg.get("embedding_model") or not sid_cfg.get("vectors")):
             say("writing text_encoder/")
             facts["text_encoder"] = export_text_encoder(
-                resolve_model(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2"),
+                resolve_model(sid_cfg.get("embedding_model") or DEFAULT_MODEL),
                 tmp / "text_encoder")
         shutil.copyfile(ckpt / "items.jsonl", tmp / "items.jsonl")
         cold = {"items": None, "n_items": None,
@@ -116,13 +116,13 @@ def _with_content(views, items: Path, sid_cfg: dict):
     as the SID build did (its template and model, through the embedding cache)."""
     from ..data.catalog import Catalog
     from ..sid.build import default_template
-    from ..sid.embed import TextEncoder
+    from ..sid.embed import DEFAULT_MODEL, TextEncoder
     from ..sid.views import SidViews
 
     catalog = Catalog.load(items)
     primary = views.primary
     template = sid_cfg.get("text_template") or default_template(catalog.fields)
-    vectors = TextEncoder(sid_cfg.get("embedding_model") or "all-MiniLM-L6-v2").encode(
+    vectors = TextEncoder(sid_cfg.get("embedding_model") or DEFAULT_MODEL).encode(
         catalog.render(template, ids=primary.item_ids), progress=False)
     return SidViews([primary.with_content(vectors), *list(views)[1:]])
 

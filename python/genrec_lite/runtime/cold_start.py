@@ -12,8 +12,8 @@ where p_model is the beam's constrained probability (the `score` of an answer), 
 content vector (sid/content.py: the principal components of the embedding its SID was made from,
 kept beside the SID; for tables built without them, the residual-quantiser reconstruction, the sum
 of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
-newest `history` known history items (0 without one). A cold item identical in content to a recent item gets `weight`; `temperature` sets
-how fast the mass falls with dissimilarity. All three are chosen on validation data
+newest `history` known history items (0 without one). A cold item identical in content to a
+recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity. All three are chosen on validation data
 (eval/cold_start.py), never set by hand. Warm items keep the model's values and
 order; a cold item enters a list where its mass beats the model's for the items below it, and its
 mass does not depend on how many other cold items there are. numpy only: the runtime and the

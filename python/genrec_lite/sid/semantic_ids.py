@@ -238,19 +238,20 @@ class SemanticIds:
         return np.concatenate([base, extra[:, None]], axis=1)
 
     def with_rows(self, item_ids: Sequence[int] | np.ndarray, codes: np.ndarray, *,
-                  view: int | None = None, content: np.ndarray | None = None) -> "SemanticIds":
-        """A table over these rows with this one's settings and quantiser (and view, unless
-        `view` is given). A table with content vectors needs the new rows' `content` (e.g.
+                  view: int | None = None, content: np.ndarray | None = None,
+                  content_space: ContentSpace | None = None) -> "SemanticIds":
+        """A table over these rows with this one's settings and quantiser (and view and content
+        space, unless given). A table with content vectors needs the new rows' `content` (e.g.
         `self.content[keep]`, or new rows from `self.content_space.project`)."""
-        if self.content_space is not None and content is None:
+        space = content_space or self.content_space
+        if space is not None and content is None:
             raise InvalidArgumentError("this table keeps content vectors: give the new rows' "
                                        "content too")
         return SemanticIds(item_ids, codes, levels=self.levels, codebook_size=self.codebook_size,
                            collisions=self.collisions, extra_level_size=self.extra_level_size,
                            encoder=self.encoder, config=self.config,
                            view=self.view if view is None else view,
-                           content=content if self.content_space is not None else None,
-                           content_space=self.content_space)
+                           content=content if space is not None else None, content_space=space)
 
     def new_content(self, vectors: np.ndarray) -> np.ndarray | None:
         """Content rows for new items' embeddings (None where this table keeps none)."""
@@ -260,11 +261,8 @@ class SemanticIds:
         """This table with its items' content vectors made from their embeddings `vectors` (in
         row order), in `space` (by default fitted on them)."""
         space = space or ContentSpace.fit(vectors)
-        return SemanticIds(self.item_ids, self.codes, levels=self.levels,
-                           codebook_size=self.codebook_size, collisions=self.collisions,
-                           extra_level_size=self.extra_level_size, encoder=self.encoder,
-                           config=self.config, view=self.view, content=space.project(vectors),
-                           content_space=space)
+        return self.with_rows(self.item_ids, self.codes, content=space.project(vectors),
+                              content_space=space)
 
     def extended(self, item_ids, codes: np.ndarray,
                  content: np.ndarray | None = None) -> "SemanticIds":
@@ -326,14 +324,8 @@ class SemanticIds:
         if len(item_ids) != len(np.atleast_2d(vectors)):
             raise InvalidArgumentError(
                 f"{len(item_ids)} item ids but {len(np.atleast_2d(vectors))} vectors; expected as many")
-        known = self.contains_many(item_ids)
-        if known.any():
-            raise InvalidArgumentError(f"item id {int(item_ids[known][0])} already has a semantic ID")
-        codes = self.assign(vectors, n_threads=n_threads)
-        content = None if self.content is None else \
-            np.concatenate([self.content, self.new_content(vectors)])
-        return self.with_rows(np.concatenate([self.item_ids, item_ids]),
-                              np.concatenate([self.codes, codes]), content=content)
+        return self.extended(item_ids, self.assign(vectors, n_threads=n_threads),
+                             content=self.new_content(vectors))
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, *, extra_files: dict[str, object] | None = None) -> Path:
