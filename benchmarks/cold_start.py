@@ -394,7 +394,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     report = {"benchmark": "cold_start", "machine": machine_info(), "quick": args.quick,
-              "epochs": args.epochs or "the recipe's (quality.py COMPACT)", "datasets": {}}
+              "datasets": {}}
     md = []
     for name in args.datasets:
         work = ROOT / "runs" / ("cold-start-quick" if args.quick else "cold-start") / name
@@ -402,7 +402,8 @@ def main(argv=None) -> int:
         P = load_protocol(name, DATA)
         vectors = content_vectors(P["dataset"])
         val = validation_settings(name, P, work, args, vectors)
-        res = report["datasets"][name] = {"validation": val}
+        res = report["datasets"][name] = {
+            "epochs": args.epochs or "the recipe's (quality.py COMPACT)", "validation": val}
         res["natural"] = natural_segment(name, P, work, args, vectors, val)
         if args.launch:
             res["launch"] = launch_segment(name, P, work, args, vectors, val)
