@@ -73,8 +73,9 @@ def run_runtime(bundle: Path, histories, threads: int, batch: int, repeats_min: 
         total = {"total_s": 0.0, "decode_s": 0.0, "decoded_tokens": 0, "floor_s": 0.0}
         for v in range(n_views):
             prompts = [be.tokenize(rec._prompt(state, q["history"], None, v)) for q in c]
-            out = probe.search(state.tries[v], rec.token_tables[v], prompts,
-                               [{"k": view_k, "beam": 20}] * len(c), record=record)
+            base, delta = state.tries[v]
+            out = probe.search(base, rec.token_tables[v], prompts,
+                               [{"k": view_k, "beam": 20}] * len(c), record=record, delta=delta)
             for key in ("total_s", "decode_s", "decoded_tokens"):
                 total[key] += out[1][key]
             if record:

@@ -13,18 +13,21 @@ from genrec_lite.errors import InvalidArgumentError
 VOCAB = 64
 
 
-def logits_for(prefix: tuple, salt: int) -> np.ndarray:
-    """A deterministic toy model: the logit row depends on the prefix only."""
+def logits_for(prefix: tuple, salt: int, coarse: bool = False) -> np.ndarray:
+    """A deterministic toy model: the logit row depends on the prefix only (coarse: a few values,
+    so that scores tie)."""
     rng = np.random.default_rng(abs(hash((salt,) + prefix)) % 2**32)
+    if coarse:
+        return rng.integers(0, 2, size=VOCAB).astype(np.float32)
     return rng.normal(scale=2.0, size=VOCAB).astype(np.float32)
 
 
-def run(trie, table, requests, salt):
+def run(trie, table, requests, salt, delta=None, coarse=False):
     code_of = {int(t): c for lv in range(table.shape[0]) for c, t in enumerate(table[lv]) if t >= 0}
-    bs = BeamSearch(trie, table, requests)
+    bs = BeamSearch(trie, table, requests, delta=delta)
     prefixes = [()] * len(requests)
     while True:
-        rows = [logits_for(p, salt) for p in prefixes]
+        rows = [logits_for(p, salt, coarse) for p in prefixes]
         bs.step(np.stack(rows) if rows else np.zeros((0, VOCAB), np.float32))
         if bs.done:
             return bs.results()
@@ -114,6 +117,43 @@ def test_filters_never_leak(tab, k, salt, data):
     assert all(ok(i) for i in got)
     assert len(got) == min(k, len(eligible))  # a filtered request still fills k when it can
     assert got == exhaustive(codes, ids, table, salt, k, ok)[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(tables(), st.integers(1, 6), st.integers(1, 12), st.integers(0, 10**6), st.booleans(), st.data())
+def test_base_and_delta_search_like_one_trie(tab, k, beam, salt, coarse, data):
+    """A catalog split in a base trie and a delta trie (the rows added since) searches exactly as
+    the one trie holding both: items, order (ties included), scores, SIDs, with pauses and
+    filters on either side."""
+    codes, ids, size = tab
+    levels = codes.shape[1]
+    m = data.draw(st.integers(0, len(ids)))
+    sizes = [size] * levels
+    merged = SidTrie(codes, ids, sizes)
+    base, delta = SidTrie(codes[:m], ids[:m], sizes), SidTrie(codes[m:], ids[m:], sizes)
+    all_ids = ids.tolist()
+    inactive = np.array(data.draw(st.lists(st.sampled_from(all_ids), max_size=len(all_ids))), np.int64)
+    for t in (merged, base, delta):
+        t.set_active(inactive[np.isin(inactive, [int(i) for i in ids if i in t])], False)
+    deny = data.draw(st.lists(st.sampled_from(all_ids), max_size=len(all_ids)))
+    allow = data.draw(st.none() | st.lists(st.sampled_from(all_ids) | st.integers(-5, -1)))
+    table = token_table(levels, size)
+    reqs = [{"k": k, "beam": beam}, {"k": k, "beam": beam, "deny": deny, "allow": allow}]
+    if merged.n_active == 0:
+        return
+    want = run(merged, table, reqs, salt, coarse=coarse)
+    got = run(base, table, reqs, salt, delta=delta, coarse=coarse)
+    for w, g in zip(want, got):
+        assert set(w) == set(g)
+        for key in w:
+            np.testing.assert_array_equal(g[key], w[key], err_msg=key)
+
+
+def test_delta_must_match_the_base():
+    base = SidTrie(np.array([[0, 1]], np.int32), np.array([5]), [2, 2])
+    other = SidTrie(np.array([[0, 1]], np.int32), np.array([6]), [2, 3])
+    with pytest.raises(InvalidArgumentError, match="delta trie"):
+        BeamSearch(base, token_table(2, 3), [{"k": 1, "beam": 1}], delta=other)
 
 
 def test_narrow_beam_is_deterministic_and_batched_like_single():

@@ -178,7 +178,7 @@ def test_bundle_fuses_views_like_the_reference(two_views):
             if items == [x.item_id for x in g]:
                 np.testing.assert_allclose(scores, [x.score for x in g], atol=2e-3)
         # each view alone is a different ranking: the fusion is not one view's answer
-        single = [rec.backend.search(rec.catalog.state.tries[v], rec.token_tables[v],
+        single = [rec.backend.search(*rec.catalog.state.tries[v], rec.token_tables[v],
                                      [rec._prompt(rec.catalog.state, list(c.history),
                                                   profile_text(ds.profiles.get(c.user_id)), v)
                                       for c in cases], [{"k": 10, "beam": 20}] * len(cases))
@@ -197,7 +197,7 @@ def test_bundle_fuses_views_like_the_reference(two_views):
         assert [x.item_id for x in rec.recommend(h, k=1, allow=[new_id])] == [new_id]
         rec.set_active([new_id], False)
         for v in range(2):
-            assert not state.tries[v].is_active(new_id)
+            assert not state.views[v].is_active(new_id)
         assert rec.recommend(h, k=1, allow=[new_id, top.item_id])[0].item_id == top.item_id
         saved = rec.save_catalog(two_views / "catalog")
     finally:
@@ -205,6 +205,6 @@ def test_bundle_fuses_views_like_the_reference(two_views):
     again = Recommender.load(bundle, n_threads=1, catalog=saved)
     try:
         assert again.catalog.state.views[1].sid(new_id) == state.views[1].sid(new_id)
-        assert not again.catalog.state.tries[1].is_active(new_id)
+        assert not again.catalog.state.views[1].is_active(new_id)
     finally:
         again.close()

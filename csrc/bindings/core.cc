@@ -621,11 +621,12 @@ nb::list results_to_python(std::vector<genrec::SearchResult>&& results, int leve
   return out;
 }
 
-// Keeps the trie alive while the search exists, owns the search, and lets one thread at a time
+// Keeps the tries alive while the search exists, owns the search, and lets one thread at a time
 // use it (the step runs without the GIL, so two Python threads could otherwise overlap).
 struct PyBeamSearch {
-  PyBeamSearch(nb::object t, std::unique_ptr<genrec::BeamSearch> s) : trie_ref(std::move(t)), search(std::move(s)) {}
-  nb::object trie_ref;
+  PyBeamSearch(nb::object t, nb::object d, std::unique_ptr<genrec::BeamSearch> s)
+      : trie_ref(std::move(t)), delta_ref(std::move(d)), search(std::move(s)) {}
+  nb::object trie_ref, delta_ref;
   std::unique_ptr<genrec::BeamSearch> search;
   mutable std::mutex busy;
 };
@@ -645,7 +646,9 @@ class SearchLock {
 
 const char* kBeamDoc = R"doc(Batched constrained beam search over SIDs; the caller runs the model.
 
-BeamSearch(trie, token_table, requests)
+BeamSearch(trie, token_table, requests, delta=None)
+  delta: a second SidTrie with the same levels and code ranges holding other items (the items
+  added since trie was built); the search then runs over both as over one trie holding both.
   token_table: int32 (levels, max codebook size), the token id of each (level, code), -1 for none.
   requests: a list of dicts {k, beam, allow, deny} (k, beam: ints >= 1, default 10 and 20;
   allow / deny: iterables of item ids or None; ids the trie lacks are ignored).
@@ -668,16 +671,18 @@ only is a dead beam). The same rule as the PyTorch reference decoder. The trie i
 the search; many searches may run at once on one trie, also while set_active() changes it. The
 GIL is released in step() and results().)doc";
 
-void beam_init(PyBeamSearch* self, nb::object trie, nb::handle token_table, nb::handle requests) {
+void beam_init(PyBeamSearch* self, nb::object trie, nb::handle token_table, nb::handle requests,
+               nb::object delta) {
   const genrec::SidTrie& t = nb::cast<const genrec::SidTrie&>(trie);
+  const genrec::SidTrie* d = delta.is_none() ? nullptr : &nb::cast<const genrec::SidTrie&>(delta);
   genrec::SidTokenTable table = token_table_from(token_table);
   std::vector<genrec::SearchRequest> reqs = requests_from(requests);
   std::unique_ptr<genrec::BeamSearch> s;
   {
     nb::gil_scoped_release release;
-    s = std::make_unique<genrec::BeamSearch>(t, table, std::move(reqs));
+    s = std::make_unique<genrec::BeamSearch>(t, d, table, std::move(reqs));
   }
-  new (self) PyBeamSearch(std::move(trie), std::move(s));
+  new (self) PyBeamSearch(std::move(trie), std::move(delta), std::move(s));
 }
 
 void beam_step(PyBeamSearch& self, nb::handle logits) {
@@ -768,18 +773,18 @@ nb::dict llama_stats_dict(const genrec::LlamaSearchStats& s) {
 const char* kLlamaSearchDoc = R"doc(Batched constrained beam search over a llama.cpp context.
 
 llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False,
-                  prefix_cache=None) -> (results, stats, schedule or None)
+                  prefix_cache=None, delta=None) -> (results, stats, schedule or None)
 api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, llama_get_memory,
 llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
 loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
 n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
 BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the stem the prompts share
-across calls (the last sequence id is then reserved for it). The whole search runs in C++ with
+across calls (the last sequence id is then reserved for it); delta: as for BeamSearch. The whole search runs in C++ with
 the GIL released; one call per context at a time.)doc";
 
 nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, const genrec::SidTrie& trie,
                           nb::handle token_table, nb::handle prompts_obj, nb::handle requests_obj,
-                          bool record, genrec::LlamaPrefixCache* cache) {
+                          bool record, genrec::LlamaPrefixCache* cache, const genrec::SidTrie* delta) {
   const genrec::llama::Api api = llama_api_from(api_obj);
   const genrec::LlamaContextInfo info = llama_info_from(ctx, limits);
   genrec::SidTokenTable table = token_table_from(token_table);
@@ -797,7 +802,7 @@ nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, co
   std::vector<genrec::SearchResult> results;
   {
     nb::gil_scoped_release release;
-    results = genrec::llama_beam_search(api, info, trie, table, prompts, requests, &stats,
+    results = genrec::llama_beam_search(api, info, trie, delta, table, prompts, requests, &stats,
                                         schedule.get(), cache);
   }
   nb::object sched = nb::none();
@@ -892,7 +897,7 @@ NB_MODULE(_core, m) {
       });
 
   nb::class_<PyBeamSearch>(m, "BeamSearch", kBeamDoc)
-      .def("__init__", &beam_init, "trie"_a, "token_table"_a, "requests"_a)
+      .def("__init__", &beam_init, "trie"_a, "token_table"_a, "requests"_a, "delta"_a = nb::none())
       .def_prop_ro("level", [](const PyBeamSearch& b) { SearchLock l(b); return b.search->level(); },
                    "The SID level the next step() scores (levels once done).")
       .def_prop_ro("levels", [](const PyBeamSearch& b) { return b.search->levels(); })
@@ -954,7 +959,7 @@ NB_MODULE(_core, m) {
       }, "The cached prompt tokens (one of the stems, or empty), a list.");
   m.def("llama_beam_search", &llama_search_py, "api"_a, "ctx"_a, "limits"_a, "trie"_a,
         "token_table"_a, "prompts"_a, "requests"_a, "record"_a = false,
-        "prefix_cache"_a.none() = nb::none(), kLlamaSearchDoc);
+        "prefix_cache"_a.none() = nb::none(), "delta"_a.none() = nb::none(), kLlamaSearchDoc);
   m.def("llama_replay", &llama_replay_py, "api"_a, "ctx"_a, "limits"_a, "schedule"_a,
         "prefix_cache"_a.none() = nb::none(),
         "Replay a recorded schedule: the same decode calls and KV operations, no search.\n"

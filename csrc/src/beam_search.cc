@@ -19,11 +19,6 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// Heap order: "a ranks before b" (higher score; on equal scores the smaller node, i.e. the
-// lexicographically smaller SID, since nodes of a depth are numbered in prefix order).
-inline bool ranks_before(double sa, uint32_t na, double sb, uint32_t nb) noexcept {
-  return sa > sb || (sa == sb && na < nb);
-}
 
 // 2^k for kd = k + shift, the rounding trick of the exp kernels below (shift = 1.5 * 2^mantissa_bits,
 // so k sits in kd's low mantissa bits): the bits of 2^k are (k + bias) << mantissa_bits.
@@ -176,8 +171,14 @@ double log_sum_exp_row(const float* row, int64_t n) noexcept {
   return static_cast<double>(m) + std::log(sum);
 }
 
-BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests)
-    : trie_(trie), requests_(std::move(requests)), levels_(trie.levels()) {
+BeamSearch::BeamSearch(const SidTrie& trie, const SidTrie* delta, const SidTokenTable& tokens,
+                       std::vector<SearchRequest> requests)
+    : trie_(trie), delta_(delta), requests_(std::move(requests)), levels_(trie.levels()) {
+  if (delta_ != nullptr && (delta_->levels() != levels_ || delta_->codebook_sizes() != trie.codebook_sizes())) {
+    throw InvalidArgument("the delta trie has " + std::to_string(delta_->levels()) +
+                          " levels or other code ranges than the base trie's " + std::to_string(levels_) +
+                          "; expected the same");
+  }
   if (tokens.levels != levels_) {
     throw InvalidArgument("the token table has " + std::to_string(tokens.levels) +
                           " levels; expected " + std::to_string(levels_) + " (the trie's levels)");
@@ -227,12 +228,14 @@ BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::ve
     }
     total_beam += static_cast<size_t>(q.beam);
     if (!q.has_allow && q.deny.empty()) continue;
-    Overlay ov;
-    build_overlay(q, ov);
-    // A deny list of ids the trie lacks filters nothing: keep the unfiltered fast path.
-    if (!ov.allow && ov.pos.empty()) continue;
+    Overlay ov, dov;
+    build_overlay(trie_, q, ov);
+    if (delta_ != nullptr) build_overlay(*delta_, q, dov);
+    // A deny list of ids the tries lack filters nothing: keep the unfiltered fast path.
+    if (!ov.allow && ov.pos.empty() && dov.pos.empty()) continue;
     overlay_of_[r] = static_cast<int32_t>(overlays_.size());
     overlays_.push_back(std::move(ov));
+    doverlays_.push_back(std::move(dov));
   }
 
   // Level 0: one row per request at the root.
@@ -240,23 +243,23 @@ BeamSearch::BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::ve
   row_request_.resize(n);
   for (size_t r = 0; r < n; ++r) row_request_[r] = static_cast<int32_t>(r);
   node_.assign(n, 0u);
+  dnode_.assign(n, delta_ != nullptr ? 0u : SidTrie::kNoNode);
   score_.assign(n, 0.0);
   raw_.assign(n, 0.0);
   // Room for the widest level up front, so the steps themselves do not allocate.
   const size_t cap = std::min<size_t>(total_beam, size_t{1} << 16);
   for (auto* v : {&next_request_, &next_parents_, &next_tokens_, &row_request_, &parents_, &tokens_}) v->reserve(cap);
-  next_node_.reserve(cap);
-  node_.reserve(cap);
+  for (auto* v : {&next_node_, &node_, &next_dnode_, &dnode_}) v->reserve(cap);
   for (auto* v : {&next_score_, &score_, &next_raw_, &raw_}) v->reserve(cap);
 }
 
-void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
-  const int L = levels_;
+void BeamSearch::build_overlay(const SidTrie& t, const SearchRequest& q, Overlay& ov) {
+  const int L = t.levels();
   auto positions = [&](const std::vector<int64_t>& ids) {
     std::vector<uint32_t> p;
     p.reserve(ids.size());
     for (int64_t id : ids) {
-      const uint32_t x = trie_.item_position(id);
+      const uint32_t x = t.item_position(id);
       if (x != SidTrie::kNoNode) p.push_back(x);  // unknown ids are ignored (documented)
     }
     std::sort(p.begin(), p.end());
@@ -286,8 +289,8 @@ void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
   // non-decreasing and a node's positions are one run.
   std::vector<uint32_t> path(static_cast<size_t>(L) + 1);
   for (size_t j = 0; j < ov.pos.size(); ++j) {
-    path[static_cast<size_t>(L)] = trie_.leaf_of_position(ov.pos[j]);
-    for (int d = L; d > 1; --d) path[static_cast<size_t>(d - 1)] = trie_.node_parent(d, path[static_cast<size_t>(d)]);
+    path[static_cast<size_t>(L)] = t.leaf_of_position(ov.pos[j]);
+    for (int d = L; d > 1; --d) path[static_cast<size_t>(d - 1)] = t.node_parent(d, path[static_cast<size_t>(d)]);
     for (int d = 1; d <= L; ++d) {
       std::vector<uint32_t>& nodes = ov.node[static_cast<size_t>(d)];
       if (nodes.empty() || nodes.back() != path[static_cast<size_t>(d)]) {
@@ -309,20 +312,12 @@ void BeamSearch::build_overlay(const SearchRequest& q, Overlay& ov) const {
                         " (the length of a logits row)");
 }
 
-size_t BeamSearch::gather(size_t i, const Overlay* ov) {
-  const int d = level_;  // the row's node is at depth d; its children at d + 1
-  const uint32_t v = node_[i];
-  const uint32_t b = trie_.child_begin(d, v), e = trie_.child_begin(d, v + 1);
-  if (child_buf_.size() < e - b) {  // grows to the widest node once, then reused
-    child_buf_.resize(e - b);
-    tok_buf_.resize(e - b);
-    logit_buf_.resize(e - b);
-    exp_buf_.resize(e - b);
-  }
+size_t BeamSearch::gather_side(const SidTrie& t, const Overlay* ov, int d, uint32_t v, uint32_t* out) {
+  // the node's children are at depth d + 1
+  const uint32_t b = t.child_begin(d, v), e = t.child_begin(d, v + 1);
   size_t n = 0;
   if (ov == nullptr) {
-    const std::atomic<uint32_t>* active = trie_.active_counts(d + 1);
-    uint32_t* out = child_buf_.data();
+    const std::atomic<uint32_t>* active = t.active_counts(d + 1);
     for (uint32_t u = b; u < e; ++u) {
       out[n] = u;
       n += active[u].load(std::memory_order_relaxed) != 0 ? 1 : 0;  // branch-free: most are active
@@ -339,8 +334,8 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov) {
   if (ov->allow) {  // only children with an active listed item below
     for (; j < nodes.size() && nodes[j] < e; ++j) {
       for (uint32_t x = run[j]; x < run[j + 1]; ++x) {
-        if (trie_.active_at(ov->pos[x])) {
-          child_buf_[n++] = nodes[j];
+        if (t.active_at(ov->pos[x])) {
+          out[n++] = nodes[j];
           break;
         }
       }
@@ -348,7 +343,7 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov) {
     return n;
   }
   for (uint32_t u = b; u < e; ++u) {  // deny: children with more active items than active denied ones
-    const uint32_t active = trie_.node_active(d + 1, u);
+    const uint32_t active = t.node_active(d + 1, u);
     const bool listed = j < nodes.size() && nodes[j] == u;
     if (active == 0) {
       j += listed ? 1 : 0;
@@ -358,27 +353,66 @@ size_t BeamSearch::gather(size_t i, const Overlay* ov) {
       bool ok = active > run[j + 1] - run[j];  // more active items than denied ones at all: no need to look
       if (!ok) {
         uint32_t denied_active = 0;
-        for (uint32_t x = run[j]; x < run[j + 1]; ++x) denied_active += trie_.active_at(ov->pos[x]) ? 1u : 0u;
+        for (uint32_t x = run[j]; x < run[j + 1]; ++x) denied_active += t.active_at(ov->pos[x]) ? 1u : 0u;
         ok = active > denied_active;
       }
       ++j;
       if (!ok) continue;
     }
-    child_buf_[n++] = u;
+    out[n++] = u;
+  }
+  return n;
+}
+
+size_t BeamSearch::gather(size_t i, const Overlay* ov, const Overlay* dov) {
+  const int d = level_;  // the row's nodes are at depth d; their children at d + 1
+  const uint32_t v = node_[i], dv = dnode_[i];
+  const size_t nb = v == SidTrie::kNoNode ? 0 : trie_.child_begin(d, v + 1) - trie_.child_begin(d, v);
+  const size_t nd = dv == SidTrie::kNoNode ? 0 : delta_->child_begin(d, dv + 1) - delta_->child_begin(d, dv);
+  if (child_buf_.size() < nb + nd) {  // grows to the widest node once, then reused
+    for (auto* b : {&child_buf_, &dchild_buf_, &side_buf_}) b->resize(nb + nd);
+    for (auto* b : {&tok_buf_, &code_buf_}) b->resize(nb + nd);
+    logit_buf_.resize(nb + nd);
+    exp_buf_.resize(nb + nd);
+  }
+  if (nd == 0) {  // the base alone (always so without a delta)
+    const size_t n = nb == 0 ? 0 : gather_side(trie_, ov, d, v, child_buf_.data());
+    const int32_t* codes = trie_.node_codes(d + 1);
+    for (size_t j = 0; j < n; ++j) code_buf_[j] = codes[child_buf_[j]];
+    if (delta_ != nullptr) std::fill_n(dchild_buf_.begin(), n, SidTrie::kNoNode);
+    return n;
+  }
+  // Both: the base's allowed children into child_buf_'s tail, the delta's into side_buf_, then
+  // merged by code (a code both hold is one child with both nodes).
+  uint32_t* base = child_buf_.data() + nd;
+  const size_t na = nb == 0 ? 0 : gather_side(trie_, ov, d, v, base);
+  const size_t nx = gather_side(*delta_, dov, d, dv, side_buf_.data());
+  const int32_t* bc = trie_.node_codes(d + 1);
+  const int32_t* dc = delta_->node_codes(d + 1);
+  size_t a = 0, x = 0, n = 0;
+  while (a < na || x < nx) {  // n <= a + x: writing child_buf_[n] never overtakes base[a]
+    const int32_t ca = a < na ? bc[base[a]] : std::numeric_limits<int32_t>::max();
+    const int32_t cx = x < nx ? dc[side_buf_[x]] : std::numeric_limits<int32_t>::max();
+    const uint32_t u = ca <= cx ? base[a] : SidTrie::kNoNode;
+    const uint32_t du = cx <= ca ? side_buf_[x] : SidTrie::kNoNode;
+    a += ca <= cx ? 1 : 0;
+    x += cx <= ca ? 1 : 0;
+    child_buf_[n] = u;
+    dchild_buf_[n] = du;
+    code_buf_[n++] = std::min(ca, cx);
   }
   return n;
 }
 
 double BeamSearch::load_logits(size_t n, const float* row, int64_t vocab) {
   const int d = level_;
-  const int32_t* codes = trie_.node_codes(d + 1);
   const int32_t* level_tokens = tok_.data() + tok_begin_[static_cast<size_t>(d)];
   const int32_t n_tokens = tok_len_[static_cast<size_t>(d)];
-  const uint32_t* child = child_buf_.data();
+  const int32_t* codes = code_buf_.data();
   int32_t* toks = tok_buf_.data();
   bool bad = false;
   for (size_t j = 0; j < n; ++j) {
-    const int32_t c = codes[child[j]];
+    const int32_t c = codes[j];
     const int32_t tok = c < n_tokens ? level_tokens[c] : -1;
     bad |= static_cast<uint64_t>(static_cast<int64_t>(tok)) >= static_cast<uint64_t>(vocab);  // < 0 too
     toks[j] = tok;
@@ -386,7 +420,7 @@ double BeamSearch::load_logits(size_t n, const float* row, int64_t vocab) {
   if (bad) {
     for (size_t j = 0; j < n; ++j) {
       if (tok_buf_[j] < 0 || tok_buf_[j] >= vocab) {
-        bad_token(d, trie_.node_code(d + 1, child_buf_[j]), tok_buf_[j], vocab);
+        bad_token(d, code_buf_[j], tok_buf_[j], vocab);
       }
     }
   }
@@ -406,16 +440,16 @@ void BeamSearch::bad_allowed_logit(int32_t r, size_t n) const {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   for (size_t j = 0; j < n; ++j) {
     const double x = logit_buf_[j];
-    if (!(x < kInf)) throw ModelOutputError(r, level_, tok_buf_[j], trie_.node_code(level_ + 1, child_buf_[j]), x);
+    if (!(x < kInf)) throw ModelOutputError(r, level_, tok_buf_[j], code_buf_[j], x);
   }
   throw Error("internal: no NaN or +inf among the logits reported to hold one");
 }
 
 void BeamSearch::check_rows(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
-                            int64_t vocab, const Overlay* ov) {
+                            int64_t vocab, const Overlay* ov, const Overlay* dov) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   for (size_t i = begin; i < end; ++i) {
-    const size_t n = gather(i, ov);
+    const size_t n = gather(i, ov, dov);
     if (n > 0 && !(load_logits(n, logits + static_cast<int64_t>(i) * row_stride, vocab) < kInf))
       bad_allowed_logit(r, n);
   }
@@ -425,10 +459,11 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
                                 int64_t vocab) {
   const int32_t o = overlay_of_[static_cast<size_t>(r)];
   const Overlay* ov = o < 0 ? nullptr : &overlays_[static_cast<size_t>(o)];
+  const Overlay* dov = o < 0 || delta_ == nullptr ? nullptr : &doverlays_[static_cast<size_t>(o)];
   const size_t cap = static_cast<size_t>(requests_[static_cast<size_t>(r)].beam);
   // A heap of the best `cap` candidates with the worst on top.
-  auto worse_first = [](const Candidate& a, const Candidate& b) {
-    return ranks_before(a.score, a.node, b.score, b.node);
+  auto worse_first = [this](const Candidate& a, const Candidate& b) {
+    return ranks_first(a.score, a, b.score, b);
   };
   heap_.clear();
   const int32_t lo = tok_lo_[static_cast<size_t>(level_)], hi = tok_hi_[static_cast<size_t>(level_)];
@@ -443,7 +478,7 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     // and rows come best first: once a row cannot beat a full heap, no later row can (their
     // allowed logits are still checked: a broken model output is an error wherever it shows).
     if (full && base < worst) {
-      check_rows(r, i, end, logits, row_stride, vocab, ov);
+      check_rows(r, i, end, logits, row_stride, vocab, ov, dov);
       break;
     }
     const float* row = logits + static_cast<int64_t>(i) * row_stride;
@@ -452,7 +487,7 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
       for (int32_t t = lo; t <= hi; t += 16) __builtin_prefetch(next + t);
       __builtin_prefetch(next + hi);
     }
-    const size_t n = gather(i, ov);
+    const size_t n = gather(i, ov, dov);
     if (n == 0) continue;  // a dead beam: nothing valid below its prefix
     // log-softmax over the allowed codes, in double, summed in code order
     const double m = load_logits(n, row, vocab);
@@ -469,14 +504,15 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
       const double sc = base + (x[j] - lse);
       if (!(sc > kNegInf)) continue;  // -inf or NaN
       if (full && sc < worst) continue;
-      const uint32_t u = child_buf_[j];
+      const Candidate c{sc, child_buf_[j], delta_ != nullptr ? dchild_buf_[j] : SidTrie::kNoNode,
+                        static_cast<int32_t>(i), code_buf_[j]};
       if (!full) {
-        heap_.push_back({sc, u, static_cast<int32_t>(i)});
+        heap_.push_back(c);
         std::push_heap(heap_.begin(), heap_.end(), worse_first);
         full = heap_.size() == cap;
-      } else if (ranks_before(sc, u, heap_.front().score, heap_.front().node)) {
+      } else if (ranks_first(sc, c, heap_.front().score, heap_.front())) {
         std::pop_heap(heap_.begin(), heap_.end(), worse_first);
-        heap_.back() = {sc, u, static_cast<int32_t>(i)};
+        heap_.back() = c;
         std::push_heap(heap_.begin(), heap_.end(), worse_first);
       } else {
         continue;
@@ -485,14 +521,13 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     }
   }
   std::sort_heap(heap_.begin(), heap_.end(), worse_first);  // best first
-  const int d = level_ + 1;
   const int32_t* level_tokens = tok_.data() + tok_begin_[static_cast<size_t>(level_)];
   // Raw log-probabilities: one whole-row logsumexp per row that keeps a candidate.
   row_lse_.assign(end - begin, std::numeric_limits<double>::quiet_NaN());
   for (const Candidate& c : heap_) {
     const size_t i = static_cast<size_t>(c.row);
     const float* row = logits + static_cast<int64_t>(i) * row_stride;
-    const int32_t tok = level_tokens[trie_.node_code(d, c.node)];  // checked in load_logits
+    const int32_t tok = level_tokens[c.code];  // checked in load_logits
     double& lse = row_lse_[i - begin];
     if (lse != lse) {
       lse = log_sum_exp_row(row, vocab);
@@ -504,6 +539,7 @@ void BeamSearch::select_request(int32_t r, size_t begin, size_t end, const float
     }
     next_request_.push_back(r);
     next_node_.push_back(c.node);
+    next_dnode_.push_back(c.dnode);
     next_score_.push_back(c.score);
     next_raw_.push_back(raw_[i] + (static_cast<double>(row[tok]) - lse));
     next_parents_.push_back(c.row);
@@ -528,6 +564,7 @@ void BeamSearch::step(const float* logits, int64_t row_stride, int64_t vocab) {
   }
   next_request_.clear();
   next_node_.clear();
+  next_dnode_.clear();
   next_score_.clear();
   next_raw_.clear();
   next_parents_.clear();
@@ -541,6 +578,7 @@ void BeamSearch::step(const float* logits, int64_t row_stride, int64_t vocab) {
   }
   row_request_.swap(next_request_);
   node_.swap(next_node_);
+  dnode_.swap(next_dnode_);
   score_.swap(next_score_);
   raw_.swap(next_raw_);
   parents_.swap(next_parents_);
@@ -548,20 +586,20 @@ void BeamSearch::step(const float* logits, int64_t row_stride, int64_t vocab) {
   ++level_;
 }
 
-void BeamSearch::expand_items(uint32_t leaf, const Overlay* ov, float score, float logprob, size_t k,
-                              SearchResult& out) const {
-  // Items of different leaves are different, and a request's final beams are different leaves,
-  // so the expansion needs no duplicate check.
-  const int L = levels_;
+void BeamSearch::expand_items(const SidTrie& t, int levels, uint32_t leaf, const Overlay* ov, float score,
+                              float logprob, size_t k, SearchResult& out) {
+  // Items of different leaves are different, and a request's final beams are different leaves
+  // (the base and the delta hold different items), so the expansion needs no duplicate check.
+  const int L = levels;
   auto add = [&](uint32_t p) {
-    out.items.push_back(trie_.item_at(p));
+    out.items.push_back(t.item_at(p));
     out.scores.push_back(score);
     out.logprobs.push_back(logprob);
   };
-  const uint32_t b = trie_.child_begin(L, leaf), e = trie_.child_begin(L, leaf + 1);
+  const uint32_t b = t.child_begin(L, leaf), e = t.child_begin(L, leaf + 1);
   if (ov == nullptr) {
     for (uint32_t p = b; p < e && out.items.size() < k; ++p)
-      if (trie_.active_at(p)) add(p);
+      if (t.active_at(p)) add(p);
     return;
   }
   const std::vector<uint32_t>& nodes = ov->node[static_cast<size_t>(L)];
@@ -572,7 +610,7 @@ void BeamSearch::expand_items(uint32_t leaf, const Overlay* ov, float score, flo
     if (!listed) return;
     const std::vector<uint32_t>& run = ov->run[static_cast<size_t>(L)];
     for (uint32_t x = run[j]; x < run[j + 1] && out.items.size() < k; ++x)
-      if (trie_.active_at(ov->pos[x])) add(ov->pos[x]);
+      if (t.active_at(ov->pos[x])) add(ov->pos[x]);
     return;
   }
   // deny: walk the leaf's positions and its denied run side by side
@@ -584,7 +622,7 @@ void BeamSearch::expand_items(uint32_t leaf, const Overlay* ov, float score, flo
   for (uint32_t p = b; p < e && out.items.size() < k; ++p) {
     while (x < x_end && ov->pos[x] < p) ++x;
     if (x < x_end && ov->pos[x] == p) continue;
-    if (trie_.active_at(p)) add(p);
+    if (t.active_at(p)) add(p);
   }
 }
 
@@ -600,21 +638,44 @@ std::vector<SearchResult> BeamSearch::results() const {
     SearchResult& res = out[r];
     const size_t at = res.sids.size();
     res.sids.resize(at + static_cast<size_t>(L));
-    uint32_t v = node_[i];
-    for (int d = L; d >= 1; --d) {
-      res.sids[at + static_cast<size_t>(d - 1)] = trie_.node_code(d, v);
-      v = trie_.node_parent(d, v);
-    }
+    prefix_codes(L, node_[i], dnode_[i], res.sids.data() + at);
     const float sc = static_cast<float>(score_[i]), lp = static_cast<float>(raw_[i]);
     res.sid_scores.push_back(sc);
     res.sid_logprobs.push_back(lp);
     const size_t k = static_cast<size_t>(requests_[r].k);
-    if (res.items.size() < k) {
-      const int32_t o = overlay_of_[r];
-      expand_items(node_[i], o < 0 ? nullptr : &overlays_[static_cast<size_t>(o)], sc, lp, k, res);
-    }
+    const int32_t o = overlay_of_[r];
+    // a leaf's base items first, then the delta's: the build-row order of the merged trie
+    if (res.items.size() < k && node_[i] != SidTrie::kNoNode)
+      expand_items(trie_, L, node_[i], o < 0 ? nullptr : &overlays_[static_cast<size_t>(o)], sc, lp, k, res);
+    if (res.items.size() < k && dnode_[i] != SidTrie::kNoNode)
+      expand_items(*delta_, L, dnode_[i], o < 0 ? nullptr : &doverlays_[static_cast<size_t>(o)], sc, lp, k, res);
   }
   return out;
+}
+
+void BeamSearch::prefix_codes(int d, uint32_t node, uint32_t dnode, int32_t* out) const {
+  const SidTrie& t = node != SidTrie::kNoNode ? trie_ : *delta_;
+  uint32_t v = node != SidTrie::kNoNode ? node : dnode;
+  for (; d >= 1; --d) {
+    out[d - 1] = t.node_code(d, v);
+    v = t.node_parent(d, v);
+  }
+}
+
+bool BeamSearch::prefix_before(const Candidate& a, const Candidate& b) const {
+  // Nodes of one trie and depth are numbered in prefix order; across the two, compare the codes.
+  if (a.node != SidTrie::kNoNode && b.node != SidTrie::kNoNode) return a.node < b.node;
+  if (a.node == SidTrie::kNoNode && b.node == SidTrie::kNoNode) return a.dnode < b.dnode;
+  const int d = level_ + 1;
+  std::vector<int32_t> ca(static_cast<size_t>(d)), cb(static_cast<size_t>(d));  // only on a tie
+  prefix_codes(d, a.node, a.dnode, ca.data());
+  prefix_codes(d, b.node, b.dnode, cb.data());
+  return ca < cb;
+}
+
+bool BeamSearch::ranks_first(double sa, const Candidate& a, double sb, const Candidate& b) const {
+  // higher score first; on equal scores the lexicographically smaller SID
+  return sa > sb || (sa == sb && (delta_ == nullptr ? a.node < b.node : prefix_before(a, b)));
 }
 
 }  // namespace genrec

@@ -213,14 +213,14 @@ void keep_only_prefix(Runner& run, const PrefixUse& pre) {
     run.clear();
 }
 
-void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie,
+void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie, const SidTrie* delta,
                   const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
                   const std::vector<SearchRequest>& requests, Group g, const PrefixUse& pre,
                   std::vector<SearchResult>& out) {
   const size_t n = g.end - g.begin;
   std::vector<SearchRequest> reqs(requests.begin() + static_cast<std::ptrdiff_t>(g.begin),
                                   requests.begin() + static_cast<std::ptrdiff_t>(g.end));
-  BeamSearch search(trie, tokens, std::move(reqs));
+  BeamSearch search(trie, delta, tokens, std::move(reqs));
 
   // Sequence slots: request r owns [base[r], base[r] + beam_r); its prompt goes to base[r].
   std::vector<int32_t> base(n), prompt_len(n);
@@ -294,7 +294,8 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
 }  // namespace
 
 std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
-                                            const SidTrie& trie, const SidTokenTable& tokens,
+                                            const SidTrie& trie, const SidTrie* delta,
+                                            const SidTokenTable& tokens,
                                             const std::vector<std::vector<int32_t>>& prompts,
                                             const std::vector<SearchRequest>& requests,
                                             LlamaSearchStats* stats, LlamaSchedule* record,
@@ -365,7 +366,7 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   size_t g = 0;
   try {
     for (; g < groups.size(); ++g)
-      search_group(run, info, trie, tokens, prompts, requests, groups[g], pre, out);
+      search_group(run, info, trie, delta, tokens, prompts, requests, groups[g], pre, out);
   } catch (const ModelOutputError& e) {
     reset();
     throw e.for_batch(static_cast<int64_t>(groups[g].begin));  // a group numbers its requests from 0

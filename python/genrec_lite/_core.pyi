@@ -163,7 +163,9 @@ class BeamSearch:
     """
     Batched constrained beam search over SIDs; the caller runs the model.
 
-    BeamSearch(trie, token_table, requests)
+    BeamSearch(trie, token_table, requests, delta=None)
+      delta: a second SidTrie with the same levels and code ranges holding other items (the items
+      added since trie was built); the search then runs over both as over one trie holding both.
       token_table: int32 (levels, max codebook size), the token id of each (level, code), -1 for none.
       requests: a list of dicts {k, beam, allow, deny} (k, beam: ints >= 1, default 10 and 20;
       allow / deny: iterables of item ids or None; ids the trie lacks are ignored).
@@ -187,7 +189,7 @@ class BeamSearch:
     GIL is released in step() and results().
     """
 
-    def __init__(self, trie: object, token_table: object, requests: object) -> None: ...
+    def __init__(self, trie: object, token_table: object, requests: object, delta: object | None = None) -> None: ...
 
     @property
     def level(self) -> int:
@@ -267,18 +269,18 @@ class LlamaPrefixCache:
     def tokens(self) -> list:
         """The cached prompt tokens (one of the stems, or empty), a list."""
 
-def llama_beam_search(api: object, ctx: int, limits: object, trie: SidTrie, token_table: object, prompts: object, requests: object, record: bool = False, prefix_cache: LlamaPrefixCache | None = None) -> tuple:
+def llama_beam_search(api: object, ctx: int, limits: object, trie: SidTrie, token_table: object, prompts: object, requests: object, record: bool = False, prefix_cache: LlamaPrefixCache | None = None, delta: SidTrie | None = None) -> tuple:
     """
     Batched constrained beam search over a llama.cpp context.
 
     llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False,
-                      prefix_cache=None) -> (results, stats, schedule or None)
+                      prefix_cache=None, delta=None) -> (results, stats, schedule or None)
     api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, llama_get_memory,
     llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
     loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
     n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
     BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the stem the prompts share
-    across calls (the last sequence id is then reserved for it). The whole search runs in C++ with
+    across calls (the last sequence id is then reserved for it); delta: as for BeamSearch. The whole search runs in C++ with
     the GIL released; one call per context at a time.
     """
 

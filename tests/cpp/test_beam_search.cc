@@ -314,3 +314,53 @@ TEST_CASE(beam_matches_exhaustive_ranking_on_random_sids) {
   REQUIRE_EQ(res.sid_scores.size(), ranked.size());
   for (size_t j = 0; j < ranked.size(); ++j) CHECK_NEAR(res.sid_scores[j], ranked[j].first, 1e-5);
 }
+
+TEST_CASE(beam_over_base_and_delta_equals_one_trie) {
+  // 60 items on 3 levels of 3 codes (many shared SIDs and prefixes); the last 25 rows form the
+  // delta. Coarse logits (0 or 1) make scores tie, so the tie-break across the two tries counts.
+  const int L = 3, K = 3, n = 60, m = 35;
+  const int32_t first_token = 4;
+  const int64_t vocab = first_token + L * K;
+  uint32_t state = 777;
+  auto next = [&state]() { state = state * 1664525u + 1013904223u; return state >> 8; };
+  I32 codes(n * L);
+  I64 ids(n);
+  for (int i = 0; i < n; ++i) {
+    ids[i] = 1000 - 7 * i;
+    for (int l = 0; l < L; ++l) codes[i * L + l] = static_cast<int32_t>(next() % K);
+  }
+  const I32 sizes = {K, K, K};
+  SidTrie merged(codes.data(), ids.data(), n, L, sizes);
+  SidTrie base(codes.data(), ids.data(), m, L, sizes);
+  SidTrie delta(codes.data() + m * L, ids.data() + m, n - m, L, sizes);
+  const I64 paused = {ids[3], ids[40], ids[41], ids[59]};
+  merged.set_active(paused.data(), static_cast<int64_t>(paused.size()), false);
+  base.set_active(paused.data(), 1, false);
+  delta.set_active(paused.data() + 1, 3, false);
+  const SidTokenTable table = table_of(L, K, first_token);
+  LogitFn f = [&](int32_t r, const I32& prefix) {
+    std::vector<float> row(static_cast<size_t>(vocab));
+    for (int64_t j = 0; j < vocab; ++j) {
+      uint32_t h = 2166136261u ^ static_cast<uint32_t>(r);
+      for (int32_t c : prefix) h = (h ^ static_cast<uint32_t>(c + 1)) * 16777619u;
+      h = (h ^ static_cast<uint32_t>(j + 1)) * 16777619u;
+      row[static_cast<size_t>(j)] = static_cast<float>((h >> 7) % 2);
+    }
+    return row;
+  };
+  std::vector<SearchRequest> reqs = {request(10, 5), request(20, 40), request(8, 6, {ids[0], ids[50], ids[36]}),
+                                     request(5, 4, {ids[45]}, true, {ids[1], ids[2], ids[45], ids[46], ids[58]})};
+  BeamSearch one(merged, table, reqs);
+  BeamSearch two(base, &delta, table, reqs);
+  const std::vector<SearchResult> want = drive(one, table, vocab, f), got = drive(two, table, vocab, f);
+  REQUIRE_EQ(got.size(), want.size());
+  for (size_t r = 0; r < want.size(); ++r) {
+    CHECK_EQ(got[r].items, want[r].items);
+    CHECK_EQ(got[r].sids, want[r].sids);
+    CHECK_EQ(got[r].scores, want[r].scores);
+    CHECK_EQ(got[r].sid_logprobs, want[r].sid_logprobs);
+  }
+  const I32 other_sizes = {K, K, K + 1};
+  SidTrie other(codes.data(), ids.data(), 1, L, other_sizes);
+  CHECK_THROWS_AS(BeamSearch(base, &other, table, reqs), genrec::InvalidArgument);
+}

@@ -46,10 +46,18 @@
 // reuses its buffers (no allocation once they have grown); a filter costs O(|list| x (log n + L)) once at
 // construction, then O(log |list|) per row and step.
 //
+// A catalog may be split in two tries, a large base and a small delta holding the items added
+// since the base was built (so that adding an item copies the delta, not the catalog). The search
+// then walks both at once: a row's prefix is a pair of nodes (either may be absent), its children
+// are the union of both nodes' children merged by code, a child's active count is the sum, and a
+// leaf gives the base's items, then the delta's. The result is exactly that of one search over a
+// trie holding both (SidTrie's derive of base with the delta's rows), ties included. The two must
+// have the same levels and code ranges and hold different items.
+//
 // Thread safety: a BeamSearch is one search, used by one thread at a time; any number of them may
 // run at once on one trie, also while another thread changes its active mask. Such a change made
 // during a search may or may not be seen by it, but the search never crashes and never returns
-// an item that was inactive when its leaf was read. The trie must outlive the search.
+// an item that was inactive when its leaf was read. The tries must outlive the search.
 #pragma once
 
 #include <cstdint>
@@ -97,7 +105,12 @@ class BeamSearch {
  public:
   /// Throws InvalidArgument for a token table whose shape does not match the trie, or a request
   /// with k < 1 or beam < 1. Copies what it needs of the table; keeps a reference to trie.
-  BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests);
+  BeamSearch(const SidTrie& trie, const SidTokenTable& tokens, std::vector<SearchRequest> requests)
+      : BeamSearch(trie, nullptr, tokens, std::move(requests)) {}
+  /// The same over base + delta (see above; delta may be null). Throws InvalidArgument when the
+  /// delta's levels or code ranges differ from the base's.
+  BeamSearch(const SidTrie& trie, const SidTrie* delta, const SidTokenTable& tokens,
+             std::vector<SearchRequest> requests);
 
   /// The SID level the next step() scores (levels() once done).
   int level() const noexcept { return level_; }
@@ -145,13 +158,23 @@ class BeamSearch {
   };
   struct Candidate {
     double score;
-    uint32_t node;  // child node at depth level_ + 1; within one request nodes are unique
+    uint32_t node;   // child node at depth level_ + 1 in the base (kNoNode: none); within one
+    uint32_t dnode;  // request (node, dnode) pairs are unique; the same in the delta
     int32_t row;
+    int32_t code;
   };
 
-  void build_overlay(const SearchRequest& q, Overlay& ov) const;
-  // Children of row i's node that the request's filter allows, into child_buf_; returns how many.
-  size_t gather(size_t i, const Overlay* ov);
+  static void build_overlay(const SidTrie& t, const SearchRequest& q, Overlay& ov);
+  // The children of node v (depth d) of t that the filter allows, into out; returns how many.
+  static size_t gather_side(const SidTrie& t, const Overlay* ov, int d, uint32_t v, uint32_t* out);
+  // Children of row i's prefix that the request's filter allows, into child_buf_ / dchild_buf_
+  // (base and delta node, kNoNode where absent) and code_buf_, in code order; returns how many.
+  size_t gather(size_t i, const Overlay* ov, const Overlay* dov);
+  // Whether a's prefix (depth level_ + 1) is lexicographically before b's.
+  bool prefix_before(const Candidate& a, const Candidate& b) const;
+  bool ranks_first(double sa, const Candidate& a, double sb, const Candidate& b) const;
+  // The codes of a prefix at depth d (d codes into out), from whichever trie holds it.
+  void prefix_codes(int d, uint32_t node, uint32_t dnode, int32_t* out) const;
   // Their tokens and logits into tok_buf_ / logit_buf_; returns the largest logit (NaN if any is
   // NaN). Throws for a token id outside the row.
   double load_logits(size_t n, const float* row, int64_t vocab);
@@ -160,31 +183,33 @@ class BeamSearch {
   [[noreturn]] void bad_allowed_logit(int32_t r, size_t n) const;
   // Rows [begin, end) of request r that cannot place a candidate: only checked for bad logits.
   void check_rows(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
-                  int64_t vocab, const Overlay* ov);
+                  int64_t vocab, const Overlay* ov, const Overlay* dov);
   void select_request(int32_t r, size_t begin, size_t end, const float* logits, int64_t row_stride,
                       int64_t vocab);
-  void expand_items(uint32_t leaf, const Overlay* ov, float score, float logprob, size_t k,
-                    SearchResult& out) const;
+  static void expand_items(const SidTrie& t, int levels, uint32_t leaf, const Overlay* ov, float score,
+                           float logprob, size_t k, SearchResult& out);
 
   const SidTrie& trie_;
+  const SidTrie* delta_;  // null: the base alone
   std::vector<SearchRequest> requests_;
-  std::vector<Overlay> overlays_;
+  std::vector<Overlay> overlays_, doverlays_;  // the delta's overlay of a filter beside the base's
   std::vector<int32_t> overlay_of_;  // per request: index into overlays_, -1 for none
   int levels_ = 0;
   int level_ = 0;
 
-  // Current rows: request, trie node at depth level_, score, raw log-probability.
+  // Current rows: request, trie node at depth level_ (base and delta), score, raw log-probability.
   std::vector<int32_t> row_request_;
-  std::vector<uint32_t> node_;
+  std::vector<uint32_t> node_, dnode_;
   std::vector<double> score_, raw_;
   std::vector<int32_t> parents_, tokens_;
   // The next level, built by step() and swapped in at its end (so a throwing step changes nothing).
   std::vector<int32_t> next_request_, next_parents_, next_tokens_;
-  std::vector<uint32_t> next_node_;
+  std::vector<uint32_t> next_node_, next_dnode_;
   std::vector<double> next_score_, next_raw_;
   std::vector<double> row_lse_;  // whole-row logsumexp of a request's rows (NaN: not computed)
   // Scratch reused across rows and steps.
-  std::vector<uint32_t> child_buf_;
+  std::vector<uint32_t> child_buf_, dchild_buf_, side_buf_;
+  std::vector<int32_t> code_buf_;
   std::vector<int32_t> tok_buf_;
   std::vector<double> logit_buf_, exp_buf_;
   // Token of (level, code) at tok_[tok_begin_[level] + code] for code < tok_len_[level] (-1 or

@@ -81,9 +81,11 @@ struct LlamaSchedule {
 /// +inf logits, Error when llama_decode fails; after any error the context is cleared (and its
 /// prefix cache emptied), so the next call runs on it as on a fresh one. If record is given, the
 /// schedule of llama.cpp operations is appended to it. With a prefix cache (the context's own,
-/// n_seq_max >= 2), shared prompt prefixes are reused across calls as described above.
+/// n_seq_max >= 2), shared prompt prefixes are reused across calls as described above. delta:
+/// the catalog's delta trie beside trie, or null (BeamSearch).
 std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
-                                            const SidTrie& trie, const SidTokenTable& tokens,
+                                            const SidTrie& trie, const SidTrie* delta,
+                                            const SidTokenTable& tokens,
                                             const std::vector<std::vector<int32_t>>& prompts,
                                             const std::vector<SearchRequest>& requests,
                                             LlamaSearchStats* stats = nullptr,

@@ -4,13 +4,15 @@ A multi-view model has one SID table and trie per view (genrec_lite.sid.views); 
 applies to all of them at once, so the views always hold the same items in the same state.
 
 Readers take the current `CatalogState` (one attribute read) and use it for a whole request, so a
-request never sees half a change. Adding or removing items makes a new table and trie beside the
-old one and swaps the reference (copy-on-write): requests in flight finish on the old state, the
-next request sees the new one, nobody blocks. The new ones are derived from the old (the table's
-columns copied with the rows appended or dropped, the trie merged in C++ with its active flags
-carried over: SemanticIds.extended / without), never rebuilt or re-sorted, and the item records
-(runtime/items.py) are a memory-mapped file plus the added ones, shared by the states, so a
-change costs about one copy of the flat columns and nothing per item in Python. Pausing/resuming
+request never sees half a change. Adding or removing items makes a new table and tries beside the
+old ones and swaps the reference (copy-on-write): requests in flight finish on the old state, the
+next request sees the new one, nobody blocks. The new ones are derived from the old, never
+rebuilt (SemanticIds.extended / without): added rows are written past the end of the old table's
+append-only column buffers, their ids join a small tail of the id index, and they join a small
+delta trie that the search walks beside the large base trie (BeamSearch's delta), so adding items
+costs O(added + delta), not a copy of the catalog; once the delta passes its limit it is folded
+into a new base (one copy, amortised). A removal derives a whole new table and trie. The item
+records (runtime/items.py) are a memory-mapped file plus the added ones, shared by the states. Pausing/resuming
 items flips the trie's atomic active flags in place (no rebuild) and is remembered. Writers are
 serialised by a lock.
 
@@ -36,7 +38,7 @@ from .items import ItemRecords
 @dataclass(frozen=True)
 class CatalogState:
     views: SidViews
-    tries: tuple                   # genrec_lite._core.SidTrie of each view
+    tries: tuple                   # (base, delta or None) SidTries of each view (SemanticIds.tries)
     records: ItemRecords           # item id -> {"title": ..., "text": ...}
     version: int
     cold: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted ids
@@ -58,8 +60,17 @@ class CatalogState:
 
     @property
     def trie(self):
-        """The primary view's trie (active counts are the same in every view's)."""
-        return self.tries[0]
+        """One trie holding the primary view's items, base and delta folded (made on first use:
+        for inspection and the reference decoder; the search walks `tries`)."""
+        return self.sids.trie()
+
+    @property
+    def n_active(self) -> int:
+        """Active items (the same in every view)."""
+        return self.sids.n_active
+
+    def is_active(self, item_id: int) -> bool:
+        return self.sids.is_active(item_id)
 
     def title(self, item_id: int) -> str:
         return self.records.title(item_id)
@@ -82,12 +93,13 @@ class LiveCatalog:
         self._inactive: set[int] = set()
         self._added: list[int] = []
         self._removed: list[int] = []  # load-time items removed since
-        views = SidViews.of(sids)
+        # append-only columns from the start: no add, not even the first, copies the catalog
+        views = SidViews([v.growable() for v in SidViews.of(sids)])
         cold = _ids(cold, "cold item ids")
         cold = np.unique(cold[views.primary.contains_many(cold)])
         if not isinstance(records, ItemRecords):
             records = ItemRecords.from_dicts(records)
-        self._state = CatalogState(views, tuple(v.trie() for v in views), records, 0, cold)
+        self._state = CatalogState(views, tuple(v.tries() for v in views), records, 0, cold)
 
     @property
     def state(self) -> CatalogState:
@@ -133,9 +145,9 @@ class LiveCatalog:
             if len(base_codes) != len(old.views):
                 raise InvalidArgumentError(f"codes for {len(base_codes)} SID views; the catalog has "
                                            f"{len(old.views)}")
-            views = SidViews([v.extended(item_ids, v.complete(c),
-                                         content=None if v.content is None else content)
-                              for v, c in zip(old.views, base_codes)])
+            views = old.views.derived([v.extended(item_ids, v.complete(c),
+                                                  content=None if v.content is None else content)
+                                       for v, c in zip(old.views, base_codes)])
             self._swap(views, old.records.with_added(records),
                        np.union1d(old.cold, np.asarray(item_ids, dtype=np.int64)))
             self._added.extend(int(i) for i in item_ids.tolist())
@@ -152,7 +164,7 @@ class LiveCatalog:
             gone = set(ids.tolist())
             if len(gone) >= len(old.sids):
                 raise InvalidArgumentError("removing these items would leave the catalog empty")
-            views = SidViews([v.without(ids) for v in old.views])
+            views = old.views.derived([v.without(ids) for v in old.views])
             self._inactive -= gone
             added = set(self._added)
             self._removed.extend(i for i in ids.tolist() if i not in added)
@@ -165,10 +177,10 @@ class LiveCatalog:
     def set_active(self, item_ids: Iterable[int], active: bool) -> int:
         ids = _ids(item_ids, "item ids")
         with self._lock:
-            tries = self._state.tries
-            changed = int(tries[0].set_active(ids, bool(active)))  # checks every id first
-            for t in tries[1:]:  # the same items: cannot fail once the first has not
-                t.set_active(ids, bool(active))
+            views = self._state.views
+            changed = views[0].set_active(ids, bool(active))  # checks every id first
+            for v in views[1:]:  # the same items: cannot fail once the first has not
+                v.set_active(ids, bool(active))
             if active:
                 self._inactive -= set(ids.tolist())
             else:
@@ -179,5 +191,5 @@ class LiveCatalog:
         return set(self._inactive)
 
     def _swap(self, views: SidViews, records: ItemRecords, cold: np.ndarray) -> None:
-        tries = tuple(v.trie() for v in views)  # derived from the old ones: paused stay paused
+        tries = tuple(v.tries() for v in views)  # derived from the old ones: paused stay paused
         self._state = CatalogState(views, tries, records, self._state.version + 1, cold)

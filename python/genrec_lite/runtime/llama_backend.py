@@ -283,11 +283,12 @@ class LlamaModel:
         return ids[0] if len(ids) == 1 else -1
 
     def search(self, trie, token_table: np.ndarray, prompts: list[list[int]], requests: list[dict],
-               *, record: bool = False):
-        """(results, stats[, schedule]) of the C++ search over one pooled context."""
+               *, record: bool = False, delta=None):
+        """(results, stats[, schedule]) of the C++ search over one pooled context; delta: a
+        second trie searched with trie as one (SemanticIds.tries)."""
         with self.context() as (ctx, cache):
             return core().llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
-                                            requests, record, cache)
+                                            requests, record, cache, delta)
 
     def replay(self, schedule) -> dict:
         """Decode a recorded token schedule without the search (the latency floor)."""

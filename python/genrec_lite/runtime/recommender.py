@@ -286,8 +286,8 @@ class Recommender:
             out = dict(self._counts)
             out["closed"] = self._closed
         if not out["closed"]:
-            trie = self._loaded.catalog.state.trie
-            out["items"], out["active"] = int(trie.n_items), int(trie.n_active)
+            state = self._loaded.catalog.state
+            out["items"], out["active"] = len(state.sids), state.n_active
         return out
 
     # --- loading -----------------------------------------------------------------------------
@@ -411,7 +411,7 @@ class Recommender:
 
     def _search(self, loaded: _Loaded, requests: list[dict]) -> list[list[Recommendation]]:
         state = loaded.catalog.state  # one consistent catalog for the whole batch
-        n_active = int(state.trie.n_active)
+        n_active = state.n_active
         histories, search_reqs = [], []
         for r in requests:
             if r["k"] > n_active:
@@ -431,7 +431,7 @@ class Recommender:
         for v, view in enumerate(state.views):
             texts = [self._text(loaded, view, h[-loaded.max_history:], r["profile"])
                      for h, r in zip(histories, requests)]
-            results = loaded.backend.search(state.tries[v], loaded.token_tables[v], texts, view_reqs)
+            results = loaded.backend.search(*state.tries[v], loaded.token_tables[v], texts, view_reqs)
             for a, res in zip(answers, results):
                 a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
         fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
@@ -450,10 +450,8 @@ class Recommender:
                                            if recent else None), cfg)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
-        trie = state.trie
-
         def eligible(item: int) -> bool:
-            return trie.is_active(item) and item not in deny and (allow is None or item in allow)
+            return state.is_active(item) and item not in deny and (allow is None or item in allow)
 
         return mix(*answer, state.cold, cold, eligible, q["k"])
 
@@ -564,9 +562,9 @@ class _LlamaBackend:
     def tokenize(self, text: str) -> list[int]:
         return self.model.tokenize(text, add_special=True)
 
-    def search(self, trie, table, texts, requests):
+    def search(self, trie, delta, table, texts, requests):
         prompts = [self.tokenize(t) for t in texts]
-        return self.model.search(trie, table, prompts, requests)[0]
+        return self.model.search(trie, table, prompts, requests, delta=delta)[0]
 
     def close(self):
         self.model.close()
@@ -581,8 +579,8 @@ class _OnnxBackend:
         self.lm = lm
         self.tok = tokenizer
 
-    def search(self, trie, table, texts, requests):
-        search = core().BeamSearch(trie, table, requests)
+    def search(self, trie, delta, table, texts, requests):
+        search = core().BeamSearch(trie, table, requests, delta=delta)
         logits, state = self.lm.prefill([self.tok.encode(t) for t in texts])
         while True:
             search.step(logits)

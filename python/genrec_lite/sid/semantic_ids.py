@@ -12,6 +12,7 @@ Saved as a directory (written atomically):
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +30,94 @@ FORMAT_VERSION = 1
 LEVEL_NAMES = "abcdefghij"
 # <level letter><view number, none for view 0>_<code>
 _TOKEN_RE = re.compile(r"<([a-j])(\d*)_(\d+)>")
+
+
+def delta_limit(n: int) -> int:
+    """How many items a table keeps in its small parts (the id index's tail, the delta trie)
+    before folding them into the large ones: a fold copies the catalog once, so with this limit
+    adding items costs O(limit) per call and O(n / limit) amortised."""
+    return max(4096, n // 64)
+
+
+class _Index:
+    """id -> row through sorted ids and their rows (not a dict: at 10^6 items a dict costs ~100 MB
+    per process), in two parts: the main one and a small tail holding the ids added since the
+    main one was made, so adding ids merges them into the tail, not into the catalog's index."""
+
+    __slots__ = ("ids", "rows", "tail_ids", "tail_rows")
+    _EMPTY = np.zeros(0, np.int64)
+
+    def __init__(self, ids: np.ndarray, rows: np.ndarray, tail_ids: np.ndarray = _EMPTY,
+                 tail_rows: np.ndarray = _EMPTY):
+        self.ids, self.rows = ids, rows.astype(np.int64, copy=False)
+        self.tail_ids, self.tail_rows = tail_ids, tail_rows
+
+    @classmethod
+    def of(cls, item_ids: np.ndarray) -> "_Index":
+        order = np.argsort(item_ids, kind="stable")
+        return cls(item_ids[order], order)
+
+    def find(self, item_id: int) -> int:
+        """The row of one id, or -1."""
+        for ids, rows in ((self.ids, self.rows), (self.tail_ids, self.tail_rows)):
+            k = int(np.searchsorted(ids, item_id))
+            if k < len(ids) and ids[k] == item_id:
+                return int(rows[k])
+        return -1
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of ids (int64), -1 where an id is not held."""
+        out = np.full(len(ids), -1, np.int64)
+        for sorted_ids, rows in ((self.ids, self.rows), (self.tail_ids, self.tail_rows)):
+            if len(sorted_ids) and len(ids):
+                k = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+                hit = sorted_ids[k] == ids
+                out[hit] = rows[k[hit]]
+        return out
+
+    def added(self, ids: np.ndarray, rows: np.ndarray) -> "_Index":
+        """This index plus new (id, row) pairs (ids not held): into the tail, or, once the tail
+        would pass delta_limit, everything into one main part."""
+        order = np.argsort(ids, kind="stable")
+        ids, rows = ids[order], rows[order]
+        n = len(self.ids) + len(self.tail_ids) + len(ids)
+        if len(self.tail_ids) + len(ids) <= delta_limit(n):
+            at = np.searchsorted(self.tail_ids, ids)
+            return _Index(self.ids, self.rows, np.insert(self.tail_ids, at, ids),
+                          np.insert(self.tail_rows, at, rows))
+        for part_ids, part_rows in ((self.tail_ids, self.tail_rows), (ids, rows)):
+            at = np.searchsorted(self.ids, part_ids)
+            self = _Index(np.insert(self.ids, at, part_ids), np.insert(self.rows, at, part_rows))
+        return self
+
+
+class _Columns:
+    """Append-only buffers behind the successive tables of a live catalog (SemanticIds.extended):
+    table k views rows [:n_k]; extending the newest table writes the new rows past its end, where
+    no other table looks, and views [:n_k + m]. The capacity doubles when full; capacity never
+    written is never touched, so it costs address space, not memory."""
+
+    def __init__(self, columns: dict[str, np.ndarray], capacity: int):
+        n = len(next(iter(columns.values())))
+        self.buffers = {}
+        for name, a in columns.items():
+            self.buffers[name] = np.empty((capacity,) + a.shape[1:], dtype=a.dtype)
+            self.buffers[name][:n] = a
+        self.filled = n
+        self._lock = threading.Lock()
+
+    def append(self, n_old: int, new: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Views of rows [:n_old + m] with the new rows written at n_old, or None when a table
+        other than the newest is extended or the buffers are full."""
+        m = len(next(iter(new.values())))
+        with self._lock:
+            cap = len(next(iter(self.buffers.values())))
+            if n_old != self.filled or n_old + m > cap or set(new) != set(self.buffers):
+                return None
+            for name, a in new.items():
+                self.buffers[name][n_old:n_old + m] = a
+            self.filled = n_old + m
+        return {name: b[:n_old + m] for name, b in self.buffers.items()}
 
 
 class SemanticIds:
@@ -80,19 +169,16 @@ class SemanticIds:
                     f"({len(self.item_ids)}, {content_space.dim}) int8, one row per item")
         self.content = content
         self.content_space = content_space
-        # id -> row through the ids sorted (and their rows), not a dict: at 10^6 items a dict costs
-        # ~100 MB per process and a copy per catalog change
-        order = np.argsort(self.item_ids, kind="stable")
-        self._set_index(self.item_ids[order], order)
-        same = np.flatnonzero(self._sorted_ids[1:] == self._sorted_ids[:-1])
+        self._index = _Index.of(self.item_ids)
+        same = np.flatnonzero(self._index.ids[1:] == self._index.ids[:-1])
         if len(same):
-            raise InvalidArgumentError(f"item id {int(self._sorted_ids[same[0]])} appears more than once")
+            raise InvalidArgumentError(f"item id {int(self._index.ids[same[0]])} appears more than once")
         self._by_sid: dict[bytes, list[int]] | None = None
-        self._trie = None
-
-    def _set_index(self, sorted_ids: np.ndarray, rows: np.ndarray) -> None:
-        self._sorted_ids = sorted_ids
-        self._sorted_rows = rows.astype(np.int64, copy=False)
+        self._columns: _Columns | None = None
+        # The C++ tries, once built: the base, and a small delta holding the rows from
+        # _delta_from on (the items added since the base was made; see extended).
+        self._trie = self._delta = self._merged = None
+        self._delta_from = len(self.item_ids)
 
     # --- shape -------------------------------------------------------------------------------
     @property
@@ -118,27 +204,20 @@ class SemanticIds:
 
     def _find(self, item_id: int) -> int:
         """The row of an item id, or -1."""
-        k = int(np.searchsorted(self._sorted_ids, item_id))
-        if k < len(self._sorted_ids) and self._sorted_ids[k] == item_id:
-            return int(self._sorted_rows[k])
-        return -1
+        return self._index.find(item_id)
 
     def contains_many(self, item_ids) -> np.ndarray:
         """Whether each of these ids has a SID (bool array)."""
-        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
-        k = np.minimum(np.searchsorted(self._sorted_ids, ids), max(len(self._sorted_ids) - 1, 0))
-        if not len(self._sorted_ids):
-            return np.zeros(len(ids), dtype=bool)
-        return self._sorted_ids[k] == ids
+        return self._index.lookup(np.asarray(item_ids, dtype=np.int64).reshape(-1)) >= 0
 
     def rows_of(self, item_ids) -> np.ndarray:
         """Rows of these ids (int64 array); UnknownItemError names the first one missing."""
         ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
-        found = self.contains_many(ids)
-        if not found.all():
-            bad = int(ids[~found][0])
+        rows = self._index.lookup(ids)
+        if (rows < 0).any():
+            bad = int(ids[rows < 0][0])
             raise UnknownItemError(f"item id {bad} has no semantic ID", value=bad)
-        return self._sorted_rows[np.searchsorted(self._sorted_ids, ids)]
+        return rows
 
     # --- tokens ------------------------------------------------------------------------------
     def token(self, level: int, code: int) -> str:
@@ -198,10 +277,60 @@ class SemanticIds:
         return list(self._by_sid.get(np.asarray(codes, dtype=np.int32).tobytes(), []))
 
     def trie(self):
-        """The C++ prefix trie over these SIDs (built once, cached)."""
+        """The C++ prefix trie over these SIDs (built once, cached). A table that keeps a delta
+        trie (see tries) gives one trie holding both, made on first use and again after each
+        set_active (flags changed on tries() directly are not seen); serving reads tries()."""
+        base, delta = self.tries()
+        if delta is None:
+            return base
+        if self._merged is None:
+            self._merged = self._fold()
+        return self._merged
+
+    def tries(self) -> tuple:
+        """(base, delta): the C++ tries a search walks together (BeamSearch's delta). delta is
+        None or holds the rows from the base's end on, the items added since the base was made,
+        so that adding items copies the delta, not the catalog (extended)."""
         if self._trie is None:
             self._trie = core().SidTrie(self.codes, self.item_ids, self.level_sizes)
-        return self._trie
+            self._delta_from = len(self)
+        return self._trie, self._delta
+
+    def _fold(self, n: int | None = None):
+        """One trie holding base and delta (and, with n, the rows up to n), active flags kept."""
+        n = len(self) if n is None else n
+        rows = slice(self._delta_from, n)
+        trie = self._trie.derive(self.codes[rows], self.item_ids[rows])
+        if self._delta is not None:
+            paused = [i for i in self.item_ids[self._delta_from:self._delta_from + len(self._delta)].tolist()
+                      if not self._delta.is_active(i)]
+            if paused:
+                trie.set_active(np.asarray(paused, dtype=np.int64), False)
+        return trie
+
+    @property
+    def n_active(self) -> int:
+        """Items active in the tries (all of them before a trie is built)."""
+        base, delta = self.tries()
+        return int(base.n_active) + (0 if delta is None else int(delta.n_active))
+
+    def is_active(self, item_id: int) -> bool:
+        base, delta = self.tries()
+        row = self.row_of(item_id)
+        return bool((base if row < self._delta_from else delta).is_active(int(item_id)))
+
+    def set_active(self, item_ids, active: bool) -> int:
+        """Pause or resume items in the tries (all checked first: UnknownItemError names the
+        first unknown id and changes nothing); returns how many changed state."""
+        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        rows = self.rows_of(ids)
+        base, delta = self.tries()
+        in_delta = rows >= self._delta_from
+        self._merged = None  # the folded trie's flags are those of when it was made
+        changed = int(base.set_active(ids[~in_delta], bool(active)))
+        if in_delta.any():
+            changed += int(delta.set_active(ids[in_delta], bool(active)))
+        return changed
 
     def report(self) -> dict:
         return sid_report(self.codes, levels=self.levels, codebook_size=self.codebook_size,
@@ -225,7 +354,10 @@ class SemanticIds:
             return base
         base = np.asarray(base, dtype=np.int32).reshape(-1, self.levels)
         if self._trie is not None:  # the trie knows each group's largest number: no catalog scan
-            extra = extra_level(base, start=self._trie.next_codes(base))
+            start = self._trie.next_codes(base)
+            if self._delta is not None:
+                start = np.maximum(start, self._delta.next_codes(base))
+            extra = extra_level(base, start=start)
         else:
             extra = extra_level(base, existing=self.codes)
         too_big = extra >= self.extra_level_size
@@ -276,15 +408,55 @@ class SemanticIds:
         known = self.contains_many(item_ids)
         if known.any():
             raise InvalidArgumentError(f"item id {int(item_ids[known][0])} already has a semantic ID")
-        out = self._bare(np.concatenate([self.item_ids, item_ids]),
-                         np.concatenate([self.codes, part.codes]),
-                         None if self.content is None else np.concatenate([self.content, part.content]))
-        at = np.searchsorted(self._sorted_ids, part._sorted_ids)
-        out._set_index(np.insert(self._sorted_ids, at, part._sorted_ids),
-                       np.insert(self._sorted_rows, at, part._sorted_rows + len(self)))
+        n, m = len(self), len(item_ids)
+        new = {"item_ids": item_ids, "codes": part.codes}
+        if self.content is not None:
+            new["content"] = part.content
+        got = None if self._columns is None else self._columns.append(n, new)
+        columns = self._columns
+        if got is None:  # a fresh buffer with room to grow (the one copy of the columns)
+            columns = _Columns(self._column_arrays(), max(2 * (n + m), n + m + 4096))
+            got = columns.append(n, new)
+        out = self._bare(got["item_ids"], got["codes"], got.get("content"))
+        out._columns = columns
+        out._index = self._index.added(item_ids, np.arange(n, n + m, dtype=np.int64))
         if self._trie is not None:
-            out._trie = self._trie.derive(part.codes, item_ids)
+            held = 0 if self._delta is None else len(self._delta)
+            if held + m <= delta_limit(n + m):  # the new rows join the delta trie
+                out._trie, out._delta_from = self._trie, self._delta_from
+                out._delta = (self._delta.derive(part.codes, item_ids) if self._delta is not None
+                              else core().SidTrie(part.codes, item_ids, self.level_sizes))
+            else:  # fold the delta and the new rows into a new base
+                out._trie, out._delta_from = out._fold_from(self, n + m), n + m
         return out
+
+    def _column_arrays(self) -> dict[str, np.ndarray]:
+        cols = {"item_ids": self.item_ids, "codes": self.codes}
+        if self.content is not None:
+            cols["content"] = self.content
+        return cols
+
+    def growable(self) -> "SemanticIds":
+        """This table with its columns moved into append-only buffers with room to grow (see
+        extended), so that not even the first add copies the catalog; a live catalog does this
+        at load. Everything else (trie, index) is shared."""
+        if self._columns is not None:
+            return self
+        n = len(self)
+        columns = _Columns(self._column_arrays(), max(2 * n, n + 4096))
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        views = {name: b[:n] for name, b in columns.buffers.items()}
+        out.item_ids, out.codes, out.content = views["item_ids"], views["codes"], views.get("content")
+        out._columns = columns
+        return out
+
+    def _fold_from(self, old: "SemanticIds", n: int):
+        """old's base and delta with this table's rows up to n, in one trie (old's flags)."""
+        tmp = object.__new__(type(self))
+        tmp.__dict__.update(old.__dict__)
+        tmp.item_ids, tmp.codes = self.item_ids, self.codes
+        return tmp._fold(n)
 
     def without(self, item_ids) -> "SemanticIds":
         """This table less these items (all held), rows kept in order; like extended, the trie
@@ -296,11 +468,17 @@ class SemanticIds:
         out = self._bare(self.item_ids[keep], self.codes[keep],
                          None if self.content is None else self.content[keep])
         new_row = np.cumsum(keep) - 1  # old row -> row after the removal
-        kept = keep[self._sorted_rows]
-        out._set_index(self._sorted_ids[kept], new_row[self._sorted_rows[kept]])
-        if self._trie is not None:
-            out._trie = self._trie.derive(np.zeros((0, self.n_levels), np.int32),
-                                          np.zeros(0, np.int64), gone)
+        parts = []
+        for ids, old_rows in ((self._index.ids, self._index.rows),
+                              (self._index.tail_ids, self._index.tail_rows)):
+            kept = keep[old_rows]
+            parts.append((ids[kept], new_row[old_rows[kept]]))
+        out._index = _Index(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
+        if self._trie is not None:  # base and delta folded, less the removed items
+            whole = self._fold() if self._delta is not None else self._trie
+            out._trie = whole.derive(np.zeros((0, self.n_levels), np.int32),
+                                     np.zeros(0, np.int64), gone)
+            out._delta_from = len(out)
         return out
 
     def _bare(self, item_ids: np.ndarray, codes: np.ndarray,
@@ -310,7 +488,9 @@ class SemanticIds:
         out.__dict__.update(self.__dict__)
         out.item_ids, out.codes = item_ids, np.ascontiguousarray(codes, dtype=np.int32)
         out.content = content
-        out._by_sid, out._trie = None, None
+        out._by_sid, out._columns = None, None
+        out._trie = out._delta = out._merged = None
+        out._delta_from = len(item_ids)
         return out
 
     def as_view(self, view: int) -> "SemanticIds":

@@ -54,6 +54,16 @@ class SidViews:
     def of(cls, sids: "SidViews | SemanticIds | Sequence[SemanticIds]") -> "SidViews":
         return sids if isinstance(sids, SidViews) else cls(sids)
 
+    def derived(self, views: Sequence[SemanticIds]) -> "SidViews":
+        """Views made from this one's by the same change (the same items added or removed in
+        each, e.g. SemanticIds.extended), so they still agree: not compared again, which would
+        cost a pass over the catalog per change."""
+        if len(views) != len(self._views):
+            raise InvalidArgumentError(f"{len(views)} views derived from {len(self._views)}")
+        out = object.__new__(type(self))
+        out._views = tuple(views)
+        return out
+
     # --- the sequence of views ---------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._views)
