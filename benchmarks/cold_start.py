@@ -184,7 +184,6 @@ def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
     cold-start settings, the first `check` cases are also answered with the mixture on, through
     the Recommender, and compared with the offline mixing of the model-only answers."""
     from genrec_lite.eval.cold_start import ColdCandidates, runtime_answers
-    from genrec_lite.prompts import profile_text
     from genrec_lite.runtime import Recommender
 
     rec = Recommender.load(bundle, n_threads=2)
@@ -201,10 +200,8 @@ def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
         state = rec.catalog.state
         if rec.cold_start is not None and check:
             part = cases[:check]
-            template = rec.bundle.manifest.get("profile_template")
             reqs = [{"history": list(c.history), "k": 10, "beam": 20,
-                     "profile": profile_text(use.get(c.user_id), template) if use is not None else ""}
-                    for c in part]
+                     "profile": use.get(c.user_id) if use is not None else None} for c in part]
             live = [[r.item_id for r in a] for s in range(0, len(reqs), 32)  # runtime_answers' batches
                     for a in rec.recommend_batch(reqs[s:s + 32])]
             offline = ColdCandidates(state.sids, state.cold, part).lists(answers[:check], rec.cold_start)

@@ -282,6 +282,8 @@ def check_recommend(rec: Recommender, data: dict, limits: Limits) -> dict:
         if isinstance(value, list) and len(value) > cap:  # other types: check_request says why
             raise _Refusal(400, f"{key} holds {len(value)} items; the limit is {cap} ({flag})")
     profile = data.get("profile")
+    if isinstance(profile, dict):  # a user record: its size as JSON
+        profile = json.dumps(profile)
     if isinstance(profile, str) and len(profile) > limits.profile_chars:
         raise _Refusal(400, f"profile has {len(profile)} characters; the limit is "
                             f"{limits.profile_chars} (--max-profile-chars)")

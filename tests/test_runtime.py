@@ -337,6 +337,7 @@ def test_bad_requests(rec, cases):
     # checked before any search (one bad request of a batch fails that batch call alone)
     for bad, match in [({"history": [1e999]}, "history holds inf"),
                        ({"history": [1], "profile": 5}, "profile is a int"),
+                       ({"history": [1], "profile": {"age": [3]}}, "profile field 'age'"),
                        ({"history": [1], "allow": [1e999]}, "allow holds inf"),
                        ({"history": [1], "deny": [float("nan")]}, "deny holds nan"),
                        ({"history": [2**70]}, "fit in int64"),
@@ -354,6 +355,28 @@ def test_bad_requests(rec, cases):
     assert len(rec.recommend([])) == 10  # profile-only / empty history still answers
     long = [int(i) for i in rec.catalog.state.sids.item_ids[:50]]
     assert [x.item_id for x in rec.recommend(long)] == [x.item_id for x in rec.recommend(long[-10:])]
+
+
+def test_profile_records_are_written_as_training_wrote_them(bundle, synthetic_dataset):
+    """A profile given as the user's record is written with the bundle's profile template (the
+    one training used), so callers need not know it; a string is taken as written."""
+    from genrec_lite.prompts import profile_text
+    from genrec_lite.runtime import Recommender
+
+    rec = Recommender.load(bundle, n_threads=2)
+    record = synthetic_dataset.profiles.get(next(iter(synthetic_dataset.profiles)))
+    state, h = rec.catalog.state, [int(i) for i in rec.catalog.state.sids.item_ids[:3]]
+    template = rec._loaded.profile_template
+    assert rec._prompt(state, h, record) == rec._prompt(state, h, profile_text(record, template))
+    assert rec._prompt(state, h, record) != rec._prompt(state, h, None)
+    assert ([x.item_id for x in rec.recommend(h, record)]
+            == [x.item_id for x in rec.recommend(h, profile_text(record, template))])
+    rec._loaded.profile_template = "{user_id} is {age_band}"  # a bundle trained with a template
+    try:
+        assert f"{record['user_id']} is {record['age_band']}" in rec._prompt(state, h, record)
+    finally:
+        rec._loaded.profile_template = template
+    rec.close()
 
 
 def test_unknown_history_items_are_counted_and_warned_about_once(bundle, cases):

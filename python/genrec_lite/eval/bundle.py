@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from ..prompts import profile_text
 from .metrics import rank_metrics
 
 
@@ -14,10 +13,9 @@ def evaluate_bundle(rec, cases, *, profiles=None, beam: int = 20, k: int = 10,
     `ranked`: a list that receives each case's ranked item ids."""
     from tqdm.auto import tqdm
 
-    template = rec.bundle.manifest.get("profile_template")
     reqs = []
-    for c in cases:
-        prof = profile_text(profiles.get(c.user_id), template) if profiles is not None else ""
+    for c in cases:  # a profile record: the Recommender writes it with the bundle's template
+        prof = profiles.get(c.user_id) if profiles is not None else None
         reqs.append({"history": list(c.history), "profile": prof, "k": k, "beam": beam})
     t0 = time.perf_counter()
     ranked = [] if ranked is None else ranked

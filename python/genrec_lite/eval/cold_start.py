@@ -34,17 +34,14 @@ def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int = 20,
                     batch_size: int = 32) -> list[tuple[list[int], list[float], list[float]]]:
     """(items, scores, logprobs) of a Recommender for each case, with its cold start off for the
     duration (the grid adds the cold items itself)."""
-    from ..prompts import profile_text
-
-    template = rec.bundle.manifest.get("profile_template")
     saved = rec.cold_start
     rec.set_cold_start(None)
     try:
         out = []
         for s in range(0, len(cases), batch_size):
             reqs = [{"history": list(c.history), "k": k, "beam": beam,
-                     "profile": profile_text(profiles.get(c.user_id), template)
-                     if profiles is not None else ""} for c in cases[s:s + batch_size]]
+                     "profile": profiles.get(c.user_id) if profiles is not None else None}
+                    for c in cases[s:s + batch_size]]
             for recs in rec.recommend_batch(reqs):
                 out.append(([r.item_id for r in recs], [r.score for r in recs],
                             [r.logprob for r in recs]))

@@ -43,7 +43,7 @@ from .._ext import core
 from .._io import atomic_directory, write_json
 from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
-from ..prompts import PromptSet
+from ..prompts import PromptSet, profile_text
 from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle, sid_encoder_file
 from .catalog import CatalogState, LiveCatalog
@@ -107,6 +107,8 @@ class _Loaded:
         except (InvalidArgumentError, AttributeError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the cold-start settings are damaged "
                                 f"({exc})") from exc
+        # how training wrote a user's profile record as text (None: 'field value' pairs)
+        self.profile_template = m.get("profile_template")
         self.max_history = int(m["max_history"])
         if self.max_history < 1:
             raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
@@ -361,15 +363,17 @@ class Recommender:
         self.close()
 
     # --- requests ----------------------------------------------------------------------------
-    def recommend(self, history: Sequence[int], profile: str | None = None, *, k: int = 10,
+    def recommend(self, history: Sequence[int], profile: str | Mapping | None = None, *, k: int = 10,
                   beam: int = 20, allow: Iterable[int] | None = None,
                   deny: Iterable[int] | None = None) -> list[Recommendation]:
         return self.recommend_batch([{"history": history, "profile": profile, "k": k, "beam": beam,
                                       "allow": allow, "deny": deny}])[0]
 
     def check_request(self, request: Mapping, index: int = 0) -> dict:
-        """One request checked and normalised: {history: [int], profile: str, k, beam,
-        allow: [int] | None, deny: [int] | None}. InvalidArgumentError names the bad value;
+        """One request checked and normalised: {history: [int], profile: str or a user record,
+        k, beam, allow: [int] | None, deny: [int] | None}. A profile given as a record (a dict of
+        the user's fields) is written as training wrote it, with the bundle's profile template;
+        a string is used as it is. InvalidArgumentError names the bad value;
         k and beam are bounded by max_beam. Catalog membership is not checked here (it can
         change until the request runs)."""
         if not isinstance(request, Mapping):
@@ -386,9 +390,16 @@ class Recommender:
         profile = request.get("profile")
         if profile is None:
             profile = ""
+        elif isinstance(profile, Mapping):
+            bad = [key for key, v in profile.items() if not isinstance(key, str)
+                   or not (v is None or isinstance(v, (str, int, float)))]
+            if bad:
+                raise InvalidArgumentError(f"profile field {bad[0]!r} is {profile[bad[0]]!r:.60}; "
+                                           "expected string keys and str / number / None values")
+            profile = dict(profile)
         elif not isinstance(profile, str):
             raise InvalidArgumentError(f"profile is a {type(profile).__name__} ({profile!r:.60}); "
-                                       "expected a string or None")
+                                       "expected a string, a dict of the user's fields or None")
         history = request.get("history")
         out = {"history": [] if history is None else _id_list(history, "history"),
                "profile": profile, "k": k, "beam": beam, "allow": None, "deny": None}
@@ -465,6 +476,8 @@ class Recommender:
     @staticmethod
     def _text(loaded: _Loaded, sids: SemanticIds, known: list[int], profile) -> str:
         """The prompt of checked history items (see _history), written in `sids`' view."""
+        if isinstance(profile, Mapping):  # a user record: written as training wrote it
+            profile = profile_text(profile, loaded.profile_template)
         return loaded.prompts.next_item_prompt([sids.sid(i) for i in known], profile or "")
 
     def _history(self, loaded: _Loaded, state: CatalogState, history: list[int]) -> list[int]:
