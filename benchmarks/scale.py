@@ -22,6 +22,8 @@ Each size is measured in a fresh worker process (one llama.cpp thread, batch 1):
   save_s / reload_s  save_catalog, then Recommender.load(bundle, catalog=...) to the first answer
   worker_mb_4   the sum of the PSS of 4 workers serving the same bundle at once
                 (benchmarks/worker_memory.py's workers; model_pss_mb_4: model.gguf's share)
+  worker_mb_4_forked  the same for 4 workers forked from one process that loaded the bundle
+                (the preload pattern: catalog and model pages shared; the loader counted too)
 The largest size also runs `genrec-lite recommend` on its bundle (cli_recommend_s). Prints a
 table, writes the JSON (top-level `rows`) and a log-log plot beside it (matplotlib, if present).
 `--interleaved` serves the sizes side by side in one process instead, a request to each in turn
@@ -55,7 +57,7 @@ from _common import RESULTS, child_env, machine_info, table  # noqa: E402
 DIM, LEVELS, K, EXTRA = 64, 3, 256, 256
 CLUSTERS = 2048
 KEYS = ("n_items", "load_s", "worker_mb", "p50_ms", "p99_ms", "p99_ms_churn", "add_1k_s",
-        "add_1_ms", "pause_10k_ms", "worker_mb_4")
+        "add_1_ms", "pause_10k_ms", "worker_mb_4", "worker_mb_4_forked")
 REQUESTS = 600
 CHURN_PER_MIN = {"add": 1_000, "pause": 10_000, "resume": 10_000}
 
@@ -327,7 +329,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     n = [r["n_items"] for r in rows]
     panels = [("latency (ms)", ["p50_ms", "p99_ms", "p99_ms_churn"]),
               ("catalog change", ["add_1_ms", "pause_10k_ms", "add_1k_s"]),
-              ("memory (MB)", ["worker_mb", "worker_mb_4"]),
+              ("memory (MB)", ["worker_mb", "worker_mb_4", "worker_mb_4_forked"]),
               ("load (s)", ["load_s", "save_s", "reload_s"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     for ax, (title, keys) in zip(axes, panels):
@@ -377,6 +379,8 @@ def main() -> None:
         four = worker_memory.measure(bundle, a.workers)  # its workers report their PSS
         row["worker_mb_4"] = four["pss_sum_mb"]
         row["model_pss_mb_4"] = four["model_pss_sum_mb"]
+        # the same workers forked from one loaded process (a pre-forking server)
+        row["worker_mb_4_forked"] = worker_memory.measure_forked(bundle, a.workers)["pss_sum_mb"]
         if n == max(a.sizes):
             row["cli_recommend_s"] = cli_recommend(bundle, [1007, 1014, 1021])
         rows.append(row)

@@ -8,6 +8,10 @@ read-only, so the page cache holds one copy) and answers 20 requests; when all a
 reads its own /proc/self/smaps: RSS (counts shared pages in every process), PSS (shared pages
 divided among the processes that map them: the sum over workers is the real memory), and the
 RSS/PSS of the model.gguf mapping. Linux only. Writes benchmarks/results/worker_memory.json.
+
+`measure_forked` is the preload pattern instead: one process loads the Recommender and forks the
+workers before any request (as a pre-forking server does), so the loaded catalog and model pages
+are shared copy-on-write; its sum of PSS counts the loader too.
 """
 
 from __future__ import annotations
@@ -59,6 +63,60 @@ def child(bundle: str) -> None:
     rec.close()
 
 
+def forked(bundle: str, workers: int) -> None:
+    """Load once, fork `workers` workers that answer 20 requests each, print everyone's smaps."""
+    import os
+
+    from genrec_lite.runtime import Recommender
+
+    rec = Recommender.load(bundle, n_threads=1)
+    ids = rec.catalog.state.sids.item_ids.tolist()
+    model = str((Path(bundle) / "model.gguf").resolve())
+    kids = []
+    for _ in range(workers):
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a worker: serve, then measure when everyone is ready
+            for n in range(20):
+                rec.recommend(ids[n * 3:n * 3 + 5])
+            os.write(ready_w, b"r")
+            os.read(go_r, 1)
+            os.write(ready_w, (json.dumps(smaps(model)) + "\n").encode())
+            os.read(go_r, 1)
+            os._exit(0)
+        kids.append((pid, ready_r, go_w))
+    for _, r, _ in kids:
+        if os.read(r, 1) != b"r":
+            raise RuntimeError("a forked worker failed")
+    for _, _, g in kids:
+        os.write(g, b"m")
+    per = []
+    for _, r, _ in kids:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            buf += os.read(r, 1 << 16)
+        per.append(json.loads(buf))
+    loader = smaps(model)
+    for pid, _, g in kids:
+        os.write(g, b"x")
+        os.waitpid(pid, 0)
+    print(json.dumps({"per_worker": per, "loader": loader}), flush=True)
+
+
+def measure_forked(bundle: Path, workers: int) -> dict:
+    p = subprocess.run([sys.executable, __file__, "--forked", str(bundle), str(workers)],
+                       env=child_env(), capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise RuntimeError(f"the forked workers failed on {bundle}:\n{p.stderr[-2000:]}")
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    per, loader = got["per_worker"], got["loader"]
+    return {"workers": workers, "per_worker": per, "loader": loader,
+            "pss_sum_mb": round(sum(w["pss_mb"] for w in per) + loader["pss_mb"], 1),
+            "model_pss_sum_mb": round(sum(w["model_pss_mb"] for w in per)
+                                      + loader["model_pss_mb"], 1)}
+
+
 def measure(bundle: Path, workers: int) -> dict:
     procs = [subprocess.Popen([sys.executable, __file__, "--child", str(bundle)], env=child_env(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -92,9 +150,13 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--forked", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(args.child)
+        return 0
+    if args.forked:
+        forked(args.forked[0], int(args.forked[1]))
         return 0
     if not args.bundle:
         ap.error("give at least one --bundle NAME=PATH")

@@ -5,6 +5,7 @@ mid-search: tests/test_runtime.py, test_a_poisoned_search_leaves_the_context_reu
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -311,3 +312,65 @@ def test_save_catalog_reads_items_and_pauses_as_one_snapshot(runtime_bundle, tmp
     monkeypatch.setattr(SidViews, "save", real_save)
     with Recommender.load(runtime_bundle, n_threads=1, catalog=saved) as back:
         assert 8_100_001 not in back.catalog.state.sids
+
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_workers_forked_after_load_serve_and_a_fork_after_threaded_decoding_is_refused(runtime_bundle):
+    """The preload pattern: load once, fork the workers (they share the loaded pages), serve.
+    A worker forked before the first search answers as the parent does, and makes its own
+    encoders for add_items; one forked after the parent decoded with several threads gets a
+    ForkError naming the cause, not a hang (llama.cpp's OpenMP threads stay in the parent).
+    Run in a fresh interpreter: this test process has run torch's own OpenMP threads."""
+    code = textwrap.dedent(f"""
+        import json, os, pickle, select, signal
+        from genrec_lite.runtime import Recommender
+
+        def in_child(fn, timeout=120.0):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    out = ("ok", fn())
+                except BaseException as exc:
+                    out = ("err", f"{{type(exc).__name__}}: {{exc}}")
+                os.write(w, pickle.dumps(out))
+                os._exit(0)
+            os.close(w)
+            data = b""
+            while True:
+                if not select.select([r], [], [], timeout)[0]:
+                    os.kill(pid, signal.SIGKILL)
+                    return ("hung", "")
+                part = os.read(r, 1 << 16)
+                if not part:
+                    break
+                data += part
+            os.waitpid(pid, 0)
+            return pickle.loads(data)
+
+        rec = Recommender.load({str(runtime_bundle)!r}, n_threads=2)
+        h = [int(i) for i in rec.catalog.state.sids.item_ids[:4]]
+        rec.preload()  # the parent's onnxruntime sessions, with their threads
+        new = {{"item_id": 10**9, "title": "a forked worker's new item"}}
+        ranked = lambda: [x.item_id for x in rec.recommend(h)]
+
+        def child_work():
+            rec.add_items([new])
+            return ranked(), new["item_id"] in rec.catalog.state.sids
+
+        first = in_child(child_work)
+        out = {{"first": first, "parent": ranked(),  # the parent now decodes (2 threads)
+                "parent_has_new": new["item_id"] in rec.catalog.state.sids,
+                "second": in_child(ranked)}}
+        rec.close()
+        print(json.dumps(out))
+    """)
+    p = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["first"] == ["ok", [out["parent"], True]]
+    assert out["parent_has_new"] is False  # the child's catalog is its own
+    kind, msg = out["second"]
+    assert kind == "err" and msg.startswith("ForkError") and "n_threads=2" in msg, out["second"]

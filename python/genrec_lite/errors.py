@@ -73,6 +73,11 @@ class ClosedError(GenrecError):
     """The object was closed (a Recommender after close()); it serves no more calls."""
 
 
+class ForkError(GenrecError, RuntimeError):
+    """A model was used in a process forked after the model had run multi-threaded work in its
+    parent: the worker threads do not survive a fork, so the call would hang."""
+
+
 class MissingDependencyError(GenrecError, ImportError):
     """An optional dependency (usually the [train] extra) is not installed."""
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .._ext import core
-from ..errors import (ArtifactError, ClosedError, GenrecError, InvalidArgumentError,
-                      MissingDependencyError)
+from ..errors import (ArtifactError, ClosedError, ForkError, GenrecError,
+                      InvalidArgumentError, MissingDependencyError)
 
 # The llama-cpp-python release whose libllama ABI csrc/include/genrec/llama_api.h mirrors (pinned
 # in pyproject.toml; a test keeps the two equal).
@@ -162,6 +162,9 @@ class LlamaModel:
         self._pool: list = []  # idle (context, its prefix cache or None)
         self._cond = threading.Condition()
         self._closed = False
+        # the process that ran a multi-threaded decode with this model, if any: llama.cpp's
+        # OpenMP threads do not survive a fork, so a process forked after that cannot decode
+        self._threads_pid: int | None = None
         self._model = None
         llama_cpp = _llama_cpp()
         self._llama = llama_cpp
@@ -255,6 +258,15 @@ class LlamaModel:
                 self._cond.wait()
             if self._closed:
                 raise ClosedError("this llama.cpp model is closed; it serves no more searches")
+            pid = os.getpid()
+            if self._threads_pid not in (None, pid):
+                raise ForkError(
+                    f"this process ({pid}) was forked from process {self._threads_pid} after the "
+                    f"model had decoded there with n_threads={self.n_threads}; llama.cpp's worker "
+                    "threads do not survive a fork, so a search here would hang. Fork the workers "
+                    "after Recommender.load and before the first request, or load in each worker")
+            if self.n_threads > 1:
+                self._threads_pid = pid
             ctx, cache = self._pool.pop()
         try:
             yield int(ctypes.cast(ctx, ctypes.c_void_p).value), cache

@@ -20,6 +20,10 @@ untrained items, every item added since) would never be reached by the beam; wit
 settings (the bundle's, chosen on validation at export, or set_cold_start) each cold item gets a
 content mass beside the model's probability, and the answer is the top k of both.
 
+Many workers: load once, then fork before the first request (the workers share the loaded pages
+copy-on-write); a worker forked after the parent decoded with several threads raises ForkError
+rather than hang on llama.cpp's threads, which stay in the parent.
+
 Lifecycle: the loaded bundle (model, catalog, encoders) is one `_Loaded` object that every call
 counts itself into while it runs. `reload()` loads another bundle beside it and swaps the
 reference; `close()` refuses new calls. A retired bundle is freed by whoever sees its last call
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import warnings
 from contextlib import contextmanager
@@ -119,6 +124,8 @@ class _Loaded:
         self.text_encoder = None
         self.sid_encoders: list | None = None
         self.encoder_lock = threading.Lock()
+        self.encoders_pid = os.getpid()
+        self.inherited_encoders: list = []
         self.added_vectors: dict[int, np.ndarray] = {}  # items added from vectors, for reload
         self.users = 0
         self.retired = False
@@ -130,6 +137,13 @@ class _Loaded:
         from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
 
         with self.encoder_lock:
+            if self.encoders_pid != os.getpid():
+                # a forked worker: onnxruntime's threads stayed in the parent, so the sessions
+                # made there are made again here; the old ones are kept, never freed here (their
+                # destructors would wait for threads this process does not have)
+                self.inherited_encoders.append((self.text_encoder, self.sid_encoders))
+                self.text_encoder, self.sid_encoders = None, None
+                self.encoders_pid = os.getpid()
             if text and self.text_encoder is None:
                 self.text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
             if self.sid_encoders is None:
