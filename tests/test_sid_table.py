@@ -180,3 +180,42 @@ def test_report_utilisation_and_perplexity():
 
 def test_errors_are_one_family():
     assert issubclass(FormatVersionError, GenrecError) and issubclass(UnknownItemError, GenrecError)
+
+
+def test_extended_tables_share_append_only_columns_and_never_see_each_other():
+    """extended() writes new rows past the newest table's end in shared buffers: every older
+    table keeps exactly its own rows, extending an older table again (a branch) copies instead
+    of overwriting its sibling's rows, and growing past the capacity moves to a larger buffer
+    (crossing it several times here), with the id index's tail folding on the way."""
+    from genrec_lite.sid.semantic_ids import delta_limit
+
+    rng = np.random.default_rng(3)
+
+    def table(n):
+        return SemanticIds(np.arange(n) * 2, rng.integers(0, 4, (n, 2)).astype(np.int32),
+                           levels=2, codebook_size=4)
+
+    states = [table(10).growable()]
+    rows = [(states[0].item_ids.copy(), states[0].codes.copy())]
+    next_id = 1
+    for step in range(12):  # 10 rows, then 10 + 12 batches up to 3,000 rows: past 4,106 twice
+        m = int(rng.integers(1, 3000)) if step % 3 else 1
+        ids = np.arange(next_id, next_id + 2 * m, 2)
+        next_id += 2 * m
+        codes = rng.integers(0, 4, (m, 2)).astype(np.int32)
+        new = states[-1].extended(ids, codes)
+        assert new.rows_of(ids).tolist() == list(range(len(states[-1]), len(new)))
+        states.append(new)
+        rows.append((new.item_ids.copy(), new.codes.copy()))
+    for s, (ids, codes) in zip(states, rows):  # nobody's rows were overwritten
+        assert np.array_equal(s.item_ids, ids) and np.array_equal(s.codes, codes)
+        assert s.rows_of(ids).tolist() == list(range(len(ids)))
+    assert len(states[-1]) > 2 * (len(states[0]) + 4096)  # the capacity was passed
+    assert len(states[-1]._index.tail_ids) <= delta_limit(len(states[-1]))
+    # a branch: extending an older table again must not touch the newer one's rows
+    old, newer = states[3], states[4]
+    branch = old.extended(np.array([-7]), np.array([[1, 1]], np.int32))
+    assert np.array_equal(newer.item_ids, rows[4][0]) and np.array_equal(newer.codes, rows[4][1])
+    assert branch.item_ids[-1] == -7 and len(branch) == len(old) + 1 and -7 not in newer
+    with pytest.raises(InvalidArgumentError, match="already"):
+        newer.extended(np.array([int(newer.item_ids[5])]), np.array([[0, 0]], np.int32))
