@@ -7,7 +7,8 @@ For each size a synthetic catalog is made (titles, 64-d clustered vectors, L=3 l
 plus the extra level that numbers collisions) and written as a bundle through the real export
 path: one compact model (tiny, briefly trained on the built-in synthetic data with SIDs of the
 same shape, so its vocabulary holds every <a_..>..<d_..> token) is exported once and reused; each
-size gets its own SID table, quantiser (RQ k-means on the 64-d vectors), sid_encoder.onnx,
+size gets its own SID table (with the items' content vectors, as exported bundles carry them),
+quantiser (RQ k-means on the 64-d vectors), sid_encoder.onnx,
 items.jsonl and manifest. This measures the system, not quality.
 
 Each size is measured in a fresh worker process (one llama.cpp thread, batch 1):
@@ -115,7 +116,7 @@ def size_bundle(work: Path, n: int) -> Path:
     from genrec_lite.sid.encoder import SidEncoder
     from genrec_lite.sid.rqkmeans import train_rqkmeans
 
-    out = work / f"bundle-{n}"
+    out = work / f"bundle-{n}-content"
     if (out / "manifest.json").is_file():
         return out
     tpl = template_bundle(work)
@@ -133,7 +134,9 @@ def size_bundle(work: Path, n: int) -> Path:
                        codebook_size=K, collisions="extra_level", extra_level_size=EXTRA,
                        encoder=enc, config={"method": "rqkmeans", "text_template": "{title}",
                                             "input_dim": DIM})
-    tmp = work / f"bundle-{n}.tmp"
+    # the items' content vectors, as an exported bundle carries them (cold start; 64 bytes an item)
+    sids = sids.with_content(vectors)
+    tmp = work / f"bundle-{n}-content.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     os.link(tpl / "model.gguf", tmp / "model.gguf")

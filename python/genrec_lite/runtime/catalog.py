@@ -99,6 +99,7 @@ class LiveCatalog:
         cold = np.unique(cold[views.primary.contains_many(cold)])
         if not isinstance(records, ItemRecords):
             records = ItemRecords.from_dicts(records)
+        records.share_ids(views.primary.sorted_ids)  # one copy of the id set, not two
         self._state = CatalogState(views, tuple(v.tries() for v in views), records, 0, cold)
 
     @property

@@ -42,27 +42,36 @@ def delta_limit(n: int) -> int:
 class _Index:
     """id -> row through sorted ids and their rows (not a dict: at 10^6 items a dict costs ~100 MB
     per process), in two parts: the main one and a small tail holding the ids added since the
-    main one was made, so adding ids merges them into the tail, not into the catalog's index."""
+    main one was made, so adding ids merges them into the tail, not into the catalog's index.
+    A table whose rows are in id order needs no index of its own: the main part is then its
+    item_ids array itself, and rows is None (the row of the k-th id is k)."""
 
     __slots__ = ("ids", "rows", "tail_ids", "tail_rows")
     _EMPTY = np.zeros(0, np.int64)
 
-    def __init__(self, ids: np.ndarray, rows: np.ndarray, tail_ids: np.ndarray = _EMPTY,
+    def __init__(self, ids: np.ndarray, rows: np.ndarray | None, tail_ids: np.ndarray = _EMPTY,
                  tail_rows: np.ndarray = _EMPTY):
-        self.ids, self.rows = ids, rows.astype(np.int64, copy=False)
-        self.tail_ids, self.tail_rows = tail_ids, tail_rows
+        # rows in 4 bytes (a table holds fewer than 2^31 items: SemanticIds checks)
+        self.ids = ids
+        self.rows = None if rows is None else rows.astype(np.int32, copy=False)
+        self.tail_ids, self.tail_rows = tail_ids, tail_rows.astype(np.int32, copy=False)
 
     @classmethod
     def of(cls, item_ids: np.ndarray) -> "_Index":
+        if len(item_ids) < 2 or bool((item_ids[1:] > item_ids[:-1]).all()):
+            return cls(item_ids, None)  # already in id order: the ids are their own index
         order = np.argsort(item_ids, kind="stable")
         return cls(item_ids[order], order)
+
+    def main_rows(self) -> np.ndarray:
+        return np.arange(len(self.ids), dtype=np.int32) if self.rows is None else self.rows
 
     def find(self, item_id: int) -> int:
         """The row of one id, or -1."""
         for ids, rows in ((self.ids, self.rows), (self.tail_ids, self.tail_rows)):
             k = int(np.searchsorted(ids, item_id))
             if k < len(ids) and ids[k] == item_id:
-                return int(rows[k])
+                return k if rows is None else int(rows[k])
         return -1
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
@@ -72,7 +81,7 @@ class _Index:
             if len(sorted_ids) and len(ids):
                 k = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
                 hit = sorted_ids[k] == ids
-                out[hit] = rows[k[hit]]
+                out[hit] = k[hit] if rows is None else rows[k[hit]]
         return out
 
     def added(self, ids: np.ndarray, rows: np.ndarray) -> "_Index":
@@ -87,7 +96,7 @@ class _Index:
                           np.insert(self.tail_rows, at, rows))
         for part_ids, part_rows in ((self.tail_ids, self.tail_rows), (ids, rows)):
             at = np.searchsorted(self.ids, part_ids)
-            self = _Index(np.insert(self.ids, at, part_ids), np.insert(self.rows, at, part_rows))
+            self = _Index(np.insert(self.ids, at, part_ids), np.insert(self.main_rows(), at, part_rows))
         return self
 
 
@@ -169,6 +178,8 @@ class SemanticIds:
                     f"({len(self.item_ids)}, {content_space.dim}) int8, one row per item")
         self.content = content
         self.content_space = content_space
+        if len(self.item_ids) >= 2**31:
+            raise InvalidArgumentError(f"{len(self.item_ids)} items; a SID table holds fewer than 2^31")
         self._index = _Index.of(self.item_ids)
         same = np.flatnonzero(self._index.ids[1:] == self._index.ids[:-1])
         if len(same):
@@ -201,6 +212,12 @@ class SemanticIds:
             return self._find(int(item_id)) >= 0
         except OverflowError:  # outside int64: no item has it
             return False
+
+    @property
+    def sorted_ids(self) -> np.ndarray:
+        """The item ids in increasing order (the id index's main part: the ids added since it
+        was made are not in it); read-only."""
+        return self._index.ids
 
     def _find(self, item_id: int) -> int:
         """The row of an item id, or -1."""
@@ -449,6 +466,9 @@ class SemanticIds:
         views = {name: b[:n] for name, b in columns.buffers.items()}
         out.item_ids, out.codes, out.content = views["item_ids"], views["codes"], views.get("content")
         out._columns = columns
+        index = self._index
+        if index.rows is None and index.ids is self.item_ids:  # the ids index themselves: keep
+            out._index = _Index(out.item_ids, None, index.tail_ids, index.tail_rows)  # one copy
         return out
 
     def _fold_from(self, old: "SemanticIds", n: int):
@@ -469,7 +489,7 @@ class SemanticIds:
                          None if self.content is None else self.content[keep])
         new_row = np.cumsum(keep) - 1  # old row -> row after the removal
         parts = []
-        for ids, old_rows in ((self._index.ids, self._index.rows),
+        for ids, old_rows in ((self._index.ids, self._index.main_rows()),
                               (self._index.tail_ids, self._index.tail_rows)):
             kept = keep[old_rows]
             parts.append((ids[kept], new_row[old_rows[kept]]))
