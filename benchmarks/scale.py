@@ -94,12 +94,15 @@ def template_bundle(work: Path) -> Path:
     return out
 
 
-def synthetic_catalog(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Item ids and 64-d vectors drawn around CLUSTERS centres."""
+def synthetic_catalog(n: int, seed: int = 0, dim: int = DIM) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids and `dim`-d vectors drawn around CLUSTERS centres."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    centres = rng.normal(size=(CLUSTERS, dim)).astype(np.float32)
     which = rng.integers(0, CLUSTERS, size=n)
-    vectors = centres[which] + 1.0 * rng.normal(size=(n, DIM)).astype(np.float32)
+    vectors = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, 65_536):  # the same draws as one (n, dim) call, without its float64 copy
+        e = min(s + 65_536, n)
+        vectors[s:e] = centres[which[s:e]] + 1.0 * rng.normal(size=(e - s, dim)).astype(np.float32)
     ids = np.arange(1, n + 1, dtype=np.int64) * 7 + 1000  # not 0..n-1: ids are the ad system's
     return ids, vectors
 

@@ -112,10 +112,14 @@ def sid() -> None:
               help="Item vectors you already have, used instead of embedding the item text (the "
                    "text encoder is not loaded): a .npy array whose row i is the catalog's i-th "
                    "item, or a Parquet file with item_id and vector columns.")
+@click.option("--train-sample", default=None, type=click.IntRange(0),
+              help="Train the quantiser on a seeded sample of at most this many items, then assign "
+                   "every item its codes (default 16384; 0: train on every item).")
 @_log_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def sid_build(items, out, levels, codebook_size, collisions, method, seed, epochs, template, encoder,
-              collab_weight, collab_split, views, vectors_file, time_unit, kcore, quiet) -> None:
+              collab_weight, collab_split, views, vectors_file, train_sample, time_unit, kcore,
+              quiet) -> None:
     """Embed item text, train the quantiser and write the SemanticIds artefact plus report.json.
 
     \b
@@ -148,7 +152,8 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
                    err=True)
     cfg = SidConfig(method=method, levels=levels, codebook_size=codebook_size, collisions=collisions,
                     seed=seed, epochs=epochs, collab_weight=collab_weight, views=views)
-    if template:
+    if train_sample is not None:
+        cfg.train_sample = train_sample or None
         cfg.text_template = template
     if encoder:
         cfg.embedding_model = encoder

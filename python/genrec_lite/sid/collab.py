@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 
+CHUNK = 65_536  # rows per step of the dense float64 work on item vectors
+
 
 def cooccurrence_vectors(sequences: Iterable[Sequence[int]], item_ids: Sequence[int], *,
                          dim: int = 64, window: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -37,22 +39,12 @@ def cooccurrence_vectors(sequences: Iterable[Sequence[int]], item_ids: Sequence[
         sequences = sequences.values()
     item_ids = np.asarray(item_ids, dtype=np.int64)
     n = len(item_ids)
-    index = {int(i): k for k, i in enumerate(item_ids.tolist())}
-    rows, cols, vals = [], [], []
-    for seq in sequences:
-        pos = np.array([index.get(int(i), -1) for i in seq], dtype=np.int64)
-        pos = pos[pos >= 0]
-        for d in range(1, window + 1):
-            a, b = pos[:-d], pos[d:]
-            keep = a != b
-            rows += [a[keep], b[keep]]
-            cols += [b[keep], a[keep]]
-            vals += [np.full(2 * int(keep.sum()), 1.0 / d)]
+    rows, cols, vals = _window_pairs(sequences, item_ids, window)
     out = np.zeros((n, dim))
-    if not rows:
+    if not len(rows):
         return out, np.zeros(n, bool)
-    C = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)).tocsr()   # sums the repeated pairs
+    C = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()   # sums the repeated pairs
+    del rows, cols, vals
     deg = np.asarray(C.sum(axis=1)).ravel()
     has = deg > 0
     # PPMI: log(p(a, b) / (p(a) p(b))), negative values clipped to 0
@@ -74,25 +66,61 @@ def cooccurrence_vectors(sequences: Iterable[Sequence[int]], item_ids: Sequence[
     return out, has
 
 
+def _window_pairs(sequences: Iterable[Sequence[int]], item_ids: np.ndarray, window: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, weights): both directions of every pair of different items within `window`
+    positions of each other in one sequence, weight 1 / distance, as catalog rows. Items outside
+    the catalog are dropped from a sequence first (their neighbours become adjacent). All the
+    sequences at once in flat arrays: a loop over 10^6 users' small arrays costs minutes and a
+    Python object per pair list."""
+    seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+    index_type = np.int32 if len(item_ids) < 2**31 else np.int64  # halves the pair lists
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(seqs), dtype=np.int64), lengths)
+    del seqs
+    order = np.argsort(item_ids, kind="stable")
+    at = np.minimum(np.searchsorted(item_ids[order], flat), max(len(item_ids) - 1, 0))
+    known = item_ids[order][at] == flat if len(item_ids) else np.zeros(len(flat), bool)
+    pos, owner = order[at[known]].astype(index_type), owner[known]
+    parts = []
+    for d in range(1, window + 1):
+        a, b = pos[:-d], pos[d:]
+        keep = (owner[:-d] == owner[d:]) & (a != b)
+        a, b = a[keep], b[keep]
+        parts.append((np.concatenate([a, b]), np.concatenate([b, a]), np.full(2 * len(a), 1.0 / d)))
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def text_to_cf_map(text: np.ndarray, cf: np.ndarray, has: np.ndarray, ridge: float = 1.0) -> np.ndarray:
     """(text_dim, cf_dim): ridge regression from an item's text vector to its CF vector, fitted on
-    the items that have one."""
-    X, Y = text[has].astype(np.float64), cf[has]
-    if len(X) == 0:
+    the items that have one. The normal equations are summed over CHUNK rows at a time, so the
+    float64 copy of the text vectors never exceeds one chunk."""
+    rows = np.flatnonzero(has)
+    if len(rows) == 0:
         raise InvalidArgumentError("no item has interactions to learn collaborative vectors from; "
                                    "expected interactions of the catalog's items")
-    return np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ Y)
+    xtx = xty = 0.0
+    for start in range(0, len(rows), CHUNK):
+        X = text[rows[start:start + CHUNK]].astype(np.float64)
+        xtx = xtx + X.T @ X
+        xty = xty + X.T @ cf[rows[start:start + CHUNK]]
+    return np.linalg.solve(xtx + ridge * np.eye(text.shape[1]), xty)
 
 
 def joined_vectors(text: np.ndarray, cf: np.ndarray, has: np.ndarray, weight: float
                    ) -> tuple[np.ndarray, np.ndarray]:
     """([text ; weight * CF] float32 (n, text_dim + cf_dim), input map (text_dim, text_dim + cf_dim)
-    that gives an item without interactions its joined vector from its text: x = text @ map)."""
+    that gives an item without interactions its joined vector from its text: x = text @ map).
+    Computed in float64 CHUNK rows at a time: `text` may stay float32."""
     if weight <= 0:
         raise InvalidArgumentError(f"collaborative weight {weight}; expected > 0")
     W = text_to_cf_map(text, cf, has) * weight
-    part = np.where(has[:, None], cf * weight, text @ W)
-    joined = np.concatenate([text, part], axis=1).astype(np.float32)
+    joined = np.empty((len(text), text.shape[1] + W.shape[1]), dtype=np.float32)
+    for start in range(0, len(text), CHUNK):
+        t = np.asarray(text[start:start + CHUNK], dtype=np.float64)
+        part = np.where(has[start:start + CHUNK, None], cf[start:start + CHUNK] * weight, t @ W)
+        joined[start:start + CHUNK] = np.concatenate([t, part], axis=1)
     input_map = np.concatenate([np.eye(text.shape[1]), W], axis=1).astype(np.float32)
     return joined, input_map
 

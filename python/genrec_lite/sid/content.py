@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from .encoder import all_finite
 
 DIM = 64          # principal components kept
 SCALE = 127.0     # a unit vector's components lie in [-1, 1]: int8 holds them to ~0.004
 FIT_SAMPLE = 100_000  # rows the principal directions are computed from (seeded sample)
+PROJECT_BATCH = 65_536  # rows projected at a time: bounds the float temporaries at any catalog size
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,13 @@ class ContentSpace:
         """(n, dim) int8 rows: the unit-length projections of `vectors` (n, input_dim), times
         SCALE. A vector at the mean (no direction) projects to zeros."""
         v = _matrix(vectors, self.input_dim)
-        z = (v - self.mean) @ self.components.T
-        norm = np.linalg.norm(z, axis=1, keepdims=True)
-        z = z / np.where(norm > 0, norm, 1.0)
-        return np.clip(np.rint(z * SCALE), -127, 127).astype(np.int8)
+        out = np.empty((len(v), self.dim), dtype=np.int8)
+        for start in range(0, len(v), PROJECT_BATCH):
+            z = (v[start:start + PROJECT_BATCH] - self.mean) @ self.components.T
+            norm = np.linalg.norm(z, axis=1, keepdims=True)
+            z = z / np.where(norm > 0, norm, 1.0)
+            out[start:start + PROJECT_BATCH] = np.clip(np.rint(z * SCALE), -127, 127)
+        return out
 
     def state(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean, "components": self.components}
@@ -95,6 +100,6 @@ def _matrix(vectors, dim: int | None) -> np.ndarray:
     if v.ndim != 2 or (dim is not None and v.shape[1] != dim):
         want = f"(n, {dim})" if dim is not None else "(n, d)"
         raise InvalidArgumentError(f"vectors of shape {v.shape}; expected {want}")
-    if not np.isfinite(v).all():
+    if not all_finite(v):
         raise InvalidArgumentError("vectors hold NaN or infinite values")
     return v

@@ -11,6 +11,15 @@ import numpy as np
 from .._ext import core
 from ..errors import InvalidArgumentError
 
+# Rows encoded per step: bounds the MLP's activations (512 floats a row in the widest layer) and
+# the float32 copy of the input, whatever the number of items.
+ENCODE_BATCH = 65_536
+
+
+def all_finite(vectors: np.ndarray, chunk: int = ENCODE_BATCH) -> bool:
+    """np.isfinite(vectors).all() without an (n, d) bool temporary."""
+    return all(np.isfinite(vectors[i:i + chunk]).all() for i in range(0, len(vectors), chunk))
+
 
 class SidEncoder:
     """Maps item embeddings (n, input_dim) to base codes (n, levels).
@@ -55,7 +64,9 @@ class SidEncoder:
 
     def latent(self, vectors: np.ndarray) -> np.ndarray:
         """The encoder MLP, in float32 numpy."""
-        x = self.check_vectors(vectors)
+        return self._forward(self.check_vectors(vectors))
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         for i, (w, b) in enumerate(self.layers):
             x = x @ w.T + b
             if i + 1 < len(self.layers):
@@ -63,14 +74,26 @@ class SidEncoder:
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def encode(self, vectors: np.ndarray, n_threads: int = 1) -> np.ndarray:
-        """Base codes (n, levels) int32 by the greedy residual nearest-codeword rule (C++ core)."""
+        """Base codes (n, levels) int32 by the greedy residual nearest-codeword rule (C++ core),
+        ENCODE_BATCH rows at a time (each row's codes depend on that row alone)."""
         if self._quantizer is None:
             self._quantizer = core().ResidualQuantizer(self.codebooks)
-        return self._quantizer.encode(self.latent(vectors), n_threads=n_threads)
+        x = np.asarray(vectors)
+        if x.ndim != 2 or len(x) <= ENCODE_BATCH:
+            return self._quantizer.encode(self.latent(x), n_threads=n_threads)
+        if x.shape[1] != self.input_dim:
+            self.check_vectors(x)  # raises, naming the whole input's shape
+        out = np.empty((len(x), self.levels), dtype=np.int32)
+        for start in range(0, len(x), ENCODE_BATCH):
+            batch = self.check_vectors(x[start:start + ENCODE_BATCH], first_row=start)
+            out[start:start + ENCODE_BATCH] = self._quantizer.encode(self._forward(batch),
+                                                                     n_threads=n_threads)
+        return out
 
-    def check_vectors(self, vectors: np.ndarray) -> np.ndarray:
+    def check_vectors(self, vectors: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Vectors as C-contiguous float32 (n, input_dim); InvalidArgumentError for a wrong shape
-        or a non-finite value, naming the row."""
+        or a non-finite value, naming the row (counted from `first_row`: a batch's place in the
+        whole input)."""
         x = np.asarray(vectors)
         if x.ndim == 1:
             x = x[None, :]
@@ -81,7 +104,7 @@ class SidEncoder:
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
             raise InvalidArgumentError(
-                f"item vector at row {int(np.flatnonzero(bad)[0])} has NaN or inf values; "
+                f"item vector at row {first_row + int(np.flatnonzero(bad)[0])} has NaN or inf values; "
                 "expected finite numbers")
         return x
 
@@ -101,3 +124,4 @@ class SidEncoder:
             layers.append((arrays[f"encoder.{i}.weight"], arrays[f"encoder.{i}.bias"]))
             i += 1
         return cls(arrays["codebooks"], layers)
+

@@ -350,8 +350,12 @@ class SemanticIds:
         return changed
 
     def report(self) -> dict:
-        return sid_report(self.codes, levels=self.levels, codebook_size=self.codebook_size,
-                          mode=self.collisions)
+        rep = sid_report(self.codes, levels=self.levels, codebook_size=self.codebook_size,
+                         mode=self.collisions)
+        if "train_items" in self.config:  # how many items the quantiser learned from (sid/build.py)
+            rep["train_items"] = self.config["train_items"]
+            rep["train_sample"] = self.config.get("train_sample")
+        return rep
 
     # --- cold start --------------------------------------------------------------------------
     def assign(self, vectors: np.ndarray, n_threads: int = 1) -> np.ndarray:
