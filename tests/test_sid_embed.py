@@ -216,6 +216,13 @@ def test_build_and_assign_from_vectors(tmp_path, items, stand_in, capsys):
     assert main(["sid", "assign", "--sids", str(tmp_path / "a"), "--items", str(new),
                  "--vectors", str(other)]) == 2
     assert "embedded with template '{title}'" in capsys.readouterr().err
+    # vectors of other texts are not taken for this catalog's
+    recs = _records(N)
+    recs[2]["title"] = "a renamed tool"
+    edited = _write(tmp_path / "edited.jsonl", recs)
+    assert main(["sid", "build", "--items", str(edited), "--vectors", str(out), "--out",
+                 str(tmp_path / "e"), *FAST]) == 2
+    assert "item texts (template '{title}[. Brand: {brand}]') differ" in capsys.readouterr().err
     # an unfinished folder is not read
     (out / "shard-00002.npy").unlink()
     assert main(["sid", "build", "--items", str(items), "--vectors", str(out), "--out",
@@ -250,3 +257,14 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     assert np.array_equal(ids1, ids2) and v1.shape == (12, 384)
     np.testing.assert_allclose(v2, v1, atol=1e-5, rtol=0)
     assert m1 == m2
+
+
+def test_a_missing_gpu_is_refused_before_any_work(tmp_path, items, stand_in, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "vec"
+    assert main(["sid", "embed", "--items", str(items), "--out", str(out), "--device",
+                 "cuda"]) == 2
+    assert "'cuda' was asked for, but torch sees no CUDA GPU" in capsys.readouterr().err
+    assert stand_in.calls == [] and not out.exists()

@@ -118,10 +118,18 @@ def _read_parquet(p: Path, catalog, id_column: str, vector_column: str) -> np.nd
 
 
 def _read_embedding_folder(p: Path, catalog) -> np.ndarray:
-    from .embed_job import read_embeddings
+    from .embed_job import catalog_fingerprint, read_embeddings
 
-    ids, vectors, _ = read_embeddings(p)
-    return _by_item_id(ids, vectors, catalog, p)
+    ids, vectors, manifest = read_embeddings(p)
+    ordered = _by_item_id(ids, vectors, catalog, p)
+    # same ids, other text (an edited title): the vectors would silently be stale
+    if catalog_fingerprint(ids, catalog.render(manifest["template"], ids=ids)) != \
+            manifest["catalog_fingerprint"]:
+        raise DataError("the catalog's item texts (template "
+                        f"{manifest['template']!r}) differ from those these vectors were embedded "
+                        "from; expected the catalog `sid embed` read (run it again on this one)",
+                        path=p)
+    return ordered
 
 
 def _by_item_id(ids: np.ndarray, matrix: np.ndarray, catalog, p: Path) -> np.ndarray:
