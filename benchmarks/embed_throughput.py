@@ -75,7 +75,7 @@ def run(items: Path, procs: int, out: Path, cache: Path, shard_size: int, batch_
     n_items = sum(r["items"] for r in per)
     slowest = max(r["encode_seconds"] for r in per)
     return {"procs": procs, "threads_per_process": threads,
-            "command": " ".join(["OMP_NUM_THREADS=" + str(threads)] + cmd[1:]),
+            "command": " ".join([f"OMP_NUM_THREADS={threads}", "python"] + cmd[1:]),
             "items": n_items, "processes": per, "job_items_per_second": n_items / slowest,
             "wall_seconds": wall, "load_average_before": load_before,
             "load_average_after": list(os.getloadavg())}
