@@ -45,6 +45,24 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = True) -> It
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success its file is flushed to disk and renamed
+    onto `target`, so a reader (or a restarted job) sees the whole file or none. The name holds
+    the process id, so several processes may write the same target at once (the last rename wins).
+    """
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_json(path: str | os.PathLike, obj: object) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=False)

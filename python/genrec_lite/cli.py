@@ -108,10 +108,12 @@ def sid() -> None:
 @click.option("--views", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Independent builds (seeds SEED, SEED+1, ...) for a multi-view model: it learns "
                    "the histories in every view and fuses the views' answers.")
-@click.option("--vectors", "vectors_file", default=None, type=click.Path(dir_okay=False),
+@click.option("--vectors", "vectors_file", default=None, type=click.Path(),
               help="Item vectors you already have, used instead of embedding the item text (the "
                    "text encoder is not loaded): a .npy array whose row i is the catalog's i-th "
-                   "item, or a Parquet file with item_id and vector columns.")
+                   "item, a Parquet file with item_id and vector columns, or the --out folder of "
+                   "`sid embed` (its model and template are recorded, so new items can later be "
+                   "embedded from their text the same way).")
 @click.option("--train-sample", default=None, type=click.IntRange(0),
               help="Train the quantiser on a seeded sample of at most this many items, then assign "
                    "every item its codes (default 16384; 0: train on every item).")
@@ -154,14 +156,25 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
                     seed=seed, epochs=epochs, collab_weight=collab_weight, views=views)
     if train_sample is not None:
         cfg.train_sample = train_sample or None
+    if template:
         cfg.text_template = template
     if encoder:
         cfg.embedding_model = encoder
     if vectors_file:
+        from .sid.embed_job import embedded_with
+
         if encoder:
             raise InvalidArgumentError(f"--encoder {encoder!r} and --vectors {vectors_file!r}: "
                                        "expected one of them (given vectors replace the encoder)")
-        cfg.embedding_model = None
+        origin = embedded_with(vectors_file)
+        if origin and template and template != origin["template"]:
+            raise InvalidArgumentError(f"--template {template!r}, but the vectors in {vectors_file} "
+                                       f"were embedded from the template {origin['template']!r}; "
+                                       "expected that one (or no --template)")
+        # text vectors of `sid embed`: record how they were made, as a build from text does
+        cfg.embedding_model = origin["model"] if origin else None
+        if origin:
+            cfg.text_template = origin["template"]
     cfg.validate()
     built = build_sid_views(catalog, cfg, progress=not quiet, sequences=sequences, vectors=given)
     for sids in built:
@@ -179,6 +192,62 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
                    f"utilisation {', '.join(f'{u:.3f}' for u in rep['utilization'])}")
 
 
+@sid.command("embed")
+@click.option("--items", "items", required=True,
+              help="Catalog: 'synthetic' (built-in), a data folder, or a JSONL/CSV/Parquet file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder of the vector shards and manifest.json; an unfinished one is resumed.")
+@click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+              help="Text encoder: all-MiniLM-L6-v2 or a local sentence-transformers folder.")
+@click.option("--template", default=None,
+              help="Item text template (default: the one `sid build` uses for the catalog's "
+                   "fields).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+              help="Texts per encoder call.")
+@click.option("--shard-size", default=1024, show_default=True, type=click.IntRange(1),
+              help="Items per shard file: the unit of resuming and of sharing work between "
+                   "processes.")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]),
+              help="'auto': a GPU when torch sees one; under torchrun each process takes the GPU "
+                   "of its LOCAL_RANK.")
+@click.option("--cache/--no-cache", default=False, show_default=True,
+              help="Also read and fill the embedding cache (GENREC_LITE_CACHE) that `sid build` "
+                   "uses; the shards are the job's own store either way.")
+@click.option("--quiet", is_flag=True, help="No per-shard messages.")
+def sid_embed(items, out, model, template, batch_size, shard_size, device, cache, quiet) -> None:
+    """Embed the item text into vector shards; resumable, and shared out under torchrun.
+
+    Shard k (items k*SHARD_SIZE onwards) goes to OUT/shard-0000k.npy, written under a temporary
+    name and renamed, so a killed job leaves whole shards only; running the same command again
+    embeds just the missing ones. A different catalog, model, template or shard size in an
+    existing OUT is refused. Under `torchrun --nproc-per-node N` the process of rank r embeds
+    the shards k with k % N == r (no process group); OUT/manifest.json says "complete": true
+    once every shard exists, which rank 0 waits for. `sid build --vectors OUT` reads the result.
+
+    \b
+    Examples:
+      genrec-lite sid embed --items ../shared/data/amazon-industrial --out runs/vectors
+      torchrun --nproc-per-node 4 -m genrec_lite.cli sid embed --items items.jsonl --out runs/vectors
+      genrec-lite sid build --items items.jsonl --vectors runs/vectors --out runs/sids
+    """
+    from .sid.embed_job import embed_catalog
+
+    catalog = _load_catalog(items)
+    say = None if quiet else (lambda msg: click.echo(f"      {msg}", err=True))
+    rep = embed_catalog(catalog, out, model=model, template=template, batch_size=batch_size,
+                        shard_size=shard_size, device=device, use_cache=cache, say=say)
+    who = f"rank {rep.rank}/{rep.world}" if rep.world > 1 else "embedded"
+    rate = f", {rep.items_per_second:.1f} items/s" if rep.items else ""
+    click.echo(f"{who} ({rep.device}): encoded {rep.items} items in {rep.encode_seconds:.1f} s"
+               f"{rate} ({rep.shards} shards, {rep.kept_shards} kept from before; model load "
+               f"{rep.load_seconds:.1f} s)", err=True)
+    if rep.complete and rep.rank == 0:
+        m = rep.manifest
+        click.echo(f"wrote {out}: {m['n_items']} items x {m['dim']} in {m['n_shards']} shards "
+                   f"({m['model']}, template {m['template']!r})")
+
+
 @sid.command("assign")
 @click.option("--sids", "sids_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Directory written by `sid build`.")
@@ -186,32 +255,44 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Write item_id/sid as JSONL here instead of printing TSV.")
 @click.option("--update", is_flag=True, help="Also add the new items to the SID directory (atomically).")
+@click.option("--vectors", "vectors_file", default=None, type=click.Path(exists=True),
+              help="The new items' vectors, in the space the SIDs were built from, instead of "
+                   "embedding their text (needed when `sid build` was given --vectors from a file): "
+                   "a .npy array whose row i is the i-th new item, a Parquet file with item_id and "
+                   "vector columns, or a `sid embed` folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def sid_assign(sids_dir, items, out, update, quiet) -> None:
-    """Give new items SIDs with the trained quantiser (no retraining).
+def sid_assign(sids_dir, items, out, update, vectors_file, quiet) -> None:
+    """Give new items SIDs with the trained quantiser (no retraining), from their text or from
+    their vectors (--vectors).
 
     \b
-    Example:
+    Examples:
       genrec-lite sid assign --sids runs/sids --items new_items.jsonl
+      genrec-lite sid assign --sids runs/sids --items new_items.jsonl --vectors new_vectors.npy
     """
     from .sid import SidViews
-    from .sid.embed import TextEncoder
 
     views = SidViews.load(sids_dir)
     sids = views.primary
-    if sids.config.get("vectors"):
+    from_text = sids.config.get("embedding_model") or not sids.config.get("vectors")
+    if not (from_text or vectors_file):
         raise InvalidArgumentError(
             f"the SIDs in {sids_dir} were built from given vectors ({sids.config['vectors']}), "
-            "not from text; new items need vectors in that space (Recommender.add_items(items, "
-            "vectors=...)), expected a SID directory built from item text")
+            "not from text; new items need vectors in that space: expected --vectors (or "
+            "Recommender.add_items(items, vectors=...))")
     catalog = _load_catalog(items)
     for item in catalog.item_ids.tolist():
         if item in sids:
             raise GenrecError(f"item id {item} in {items} already has a SID in {sids_dir}; "
                               "expected new items only")
-    texts = catalog.render(sids.config.get("text_template", "{title}"))
-    vectors = TextEncoder(sids.config.get("embedding_model", "all-MiniLM-L6-v2")).encode(
-        texts, progress=not quiet)
+    if vectors_file:
+        vectors = _new_item_vectors(vectors_file, catalog, sids, sids_dir)
+    else:
+        from .sid.embed import TextEncoder
+
+        texts = catalog.render(sids.config.get("text_template", "{title}"))
+        vectors = TextEncoder(sids.config.get("embedding_model", "all-MiniLM-L6-v2")).encode(
+            texts, progress=not quiet)
     grown = SidViews([s.with_items(catalog.item_ids, vectors) for s in views])
     lines = []
     for n, item in enumerate(catalog.item_ids.tolist()):
@@ -228,6 +309,30 @@ def sid_assign(sids_dir, items, out, update, quiet) -> None:
             click.echo(f"{rec['item_id']}\t{rec['sid']}")
     if update:
         grown.save(sids_dir)
+
+
+def _new_item_vectors(vectors_file, catalog, sids, sids_dir) -> np.ndarray:
+    """`sid assign --vectors`: the new items' vectors, checked against the SIDs' input space."""
+    from .sid.embed_job import embedded_with
+    from .sid.given_vectors import load_item_vectors
+
+    origin = embedded_with(vectors_file)
+    if origin:  # text vectors of `sid embed`: they must come from the model and template the
+        # SIDs were built from, or their codes mean nothing
+        built = {"model": sids.config.get("embedding_model"),
+                 "template": sids.config.get("text_template")}
+        diffs = [f"{k} {origin[k]!r} (the SIDs: {built[k]!r})" for k in built
+                 if origin[k] != built[k]]
+        if diffs:
+            raise InvalidArgumentError(f"--vectors {vectors_file} were embedded with "
+                                       f"{', '.join(diffs)}; expected the SIDs' model and template")
+    vectors = load_item_vectors(vectors_file, catalog)
+    want = getattr(sids.encoder, "input_dim", None)
+    if want is not None and vectors.shape[1] != want:
+        raise InvalidArgumentError(f"--vectors {vectors_file} holds {vectors.shape[1]}-dimensional "
+                                   f"vectors, but the SIDs in {sids_dir} take {want}; expected "
+                                   "vectors in the space the SIDs were built from")
+    return vectors
 
 
 def _parse_tasks(text: str | None) -> dict | None:

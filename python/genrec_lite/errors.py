@@ -69,6 +69,11 @@ class FormatVersionError(ArtifactError):
     """An artefact was written in a format version this release cannot read."""
 
 
+class ResumeMismatchError(GenrecError):
+    """A job asked to resume in a folder that holds the partial output of another job (other
+    inputs or settings); it names what differs and is refused rather than mixing the two."""
+
+
 class ClosedError(GenrecError):
     """The object was closed (a Recommender after close()); it serves no more calls."""
 

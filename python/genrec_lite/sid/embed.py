@@ -43,7 +43,7 @@ def resolve_model(model: str) -> str:
     return str(path.resolve())
 
 
-def _model_fingerprint(folder: str) -> str:
+def model_fingerprint(folder: str) -> str:
     """Identity of a model folder for the cache: its files' names and sizes (weights change them)."""
     h = hashlib.sha256()
     for p in sorted(Path(folder).rglob("*")):
@@ -106,12 +106,14 @@ class TextEncoder:
     """A sentence-transformers model with a disk cache in front of it."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64,
-                 cache_dir: str | Path | None = None, use_cache: bool = True):
+                 cache_dir: str | Path | None = None, use_cache: bool = True,
+                 device: str = "cpu"):
         self.name = model
         self.path = resolve_model(model)
         self.batch_size = int(batch_size)
+        self.device = str(device)
         self._model = None
-        fp = _model_fingerprint(self.path)
+        fp = model_fingerprint(self.path)
         self.cache = EmbeddingCache(Path(cache_dir or default_cache_dir()) / fp) if use_cache else None
 
     def _load(self):
@@ -120,7 +122,7 @@ class TextEncoder:
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             st = require("sentence_transformers")
             with no_hf_progress():
-                self._model = st.SentenceTransformer(self.path, device="cpu")
+                self._model = st.SentenceTransformer(self.path, device=self.device)
         return self._model
 
     @property

@@ -2,7 +2,8 @@
 
 - ``.npy``: a 2-D array, row i the vector of the catalog's i-th item (catalog file order);
 - ``.parquet``: an ``item_id`` column and a ``vector`` column (a list of numbers a row), keyed by
-  item id, in any order; every catalog item needs exactly one row and no other ids may appear.
+  item id, in any order; every catalog item needs exactly one row and no other ids may appear;
+- a folder written by ``sid embed`` (sid/embed_job.py), once complete: keyed by item id as Parquet.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ VECTOR_SUFFIXES = (".npy", ".parquet", ".pq")
 def load_item_vectors(path: str | os.PathLike, catalog, *, id_column: str = "item_id",
                       vector_column: str = "vector") -> np.ndarray:
     """(n_items, dim) float32 vectors for ``catalog.item_ids``, in catalog order."""
+    from .embed_job import is_embedding_folder
+
     p = Path(path)
-    if not p.is_file():
-        raise DataError("vectors file not found", path=p)
     suffix = p.suffix.lower()
-    if suffix == ".npy":
+    if is_embedding_folder(p):
+        vectors = _read_embedding_folder(p, catalog)
+    elif p.is_dir():
+        raise DataError("a folder without the manifest.json of `sid embed`; expected a vectors "
+                        f"file ({', '.join(VECTOR_SUFFIXES)}) or a `sid embed --out` folder", path=p)
+    elif not p.is_file():
+        raise DataError("vectors file not found", path=p)
+    elif suffix == ".npy":
         vectors = _read_npy(p, len(catalog))
     elif suffix in (".parquet", ".pq"):
         vectors = _read_parquet(p, catalog, id_column, vector_column)
@@ -106,6 +114,27 @@ def _read_parquet(p: Path, catalog, id_column: str, vector_column: str) -> np.nd
                         f"numbers but the first has {int(lengths[0])}; expected one length",
                         path=p, value=int(ids[row]))
     dim = int(lengths[0]) if len(lengths) else 0
+    return _by_item_id(ids, flat.reshape(len(ids), dim), catalog, p)
+
+
+def _read_embedding_folder(p: Path, catalog) -> np.ndarray:
+    from .embed_job import catalog_fingerprint, read_embeddings
+
+    ids, vectors, manifest = read_embeddings(p)
+    ordered = _by_item_id(ids, vectors, catalog, p)
+    # same ids, other text (an edited title): the vectors would silently be stale
+    if catalog_fingerprint(ids, catalog.render(manifest["template"], ids=ids)) != \
+            manifest["catalog_fingerprint"]:
+        raise DataError("the catalog's item texts (template "
+                        f"{manifest['template']!r}) differ from those these vectors were embedded "
+                        "from; expected the catalog `sid embed` read (run it again on this one)",
+                        path=p)
+    return ordered
+
+
+def _by_item_id(ids: np.ndarray, matrix: np.ndarray, catalog, p: Path) -> np.ndarray:
+    """Rows of `matrix` (row r the vector of item ids[r]) in catalog order; every catalog item
+    needs exactly one row and no other ids may appear."""
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = int(uniq[np.argmax(counts > 1)])
@@ -127,5 +156,4 @@ def _read_parquet(p: Path, catalog, id_column: str, vector_column: str) -> np.nd
         raise DataError(f"catalog item {lack} has no vector ({int((~found).sum())} of "
                         f"{len(want)} catalog items lack one); expected a row for every item",
                         path=p, value=lack)
-    matrix = flat.reshape(len(ids), dim)
-    return np.ascontiguousarray(matrix[order[pos]])
+    return np.ascontiguousarray(matrix[order[pos]], dtype=np.float32)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._devices import resolve_device
 from .._io import read_manifest
-from ..errors import ArtifactError, InvalidArgumentError, require
+from ..errors import ArtifactError, require
 
 FORMAT_NAME = "genrec-lite.checkpoint"
 UNTRAINED_ITEMS = "untrained_items.npy"
@@ -41,26 +42,6 @@ def weights_dir(ckpt: str | Path, which: str = "best") -> Path:
         if (ckpt / name / "model").is_dir():
             return ckpt / name
     raise ArtifactError(f"{ckpt} holds no trained weights ({which}/model or last/model missing)")
-
-
-def resolve_device(spec: str = "auto"):
-    """'auto' (the GPU when torch sees one, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise InvalidArgumentError(f"device {spec!r} is not known; expected 'auto', 'cpu', "
-                                   "'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgumentError(f"device {spec!r} was asked for, but torch sees no CUDA GPU "
-                                   "here; use 'cpu' or 'auto'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InvalidArgumentError(f"device {spec!r}: torch sees {torch.cuda.device_count()} "
-                                   "GPU(s), numbered from 0")
-    if dev.type not in ("cpu", "cuda"):
-        raise InvalidArgumentError(f"device {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return dev
 
 
 def load_model(ckpt: str | Path, which: str = "best", *, for_training: bool = False,

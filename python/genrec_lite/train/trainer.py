@@ -8,7 +8,6 @@ the epoch), so a killed run resumes exactly where its last checkpoint was taken.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import random
 import shutil
@@ -86,25 +85,12 @@ def make_split(dataset, spec: str, max_history: int):
 
 
 # --- distributed helpers ------------------------------------------------------------------------
-def _dist_info() -> tuple[int, int, int]:
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def _init_distributed(device: str = "auto"):
-    """(rank, world size, device). One process: `device` as resolve_device reads it. Under
-    torchrun each process takes the GPU of its LOCAL_RANK ('auto' or 'cuda' with a GPU), or the
-    CPU ('cpu', or 'auto' without one); a fixed 'cuda:N' would put every rank on one GPU."""
-    from .checkpoint import resolve_device
+    """(rank, world size, device) as _devices.rank_device chooses them; under torchrun the
+    process group is started too (NCCL on GPUs, gloo on CPUs)."""
+    from .._devices import rank_device
 
-    rank, world, local = _dist_info()
-    if world > 1 and ":" in device:
-        raise InvalidArgumentError(f"device {device!r} under {world} processes; expected 'auto', "
-                                   "'cuda' or 'cpu' (each process takes the GPU of its LOCAL_RANK)")
-    dev = resolve_device(device)  # refuses a device that is not there, before any work
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local if world > 1 else (dev.index or 0))
-        torch.cuda.set_device(dev)
+    rank, world, dev = rank_device(device)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, dev
