@@ -151,3 +151,16 @@ def test_cli_reports_bad_vectors_and_conflicting_options(tmp_path, catalog_file,
                  str(tmp_path / "o"), *FAST]) == 2
     assert "expected one of them" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_build_records_the_template_and_the_sample(tmp_path, catalog_file, vectors, no_text_encoder):
+    """--template is recorded whether or not --train-sample is given (a merge once applied it
+    only with a sample size), and --train-sample reaches the build."""
+    np.save(tmp_path / "v.npy", vectors)
+    for name, extra in (("plain", []), ("sampled", ["--train-sample", "20"])):
+        assert main(["sid", "build", "--items", str(catalog_file), "--vectors",
+                     str(tmp_path / "v.npy"), "--out", str(tmp_path / name), "--template",
+                     "{title}!", *FAST, *extra]) == 0
+        s = SemanticIds.load(tmp_path / name)
+        assert s.config["text_template"] == "{title}!", name
+    assert SemanticIds.load(tmp_path / "sampled").report()["train_items"] <= max(20, 16)
