@@ -259,15 +259,19 @@ def main(argv=None) -> int:
                    "stage": stage, **got}
             rows.append(row)
             print(f"  {stage}: {json.dumps(got)}", flush=True)
+            path = save(args, rows)  # after every stage: a long run stopped keeps what it measured
     keys = ("interactions", "stage", "wall_s", "base_mb", "peak_mb", "stage_peak_mb", "tok_s")
     print(table(keys, [[r.get(k) for k in keys] for r in rows]))
-    path = write_json(args.name, {"machine": machine_info("torch", "pyarrow"),
+    print(f"wrote {path}")
+    return 0
+
+
+def save(args, rows: list[dict]) -> Path:
+    return write_json(args.name, {"machine": machine_info("torch", "pyarrow"),
                                   "args": {k: (str(v) if isinstance(v, Path) else v)
                                            for k, v in vars(args).items()
                                            if k not in ("stage", "folder")},
                                   "rows": rows})
-    print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
