@@ -55,12 +55,21 @@ class Table:
     columns: dict[str, Any]
     n_rows: int
     lines: Sequence[int] | None = None  # 1-based source line per row (text formats)
+    first_row: int = 0  # a chunk of a larger file (read_chunks): its rows start at this one
 
     def line(self, row: int) -> int:
         """The 1-based line (text files) or row number (Parquet) of row ``row``."""
         if self.lines is not None:
             return int(self.lines[row])
-        return int(row) + 1
+        return self.first_row + int(row) + 1
+
+    def column(self, name: str) -> Any:
+        """Column ``name`` as numpy (numbers) or a list; a chunk's Arrow column becomes a list
+        here, so that only the columns that need Python values pay for them."""
+        col = self.columns[name]
+        if not isinstance(col, (np.ndarray, list, tuple)):
+            col = self.columns[name] = col.to_pylist()
+        return col
 
     def require(self, *names: str, what: str = "column") -> None:
         """Raise a DataError naming the file, the missing columns and the ones that exist."""
@@ -241,6 +250,132 @@ def _read_parquet(path: Path) -> Table:
     return Table(path, "parquet", columns, table.num_rows, None)
 
 
+# ---------------------------------------------------------------- reading a chunk at a time
+
+CHUNK_BYTES = 1 << 24  # CSV text parsed at once (about 0.5-1M rows of a log)
+CHUNK_ROWS = 1 << 20   # Parquet rows read at once
+
+
+class NotStreamable(Exception):
+    """The file needs :func:`read_table` (blank lines, quoted line breaks, fields that do not line
+    up, text that is not UTF-8...): that reader keeps every record's line for its errors."""
+
+
+def read_chunks(path: str | os.PathLike, format: str | None = None, *,
+                columns: Sequence[str], types: dict[str, str] | None = None):
+    """``(header, chunks)`` of a CSV or Parquet file: its column names, and an iterator of
+    :class:`Table` chunks holding ``columns`` (those the file has), in file order.
+
+    Memory stays at a chunk's worth: the values come from pyarrow's streaming readers, numbers
+    as numpy arrays, text as Arrow arrays (:meth:`Table.column` turns one into a list when asked).
+    ``types`` names Arrow types to parse CSV columns as ("string", "int64", "float64"); a value
+    that does not parse raises :class:`NotStreamable`, as does any file that :func:`read_table`
+    reads differently; the caller then reads it whole.
+    """
+    p = Path(path)
+    fmt = infer_format(p, format)
+    _check_file(p)
+    if fmt == "csv":
+        try:
+            import pyarrow.csv  # noqa: F401  (optional: without it a CSV is read whole)
+        except ImportError:
+            raise NotStreamable("no pyarrow") from None
+        return _csv_chunks(p, columns, types or {})
+    if fmt == "parquet":
+        return _parquet_chunks(p, columns)
+    raise NotStreamable(fmt)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        text = first.decode("utf-8-sig")
+        header = [h.strip() for h in next(csv.reader([text.rstrip("\r\n")]))]
+    except (UnicodeDecodeError, StopIteration, csv.Error):
+        raise NotStreamable("header") from None
+    if not any(header) or len(set(header)) != len(header):
+        raise NotStreamable("header")
+    return header
+
+
+def _csv_chunks(path: Path, columns: Sequence[str], types: dict[str, str]):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    header = _csv_header(path)
+    wanted = [c for c in columns if c in header]
+    read = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=CHUNK_BYTES)
+    # No value is null but an empty numeric field, and text stays text ("NA" is a user id), as
+    # the csv module reads it; anything else that does not parse goes to read_table.
+    convert = pcsv.ConvertOptions(
+        include_columns=wanted, null_values=[""], strings_can_be_null=False,
+        quoted_strings_can_be_null=False, true_values=[], false_values=[],
+        column_types={c: getattr(pa, types.get(c, "string"))() for c in wanted})
+    parse = pcsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False)
+
+    def chunks():
+        try:
+            reader = pcsv.open_csv(path, read_options=read, parse_options=parse,
+                                   convert_options=convert)
+        except pa.ArrowInvalid:
+            raise NotStreamable("csv") from None
+        first = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, UnicodeDecodeError):
+                raise NotStreamable("csv") from None
+            cols = {}
+            for name in wanted:
+                col = batch.column(name)
+                if pa.types.is_string(col.type):
+                    # a line break inside quotes would shift every later line number
+                    if pc.any(pc.match_substring(col, "\n")).as_py():
+                        raise NotStreamable("csv")
+                    cols[name] = col
+                else:
+                    cols[name] = col.to_numpy() if col.null_count == 0 else col
+            n = batch.num_rows
+            # every record is one line here, so row r of the file is line r + 2
+            yield Table(path, "csv", cols, n, range(first + 2, first + n + 2), first)
+            first += n
+
+    return header, chunks()
+
+
+def _parquet_chunks(path: Path, columns: Sequence[str]):
+    pq = _pyarrow("reading")
+    import pyarrow.types as pat
+
+    try:
+        pf = pq.ParquetFile(path)
+        header = list(pf.schema_arrow.names)
+    except Exception:  # pyarrow raises several types for a bad file; read_table names it
+        raise NotStreamable("parquet") from None
+    wanted = [c for c in columns if c in header]
+
+    def chunks():
+        first = 0
+        try:
+            batches = pf.iter_batches(batch_size=CHUNK_ROWS, columns=wanted)
+            for batch in batches:
+                cols = {}
+                for name in wanted:
+                    col = batch.column(name)
+                    numeric = pat.is_integer(col.type) or pat.is_floating(col.type)
+                    cols[name] = col.to_numpy() if numeric and col.null_count == 0 else col
+                yield Table(path, "parquet", cols, batch.num_rows, None, first)
+                first += batch.num_rows
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read Parquet file: {exc}", path=path) from None
+
+    return header, chunks()
+
+
 # ---------------------------------------------------------------- value conversion helpers
 
 
@@ -291,7 +426,7 @@ def _as_int(value: Any) -> int | None:
 
 def int_column(table: Table, name: str, what: str) -> np.ndarray:
     """Column ``name`` as int64; a non-integer value is a DataError naming its line."""
-    col = table.columns[name]
+    col = table.column(name)
     if isinstance(col, np.ndarray):
         if col.dtype.kind in "iu":
             return col.astype(np.int64, copy=False)
@@ -319,7 +454,7 @@ def int_column(table: Table, name: str, what: str) -> np.ndarray:
 
 def number_column(table: Table, name: str, what: str) -> np.ndarray:
     """Column ``name`` as int64 when every value is integral, else float64."""
-    col = table.columns[name]
+    col = table.column(name)
     if isinstance(col, np.ndarray):
         if col.dtype.kind in "iu":
             return col.astype(np.int64, copy=False)
@@ -350,7 +485,7 @@ def number_column(table: Table, name: str, what: str) -> np.ndarray:
 
 def str_column(table: Table, name: str, what: str) -> np.ndarray:
     """Column ``name`` as an array of str (ints become their decimal text)."""
-    col = table.columns[name]
+    col = table.column(name)
     if isinstance(col, np.ndarray):
         if col.dtype.kind == "f":
             return np.array([to_text(v) for v in col.tolist()])

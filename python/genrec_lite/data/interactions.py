@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..errors import DataError, InvalidArgumentError, UnknownItemError
 from . import _readers, timestamps as _times
+from ._grouping import CHUNK, group_order, index_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -34,10 +36,15 @@ class Interactions:
                  timestamps: Sequence | np.ndarray | None = None,
                  ratings: Sequence[float] | np.ndarray | None = None, *,
                  source: str | None = None, time_unit: str | None = None):
-        users = np.asarray(user_ids)
-        if users.dtype.kind != "U":
-            users = np.array([_readers.to_text(u) for u in users.tolist()], dtype=str) \
-                if users.size else np.zeros(0, dtype="<U1")
+        if isinstance(user_ids, _UserCodes):  # the loader's and select's form: no text per row
+            vocab, codes = user_ids.users, user_ids.codes
+            users = codes
+        else:
+            users = np.asarray(user_ids)
+            if users.dtype.kind != "U":
+                users = np.array([_readers.to_text(u) for u in users.tolist()], dtype=str) \
+                    if users.size else np.zeros(0, dtype="<U1")
+            vocab, codes = _factorize(users) if users.ndim == 1 else (users, users)
         items = np.asarray(item_ids)
         if items.size and items.dtype.kind not in "iu":
             raise InvalidArgumentError(f"item ids must be integers, got dtype {items.dtype}")
@@ -67,7 +74,8 @@ class Interactions:
             rats = np.asarray(ratings, dtype=np.float64)
             if rats.shape != (n,):
                 raise InvalidArgumentError(f"ratings has shape {rats.shape}, expected ({n},)")
-        self.user_ids: np.ndarray = users
+        self._users: np.ndarray = vocab  # distinct user ids, in order of first appearance
+        self._code: np.ndarray = codes   # int32 per row: the row's user in _users
         self.item_ids: np.ndarray = items
         self.timestamps: np.ndarray = times
         self.ratings: np.ndarray | None = rats
@@ -79,10 +87,18 @@ class Interactions:
             unit = _times.detect_unit(times)
         self.time_unit: str = unit
         self.duplicates_dropped = 0
-        for arr in (self.user_ids, self.item_ids, self.timestamps, self.ratings):
+        for arr in (self._users, self._code, self.item_ids, self.timestamps, self.ratings):
             if arr is not None:
                 arr.flags.writeable = False
-        self._codes: tuple[np.ndarray, np.ndarray] | None = None
+        self._grouped: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Each row's user id (str). Made on each call from the per-row codes: a large log keeps
+        one int32 a row, not its text."""
+        out = self._users[self._code]
+        out.flags.writeable = False
+        return out
 
     # ------------------------------------------------------------------ loading
 
@@ -107,17 +123,20 @@ class Interactions:
         if duplicates not in ("drop", "keep"):
             raise InvalidArgumentError(f"duplicates={duplicates!r}; expected 'drop' or 'keep'")
         unit = _times.check_unit(time_unit)
-        table = _readers.read_table(path, format)
-        need = [user_field, item_field] + ([time_field] if time_field else [])
-        table.require(*need)
-        users = _readers.str_column(table, user_field, "user id")
-        items = _readers.int_column(table, item_field, "item id")
-        times = None
-        if time_field:
-            times, unit = _time_column(table, time_field, unit)
-        ratings = None
-        if rating_field and rating_field in table.columns:
-            ratings = _readers.number_column(table, rating_field, "rating").astype(np.float64)
+        fields = _Fields(user_field, item_field, time_field, rating_field)
+        try:  # CSV and Parquet: a chunk at a time into compact columns
+            users, items, times, unit, ratings, table = _load_chunks(path, format, fields, unit)
+        except _readers.NotStreamable:  # JSONL, or a file only the exact reader reads right
+            table = _readers.read_table(path, format)
+            table.require(*fields.needed)
+            users = _readers.str_column(table, user_field, "user id")
+            items = _readers.int_column(table, item_field, "item id")
+            times = None
+            if time_field:
+                times, unit = _time_column(table, time_field, unit)
+            ratings = None
+            if rating_field and rating_field in table.columns:
+                ratings = _readers.number_column(table, rating_field, "rating").astype(np.float64)
         if catalog is not None:
             found = catalog.contains_all(items)
             if not found.all():
@@ -143,13 +162,26 @@ class Interactions:
         n = len(self)
         if n < 2:
             return np.zeros(n, dtype=bool)
-        codes = self._user_codes()[1]
-        order = np.lexsort((np.arange(n), self.timestamps, self.item_ids, codes))
-        same = ((codes[order][1:] == codes[order][:-1])
-                & (self.item_ids[order][1:] == self.item_ids[order][:-1])
-                & (self.timestamps[order][1:] == self.timestamps[order][:-1]))
+        codes = self._code
+        # Only rows that share a user and a time with the row before them in chronological
+        # order can repeat one; those few runs are sorted by item below, the log is not.
+        order, _ = self.grouped()
+        tied = []
+        for lo in range(1, n, CHUNK):
+            rows = order[lo - 1:lo + CHUNK]
+            same = (codes[rows[1:]] == codes[rows[:-1]]) & \
+                (self.timestamps[rows[1:]] == self.timestamps[rows[:-1]])
+            at = np.flatnonzero(same)
+            if len(at):
+                tied.append(np.unique(np.concatenate([rows[at], rows[at + 1]])))
         repeat = np.zeros(n, dtype=bool)
-        repeat[order[1:][same]] = True  # the first row of each run (lowest row) stays
+        if not tied:
+            return repeat
+        rows = np.unique(np.concatenate(tied))
+        c, it, ts = codes[rows], self.item_ids[rows], self.timestamps[rows]
+        by = np.lexsort((rows, ts, it, c))
+        same = (c[by][1:] == c[by][:-1]) & (it[by][1:] == it[by][:-1]) & (ts[by][1:] == ts[by][:-1])
+        repeat[rows[by][1:][same]] = True  # the first row of each run (lowest row) stays
         return repeat
 
     # ------------------------------------------------------------------ basics
@@ -174,14 +206,7 @@ class Interactions:
 
     def _user_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(users in first-appearance order, code of each row into that list)."""
-        if self._codes is None:
-            uniq, first, inverse = np.unique(self.user_ids, return_index=True,
-                                             return_inverse=True)
-            rank = np.empty(len(uniq), dtype=np.int64)
-            by_first = np.argsort(first, kind="stable")
-            rank[by_first] = np.arange(len(uniq))
-            self._codes = (uniq[by_first], rank[inverse.ravel()])
-        return self._codes
+        return self._users, self._code
 
     @property
     def users(self) -> np.ndarray:
@@ -200,7 +225,8 @@ class Interactions:
     def select(self, mask: np.ndarray | Sequence[bool]) -> "Interactions":
         """The interactions where ``mask`` is true (a boolean array) or at those row indices."""
         m = np.asarray(mask)
-        return Interactions(self.user_ids[m], self.item_ids[m], self.timestamps[m],
+        return Interactions(_UserCodes.first_appearance(self._users, self._code[m]),
+                            self.item_ids[m], self.timestamps[m],
                             None if self.ratings is None else self.ratings[m], source=self.source,
                             time_unit=self.time_unit)
 
@@ -253,8 +279,18 @@ class Interactions:
 
         Stable: rows with equal timestamps keep their file order.
         """
-        codes = self._user_codes()[1]
-        return np.lexsort((np.arange(len(self)), self.timestamps, codes))
+        return self.grouped()[0]
+
+    def grouped(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, offsets)``: :meth:`chronological_order`, and where each user's rows start in
+        it (user ``k`` of :attr:`users` has ``order[offsets[k]:offsets[k + 1]]``). Made once
+        with memory bounded by the result (:func:`~genrec_lite.data._grouping.group_order`)."""
+        if self._grouped is None:
+            order, offsets = group_order(self._code, len(self._users), self.timestamps)
+            order.flags.writeable = False
+            offsets.flags.writeable = False
+            self._grouped = (order, offsets)
+        return self._grouped
 
     def sequences(self, before: float | None = None, since: float | None = None
                   ) -> dict[str, np.ndarray]:
@@ -263,21 +299,19 @@ class Interactions:
         Users are in order of first appearance in the file; users left with no interaction in
         the window are omitted. Ties in time keep file order.
         """
-        users, codes = self._user_codes()
-        order = self.chronological_order()
-        if since is not None or before is not None:
-            order = order[self._time_mask(since, before)[order]]
-        ordered_codes = codes[order]
-        items = self.item_ids[order]
-        if len(order) == 0:
-            return {}
-        cuts = np.flatnonzero(ordered_codes[1:] != ordered_codes[:-1]) + 1
-        starts = np.concatenate([[0], cuts])
-        ends = np.concatenate([cuts, [len(order)]])
-        user_list = users.tolist()
-        code_list = ordered_codes[starts].tolist()
-        return {user_list[c]: items[s:e].copy() for c, s, e in zip(code_list, starts.tolist(),
-                                                                    ends.tolist())}
+        users = self._users
+        order, offsets = self.grouped()
+        if since is None and before is None:
+            items = self.item_ids[order]
+            bounds = offsets
+        else:
+            keep = self._time_mask(since, before)[order]
+            items = self.item_ids[order[keep]]
+            kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+            np.cumsum(keep, out=kept_before[1:])
+            bounds = kept_before[offsets]
+        return {u: items[a:b] for u, a, b in zip(users.tolist(), bounds[:-1].tolist(),
+                                                 bounds[1:].tolist()) if b > a}
 
     # ------------------------------------------------------------------ saving
 
@@ -297,7 +331,7 @@ class Interactions:
 
 def _time_column(table, name: str, unit: str) -> tuple[np.ndarray, str]:
     """A timestamp column: numbers in ``unit`` ("auto": detected later), or ISO-8601 text."""
-    col = table.columns[name]
+    col = table.column(name)
     first = None if isinstance(col, np.ndarray) else next(
         (v for v in col if v is not None and v != ""), None)
     if isinstance(first, _dt.date):  # a Parquet timestamp or date column
@@ -323,3 +357,162 @@ def _time_column(table, name: str, unit: str) -> tuple[np.ndarray, str]:
                           f"({first!r}); expected e.g. 2018-06-01 or 2018-06-01T12:30:00Z", bad,
                           col[bad])
     return times, "s"
+
+
+@dataclass(frozen=True)
+class _Fields:
+    user: str
+    item: str
+    time: str | None
+    rating: str | None
+
+    @property
+    def needed(self) -> list[str]:
+        return [self.user, self.item] + ([self.time] if self.time else [])
+
+
+# Arrow types to try for a CSV's numeric columns, in turn: integers, then (when a value is not
+# one) floats, then text converted here (ISO dates, and the exact errors of read_table).
+_CSV_TYPES = ({"item": "int64", "time": "int64", "rating": "float64"},
+              {"item": "int64", "time": "float64", "rating": "float64"}, {})
+
+
+def _load_chunks(path, format, fields: _Fields, unit: str):
+    """Users (as codes), items, times, unit, ratings, and a Table that names lines, read a chunk
+    at a time: only the int32 user code, the int64 item and the timestamp of a row are kept."""
+    fmt = _readers.infer_format(path, format)
+    for types in (_CSV_TYPES if fmt == "csv" else ({},)):
+        arrow = {k: v for k, v in (("item", fields.item), ("time", fields.time),
+                                   ("rating", fields.rating)) if v}
+        try:
+            return _read_columns(path, fmt, fields, unit,
+                                 {arrow[k]: t for k, t in types.items() if k in arrow})
+        except _readers.NotStreamable:
+            if fmt != "csv" or not types:
+                raise
+    raise _readers.NotStreamable(fmt)  # pragma: no cover - the loop returns or raises
+
+
+def _read_columns(path, fmt: str, fields: _Fields, unit: str, types: dict[str, str]):
+    header, chunks = _readers.read_chunks(
+        path, fmt, columns=fields.needed + ([fields.rating] if fields.rating else []),
+        types=types)
+    shape = _readers.Table(Path(path), fmt, dict.fromkeys(header), 0)
+    shape.require(*fields.needed)
+    codes = _UserCoder()
+    items, times, ratings = [], [], []
+    kinds = set()
+    for table in chunks:
+        codes.add(_user_chunk(table, fields.user))
+        items.append(_readers.int_column(table, fields.item, "item id"))
+        if fields.time:
+            t, got = _time_column(table, fields.time, unit)
+            kinds.add(got)
+            times.append(t)
+        if fields.rating and fields.rating in header:
+            ratings.append(_readers.number_column(table, fields.rating, "rating")
+                           .astype(np.float64))
+    if not items:
+        raise _readers.NotStreamable("empty")  # read_table names the empty file
+    if len(kinds) > 1:  # ISO dates in one chunk, numbers in another: the exact reader says where
+        raise _readers.NotStreamable("mixed timestamps")
+    users = codes.result()
+    items_all = _concat(items)
+    times_all = _concat(times) if fields.time else None
+    ratings_all = _concat(ratings) if ratings else None
+    line = _readers.Table(Path(path), fmt, {}, len(items_all), None)
+    if fmt == "csv":
+        line.first_row = 1  # one record a line after the header: row r is line r + 2
+    return users, items_all, times_all, (kinds.pop() if kinds else unit), ratings_all, line
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    """One array from the chunks' (int64, or float64 when any chunk is), freeing them as it goes."""
+    dtype = np.result_type(*parts)
+    out = np.empty(sum(len(p) for p in parts), dtype=dtype)
+    at = 0
+    while parts:
+        p = parts.pop(0)
+        out[at:at + len(p)] = p
+        at += len(p)
+    return out
+
+
+def _user_chunk(table, name: str):
+    """A chunk's user ids as an Arrow string array (numbers as their decimal text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.columns[name]
+    if isinstance(col, (pa.Array, pa.ChunkedArray)) and pa.types.is_string(col.type) \
+            and col.null_count == 0:
+        empty = pc.equal(pc.utf8_length(col), 0)
+        if pc.any(empty).as_py():
+            row = int(pc.index(empty, True).as_py())
+            raise table.error("user id is empty", row, "")
+        return col
+    return pa.array(_readers.str_column(table, name, "user id"), type=pa.string())
+
+
+class _UserCoder:
+    """Gives each distinct user id an int32 code in order of first appearance, chunk by chunk,
+    holding only the distinct ids (as Arrow text) and the codes."""
+
+    def __init__(self):
+        import pyarrow as pa
+
+        self.vocab = pa.array([], type=pa.string())
+        self.codes: list[np.ndarray] = []
+
+    def add(self, col) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        uniq = pc.unique(col)  # in order of first appearance in the chunk
+        known = pc.fill_null(pc.index_in(uniq, value_set=self.vocab), -1).to_numpy()
+        code = known.astype(np.int64)
+        new = known < 0
+        if new.any():
+            code[new] = len(self.vocab) + np.arange(int(new.sum()))
+            self.vocab = pa.concat_arrays([self.vocab, uniq.filter(pa.array(new))])
+        if len(self.vocab) >= 2 ** 31:
+            raise InvalidArgumentError("more than 2^31 distinct users")
+        where = pc.index_in(col, value_set=uniq).to_numpy()
+        self.codes.append(code.astype(np.int32)[where])
+
+    def result(self) -> "_UserCodes":
+        users = self.vocab.to_numpy(zero_copy_only=False).astype(str) if len(self.vocab) \
+            else np.zeros(0, dtype="<U1")
+        return _UserCodes(users, _concat(self.codes).astype(np.int32, copy=False))
+
+
+class _UserCodes:
+    """Users given as codes into a list of distinct ids (first-appearance order), not as text."""
+
+    def __init__(self, users: np.ndarray, codes: np.ndarray):
+        self.users, self.codes = users, codes
+
+    @classmethod
+    def first_appearance(cls, users: np.ndarray, codes: np.ndarray) -> "_UserCodes":
+        """Codes renumbered so that only the users present remain, in first-appearance order."""
+        n = len(codes)
+        if not n:
+            return cls(users[:0], codes.astype(np.int32))
+        # each user's first row, without sorting the rows: written backwards, the last write to
+        # a user (numpy applies repeated indices in order) is its first row
+        first = np.full(len(users), n, dtype=index_dtype(n))
+        first[codes[::-1]] = np.arange(n - 1, -1, -1, dtype=first.dtype)
+        present = np.flatnonzero(first < n)
+        rank = np.empty(len(users), dtype=np.int32)
+        by_first = present[np.argsort(first[present], kind="stable")]
+        rank[by_first] = np.arange(len(by_first), dtype=np.int32)
+        return cls(users[by_first], rank[codes])
+
+
+def _factorize(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids in first-appearance order, int32 code of each row)."""
+    uniq, first, inverse = np.unique(users, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), dtype=np.int32)
+    by_first = np.argsort(first, kind="stable")
+    rank[by_first] = np.arange(len(uniq), dtype=np.int32)
+    return uniq[by_first], rank[inverse.ravel()]

@@ -56,21 +56,33 @@ def alignment_examples(catalog, sids, prompts: PromptSet, *, title_field: str = 
     return {"sid_to_title": s2t, "title_to_sid": t2s}
 
 
-def mix(pools: dict[str, list], weights: dict[str, float], rng: np.random.Generator) -> list:
-    """One epoch's examples: each task's pool scaled by its weight (2.5 = every example twice plus
-    a random half), shuffled together."""
-    chosen: list = []
-    for task, pool in pools.items():
+def mix_indices(sizes: dict[str, int], weights: dict[str, float], rng: np.random.Generator
+                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One epoch's examples as indices: each task's pool (of ``sizes[task]`` examples) scaled by
+    its weight (2.5 = every example twice plus a random half), shuffled together. Returns the
+    task names, then per chosen example its task (a position in the names) and its index."""
+    tasks, parts = [], []
+    for t, (task, size) in enumerate(sizes.items()):
         w = float(weights.get(task, 0.0))
         if w < 0:
             raise InvalidArgumentError(f"task weight {task}={w}; expected >= 0")
-        if not pool or w == 0:
+        if not size or w == 0:
             continue
         whole, frac = int(w), w - int(w)
         for _ in range(whole):
-            chosen.extend(pool)
+            parts.append(np.arange(size))
+            tasks.append(np.full(size, t, dtype=np.int8))
         if frac > 0:
-            pick = rng.choice(len(pool), size=int(round(frac * len(pool))), replace=False)
-            chosen.extend(pool[i] for i in np.sort(pick))
-    order = rng.permutation(len(chosen))
-    return [chosen[i] for i in order]
+            pick = rng.choice(size, size=int(round(frac * size)), replace=False)
+            parts.append(np.sort(pick))
+            tasks.append(np.full(len(pick), t, dtype=np.int8))
+    index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    task_of = np.concatenate(tasks) if tasks else np.zeros(0, dtype=np.int8)
+    order = rng.permutation(len(index))
+    return list(sizes), task_of[order], index[order]
+
+
+def mix(pools: dict[str, list], weights: dict[str, float], rng: np.random.Generator) -> list:
+    """One epoch's examples (see :func:`mix_indices`), shuffled together."""
+    names, task_of, index = mix_indices({t: len(p) for t, p in pools.items()}, weights, rng)
+    return [pools[names[t]][i] for t, i in zip(task_of.tolist(), index.tolist())]

@@ -12,6 +12,7 @@ import pickle
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from .._io import atomic_directory, read_json, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, require
 from ..prompts import PromptSet
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION, UNTRAINED_ITEMS
-from .tasks import TASKS, Example, alignment_examples, mix, next_item_examples
+from .examples import NextItemPool, SequencePieces, Sequences
+from .tasks import TASKS, Example, alignment_examples, mix_indices
 
 torch = require("torch")
+
+TOKENIZER_TEXTS = 1_000_000  # the compact tokenizer learns from at most this many texts a task
 
 
 @dataclass
@@ -129,6 +133,8 @@ def _pack(examples: list[tuple[list[int], list[int]]], pad: int, device):
 def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled batches of similar length (less padding), the order a function of rng alone."""
     order = rng.permutation(len(lengths))
+    if len(order) < 2 ** 31:
+        order = order.astype(np.int32)  # half the memory for an epoch of a large log
     chunk = batch_size * 50
     batches = []
     for s in range(0, len(order), chunk):
@@ -136,6 +142,34 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
         part = part[np.argsort(lengths[part], kind="stable")]
         batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class EpochBatches(Sequence):
+    """One epoch's batches of (input ids, labels), each made when read: the chosen examples are
+    (task, index) pairs into the task's pool."""
+
+    def __init__(self, pools: list, task_of: np.ndarray, index: np.ndarray,
+                 batches: list[np.ndarray], tok):
+        self.pools, self.task_of, self.index, self.batches, self.tok = (pools, task_of, index,
+                                                                        batches, tok)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, b: int) -> list[tuple[list[int], list[int]]]:
+        chosen = self.batches[b]
+        tasks, idx = self.task_of[chosen].tolist(), self.index[chosen].tolist()
+        out: list = [None] * len(chosen)
+        for t in set(tasks):
+            at = [j for j, tt in enumerate(tasks) if tt == t]
+            pool = self.pools[t]
+            if isinstance(pool, NextItemPool):  # tokenised here, a batch at a time
+                made = pool.encode(self.tok, [idx[j] for j in at])
+            else:
+                made = [pool[idx[j]] for j in at]
+            for j, ex in zip(at, made):
+                out[j] = ex
+        return out
 
 
 class Trainer:
@@ -166,14 +200,15 @@ class Trainer:
         self._build()
 
     # --- setup ---------------------------------------------------------------------------------
-    def _pools(self) -> dict[str, list[Example]]:
+    def _pools(self) -> dict[str, "list[Example] | NextItemPool"]:
         cfg = self.cfg
         profiles = self.dataset.profiles if cfg.use_profiles else None
-        cases = self.split.train_cases(cfg.max_history)
-        pools: dict[str, list[Example]] = {"next_item": []}
+        # next-item examples are made when read (a large log has tens of millions of them)
+        self._seqs = Sequences(self.split.train)
+        pools: dict = {"next_item": NextItemPool(self._seqs, self.views, self.prompts,
+                                                 cfg.max_history, profiles=profiles,
+                                                 profile_template=cfg.profile_template)}
         for view in self.views:  # every task in every view
-            pools["next_item"] += next_item_examples(cases, view, self.prompts, profiles=profiles,
-                                                     profile_template=cfg.profile_template)
             if any(cfg.task_weights.get(t, 0) > 0 for t in ("sid_to_title", "title_to_sid")):
                 for task, pool in alignment_examples(self.dataset.catalog, view, self.prompts).items():
                     pools.setdefault(task, []).extend(pool)
@@ -193,8 +228,8 @@ class Trainer:
             # Learnt from the texts the model trains on (titles only when a title task is in the
             # mix): rows for tokens no example uses would only widen the output head, which the
             # decoder computes for every beam at every SID level.
-            texts = [e.prompt + " " + e.response for pool in self.pools.values() for e in pool]
-            self.tok = train_bpe_tokenizer(texts, vocab, vocab_size=ccfg.vocab_size)
+            self.tok = train_bpe_tokenizer(self._tokenizer_texts(), vocab,
+                                           vocab_size=ccfg.vocab_size)
             self.model = compact_model(ccfg, len(self.tok), eos_id=self.tok.eos_token_id,
                                        pad_id=self.tok.pad_token_id)
             self.backbone_meta = {"kind": "compact", "config": asdict(ccfg)}
@@ -209,17 +244,37 @@ class Trainer:
         self.backbone_meta["parameters"] = count_parameters(self.model)
         self._encode()
 
+    def _tokenizer_texts(self):
+        """The texts the compact tokenizer learns from: every example's, or, from a pool larger
+        than TOKENIZER_TEXTS, that many spread evenly over it (the texts of a huge pool repeat
+        one template; all of them would only make the tokenizer slow to learn)."""
+        for pool in self.pools.values():
+            n = len(pool)
+            picks = range(n) if n <= TOKENIZER_TEXTS else \
+                np.linspace(0, n - 1, TOKENIZER_TEXTS).round().astype(np.int64).tolist()
+            for k in picks:
+                e = pool[k]
+                yield e.prompt + " " + e.response
+
     def _encode(self) -> None:
-        """Token ids of every fixed example, once (the epoch mixes pick from these)."""
+        """Token ids of every fixed (catalog) example, once, and the token length of every
+        next-item example (the epoch mixes pick from these; next-item token ids are made per
+        batch)."""
         eos = self.tok.eos_token_id
         self.encoded = {}
+        self.lengths = {}
         for task, pool in self.pools.items():
-            if task == "next_item" and self.prompts.continues_history:
-                continue  # built per epoch from the user sequences (_sequence_pool)
+            if task == "next_item":
+                if not self.prompts.continues_history:  # else cut per epoch (_sequence_pool)
+                    self.encoded[task] = pool
+                    self.lengths[task] = pool.token_lengths(self.tok)
+                continue
             prompts = self.tok([e.prompt for e in pool], add_special_tokens=True)["input_ids"]
             resp = self.tok([e.response for e in pool], add_special_tokens=False)["input_ids"]
             self.encoded[task] = [(p + r + [eos], [-100] * len(p) + r + [eos])
                                   for p, r in zip(prompts, resp)]
+            self.lengths[task] = np.array([len(ids) for ids, _ in self.encoded[task]],
+                                          dtype=np.int64)
         if self.prompts.continues_history:
             self._encode_sequences()
 
@@ -237,12 +292,18 @@ class Trainer:
             self._view_tokens.append({int(i): [sid_ids[o + c] for o, c in zip(offsets, row)]
                                       for i, row in zip(view.item_ids.tolist(), view.codes)})
         self._sep = self.tok(self.prompts.history_separator, add_special_tokens=False)["input_ids"]
-        users = [u for u, seq in self.split.train.items() if len(seq) > 1]
-        profile = {u: profile_text(profiles.get(u), cfg.profile_template) if profiles is not None
-                   else "" for u in users}
-        texts = [self.prompts.next_item_prompt([], profile[u]) for u in users]
-        prefixes = self.tok(texts, add_special_tokens=True)["input_ids"]
-        self._sequences = [(p, [int(i) for i in self.split.train[u]]) for u, p in zip(users, prefixes)]
+        seqs = self._seqs
+        users = [seqs.users[u] for u in np.flatnonzero(seqs.lengths > 1).tolist()]
+        profile = [profile_text(profiles.get(u), cfg.profile_template) if profiles is not None
+                   else "" for u in users]
+        # one prompt prefix per distinct profile text (without profiles: one for everybody)
+        texts = sorted(set(profile))
+        code = {t: k for k, t in enumerate(texts)}
+        prefixes = self.tok([self.prompts.next_item_prompt([], t) for t in texts],
+                            add_special_tokens=True)["input_ids"]
+        self._sequences = SequencePieces(seqs, cfg.max_history, prefixes,
+                                         np.array([code[t] for t in profile], dtype=np.int64),
+                                         self._view_tokens, self._sep, self._join)
         # The cut-and-join token ids must equal tokenising the rendered prompt: check a few.
         rng = np.random.default_rng(0)
         for k in rng.choice(len(self._sequences), size=min(20, len(self._sequences)), replace=False):
@@ -252,7 +313,7 @@ class Trainer:
             ids, _ = self._join(prefix, hist + [items[len(hist)]], self._view_tokens[v],
                                 start=len(hist))
             text = self.prompts.next_item_prompt([self.views[v].sid(i) for i in hist],
-                                                 profile[users[k]])
+                                                 profile[int(k)])
             want = self.tok(text, add_special_tokens=True)["input_ids"]
             if ids[:len(want)] != want:
                 raise InvalidArgumentError(
@@ -272,22 +333,11 @@ class Trainer:
             labels += toks if j >= start else [-100] * len(toks)
         return ids, labels
 
-    def _sequence_pool(self, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
+    def _sequence_pool(self, rng: np.random.Generator):
         """Each user's sequence cut into pieces of max_history + 1 items (the first piece at a
         random offset each epoch); every item after a piece's first is a target once, in every
-        view (each view cut anew)."""
-        span = self.cfg.max_history
-        out = []
-        for item_tokens in self._view_tokens:
-            for prefix, items in self._sequences:
-                first = int(rng.integers(0, span)) if len(items) > span + 1 else 0
-                starts = ([0] if first else []) + list(range(first, len(items) - 1, span))
-                for a in starts:
-                    end = (first if a == 0 and first else a + span) + 1
-                    piece = items[a:min(end, len(items))]
-                    if len(piece) > 1:
-                        out.append(self._join(prefix, piece, item_tokens))
-        return out
+        view (each view cut anew). The pieces' (input ids, labels) are made when read."""
+        return self._sequences.epoch(rng)
 
     def run_config(self) -> dict:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
@@ -317,26 +367,27 @@ class Trainer:
     def untrained_items(self) -> np.ndarray:
         """Catalog items the model is never trained to write as a next item (sorted ids): the
         served bundle treats them as cold (runtime/cold_start.py)."""
-        targets = {e.target for e in self.pools["next_item"]}
+        targets = self.pools["next_item"].targets()
         ids = self.dataset.catalog.item_ids
-        return np.sort(ids[~np.isin(ids, np.fromiter(targets, np.int64, len(targets)))]).astype(np.int64)
+        return np.sort(ids[~np.isin(ids, targets)]).astype(np.int64)
 
     # --- epoch data ----------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int) -> list[list[tuple[list[int], list[int]]]]:
+    def _epoch_batches(self, epoch: int) -> "EpochBatches":
         rng = np.random.default_rng([self.cfg.seed, epoch])
-        pools = dict(self.encoded)
+        pools, lengths = dict(self.encoded), dict(self.lengths)
         if self.prompts.continues_history:
             pools["next_item"] = self._sequence_pool(rng)
-        examples = mix(pools, self.cfg.task_weights, rng)
-        lengths = np.array([len(ids) for ids, _ in examples])
-        batches = _batches(lengths, self.cfg.batch_size * self.world, rng)
+            lengths["next_item"] = pools["next_item"].token_lengths()
+        names, task_of, index = mix_indices({t: len(p) for t, p in pools.items()},
+                                            self.cfg.task_weights, rng)
+        length = np.zeros(len(index), dtype=np.int64)
+        for t, name in enumerate(names):
+            mine = task_of == t
+            length[mine] = lengths[name][index[mine]]
+        batches = _batches(length, self.cfg.batch_size * self.world, rng)
         # each rank takes its slice of every global batch
-        out = []
-        for b in batches:
-            mine = b[self.rank::self.world]
-            if len(mine):
-                out.append([examples[i] for i in mine])
-        return out
+        mine = [m for m in (b[self.rank::self.world] for b in batches) if len(m)]
+        return EpochBatches([pools[n] for n in names], task_of, index, mine, self.tok)
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self, model) -> dict:
