@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ from genrec_lite.errors import InvalidArgumentError
 
 def test_real_amazon_interactions(amazon_industrial_dir):
     cat = Catalog.load(amazon_industrial_dir / "items.jsonl")
-    start = time.perf_counter()
     inter = Interactions.load(amazon_industrial_dir / "interactions.csv", catalog=cat)
-    assert time.perf_counter() - start < 2.0  # about 0.05 s on a laptop; generous for CI
     assert len(inter) == 22743 and inter.n_users == 3285
     assert inter.user_ids.dtype.kind == "U" and inter.user_ids[0] == "A0"
     assert inter.item_ids.dtype == np.int64 and inter.timestamps.dtype == np.int64
@@ -24,9 +21,7 @@ def test_real_amazon_interactions(amazon_industrial_dir):
 
 
 def test_real_ml100k_interactions(ml100k_dir):
-    start = time.perf_counter()
     inter = Interactions.load(ml100k_dir / "interactions.csv")
-    assert time.perf_counter() - start < 3.0  # about 0.25 s on a laptop
     assert len(inter) == 100_000 and inter.n_users == 943 and inter.n_items == 1682
     assert inter.user_ids[0] == "196"  # ids are text
     assert inter.ratings is not None and inter.ratings[:3].tolist() == [3.0, 3.0, 1.0]
