@@ -12,9 +12,9 @@ append-only column buffers, their ids join a small tail of the id index, and the
 delta trie that the search walks beside the large base trie (BeamSearch's delta), so adding items
 costs O(added + delta), not a copy of the catalog; once the delta passes its limit it is folded
 into a new base (one copy, amortised). A removal derives a whole new table and trie. The item
-records (runtime/items.py) are a memory-mapped file plus the added ones, shared by the states. Pausing/resuming
-items flips the trie's atomic active flags in place (no rebuild) and is remembered. Writers are
-serialised by a lock.
+records (runtime/items.py) are a memory-mapped file plus the added ones, shared by the states.
+Pausing/resuming items flips the tries' atomic active flags in place (no rebuild) and is
+remembered. Writers are serialised by a lock.
 
 The state also knows which items are cold (the model was never trained to write them: the
 bundle's untrained items and every item added since), so that a request sees the cold set that

@@ -89,14 +89,12 @@ class ItemRecords(Mapping):
             raise ArtifactError(f"{path} holds item id {int(ids[dup[0]])} more than once")
         return cls(path, buf, ids, starts, ends)
 
-    def share_ids(self, sorted_ids: np.ndarray) -> bool:
+    def share_ids(self, sorted_ids: np.ndarray) -> None:
         """Use `sorted_ids` in place of this object's own sorted file ids when they are equal
         (e.g. the SID table's index over the same catalog): one copy of the id set per worker
-        instead of two. Returns whether they were shared."""
-        if sorted_ids is self._ids or not np.array_equal(sorted_ids, self._ids):
-            return sorted_ids is self._ids
-        self._ids = sorted_ids
-        return True
+        instead of two."""
+        if sorted_ids is not self._ids and np.array_equal(sorted_ids, self._ids):
+            self._ids = sorted_ids
 
     def with_added(self, records: Mapping[int, dict]) -> "ItemRecords":
         """These records plus (or, for ids already here, instead of) the given ones."""

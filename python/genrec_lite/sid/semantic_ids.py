@@ -94,10 +94,10 @@ class _Index:
             at = np.searchsorted(self.tail_ids, ids)
             return _Index(self.ids, self.rows, np.insert(self.tail_ids, at, ids),
                           np.insert(self.tail_rows, at, rows))
-        for part_ids, part_rows in ((self.tail_ids, self.tail_rows), (ids, rows)):
-            at = np.searchsorted(self.ids, part_ids)
-            self = _Index(np.insert(self.ids, at, part_ids), np.insert(self.main_rows(), at, part_rows))
-        return self
+        at = np.searchsorted(self.tail_ids, ids)  # tail and new ones in one sorted run
+        ids, rows = np.insert(self.tail_ids, at, ids), np.insert(self.tail_rows, at, rows)
+        at = np.searchsorted(self.ids, ids)
+        return _Index(np.insert(self.ids, at, ids), np.insert(self.main_rows(), at, rows))
 
 
 class _Columns:
@@ -106,8 +106,10 @@ class _Columns:
     no other table looks, and views [:n_k + m]. The capacity doubles when full; capacity never
     written is never touched, so it costs address space, not memory."""
 
-    def __init__(self, columns: dict[str, np.ndarray], capacity: int):
+    def __init__(self, columns: dict[str, np.ndarray], rows: int):
+        """Buffers holding `columns` with room for `rows` rows and as many again."""
         n = len(next(iter(columns.values())))
+        capacity = max(2 * rows, rows + 4096)
         self.buffers = {}
         for name, a in columns.items():
             self.buffers[name] = np.empty((capacity,) + a.shape[1:], dtype=a.dtype)
@@ -313,10 +315,10 @@ class SemanticIds:
             self._delta_from = len(self)
         return self._trie, self._delta
 
-    def _fold(self, n: int | None = None):
-        """One trie holding base and delta (and, with n, the rows up to n), active flags kept."""
-        n = len(self) if n is None else n
-        rows = slice(self._delta_from, n)
+    def _fold(self):
+        """One trie holding the base and every row from _delta_from on (the delta's, and any
+        added after it), the delta's active flags kept."""
+        rows = slice(self._delta_from, len(self))
         trie = self._trie.derive(self.codes[rows], self.item_ids[rows])
         if self._delta is not None:
             paused = [i for i in self.item_ids[self._delta_from:self._delta_from + len(self._delta)].tolist()
@@ -420,10 +422,11 @@ class SemanticIds:
     def extended(self, item_ids, codes: np.ndarray,
                  content: np.ndarray | None = None) -> "SemanticIds":
         """This table plus new rows (full codes; ids new and different), as with_rows(old + new)
-        would make it, but checking only the new rows, merging the id index instead of sorting
-        it again and, where this table's trie is built, deriving the new trie from it (its active
-        flags carried over) rather than building one: a change costs a copy of the columns. A
-        table with content vectors needs the new rows' `content`."""
+        would make it, but checking only the new rows: the rows are appended to the shared
+        column buffers, the ids to the index's tail and, where this table's trie is built, to
+        its delta trie (folded into a new base past delta_limit, flags carried over), so a change
+        costs O(added + delta), not a copy of the catalog. A table with content vectors needs the
+        new rows' `content`."""
         item_ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
         part = self.with_rows(item_ids, codes, content=content)  # checks the new rows
         known = self.contains_many(item_ids)
@@ -436,7 +439,7 @@ class SemanticIds:
         got = None if self._columns is None else self._columns.append(n, new)
         columns = self._columns
         if got is None:  # a fresh buffer with room to grow (the one copy of the columns)
-            columns = _Columns(self._column_arrays(), max(2 * (n + m), n + m + 4096))
+            columns = _Columns(self._column_arrays(), n + m)
             got = columns.append(n, new)
         out = self._bare(got["item_ids"], got["codes"], got.get("content"))
         out._columns = columns
@@ -447,8 +450,9 @@ class SemanticIds:
                 out._trie, out._delta_from = self._trie, self._delta_from
                 out._delta = (self._delta.derive(part.codes, item_ids) if self._delta is not None
                               else core().SidTrie(part.codes, item_ids, self.level_sizes))
-            else:  # fold the delta and the new rows into a new base
-                out._trie, out._delta_from = out._fold_from(self, n + m), n + m
+            else:  # fold the delta and the new rows into a new base (self's flags)
+                out._trie, out._delta, out._delta_from = self._trie, self._delta, self._delta_from
+                out._trie, out._delta, out._delta_from = out._fold(), None, n + m
         return out
 
     def _column_arrays(self) -> dict[str, np.ndarray]:
@@ -464,7 +468,7 @@ class SemanticIds:
         if self._columns is not None:
             return self
         n = len(self)
-        columns = _Columns(self._column_arrays(), max(2 * n, n + 4096))
+        columns = _Columns(self._column_arrays(), n)
         out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
         views = {name: b[:n] for name, b in columns.buffers.items()}
@@ -474,13 +478,6 @@ class SemanticIds:
         if index.rows is None and index.ids is self.item_ids:  # the ids index themselves: keep
             out._index = _Index(out.item_ids, None, index.tail_ids, index.tail_rows)  # one copy
         return out
-
-    def _fold_from(self, old: "SemanticIds", n: int):
-        """old's base and delta with this table's rows up to n, in one trie (old's flags)."""
-        tmp = object.__new__(type(self))
-        tmp.__dict__.update(old.__dict__)
-        tmp.item_ids, tmp.codes = self.item_ids, self.codes
-        return tmp._fold(n)
 
     def without(self, item_ids) -> "SemanticIds":
         """This table less these items (all held), rows kept in order; like extended, the trie
