@@ -302,3 +302,26 @@ def test_train_states_the_split_it_chose(synthetic_sids, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "leaves no interaction to train on" in err and "2020-01-01" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_eval_reads_the_log_as_training_did(synthetic_sids, tmp_path, capsys):
+    """--kcore and --time-unit are recorded with the model; `eval` without --data reads the
+    training log the same way (so it scores the same split's test cases), and an explicit option
+    still wins."""
+    from genrec_lite.data import make_synthetic
+
+    folder = make_synthetic().save(tmp_path / "data")
+    ckpt = tmp_path / "m"
+    assert main(["train", "--data", str(folder), "--sids", str(synthetic_sids), "--out", str(ckpt),
+                 "--max-steps", "2", "--eval-cases", "0", "--split", "leave-one-out",
+                 "--kcore", "4", "--time-unit", "ms", *TINY]) == 0
+    data = json.loads((ckpt / "genrec.json").read_text())["data"]
+    assert (data["kcore"], data["time_unit"]) == (4, "ms")
+    capsys.readouterr()
+    args = ["eval", "--model", str(ckpt), "--limit", "3", "--beam", "2", "--quiet"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "4-core: kept" in err and "unix milliseconds" in err
+    assert main(args + ["--kcore", "1", "--time-unit", "s"]) == 0
+    err = capsys.readouterr().err
+    assert "4-core" not in err and "unix seconds" in err

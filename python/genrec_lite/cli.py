@@ -471,6 +471,7 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
 
     model, tok, sids, meta = load_model(model_path, device=device)
     tcfg = meta["train"]
+    log = _recorded_log(log, data, meta["data"])
     data = data or meta["data"].get("path") or "synthetic"
     dataset = _load_data(data, *log)
     chosen = _choose_cases(dataset, cases, limit,
@@ -488,6 +489,18 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
         metrics.update(title_to_sid_accuracy(model, tok, sids, dataset.catalog, prompts, beam=beam,
                                              batch_size=batch_size, limit=limit))
     _write_metrics(metrics, model_path, data, out)
+
+
+def _recorded_log(log: tuple, data, recorded: dict | None) -> tuple:
+    """(--time-unit, --kcore) as given; where left at their defaults and the model is scored on
+    its own training data, as the model recorded them (the same log, so the same split)."""
+    time_unit, kcore = log
+    if data is None and recorded:
+        if time_unit == "auto" and recorded.get("time_unit"):
+            time_unit = recorded["time_unit"]
+        if kcore is None and recorded.get("kcore"):
+            kcore = recorded["kcore"]
+    return time_unit, kcore
 
 
 def _choose_cases(dataset, cases_file, limit, default):
@@ -521,6 +534,7 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
+    log = _recorded_log(log, data, m.get("data"))
     data = data or (m.get("data") or {}).get("path") or "synthetic"
     dataset = _load_data(data, *log)
     split = split or (m.get("data") or {}).get("split") or "auto"

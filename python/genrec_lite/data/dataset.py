@@ -50,6 +50,7 @@ class Dataset:
     valid_cases: list[Case] | None = None
     test_cases: list[Case] | None = None
     path: Path | None = None
+    kcore_applied: int | None = None  # the k of the k-core the log was cut to (:meth:`kcore`)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, name: str | None = None,
@@ -111,14 +112,16 @@ class Dataset:
 
         return Dataset(self.name, self.catalog.subset(keep),
                        self.interactions.select(~np.isin(self.interactions.item_ids, gone)),
-                       self.profiles, cases(self.valid_cases), cases(self.test_cases), self.path)
+                       self.profiles, cases(self.valid_cases), cases(self.test_cases), self.path,
+                       self.kcore_applied)
 
     def kcore(self, k: int) -> "Dataset":
         """This data set with its log cut to the k-core (:meth:`Interactions.kcore`). The catalog
         and the case files stay as they are: items left out of the log still get SIDs from their
         text, and the cases are still the folder's."""
         return Dataset(self.name, self.catalog, self.interactions.kcore(k), self.profiles,
-                       self.valid_cases, self.test_cases, self.path)
+                       self.valid_cases, self.test_cases, self.path,
+                       max(k, self.kcore_applied or 1))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dataset):

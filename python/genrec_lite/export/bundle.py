@@ -92,7 +92,8 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             "model": facts,
             "tokenizer": {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
                           "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)},
-            "data": {k: meta.get("data", {}).get(k) for k in ("name", "path", "split")},
+            "data": {k: meta.get("data", {}).get(k)
+                     for k in ("name", "path", "split", "time_unit", "kcore")},
             "prompts": meta["prompts"],
             "max_history": int(train["max_history"]),
             "use_profiles": bool(train.get("use_profiles", True)),

@@ -346,6 +346,9 @@ class Trainer:
                     "name": self.dataset.name,
                     "path": str(self.dataset.path) if self.dataset.path else None,
                     "split": self.split_plan.spec, "split_note": self.split_plan.describe(),
+                    # how the log was read: evaluating the model again reads it the same way
+                    "time_unit": self.dataset.interactions.time_unit,
+                    "kcore": self.dataset.kcore_applied,
                     "n_train_users": len(self.split.train),
                     "n_examples": {t: len(p) for t, p in self.pools.items()},
                     "sequence_examples": bool(self.prompts.continues_history),
