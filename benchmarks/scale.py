@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,8 @@ def new_vectors(n: int, seed: int) -> np.ndarray:
 
 
 def size_bundle(work: Path, n: int) -> Path:
-    from genrec_lite._io import sha256_file, write_json as write_manifest
+    from genrec_lite._io import sha256_file
+    from genrec_lite.runtime.manifest import ColdStartFacts, FileFacts, Manifest
     from genrec_lite.export.onnx_export import export_sid_encoder
     from genrec_lite.sid import SemanticIds
     from genrec_lite.sid.collisions import extra_level
@@ -151,13 +153,13 @@ def size_bundle(work: Path, n: int) -> Path:
     with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
         for i, w in zip(ids.tolist(), words[pick].tolist()):
             f.write(json.dumps({"item_id": i, "title": f"{' '.join(w)} #{i}"}) + "\n")
-    m = json.loads((tpl / "manifest.json").read_text())
-    m["sid"].update({"n_items": n, "input_dim": DIM, "text_template": "{title}"})
-    m["cold_start"] = {"items": None, "n_items": None, "settings": None}
+    m = Manifest.load(tpl)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    m["files"] = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                  for p in files}
-    write_manifest(tmp / "manifest.json", m)
+    m = replace(m, sid=replace(m.sid, n_items=n, input_dim=DIM, text_template="{title}"),
+                cold_start=ColdStartFacts(),
+                files={p.relative_to(tmp).as_posix(): FileFacts(p.stat().st_size, sha256_file(p))
+                       for p in files})
+    m.save(tmp / "manifest.json")
     os.replace(tmp, out)
     print(f"  bundle of {n:,} items in {time.perf_counter() - t0:.1f} s", flush=True)
     return out

@@ -521,13 +521,13 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
-    data = data or (m.get("data") or {}).get("path") or "synthetic"
+    data = data or m.data.path or "synthetic"
     dataset = _load_data(data, *log)
-    split = split or (m.get("data") or {}).get("split") or "auto"
+    split = split or m.data.split or "auto"
     chosen = _choose_cases(dataset, cases, limit,
                            lambda: resolve_split(split, dataset).apply(dataset,
-                                                                       m["max_history"]).test)
-    profiles = dataset.profiles if m.get("use_profiles") else None
+                                                                       m.max_history).test)
+    profiles = dataset.profiles if m.use_profiles else None
     metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
                               progress=not quiet)
     _write_metrics(metrics, bundle, data, out)
@@ -568,9 +568,8 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
                                        "[,HISTORY] (e.g. 0.3,0.03,10)") from None
     m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights,
                       cold_start=settings, progress=say)
-    size = sum(f["bytes"] for f in m["files"].values()) / 2**20
-    click.echo(f"bundle written to {out}: {len(m['files'])} files, {size:.1f} MiB, "
-               f"{m['export_seconds']} s")
+    click.echo(f"bundle written to {out}: {len(m.files)} files, {m.total_bytes / 2**20:.1f} MiB, "
+               f"{m.export_seconds} s")
 
 
 @cli.command("recommend")

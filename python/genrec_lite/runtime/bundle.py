@@ -2,6 +2,7 @@
 
 BUNDLE/
   manifest.json        format name + version, model facts, prompts, SID facts, file checksums
+                       (runtime/manifest.py: one typed Manifest, written and read by the same code)
   model.gguf           the LM for llama.cpp (LoRA merged, SID tokens in the vocabulary)
   model.onnx           optional: the LM with its KV cache for onnxruntime
   sids/                the SID table(s) (item id <-> codes) and the RQ codebooks: one SemanticIds
@@ -24,15 +25,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import read_manifest, sha256_file
+from .._io import sha256_file
 from ..errors import ArtifactError
+from .manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Manifest
 
-FORMAT_NAME = "genrec-lite.bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["Bundle", "COLD_ITEMS", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST"]
+
 COLD_ITEMS = "cold_items.npy"
-# manifest keys the runtime reads, and their JSON types
-_REQUIRED = {"prompts": dict, "max_history": int, "sid": dict, "tokenizer": dict, "model": dict}
 
 
 def sid_encoder_file(view: int) -> str:
@@ -43,7 +42,7 @@ def sid_encoder_file(view: int) -> str:
 @dataclass
 class Bundle:
     path: Path
-    manifest: dict
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
@@ -51,35 +50,26 @@ class Bundle:
         if not path.is_dir():
             raise ArtifactError(f"{path} is not a bundle directory (expected the --out folder of "
                                 "`genrec-lite export`)")
-        manifest = read_manifest(path / MANIFEST, FORMAT_NAME, FORMAT_VERSION)
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise ArtifactError(f"{path / MANIFEST} lists no files; the manifest is damaged")
-        for key, kind in _REQUIRED.items():
-            if not isinstance(manifest.get(key), kind):
-                raise ArtifactError(f"{path / MANIFEST}: {key!r} is {manifest.get(key)!r}; expected "
-                                    f"a {kind.__name__} (the manifest is damaged)")
-        for name, facts in files.items():
-            if not isinstance(facts, dict) or ".." in Path(name).parts or Path(name).is_absolute():
-                raise ArtifactError(f"{path / MANIFEST}: file entry {name!r} is damaged")
+        manifest = Manifest.load(path / MANIFEST)
+        for name, facts in manifest.files.items():
             f = path / name
             if not f.is_file():
                 raise ArtifactError(f"bundle file {f} is missing")
             size = f.stat().st_size
-            if size != facts.get("bytes"):
+            if size != facts.bytes:
                 raise ArtifactError(f"bundle file {f} has {size} bytes, the manifest says "
-                                    f"{facts.get('bytes')}; it is truncated or was replaced")
-            if verify and sha256_file(f) != facts.get("sha256"):
+                                    f"{facts.bytes}; it is truncated or was replaced")
+            if verify and sha256_file(f) != facts.sha256:
                 raise ArtifactError(f"bundle file {f} does not match its checksum; it is corrupted")
         return cls(path, manifest)
 
     def file(self, name: str) -> Path:
-        if name not in self.manifest["files"]:
+        if name not in self.manifest.files:
             raise ArtifactError(f"the bundle {self.path} has no {name}")
         return self.path / name
 
     def has(self, name: str) -> bool:
-        return name in self.manifest["files"]
+        return name in self.manifest.files
 
     def items(self) -> list[dict]:
         """The catalog records (id, title, text) in file order."""

@@ -103,20 +103,13 @@ class _Loaded:
         self.backend = backend
         self.catalog = catalog
         try:
-            self.prompts = PromptSet.load(m["prompts"])
+            self.prompts = PromptSet.load(m.prompts)
         except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
-        try:
-            settings = (m.get("cold_start") or {}).get("settings")
-            self.cold_start = None if settings is None else ColdStartConfig.from_dict(settings)
-        except (InvalidArgumentError, AttributeError) as exc:
-            raise ArtifactError(f"{bundle.path}/manifest.json: the cold-start settings are damaged "
-                                f"({exc})") from exc
+        self.cold_start = m.cold_start.settings
         # how training wrote a user's profile record as text (None: 'field value' pairs)
-        self.profile_template = m.get("profile_template")
-        self.max_history = int(m["max_history"])
-        if self.max_history < 1:
-            raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
+        self.profile_template = m.profile_template
+        self.max_history = m.max_history
         self.token_tables = list(token_tables)  # one per SID view
         if len(self.token_tables) != len(catalog.state.views):
             raise ArtifactError(f"{len(self.token_tables)} token tables for "
@@ -157,7 +150,7 @@ class _Loaded:
             raise InvalidArgumentError(
                 f"the bundle {self.bundle.path} has no text encoder (its SIDs were built from "
                 "given vectors); expected add_items(items, vectors=...) with vectors in that space")
-        template = Template(self.bundle.manifest["sid"]["text_template"])
+        template = Template(self.bundle.manifest.sid.text_template)
         texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
         return self.encoders(text=True)[0].encode(texts)
 
@@ -182,8 +175,8 @@ class _Loaded:
             if (x.level_sizes != y.level_sizes or x.collisions != y.collisions
                     or not np.array_equal(x.encoder.codebooks, y.encoder.codebooks)
                     or not self.bundle.has(name) or not other.bundle.has(name)
-                    or self.bundle.manifest["files"][name].get("sha256")
-                    != other.bundle.manifest["files"][name].get("sha256")):
+                    or self.bundle.manifest.files[name].sha256
+                    != other.bundle.manifest.files[name].sha256):
                 return False
         return True
 
@@ -665,7 +658,7 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
         from .onnx_backend import OnnxLM
 
         tok = _Tokenizer(b.file("tokenizer.json"))
-        pad = b.manifest["tokenizer"].get("pad_token_id") or 0
+        pad = b.manifest.tokenizer.pad_token_id or 0
         lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
         model_backend = _OnnxBackend(lm, tok)
         token_id, source = tok.token_id, "tokenizer.json"
@@ -825,7 +818,7 @@ def _bundle_views(b: Bundle) -> SidViews:
         views = SidViews.load(b.file("sids/views.json").parent)
     else:
         views = SidViews.load(b.file("sids/semantic_ids.json").parent)
-    want = b.manifest["sid"].get("views", 1)
+    want = b.manifest.sid.views
     if len(views) != want:
         raise ArtifactError(f"{b.path}/sids holds {len(views)} SID views; the manifest says {want!r}")
     return views
@@ -852,7 +845,7 @@ def _load_catalog(path, views: SidViews):
 
 def _bundle_cold(b: Bundle) -> np.ndarray:
     """The bundle's untrained items (empty for bundles exported before they were recorded)."""
-    name = (b.manifest.get("cold_start") or {}).get("items")
+    name = b.manifest.cold_start.items
     if name is None:
         return np.zeros(0, dtype=np.int64)
     try:
