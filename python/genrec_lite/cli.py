@@ -690,7 +690,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
     Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
-    step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
+    step(3, "exporting the serving bundle (GGUF + ONNX text encoder)")
     export_bundle(out / "model", out / "bundle", quant="f16",
                   progress=lambda msg: click.echo(f"      {msg}", err=True))
     step(4, f"launching {len(launched)} new items from their text, choosing cold start on "

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._io import atomic_directory, sha256_file, versions
 from ..errors import InvalidArgumentError
-from ..runtime.bundle import COLD_ITEMS, MANIFEST, sid_encoder_file
+from ..runtime.bundle import COLD_ITEMS, MANIFEST
 from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, FileFacts, Manifest,
                                 SidFacts, TokenizerFacts)
 from ..runtime.cold_start import ColdStartConfig
@@ -33,7 +33,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
     from ..sid.embed import DEFAULT_MODEL, resolve_model
     from ..train.checkpoint import UNTRAINED_ITEMS, load_model
     from .gguf_export import write_gguf
-    from .onnx_export import export_lm, export_sid_encoder, export_text_encoder
+    from .onnx_export import export_lm, export_text_encoder
 
     if quant not in QUANTS:
         raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
@@ -63,11 +63,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             say("writing model.onnx")
             facts["onnx"] = export_lm(model, tmp / "model.onnx")
             tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        views.save(tmp / "sids")
-        for v, view in enumerate(views):
-            say(f"writing {sid_encoder_file(v)}")
-            facts["sid_encoder" if v == 0 else f"sid_encoder_view{v}"] = export_sid_encoder(
-                view, tmp / sid_encoder_file(v))
+        views.save(tmp / "sids")  # with each view's quantiser, which cold start runs
         # SIDs quantised from given vectors have no text encoder whose vectors would fit them
         if text_encoder and (sid_cfg.get("embedding_model") or not sid_cfg.get("vectors")):
             say("writing text_encoder/")

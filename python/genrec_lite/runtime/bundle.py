@@ -7,13 +7,17 @@ BUNDLE/
   model.onnx           optional: the LM with its KV cache for onnxruntime
   sids/                the SID table(s) (item id <-> codes) and the RQ codebooks: one SemanticIds
                        folder, or one per view for a multi-view model (genrec_lite.sid.views);
-                       the tries are built from it at load (1M items take well under a second)
-  sid_encoder.onnx     RQ-VAE encoder MLP (embedding -> latent), for cold-start items; view v > 0
-                       of a multi-view model has its own, sid_encoder_view{v}.onnx
+                       the tries are built from it at load (1M items take well under a second);
+                       each table carries its quantiser (RQ-VAE encoder MLP + codebooks), which
+                       gives cold-start items their codes (numpy + the C++ lookup, the code path
+                       of `sid build`)
   text_encoder/        the item text encoder as ONNX + tokenizer.json
   items.jsonl          the catalog: item id, title and the text the SIDs were made from
   cold_items.npy       the catalog items the model was never trained to write (sorted int64 ids;
                        manifest "cold_start" names it, with the settings of runtime/cold_start.py)
+
+Bundles exported before the quantiser was served from sids/ also hold sid_encoder.onnx (and
+sid_encoder_view{v}.onnx): still listed and checked, no longer read.
 
 Every file is listed in the manifest with its size and SHA-256; `Bundle.open` checks them (a
 missing, truncated or altered file is an ArtifactError naming it) before anything is loaded.
@@ -32,11 +36,6 @@ from .manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Manifest
 __all__ = ["Bundle", "COLD_ITEMS", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST"]
 
 COLD_ITEMS = "cold_items.npy"
-
-
-def sid_encoder_file(view: int) -> str:
-    """The bundle file of a SID view's cold-start encoder."""
-    return "sid_encoder.onnx" if view == 0 else f"sid_encoder_view{view}.onnx"
 
 
 @dataclass
