@@ -193,7 +193,7 @@ def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
             t = time.perf_counter()
             rec.add_items(launched)
             extra["add_items_seconds"] = round(time.perf_counter() - t, 2)
-        use = profiles if rec.bundle.manifest.get("use_profiles") else None
+        use = profiles if rec.bundle.manifest.use_profiles else None
         t = time.perf_counter()
         answers = runtime_answers(rec, cases, profiles=use)
         extra["decode_seconds"] = round(time.perf_counter() - t, 1)

@@ -309,8 +309,8 @@ def main(argv=None) -> int:
         b = Bundle.open(path, verify=False)
         sids = SidViews.load(path / "sids").primary
         hist = request_histories(sids.item_ids.tolist(), args.requests)
-        quant = b.manifest["model"]["gguf"].get("quant")
-        ckpt = Path(b.manifest["checkpoint"]["path"])
+        quant = b.manifest.model["gguf"].get("quant")
+        ckpt = Path(b.manifest.checkpoint.path)
         for threads in args.threads:
             for batch in args.batches:
                 r = run_runtime(path, hist, threads, batch, args.min_calls, args.budget)

@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info, table, write_json  # noqa: E402
 
-VICTIMS = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz",
-           "sid_encoder.onnx", "model.gguf"]
+VICTIMS = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz", "model.gguf"]
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     for spec in args.bundle:
         name, _, path = spec.partition("=")
         b = Bundle.open(path, verify=False)
-        ckpt = b.manifest["checkpoint"]["path"]
+        ckpt = b.manifest.checkpoint.path
         if ckpt not in reference:
             model, tok, views, meta = load_model(ckpt)
             t = time.perf_counter()
@@ -81,8 +81,8 @@ def main(argv=None) -> int:
         m = rank_metrics(got, targets)
         same = sum(a == g for a, g in zip(ref_lists, got)) / len(cases)
         rows.append({"name": name, "path": str(path), "checkpoint": ckpt,
-                     "quant": b.manifest["model"]["gguf"].get("quant"),
-                     "views": b.manifest["sid"].get("views", 1), "n_cases": len(cases),
+                     "quant": b.manifest.model["gguf"].get("quant"),
+                     "views": b.manifest.sid.views, "n_cases": len(cases),
                      "identical_top10": same, "bundle": m, "reference": ref_m,
                      "bundle_seconds": round(seconds, 1), "reference_seconds": round(ref_s, 1),
                      "hr10_diff": m["HR@10"] - ref_m["HR@10"]})

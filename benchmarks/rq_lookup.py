@@ -34,7 +34,11 @@ except ImportError:  # a plain checkout
 from _common import machine_info, median, table, timings, write_json  # noqa: E402
 
 from genrec_lite._core import ResidualQuantizer  # noqa: E402
-from genrec_lite.sid.quantize import residual_encode_numpy, residual_encode_reference  # noqa: E402
+from genrec_lite.sid.quantize import residual_encode_numpy  # noqa: E402
+
+# the exact rule is test-only code (tests/_reference.py); the agreement column is measured with it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _reference import residual_encode_reference  # noqa: E402
 
 try:
     import faiss

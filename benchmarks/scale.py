@@ -8,8 +8,7 @@ plus the extra level that numbers collisions) and written as a bundle through th
 path: one compact model (tiny, briefly trained on the built-in synthetic data with SIDs of the
 same shape, so its vocabulary holds every <a_..>..<d_..> token) is exported once and reused; each
 size gets its own SID table (with the items' content vectors, as exported bundles carry them),
-quantiser (RQ k-means on the 64-d vectors), sid_encoder.onnx,
-items.jsonl and manifest. This measures the system, not quality.
+quantiser (RQ k-means on the 64-d vectors), items.jsonl and manifest. This measures the system, not quality.
 
 Each size is measured in a fresh worker process (one llama.cpp thread, batch 1):
   load_s        Recommender.load to the first answer
@@ -42,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,8 @@ def new_vectors(n: int, seed: int) -> np.ndarray:
 
 
 def size_bundle(work: Path, n: int) -> Path:
-    from genrec_lite._io import sha256_file, write_json as write_manifest
-    from genrec_lite.export.onnx_export import export_sid_encoder
+    from genrec_lite._io import sha256_file
+    from genrec_lite.runtime.manifest import ColdStartFacts, FileFacts, Manifest
     from genrec_lite.sid import SemanticIds
     from genrec_lite.sid.collisions import extra_level
     from genrec_lite.sid.encoder import SidEncoder
@@ -144,20 +144,19 @@ def size_bundle(work: Path, n: int) -> Path:
     tmp.mkdir()
     os.link(tpl / "model.gguf", tmp / "model.gguf")
     sids.save(tmp / "sids")
-    export_sid_encoder(sids, tmp / "sid_encoder.onnx")
     words = np.array(["drill", "cordless", "torque", "wrench", "socket", "set", "steel", "18V",
                       "kit", "pro", "compact", "heavy", "duty", "blade", "saw", "bit"])
     pick = np.random.default_rng(2).integers(0, len(words), size=(n, 4))
     with open(tmp / "items.jsonl", "w", encoding="utf-8") as f:
         for i, w in zip(ids.tolist(), words[pick].tolist()):
             f.write(json.dumps({"item_id": i, "title": f"{' '.join(w)} #{i}"}) + "\n")
-    m = json.loads((tpl / "manifest.json").read_text())
-    m["sid"].update({"n_items": n, "input_dim": DIM, "text_template": "{title}"})
-    m["cold_start"] = {"items": None, "n_items": None, "settings": None}
+    m = Manifest.load(tpl)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    m["files"] = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                  for p in files}
-    write_manifest(tmp / "manifest.json", m)
+    m = replace(m, sid=replace(m.sid, n_items=n, input_dim=DIM, text_template="{title}"),
+                cold_start=ColdStartFacts(),
+                files={p.relative_to(tmp).as_posix(): FileFacts(p.stat().st_size, sha256_file(p))
+                       for p in files})
+    m.save(tmp / "manifest.json")
     os.replace(tmp, out)
     print(f"  bundle of {n:,} items in {time.perf_counter() - t0:.1f} s", flush=True)
     return out

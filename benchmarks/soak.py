@@ -4,8 +4,8 @@
 
 Reader threads send `--requests` requests each (random catalog histories of 1-10 items; every
 fifth request has a deny-list, every seventh an allow-list). A writer thread changes the catalog
-`--writes` times, spread evenly over the run: add_items (from text through the ONNX encoders, or
-from vectors), pausing and resuming items, removing added items. The writer brackets each change
+`--writes` times, spread evenly over the run: add_items (from text through the ONNX text encoder,
+or from vectors), pausing and resuming items, removing added items. The writer brackets each change
 with a sequence counter (odd while it runs), and each request reads the counter before and after.
 
 Checks, after the concurrent phase, by replaying the writer's changes one by one on a fresh

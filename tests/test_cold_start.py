@@ -122,6 +122,36 @@ def test_the_warm_bound_can_keep_cold_start_off():
         choose_cold_start(answers, cases, sids, cold, max_loss=1.5)
 
 
+# --- the serving SID encoder -----------------------------------------------------------------
+def test_the_served_quantiser_equals_the_trained_rqvae(tmp_path, monkeypatch):
+    """add_items gives a new item its codes with the quantiser stored in the SID table (numpy MLP
+    + C++ lookup), the one SID encoder a bundle serves: after `sid build`'s save and a load it
+    gives the trained PyTorch RQ-VAE's latent and codes."""
+    torch = pytest.importorskip("torch")
+    from genrec_lite.sid import SemanticIds, rqvae
+    from genrec_lite.sid.build import SidConfig, quantize_vectors
+
+    trained, train = [], rqvae.train_rqvae
+
+    def keep(*args, **kwargs):  # the torch model `sid build` trains, kept for the comparison
+        trained.append(train(*args, **kwargs))
+        return trained[-1]
+
+    monkeypatch.setattr(rqvae, "train_rqvae", keep)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 24)).astype(np.float32)
+    sids = quantize_vectors(np.arange(400), x, SidConfig(levels=3, codebook_size=16,
+                                                        method="rqvae", epochs=30), progress=False)
+    sids.save(tmp_path / "sids")
+    served = SemanticIds.load(tmp_path / "sids").encoder
+    model = trained[0].eval()
+    with torch.no_grad():
+        z = model.encoder(model.normalize(torch.from_numpy(x)))
+        _, codes, _ = model.quantize(z)
+    np.testing.assert_allclose(served.latent(x), z.numpy(), atol=1e-5)
+    assert (served.encode(x) == codes.numpy()).all()
+
+
 # --- the runtime -------------------------------------------------------------------------------
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")

@@ -1,4 +1,4 @@
-"""The ONNX cold-start path (text encoder + RQ-VAE encoder) equals the training-time one."""
+"""The ONNX parts of a bundle (the cold-start text encoder, the LM) equal the training-time ones."""
 
 from __future__ import annotations
 
@@ -75,22 +75,6 @@ def test_text_encoder_returns_its_working_memory(text_encoder_dir):
     got = enc.encode([f"{i} " + TEXTS[4] for i in range(8)])  # each truncated to 256 tokens
     assert got.shape == (8, enc.dim)
     assert _rss_mb() - before < 40
-
-
-def test_sid_encoder_matches_the_quantiser(tmp_path):
-    from genrec_lite.export.onnx_export import export_sid_encoder
-    from genrec_lite.runtime.onnx_backend import OnnxSidEncoder
-    from genrec_lite.sid.build import SidConfig, quantize_vectors
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 24)).astype(np.float32)
-    for method in ("rqvae", "rqkmeans"):
-        sids = quantize_vectors(np.arange(400), x, SidConfig(levels=3, codebook_size=16,
-                                                            method=method, epochs=30))
-        export_sid_encoder(sids, tmp_path / f"{method}.onnx")
-        enc = OnnxSidEncoder(tmp_path / f"{method}.onnx", sids.encoder.codebooks)
-        np.testing.assert_allclose(enc.latent(x), sids.encoder.latent(x), atol=1e-5)
-        assert (enc.encode(x) == sids.assign(x)).all()
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

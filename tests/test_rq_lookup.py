@@ -9,8 +9,9 @@ import pytest
 
 from genrec_lite._core import ResidualQuantizer
 from genrec_lite.errors import GenrecError, InvalidArgumentError
-from genrec_lite.sid.quantize import (encode, residual_decode, residual_encode_numpy,
-                                      residual_encode_reference)
+from genrec_lite.sid.quantize import encode, residual_decode, residual_encode_numpy
+
+from _reference import residual_encode_reference
 
 
 def _naive(codebooks: np.ndarray, x: np.ndarray) -> np.ndarray:

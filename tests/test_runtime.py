@@ -60,10 +60,11 @@ def _requests(cases, ds, rec):
 def test_bundle_layout(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["format"] == "genrec-lite.bundle" and m["format_version"] == 1
-    for name in ("model.gguf", "sids/arrays.npz", "sid_encoder.onnx", "text_encoder/model.onnx",
-                 "items.jsonl"):
+    for name in ("model.gguf", "sids/arrays.npz", "text_encoder/model.onnx", "items.jsonl"):
         assert name in m["files"], name
         assert (bundle / name).stat().st_size == m["files"][name]["bytes"]
+    # one SID encoder: the quantiser in sids/arrays.npz, no ONNX copy of it beside
+    assert not [n for n in m["files"] if n.startswith("sid_encoder")]
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".b32")]  # no temp left
 
 
@@ -458,7 +459,7 @@ def test_damaged_bundles_are_refused(bundle, tmp_path):
         return dst
 
     b = copy("missing")
-    (b / "sid_encoder.onnx").unlink()
+    (b / "sids/arrays.npz").unlink()
     with pytest.raises(ArtifactError, match="missing"):
         Recommender.load(b)
     b = copy("truncated")
@@ -535,8 +536,7 @@ def test_bundle_loader_fuzz_raises_only_genrec_errors(bundle, tmp_path):
     work = tmp_path / "fuzz"
     shutil.copytree(bundle, work)
     manifest = (bundle / "manifest.json").read_bytes()
-    victims = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz",
-               "sid_encoder.onnx"]
+    victims = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz"]
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.sampled_from(victims), st.integers(0, 10**9), st.binary(min_size=0, max_size=64),

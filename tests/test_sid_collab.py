@@ -91,15 +91,13 @@ def test_collab_sids_share_prefixes_within_groups_and_cold_items_keep_their_code
     # a new item's path (text vector -> stored encoder) gives the never-clicked items their codes
     cold = np.arange(N_ITEMS - N_COLD, N_ITEMS)
     np.testing.assert_array_equal(collab.assign(text[cold]), collab.codes[cold])
-    # and the bundle's ONNX copy of the folded encoder (the runtime's add_items path) agrees
-    pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from genrec_lite.export.onnx_export import export_sid_encoder
+    # and the bundle's copy of the folded encoder (saved with the SIDs; add_items runs it) agrees
+    from genrec_lite.sid import SemanticIds
 
-    path = tmp_path / "sid_encoder.onnx"
-    assert export_sid_encoder(collab, path)["input_dim"] == 24
-    got = ort.InferenceSession(str(path)).run(None, {"embedding": text[cold]})[0]
-    np.testing.assert_allclose(got, collab.encoder.latent(text[cold]), rtol=1e-4, atol=1e-5)
+    collab.save(tmp_path / "sids")
+    served = SemanticIds.load(tmp_path / "sids").encoder
+    assert served.input_dim == 24
+    np.testing.assert_array_equal(served.encode(text[cold]), collab.codes[cold][:, :collab.levels])
 
     def within_group_first_code(sids):
         group = np.arange(N_ITEMS - N_COLD) % N_GROUPS

@@ -161,7 +161,9 @@ def test_bundle_fuses_views_like_the_reference(two_views):
                  "f32", "--quiet"]) == 0
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["sid"]["views"] == 2
-    assert {"sids/views.json", "sid_encoder.onnx", "sid_encoder_view1.onnx"} <= set(m["files"])
+    # each view's quantiser (what add_items runs) is in its SID table, with no ONNX copy beside
+    assert {"sids/views.json", "sids/view0/arrays.npz", "sids/view1/arrays.npz"} <= set(m["files"])
+    assert not [n for n in m["files"] if n.startswith("sid_encoder")]
     ds = make_synthetic()
     cases = leave_one_out(ds.interactions, max_len=10).test[:40]
     model, tok, views, meta = load_model(two_views / "ckpt")

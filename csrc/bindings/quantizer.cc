@@ -12,9 +12,9 @@ const char* kRqDoc = R"doc(Greedy residual-quantizer lookup: vectors -> semantic
 
 ResidualQuantizer(codebooks) with codebooks of shape (levels, codebook_size, dim) (copied).
 For each vector, level by level: code = the nearest codeword to the residual, residual -= it.
-The codes equal those of the double-precision rule (distances sum((r_i - c_i)^2) in float64,
-summed in index order, ties to the lowest code) of
-genrec_lite.sid.quantize.residual_encode_reference, although the search runs in float32 SIMD.
+The codes equal those of the double-precision rule of genrec_lite.sid.quantize (distances
+sum((r_i - c_i)^2) in float64, summed in index order, ties to the lowest code; the tests hold
+them to an exact implementation), although the search runs in float32 SIMD.
 Immutable and thread-safe; the GIL is released while it works.)doc";
 
 void rq_init(genrec::ResidualQuantizer* self, nb::handle codebooks) {

@@ -534,14 +534,14 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
-    log = _recorded_log(log, data, m.get("data"))
-    data = data or (m.get("data") or {}).get("path") or "synthetic"
+    log = _recorded_log(log, data, m.data.to_dict())
+    data = data or m.data.path or "synthetic"
     dataset = _load_data(data, *log)
-    split = split or (m.get("data") or {}).get("split") or "auto"
+    split = split or m.data.split or "auto"
     chosen = _choose_cases(dataset, cases, limit,
                            lambda: resolve_split(split, dataset).apply(dataset,
-                                                                       m["max_history"]).test)
-    profiles = dataset.profiles if m.get("use_profiles") else None
+                                                                       m.max_history).test)
+    profiles = dataset.profiles if m.use_profiles else None
     metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
                               progress=not quiet)
     _write_metrics(metrics, bundle, data, out)
@@ -582,9 +582,8 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
                                        "[,HISTORY] (e.g. 0.3,0.03,10)") from None
     m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights,
                       cold_start=settings, progress=say)
-    size = sum(f["bytes"] for f in m["files"].values()) / 2**20
-    click.echo(f"bundle written to {out}: {len(m['files'])} files, {size:.1f} MiB, "
-               f"{m['export_seconds']} s")
+    click.echo(f"bundle written to {out}: {len(m.files)} files, {m.total_bytes / 2**20:.1f} MiB, "
+               f"{m.export_seconds} s")
 
 
 @cli.command("recommend")
@@ -705,7 +704,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
     Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
-    step(3, "exporting the serving bundle (GGUF + ONNX encoders)")
+    step(3, "exporting the serving bundle (GGUF + ONNX text encoder)")
     export_bundle(out / "model", out / "bundle", quant="f16",
                   progress=lambda msg: click.echo(f"      {msg}", err=True))
     step(4, f"launching {len(launched)} new items from their text, choosing cold start on "

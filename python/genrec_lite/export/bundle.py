@@ -7,16 +7,18 @@ export leaves nothing behind and never damages an existing bundle.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_directory, sha256_file, versions, write_json
+from .._io import atomic_directory, sha256_file, versions
 from ..errors import InvalidArgumentError
-from ..runtime.bundle import COLD_ITEMS, FORMAT_NAME, FORMAT_VERSION, MANIFEST, sid_encoder_file
+from ..runtime.bundle import COLD_ITEMS, MANIFEST
+from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, FileFacts, Manifest,
+                                SidFacts, TokenizerFacts)
 from ..runtime.cold_start import ColdStartConfig
 
 QUANTS = ("f32", "f16", "q8_0")
@@ -24,14 +26,14 @@ QUANTS = ("f32", "f16", "q8_0")
 
 def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx: bool = False,
                   which: str = "best", text_encoder: bool = True, cold_start=None,
-                  progress=None) -> dict:
+                  progress=None) -> Manifest:
     """Write the bundle; returns its manifest. `progress(msg)` is told about each stage.
     cold_start: the ColdStartConfig (or its dict) the served bundle mixes cold items in with,
     chosen on validation (eval/cold_start.py); None leaves cold items to the model alone."""
     from ..sid.embed import DEFAULT_MODEL, resolve_model
     from ..train.checkpoint import UNTRAINED_ITEMS, load_model
     from .gguf_export import write_gguf
-    from .onnx_export import export_lm, export_sid_encoder, export_text_encoder
+    from .onnx_export import export_lm, export_text_encoder
 
     if quant not in QUANTS:
         raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
@@ -61,11 +63,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
             say("writing model.onnx")
             facts["onnx"] = export_lm(model, tmp / "model.onnx")
             tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        views.save(tmp / "sids")
-        for v, view in enumerate(views):
-            say(f"writing {sid_encoder_file(v)}")
-            facts["sid_encoder" if v == 0 else f"sid_encoder_view{v}"] = export_sid_encoder(
-                view, tmp / sid_encoder_file(v))
+        views.save(tmp / "sids")  # with each view's quantiser, which cold start runs
         # SIDs quantised from given vectors have no text encoder whose vectors would fit them
         if text_encoder and (sid_cfg.get("embedding_model") or not sid_cfg.get("vectors")):
             say("writing text_encoder/")
@@ -73,42 +71,38 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
                 resolve_model(sid_cfg.get("embedding_model") or DEFAULT_MODEL),
                 tmp / "text_encoder")
         shutil.copyfile(ckpt / "items.jsonl", tmp / "items.jsonl")
-        cold = {"items": None, "n_items": None,
-                "settings": cold_start.to_dict() if cold_start else None}
+        cold = ColdStartFacts(settings=cold_start)
         if (ckpt / UNTRAINED_ITEMS).is_file():  # older checkpoints did not record them
             shutil.copyfile(ckpt / UNTRAINED_ITEMS, tmp / COLD_ITEMS)
-            cold.update(items=COLD_ITEMS, n_items=int(len(np.load(tmp / COLD_ITEMS))))
+            cold = replace(cold, items=COLD_ITEMS, n_items=int(len(np.load(tmp / COLD_ITEMS))))
         files = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            rel = f.relative_to(tmp).as_posix()
-            files[rel] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "checkpoint": {"path": str(ckpt.resolve()), "weights": which},
-            "backbone": {k: v for k, v in meta["backbone"].items() if k != "config"}
+            files[f.relative_to(tmp).as_posix()] = FileFacts(f.stat().st_size, sha256_file(f))
+        manifest = Manifest(
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            checkpoint=CheckpointFacts(path=str(ckpt.resolve()), weights=which),
+            backbone={k: v for k, v in meta["backbone"].items() if k != "config"}
             | {"config": meta["backbone"].get("config")},
-            "model": facts,
-            "tokenizer": {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-                          "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)},
-            "data": {k: meta.get("data", {}).get(k)
-                     for k in ("name", "path", "split", "time_unit", "kcore")},
-            "prompts": meta["prompts"],
-            "max_history": int(train["max_history"]),
-            "use_profiles": bool(train.get("use_profiles", True)),
-            "profile_template": train.get("profile_template"),
-            "sid": {"levels": sids.levels, "level_sizes": sids.level_sizes,
-                    "collisions": sids.collisions, "n_items": len(sids), "views": len(views),
-                    "text_template": sid_cfg.get("text_template"),
-                    "embedding_model": sid_cfg.get("embedding_model"),
-                    "input_dim": int(sid_cfg.get("input_dim") or sids.encoder.input_dim)},
-            "cold_start": cold,
-            "files": files,
-            "versions": versions(),
-            "export_seconds": round(time.perf_counter() - t0, 1),
-        }
-        write_json(tmp / MANIFEST, manifest)
+            model=facts,
+            tokenizer=TokenizerFacts(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                     pad_token_id=tok.pad_token_id, vocab_size=len(tok)),
+            data=DataFacts(**{k: meta.get("data", {}).get(k)
+                              for k in ("name", "path", "split", "time_unit", "kcore")}),
+            prompts=meta["prompts"],
+            max_history=int(train["max_history"]),
+            use_profiles=bool(train.get("use_profiles", True)),
+            profile_template=train.get("profile_template"),
+            sid=SidFacts(levels=sids.levels, level_sizes=list(sids.level_sizes),
+                         collisions=sids.collisions, n_items=len(sids), views=len(views),
+                         text_template=sid_cfg.get("text_template"),
+                         embedding_model=sid_cfg.get("embedding_model"),
+                         input_dim=int(sid_cfg.get("input_dim") or sids.encoder.input_dim)),
+            cold_start=cold,
+            files=files,
+            versions=versions(),
+            export_seconds=round(time.perf_counter() - t0, 1),
+        )
+        manifest.save(tmp / MANIFEST)
     return manifest
 
 
@@ -128,20 +122,14 @@ def _with_content(views, items: Path, sid_cfg: dict):
     return SidViews([primary.with_content(vectors), *list(views)[1:]])
 
 
-def set_cold_start(bundle: str | Path, settings) -> dict:
+def set_cold_start(bundle: str | Path, settings) -> Manifest:
     """Write cold-start settings (a ColdStartConfig, its dict, or None for off) into an exported
     bundle's manifest, e.g. once they were chosen on validation with the bundle itself
     (eval/cold_start.py). The manifest is replaced atomically; returns it."""
-    from .._io import read_manifest
-
     if settings is not None and not isinstance(settings, ColdStartConfig):
         settings = ColdStartConfig.from_dict(settings)
     path = Path(bundle) / MANIFEST
-    manifest = read_manifest(path, FORMAT_NAME, FORMAT_VERSION)
-    cold = dict(manifest.get("cold_start") or {"items": None, "n_items": None})
-    cold["settings"] = None if settings is None else settings.to_dict()
-    manifest["cold_start"] = cold
-    tmp = path.with_name(path.name + ".tmp")
-    write_json(tmp, manifest)
-    os.replace(tmp, path)
+    manifest = Manifest.load(path)
+    manifest = replace(manifest, cold_start=replace(manifest.cold_start, settings=settings))
+    manifest.save(path)
     return manifest

@@ -1,11 +1,10 @@
-"""ONNX parts of a bundle: the item text encoder and the RQ-VAE encoder (cold start without torch).
+"""ONNX parts of a bundle: the item text encoder (cold start without torch) and the LM.
 
 Text encoder: the sentence-transformers model (transformer -> mean pooling over the attention
 mask -> L2 normalisation, as all-MiniLM-L6-v2 is configured) traced with torch.onnx's TorchScript
 exporter, plus its `tokenizer.json` for the `tokenizers` library and the facts needed to use it
-(maximum length, pooling). RQ-VAE encoder: the MLP written directly with onnx.helper from the
-numpy weights the SemanticIds artefact stores (no torch needed); the nearest-codeword search that
-follows stays in the C++ core.
+(maximum length, pooling). The RQ-VAE encoder needs no ONNX copy: the runtime runs the numpy
+weights the SemanticIds artefact stores (genrec_lite.sid.encoder).
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 from .._io import no_hf_progress, write_json
 from ..errors import InvalidArgumentError, require
@@ -86,38 +83,6 @@ def export_text_encoder(model_path: str, out_dir: str | Path) -> dict:
              "pad_token": st.tokenizer.pad_token or "[PAD]", "source": Path(str(model_path)).name}
     write_json(out_dir / "encoder.json", facts)
     return facts
-
-
-def export_sid_encoder(sids, out_path: str | Path) -> dict:
-    """embedding (n, D) float32 -> latent (n, d): the RQ-VAE encoder MLP (ReLU between layers);
-    the identity for RQ-KMeans."""
-    onnx = require("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    enc = sids.encoder
-    if enc is None:
-        raise InvalidArgumentError("these semantic IDs carry no quantiser to export")
-    nodes, inits = [], []
-    cur = "embedding"
-    for i, (w, b) in enumerate(enc.layers):
-        inits += [numpy_helper.from_array(np.ascontiguousarray(w.T, dtype=np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.asarray(b, dtype=np.float32), f"b{i}")]
-        nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [f"h{i}"]))
-        cur = f"h{i}"
-        if i + 1 < len(enc.layers):
-            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
-            cur = f"r{i}"
-    nodes.append(helper.make_node("Identity", [cur], ["latent"]))
-    latent = int(enc.codebooks.shape[2])
-    graph = helper.make_graph(
-        nodes, "sid_encoder",
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", enc.input_dim])],
-        [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["n", latent])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="genrec-lite")
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out_path))
-    return {"input_dim": int(enc.input_dim), "latent_dim": latent, "layers": len(enc.layers)}
 
 
 def export_lm(model, path: str | Path) -> dict:

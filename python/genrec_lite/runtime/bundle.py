@@ -2,17 +2,22 @@
 
 BUNDLE/
   manifest.json        format name + version, model facts, prompts, SID facts, file checksums
+                       (runtime/manifest.py: one typed Manifest, written and read by the same code)
   model.gguf           the LM for llama.cpp (LoRA merged, SID tokens in the vocabulary)
   model.onnx           optional: the LM with its KV cache for onnxruntime
   sids/                the SID table(s) (item id <-> codes) and the RQ codebooks: one SemanticIds
                        folder, or one per view for a multi-view model (genrec_lite.sid.views);
-                       the tries are built from it at load (1M items take well under a second)
-  sid_encoder.onnx     RQ-VAE encoder MLP (embedding -> latent), for cold-start items; view v > 0
-                       of a multi-view model has its own, sid_encoder_view{v}.onnx
+                       the tries are built from it at load (1M items take well under a second);
+                       each table carries its quantiser (RQ-VAE encoder MLP + codebooks), which
+                       gives cold-start items their codes (numpy + the C++ lookup, the code path
+                       of `sid build`)
   text_encoder/        the item text encoder as ONNX + tokenizer.json
   items.jsonl          the catalog: item id, title and the text the SIDs were made from
   cold_items.npy       the catalog items the model was never trained to write (sorted int64 ids;
                        manifest "cold_start" names it, with the settings of runtime/cold_start.py)
+
+Bundles exported before the quantiser was served from sids/ also hold sid_encoder.onnx (and
+sid_encoder_view{v}.onnx): still listed and checked, no longer read.
 
 Every file is listed in the manifest with its size and SHA-256; `Bundle.open` checks them (a
 missing, truncated or altered file is an ArtifactError naming it) before anything is loaded.
@@ -24,26 +29,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import read_manifest, sha256_file
+from .._io import sha256_file
 from ..errors import ArtifactError
+from .manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Manifest
 
-FORMAT_NAME = "genrec-lite.bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["Bundle", "COLD_ITEMS", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST"]
+
 COLD_ITEMS = "cold_items.npy"
-# manifest keys the runtime reads, and their JSON types
-_REQUIRED = {"prompts": dict, "max_history": int, "sid": dict, "tokenizer": dict, "model": dict}
-
-
-def sid_encoder_file(view: int) -> str:
-    """The bundle file of a SID view's cold-start encoder."""
-    return "sid_encoder.onnx" if view == 0 else f"sid_encoder_view{view}.onnx"
 
 
 @dataclass
 class Bundle:
     path: Path
-    manifest: dict
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
@@ -51,35 +49,26 @@ class Bundle:
         if not path.is_dir():
             raise ArtifactError(f"{path} is not a bundle directory (expected the --out folder of "
                                 "`genrec-lite export`)")
-        manifest = read_manifest(path / MANIFEST, FORMAT_NAME, FORMAT_VERSION)
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise ArtifactError(f"{path / MANIFEST} lists no files; the manifest is damaged")
-        for key, kind in _REQUIRED.items():
-            if not isinstance(manifest.get(key), kind):
-                raise ArtifactError(f"{path / MANIFEST}: {key!r} is {manifest.get(key)!r}; expected "
-                                    f"a {kind.__name__} (the manifest is damaged)")
-        for name, facts in files.items():
-            if not isinstance(facts, dict) or ".." in Path(name).parts or Path(name).is_absolute():
-                raise ArtifactError(f"{path / MANIFEST}: file entry {name!r} is damaged")
+        manifest = Manifest.load(path / MANIFEST)
+        for name, facts in manifest.files.items():
             f = path / name
             if not f.is_file():
                 raise ArtifactError(f"bundle file {f} is missing")
             size = f.stat().st_size
-            if size != facts.get("bytes"):
+            if size != facts.bytes:
                 raise ArtifactError(f"bundle file {f} has {size} bytes, the manifest says "
-                                    f"{facts.get('bytes')}; it is truncated or was replaced")
-            if verify and sha256_file(f) != facts.get("sha256"):
+                                    f"{facts.bytes}; it is truncated or was replaced")
+            if verify and sha256_file(f) != facts.sha256:
                 raise ArtifactError(f"bundle file {f} does not match its checksum; it is corrupted")
         return cls(path, manifest)
 
     def file(self, name: str) -> Path:
-        if name not in self.manifest["files"]:
+        if name not in self.manifest.files:
             raise ArtifactError(f"the bundle {self.path} has no {name}")
         return self.path / name
 
     def has(self, name: str) -> bool:
-        return name in self.manifest["files"]
+        return name in self.manifest.files
 
     def items(self) -> list[dict]:
         """The catalog records (id, title, text) in file order."""

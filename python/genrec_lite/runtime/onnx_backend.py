@@ -1,5 +1,6 @@
-"""onnxruntime pieces of the runtime (no torch): the item text encoder and the RQ-VAE encoder,
-which give a new item its SID in a serving process (text -> embedding -> latent -> C++ lookup)."""
+"""onnxruntime pieces of the runtime (no torch): the item text encoder, which gives a new item
+its embedding in a serving process (text -> embedding; the SID quantiser then runs in numpy and
+the C++ lookup, genrec_lite.sid.encoder), and the LM of the second backend."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._ext import core
 from ..errors import ArtifactError, InvalidArgumentError, MissingDependencyError
 
 
@@ -77,24 +77,6 @@ class OnnxTextEncoder:
             out[s:s + len(enc)] = self.session.run(None, {"input_ids": ids, "attention_mask": mask},
                                                    self.run_options)[0]
         return out
-
-
-class OnnxSidEncoder:
-    """Embeddings -> base codes: the RQ-VAE encoder in onnxruntime, then the C++ residual lookup."""
-
-    def __init__(self, path: str | Path, codebooks: np.ndarray, *, n_threads: int | None = None):
-        self.session = _session(Path(path), n_threads)
-        self.input_dim = int(self.session.get_inputs()[0].shape[1])
-        self.quantizer = core().ResidualQuantizer(np.ascontiguousarray(codebooks, dtype=np.float32))
-
-    def latent(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.ascontiguousarray(vectors, dtype=np.float32)
-        if v.ndim != 2 or v.shape[1] != self.input_dim:
-            raise InvalidArgumentError(f"vectors have shape {v.shape}; expected (n, {self.input_dim})")
-        return self.session.run(None, {"embedding": v})[0]
-
-    def encode(self, vectors: np.ndarray) -> np.ndarray:
-        return self.quantizer.encode(self.latent(vectors))
 
 
 class OnnxLM:

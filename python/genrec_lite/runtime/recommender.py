@@ -50,7 +50,7 @@ from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet, profile_text
 from ..sid import SemanticIds, SidViews, fuse
-from .bundle import Bundle, sid_encoder_file
+from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
@@ -103,63 +103,51 @@ class _Loaded:
         self.backend = backend
         self.catalog = catalog
         try:
-            self.prompts = PromptSet.load(m["prompts"])
+            self.prompts = PromptSet.load(m.prompts)
         except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
-        try:
-            settings = (m.get("cold_start") or {}).get("settings")
-            self.cold_start = None if settings is None else ColdStartConfig.from_dict(settings)
-        except (InvalidArgumentError, AttributeError) as exc:
-            raise ArtifactError(f"{bundle.path}/manifest.json: the cold-start settings are damaged "
-                                f"({exc})") from exc
+        self.cold_start = m.cold_start.settings
         # how training wrote a user's profile record as text (None: 'field value' pairs)
-        self.profile_template = m.get("profile_template")
-        self.max_history = int(m["max_history"])
-        if self.max_history < 1:
-            raise ArtifactError(f"{bundle.path}/manifest.json: max_history={self.max_history}; expected >= 1")
+        self.profile_template = m.profile_template
+        self.max_history = m.max_history
         self.token_tables = list(token_tables)  # one per SID view
         if len(self.token_tables) != len(catalog.state.views):
             raise ArtifactError(f"{len(self.token_tables)} token tables for "
                                 f"{len(catalog.state.views)} SID views")
         self.text_encoder = None
-        self.sid_encoders: list | None = None
-        self.encoder_lock = threading.Lock()
-        self.encoders_pid = os.getpid()
-        self.inherited_encoders: list = []
+        self.text_encoder_lock = threading.Lock()
+        self.text_encoder_pid = os.getpid()
+        self.inherited_text_encoders: list = []
         self.added_vectors: dict[int, np.ndarray] = {}  # items added from vectors, for reload
         self.users = 0
         self.retired = False
         self.freeing = False
         self.freed = False
 
-    def encoders(self, text: bool):
-        """(text encoder, the SID encoder of each view), loaded once."""
-        from .onnx_backend import OnnxSidEncoder, OnnxTextEncoder
+    def text_encoder_session(self):
+        """The item text encoder (onnxruntime), loaded once per process."""
+        from .onnx_backend import OnnxTextEncoder
 
-        with self.encoder_lock:
-            if self.encoders_pid != os.getpid():
-                # a forked worker: onnxruntime's threads stayed in the parent, so the sessions
-                # made there are made again here; the old ones are kept, never freed here (their
-                # destructors would wait for threads this process does not have)
-                self.inherited_encoders.append((self.text_encoder, self.sid_encoders))
-                self.text_encoder, self.sid_encoders = None, None
-                self.encoders_pid = os.getpid()
-            if text and self.text_encoder is None:
+        with self.text_encoder_lock:
+            if self.text_encoder_pid != os.getpid():
+                # a forked worker: onnxruntime's threads stayed in the parent, so the session
+                # made there is made again here; the old one is kept, never freed here (its
+                # destructor would wait for threads this process does not have)
+                self.inherited_text_encoders.append(self.text_encoder)
+                self.text_encoder = None
+                self.text_encoder_pid = os.getpid()
+            if self.text_encoder is None:
                 self.text_encoder = OnnxTextEncoder(self.bundle.file("text_encoder/model.onnx").parent)
-            if self.sid_encoders is None:
-                self.sid_encoders = [OnnxSidEncoder(self.bundle.file(sid_encoder_file(v)),
-                                                    view.encoder.codebooks)
-                                     for v, view in enumerate(self.catalog.state.views)]
-        return self.text_encoder, self.sid_encoders
+        return self.text_encoder
 
     def embed(self, records: list[dict]) -> np.ndarray:
         if not self.bundle.has("text_encoder/model.onnx"):
             raise InvalidArgumentError(
                 f"the bundle {self.bundle.path} has no text encoder (its SIDs were built from "
                 "given vectors); expected add_items(items, vectors=...) with vectors in that space")
-        template = Template(self.bundle.manifest["sid"]["text_template"])
+        template = Template(self.bundle.manifest.sid.text_template)
         texts = [template.render({k: "" if v is None else str(v) for k, v in r.items()}) for r in records]
-        return self.encoders(text=True)[0].encode(texts)
+        return self.text_encoder_session().encode(texts)
 
     def base_codes(self, vectors, n: int) -> list[np.ndarray]:
         """New items' quantiser codes in every view (the extra level is numbered by the catalog,
@@ -169,7 +157,9 @@ class _Loaded:
         if len(v) != n:
             raise InvalidArgumentError(f"vectors have shape {v.shape}; expected ({n}, {v.shape[1]}), "
                                        "one row per new item")
-        return [enc.encode(v) for enc in self.encoders(text=False)[1]]
+        # each view's own quantiser (numpy MLP + C++ lookup): the code path that gave the
+        # catalog its codes at `sid build`, so a re-added item gets its codes back exactly
+        return [view.encoder.encode(v) for view in views]
 
     def same_sid_space(self, other: "_Loaded") -> bool:
         """Whether `other` quantises vectors exactly as this bundle does (same views, levels,
@@ -177,13 +167,12 @@ class _Loaded:
         a, b = self.catalog.state.views, other.catalog.state.views
         if len(a) != len(b):
             return False
-        for v, (x, y) in enumerate(zip(a, b)):
-            name = sid_encoder_file(v)
+        for x, y in zip(a, b):
             if (x.level_sizes != y.level_sizes or x.collisions != y.collisions
                     or not np.array_equal(x.encoder.codebooks, y.encoder.codebooks)
-                    or not self.bundle.has(name) or not other.bundle.has(name)
-                    or self.bundle.manifest["files"][name].get("sha256")
-                    != other.bundle.manifest["files"][name].get("sha256")):
+                    or len(x.encoder.layers) != len(y.encoder.layers)
+                    or not all(np.array_equal(p, q) for lx, ly in zip(x.encoder.layers, y.encoder.layers)
+                               for p, q in zip(lx, ly))):
                 return False
         return True
 
@@ -520,8 +509,8 @@ class Recommender:
 
     # --- live catalog ------------------------------------------------------------------------
     def add_items(self, items: Sequence[Mapping], vectors: np.ndarray | None = None) -> list[str]:
-        """Give new items SIDs from their text (ONNX text encoder -> ONNX RQ encoder -> C++
-        lookup) or from given embedding `vectors`, and make them recommendable at once.
+        """Give new items SIDs from their text (ONNX text encoder -> the SID table's RQ encoder
+        in numpy -> C++ lookup) or from given embedding `vectors`, and make them recommendable at once.
         Returns their SIDs. Nothing changes if any item is bad."""
         records = _records(items)
         ids = np.array([int(r["item_id"]) for r in records], dtype=np.int64)
@@ -571,10 +560,11 @@ class Recommender:
         return path
 
     def preload(self) -> None:
-        """Load the cold-start encoders (text encoder, RQ encoder) now rather than at the first
-        add_items, so that a server's first new item is not slower than the rest."""
+        """Load the cold-start text encoder now rather than at the first add_items, so that a
+        server's first new item is not slower than the rest (the SID quantisers are loaded with
+        the SID tables)."""
         with self._use() as loaded:
-            loaded.encoders(text=True)
+            loaded.text_encoder_session()
 
 
 # --- backends ----------------------------------------------------------------------------------
@@ -665,7 +655,7 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
         from .onnx_backend import OnnxLM
 
         tok = _Tokenizer(b.file("tokenizer.json"))
-        pad = b.manifest["tokenizer"].get("pad_token_id") or 0
+        pad = b.manifest.tokenizer.pad_token_id or 0
         lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
         model_backend = _OnnxBackend(lm, tok)
         token_id, source = tok.token_id, "tokenizer.json"
@@ -825,7 +815,7 @@ def _bundle_views(b: Bundle) -> SidViews:
         views = SidViews.load(b.file("sids/views.json").parent)
     else:
         views = SidViews.load(b.file("sids/semantic_ids.json").parent)
-    want = b.manifest["sid"].get("views", 1)
+    want = b.manifest.sid.views
     if len(views) != want:
         raise ArtifactError(f"{b.path}/sids holds {len(views)} SID views; the manifest says {want!r}")
     return views
@@ -852,7 +842,7 @@ def _load_catalog(path, views: SidViews):
 
 def _bundle_cold(b: Bundle) -> np.ndarray:
     """The bundle's untrained items (empty for bundles exported before they were recorded)."""
-    name = (b.manifest.get("cold_start") or {}).get("items")
+    name = b.manifest.cold_start.items
     if name is None:
         return np.zeros(0, dtype=np.int64)
     try:
