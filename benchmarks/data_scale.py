@@ -17,8 +17,9 @@ of 64 codes plus the extra level). Each stage then runs in a fresh process:
 
 peak_mb is the process's peak resident memory (ru_maxrss: imports and every earlier step of the
 stage included); base_mb its resident memory after the imports, before any data is read; for
-train, stage_peak_mb is the peak from Trainer setup on (the kernel's high-water mark reset via
-/proc/self/clear_refs once the split is made) and tok_s the non-padding tokens per second of the
+train, loaded_mb is its resident memory once the log is loaded and stage_peak_mb the peak from
+Trainer setup on (the split included; the kernel's high-water mark reset via /proc/self/clear_refs
+once the log is loaded) and tok_s the non-padding tokens per second of the
 training steps (first to last step). Prints a table and writes benchmarks/results/NAME.json.
 """
 
@@ -166,11 +167,13 @@ def run_stage(stage: str, folder: Path, steps: int) -> dict:
         out["rows"] = len(inter)
     else:
         ds = Dataset.load(folder)
-        plan = resolve_split("auto", ds)
-        split = plan.apply(ds, 10)
-        out.update(split=plan.spec, train_users=len(split.train), test_cases=len(split.test))
-        if stage == "train":
-            out.update(train_stage(ds, folder, steps))
+        if stage == "train":  # the Trainer makes the split itself (holding a second one would
+            out.update(train_stage(ds, folder, steps))  # count it twice)
+        else:
+            plan = resolve_split("auto", ds)
+            split = plan.apply(ds, 10)
+            out.update(split=plan.spec, train_users=len(split.train),
+                       test_cases=len(split.test))
     out["wall_s"] = round(time.perf_counter() - t0, 2)
     out["peak_mb"] = round(_peak_mb(), 1)
     return out
@@ -188,6 +191,7 @@ def train_stage(ds, folder: Path, steps: int) -> dict:
         reset = True
     except OSError:
         reset = False
+    load_mb = _rss_mb()
     counted = {"tokens": 0, "first": None, "last": None}
     pack = trainer_mod._pack
 
@@ -215,7 +219,9 @@ def train_stage(ds, folder: Path, steps: int) -> dict:
     last_tokens = counted["tokens"]
     span = (counted["last"] or 0) - (counted["first"] or 0)
     shutil.rmtree(out_dir, ignore_errors=True)
-    return {"setup_s": round(setup_s, 2), "steps": res["steps"],
+    return {"split": tr.split_plan.spec, "train_users": len(tr.split.train),
+            "test_cases": len(tr.split.test), "loaded_mb": round(load_mb, 1),
+            "setup_s": round(setup_s, 2), "steps": res["steps"],
             "tok_s": round(last_tokens * (res["steps"] - 1) / max(1, res["steps"]) / span, 1)
             if span > 0 else None,
             "stage_peak_mb": round(_hwm_mb(), 1) if reset else None}

@@ -122,3 +122,86 @@ def test_cases_round_trip(tmp_path):
     assert load_cases(path) == cases
     (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
     assert load_cases(tmp_path / "empty.jsonl", allow_empty=True) == []
+
+
+# ---------------------------------------------------------------- splits as arrays
+
+def _reference_leave_one_out(inter, max_len, train_on_valid):
+    """The split by the definition, with plain dicts and lists (what the arrays must equal)."""
+    by_user: dict[str, list[tuple]] = {}
+    for row, (u, i, t) in enumerate(zip(inter.user_ids.tolist(), inter.item_ids.tolist(),
+                                        inter.timestamps.tolist())):
+        by_user.setdefault(u, []).append((t, row, i))
+    train, valid, test = {}, [], []
+    for u, rows in by_user.items():
+        seq = [i for _, _, i in sorted(rows)]
+        hist = lambda end: tuple(seq[0 if max_len is None else max(0, end - max_len):end])  # noqa
+        if len(seq) < 3:
+            train[u] = seq
+            continue
+        train[u] = seq[:-1] if train_on_valid else seq[:-2]
+        if not train_on_valid:
+            valid.append(Case(u, hist(len(seq) - 2), seq[-2]))
+        test.append(Case(u, hist(len(seq) - 1), seq[-1]))
+    return train, valid, test
+
+
+_logs = st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(0, 30), st.integers(0, 12)),
+                 max_size=60)
+
+
+@given(_logs, st.sampled_from([None, 1, 3]), st.booleans())
+def test_leave_one_out_arrays_equal_the_definition(rows, max_len, final):
+    inter = Interactions([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    split = leave_one_out(inter, max_len, train_on_valid=final)
+    train, valid, test = _reference_leave_one_out(inter, max_len, final)
+    assert {u: s.tolist() for u, s in split.train.items()} == train
+    assert list(split.train) == list(train) and len(split.train) == len(train)
+    assert all(split.train[u].tolist() == s for u, s in train.items())
+    assert split.valid == valid and split.test == test and list(split.test) == test
+    assert [split.test[i] for i in range(-len(test), len(test))] == test + test
+
+
+@given(_logs, st.integers(0, 12), st.sampled_from([None, 2]))
+def test_temporal_split_arrays_equal_the_definition(rows, at, max_len):
+    inter = Interactions([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    split = temporal_split(inter, at=at, max_len=max_len)
+    seqs: dict[str, list[int]] = {}
+    expected = []
+    # by time, ties in file order: a case per event from `at` on with a non-empty history
+    for t, row, u, i in sorted((r[2], k, r[0], r[1]) for k, r in enumerate(rows)):
+        hist = seqs.setdefault(u, [])
+        if t >= at and hist:
+            expected.append(Case(u, tuple(hist[-max_len:] if max_len else hist), i))
+        hist.append(i)
+    assert split.test == expected
+    assert {u: s.tolist() for u, s in split.train.items()} == {
+        u: [i for t, _, i in sorted((r[2], k, r[1]) for k, r in enumerate(rows) if r[0] == u)
+            if t < at] for u in dict.fromkeys(r[0] for r in rows)
+        if any(r[0] == u and r[2] < at for r in rows)}
+
+
+def test_case_table_reads_like_a_list():
+    split = leave_one_out(_toy(), max_len=2)
+    cases = split.test
+    assert len(cases) == 2 and cases[0] == Case("a", (3, 5), 8) and cases[-1] == cases[1]
+    assert cases[1:] == [cases[1]] and cases[:0] == [] and list(cases[::-1]) == [cases[1], cases[0]]
+    with pytest.raises(IndexError, match="case index 2 out of range for 2 cases"):
+        cases[2]
+    assert cases != [cases[0]] and cases == tuple(cases)
+
+
+def test_user_sequences_read_like_a_dict():
+    seqs = _toy().sequences()
+    assert list(seqs) == ["a", "b", "c"] and len(seqs) == 3 and "b" in seqs and "z" not in seqs
+    assert seqs["c"].tolist() == [4, 6, 9] and seqs.lengths.tolist() == [4, 2, 3]
+    assert [v.tolist() for v in seqs.values()] == [[1, 3, 5, 8], [2, 7], [4, 6, 9]]
+    with pytest.raises(KeyError):
+        seqs["z"]
+    with pytest.raises(ValueError):
+        seqs["a"][0] = 7  # views of the one flat array, read-only
+    from genrec_lite.data.sequences import UserSequences
+    with pytest.raises(InvalidArgumentError, match="offsets must be 3 non-decreasing positions"):
+        UserSequences(seqs.users[:2], [0, 5, 4], seqs.flat)
+    with pytest.raises(InvalidArgumentError, match="starts and ends must be 3 ranges"):
+        UserSequences(seqs.users, None, seqs.flat, starts=[0, 1, 2], ends=[1, 2, 99])

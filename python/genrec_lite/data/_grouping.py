@@ -19,6 +19,14 @@ def index_dtype(n: int) -> type:
     return np.int32 if n < 2 ** 31 else np.int64
 
 
+def permutation(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``rng.permutation(n)`` (the same order, the same draws) in :func:`index_dtype`: shuffled
+    in place, without the int64 array of an epoch's length that ``permutation`` makes."""
+    out = np.arange(n, dtype=index_dtype(n))
+    rng.shuffle(out)
+    return out
+
+
 def group_order(codes: np.ndarray, n_groups: int, times: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(order, offsets)``: ``order`` lists the row indices grouped by code (ascending), each

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .._memory import give_back_memory
 from ..errors import DataError, InvalidArgumentError, UnknownItemError
 from . import _readers, timestamps as _times
 from ._grouping import CHUNK, group_order, index_dtype
+from .sequences import UserSequences
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -48,7 +50,7 @@ class Interactions:
         items = np.asarray(item_ids)
         if items.size and items.dtype.kind not in "iu":
             raise InvalidArgumentError(f"item ids must be integers, got dtype {items.dtype}")
-        items = items.astype(np.int64)
+        items = items.astype(np.int64, copy=False)  # a loaded column is int64 already: no copy
         n = len(users)
         if users.ndim != 1 or items.shape != (n,):
             raise InvalidArgumentError(
@@ -61,7 +63,7 @@ class Interactions:
             if times.shape != (n,):
                 raise InvalidArgumentError(f"timestamps has shape {times.shape}, expected ({n},)")
             if times.dtype.kind in "iub":
-                times = times.astype(np.int64)
+                times = times.astype(np.int64, copy=False)
             elif times.dtype.kind == "f":
                 if not np.isfinite(times).all():
                     raise InvalidArgumentError("timestamps must be finite")
@@ -138,9 +140,11 @@ class Interactions:
             if rating_field and rating_field in table.columns:
                 ratings = _readers.number_column(table, rating_field, "rating").astype(np.float64)
         if catalog is not None:
-            found = catalog.contains_all(items)
-            if not found.all():
-                bad_rows = np.flatnonzero(~found)
+            # a chunk at a time: the lookup's temporaries are 9 bytes a row
+            bad_rows = np.concatenate([np.flatnonzero(~catalog.contains_all(items[lo:lo + CHUNK]))
+                                       + lo for lo in range(0, len(items), CHUNK)] or [[]]
+                                      ).astype(np.int64)
+            if len(bad_rows):
                 row = int(bad_rows[0])
                 bad = int(items[row])
                 more = (f"; {len(bad_rows)} rows name items not in the catalog"
@@ -155,6 +159,7 @@ class Interactions:
                 n = int(repeat.sum())
                 out = out.select(~repeat)
                 out.duplicates_dropped = n
+        give_back_memory()
         return out
 
     def _repeated_rows(self) -> np.ndarray:
@@ -165,7 +170,7 @@ class Interactions:
         codes = self._code
         # Only rows that share a user and a time with the row before them in chronological
         # order can repeat one; those few runs are sorted by item below, the log is not.
-        order, _ = self.grouped()
+        order, _ = self._group()
         tied = []
         for lo in range(1, n, CHUNK):
             rows = order[lo - 1:lo + CHUNK]
@@ -286,32 +291,51 @@ class Interactions:
         it (user ``k`` of :attr:`users` has ``order[offsets[k]:offsets[k + 1]]``). Made once
         with memory bounded by the result (:func:`~genrec_lite.data._grouping.group_order`)."""
         if self._grouped is None:
-            order, offsets = group_order(self._code, len(self._users), self.timestamps)
-            order.flags.writeable = False
-            offsets.flags.writeable = False
-            self._grouped = (order, offsets)
+            self._grouped = self._group()
         return self._grouped
 
+    def _group(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`grouped`, kept if it was made already, else made and not kept: the steps
+        that need it once (dropping duplicates, a leave-one-out split) leave no 5 bytes a row
+        behind for the rest of a run."""
+        if self._grouped is not None:
+            return self._grouped
+        order, offsets = group_order(self._code, len(self._users), self.timestamps)
+        order.flags.writeable = False
+        offsets.flags.writeable = False
+        return order, offsets
+
     def sequences(self, before: float | None = None, since: float | None = None
-                  ) -> dict[str, np.ndarray]:
-        """Each user's items (int64) oldest first, keeping ``since <= timestamp < before``.
+                  ) -> UserSequences:
+        """Each user's items oldest first, keeping ``since <= timestamp < before``, as a mapping
+        ``user id -> items`` over one flat array (:class:`UserSequences`; int32 when every item
+        id fits, else int64).
 
         Users are in order of first appearance in the file; users left with no interaction in
         the window are omitted. Ties in time keep file order.
         """
-        users = self._users
-        order, offsets = self.grouped()
+        order, offsets = self._group()
+        ids = self.item_ids
+        # int32 while every id fits: sequences and the cases made from them are half the size
+        small = not len(ids) or (int(ids.min()) >= -2 ** 31 and int(ids.max()) < 2 ** 31)
         if since is None and before is None:
-            items = self.item_ids[order]
+            rows = order
             bounds = offsets
         else:
             keep = self._time_mask(since, before)[order]
-            items = self.item_ids[order[keep]]
+            rows = order[keep]
             kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
             np.cumsum(keep, out=kept_before[1:])
             bounds = kept_before[offsets]
-        return {u: items[a:b] for u, a, b in zip(users.tolist(), bounds[:-1].tolist(),
-                                                 bounds[1:].tolist()) if b > a}
+        items = np.empty(len(rows), dtype=np.int32 if small else np.int64)
+        for lo in range(0, len(rows), CHUNK):  # gathered a chunk at a time: no int64 copy
+            items[lo:lo + CHUNK] = ids[rows[lo:lo + CHUNK]]
+        has = bounds[1:] > bounds[:-1]
+        users = self._users
+        if not has.all():
+            users = users[has]
+            bounds = np.r_[bounds[:-1][has], bounds[-1]]
+        return UserSequences(users, bounds.astype(index_dtype(len(items) + 1)), items)
 
     # ------------------------------------------------------------------ saving
 
@@ -417,6 +441,8 @@ def _read_columns(path, fmt: str, fields: _Fields, unit: str, types: dict[str, s
     if len(kinds) > 1:  # ISO dates in one chunk, numbers in another: the exact reader says where
         raise _readers.NotStreamable("mixed timestamps")
     users = codes.result()
+    del table, chunks
+    give_back_memory()  # before the columns are joined: their peak then starts lower
     items_all = _concat(items)
     times_all = _concat(times) if fields.time else None
     ratings_all = _concat(ratings) if ratings else None

@@ -20,12 +20,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError, InvalidArgumentError, UnknownItemError
 from . import _readers
+from ._grouping import index_dtype
+from .sequences import CaseTable, UserSequences
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -50,11 +52,13 @@ class Case:
 
 @dataclass
 class Split:
-    """Training sequences per user (oldest first) plus validation and test cases."""
+    """Training sequences per user (oldest first) plus validation and test cases: a
+    :class:`UserSequences` and :class:`CaseTable` s from the split functions, or a dict and
+    lists (anything with their read interface)."""
 
-    train: dict[str, np.ndarray]
-    valid: list[Case] = field(default_factory=list)
-    test: list[Case] = field(default_factory=list)
+    train: Mapping[str, np.ndarray]
+    valid: Sequence[Case] = field(default_factory=list)
+    test: Sequence[Case] = field(default_factory=list)
 
     def train_cases(self, max_len: int | None, *, start: int = 1) -> list[Case]:
         """Sliding-window cases over every training sequence (see :func:`windows`)."""
@@ -102,21 +106,26 @@ def leave_one_out(interactions: "Interactions", max_len: int | None = None, *,
     validation cases: each user's validation item joins the training sequence (the test
     prompt then ends with a sequence the model was trained on) and there are no validation
     cases. The test cases are the same either way.
+
+    Everything is arrays (see :mod:`~genrec_lite.data.sequences`): the cases' histories are
+    slices of the one flat array of all sequences.
     """
     _check_max_len(max_len)
-    train: dict[str, np.ndarray] = {}
-    valid: list[Case] = []
-    test: list[Case] = []
-    for user, seq in interactions.sequences().items():
-        if len(seq) < 3:
-            train[user] = seq
-            continue
-        items = seq.tolist()
-        train[user] = seq[:-1] if train_on_valid else seq[:-2]
-        if not train_on_valid:
-            valid.append(Case(user, _window(items, len(items) - 2, max_len), items[-2]))
-        test.append(Case(user, _window(items, len(items) - 1, max_len), items[-1]))
-    return Split(train, valid, test)
+    seqs = interactions.sequences()
+    start, end = seqs.starts, seqs.ends
+    with_cases = np.flatnonzero(end - start >= 3)
+    # training part: each sequence less its last item or two, as ranges of the same flat array
+    train_end = end.copy()  # int32 while the log's positions fit, as the ranges are
+    train_end[with_cases] -= 1 if train_on_valid else 2
+    train = UserSequences(seqs.users, None, seqs.flat, starts=start, ends=train_end)
+    pos = index_dtype(len(seqs.flat))
+
+    def cases(back: int) -> CaseTable:
+        at = (end[with_cases] - back).astype(pos)  # where each case's target sits
+        return CaseTable(seqs.users, with_cases.astype(np.int32), seqs.flat, at, start, max_len)
+
+    valid = cases(2) if not train_on_valid else CaseTable.empty(seqs.users, seqs.flat)
+    return Split(train, valid, cases(1))
 
 
 def temporal_split(interactions: "Interactions", at: float, max_len: int | None = None, *,
@@ -138,45 +147,28 @@ def temporal_split(interactions: "Interactions", at: float, max_len: int | None 
     train_end = at if valid_at is None else valid_at
     train = interactions.sequences(before=train_end)
 
-    order = interactions.chronological_order()
-    codes = interactions._user_codes()[1][order]
-    n = len(order)
-    # position of each row inside its user's chronological sequence
-    starts = np.concatenate([[0], np.flatnonzero(codes[1:] != codes[:-1]) + 1]) if n else \
-        np.zeros(0, np.int64)
-    group_start = np.zeros(n, dtype=np.int64)
-    if n:
-        marks = np.zeros(n, dtype=np.int64)
-        marks[starts] = starts
-        group_start = np.maximum.accumulate(marks)
-    pos_sorted = np.arange(n) - group_start
-    position = np.empty(n, dtype=np.int64)
-    position[order] = pos_sorted
-    start_of_row = np.empty(n, dtype=np.int64)
-    start_of_row[order] = group_start
-    items_sorted = interactions.item_ids[order].tolist()
+    order, offsets = interactions.grouped()
+    users, codes = interactions._user_codes()
+    pool = interactions.sequences().flat  # every user's items, oldest first, user after user
+    pos = index_dtype(len(pool))
     ts = interactions.timestamps
-    users = interactions.user_ids
+    # each row's place in the pool (its user's first slot plus its rank in the user's order)
+    where = np.empty(len(order), dtype=index_dtype(len(order)))
+    where[order] = np.arange(len(order), dtype=where.dtype)
 
-    def cases(lo: float, hi: float | None) -> list[Case]:
+    def cases(lo: float, hi: float | None) -> CaseTable:
         mask = ts >= lo
         if hi is not None:
             mask &= ts < hi
         rows = np.flatnonzero(mask)
         rows = rows[np.argsort(ts[rows], kind="stable")]
-        out = []
-        for r in rows.tolist():
-            p = int(position[r])
-            if p < min_history:
-                continue
-            g = int(start_of_row[r])
-            lo_i = g if max_len is None else max(g, g + p - max_len)
-            hist = tuple(items_sorted[lo_i:g + p])
-            out.append(Case(str(users[r]), hist, items_sorted[g + p]))
-        return out
+        at_ = where[rows].astype(np.int64)
+        user = codes[rows]
+        ok = at_ - offsets[user] >= min_history
+        return CaseTable(users, user[ok], pool, at_[ok].astype(pos), offsets, max_len)
 
     test = cases(at, None)
-    valid = cases(valid_at, at) if valid_at is not None else []
+    valid = cases(valid_at, at) if valid_at is not None else CaseTable.empty(users, pool)
     return Split(train, valid, test)
 
 

@@ -12,43 +12,43 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..data._grouping import index_dtype
+from ..data.sequences import UserSequences
 from ..prompts import profile_text
 from .tasks import Example, next_item_prompt
 
-CHUNK = 1 << 20  # examples whose lengths are computed at once
+CHUNK = 1 << 18  # examples whose lengths are computed at once (a dozen temporaries of this)
 
 
-class Sequences:
-    """The training sequences (user -> items, oldest first) as one flat array and offsets."""
+class Sequences(UserSequences):
+    """The training sequences (user -> items, oldest first) as ranges of one flat array; a
+    split's :class:`UserSequences` is taken as it is (no copy), a dict is copied in once."""
 
     def __init__(self, train: Mapping[str, np.ndarray]):
-        self.users = list(train)
-        lens = np.fromiter((len(s) for s in train.values()), dtype=np.int64, count=len(train))
-        self.offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=self.offsets[1:])
-        self.items = np.empty(int(self.offsets[-1]), dtype=np.int64)
-        for seq, a in zip(train.values(), self.offsets[:-1].tolist()):
-            self.items[a:a + len(seq)] = seq
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def __len__(self) -> int:
-        return len(self.users)
+        src = UserSequences.from_dict(train)
+        super().__init__(src.users, None, src.flat, starts=src.starts, ends=src.ends)
 
     def seq(self, u: int) -> np.ndarray:
-        return self.items[self.offsets[u]:self.offsets[u + 1]]
+        return self.at(u)
 
     def token_sums(self, per_item: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Running totals of a per-item count over the flat array (index j: items before j);
         ``per_item[k]`` belongs to item ``ids[k]`` (sorted)."""
-        out = np.zeros(len(self.items) + 1, dtype=np.int64)
-        for lo in range(0, len(self.items), CHUNK):
-            part = self.items[lo:lo + CHUNK]
+        total = int(per_item.max(initial=0)) * len(self.flat)  # a bound on the last sum
+        out = np.zeros(len(self.flat) + 1, dtype=np.int32 if total < 2 ** 31 else np.int64)
+        for lo in range(0, len(self.flat), CHUNK):
+            part = self.flat[lo:lo + CHUNK]
             out[lo + 1:lo + 1 + len(part)] = per_item[np.searchsorted(ids, part)]
-        np.cumsum(out, out=out)
+        np.cumsum(out, out=out, dtype=out.dtype)
         return out
+
+
+def small_counts(counts: np.ndarray) -> np.ndarray:
+    """``counts`` as uint16 when every one fits (token lengths of prompts: 2 bytes an example
+    of a large log, not 4 or 8), else as they are."""
+    if not len(counts) or (counts.min() >= 0 and counts.max() < 2 ** 16):
+        return counts.astype(np.uint16)
+    return counts
 
 
 def item_token_counts(tok, view) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +69,9 @@ class NextItemPool(Sequence):
         self.seqs, self.views, self.prompts, self.max_len = seqs, list(views), prompts, max_len
         self.profiles, self.profile_template = profiles, profile_template
         per_user = np.maximum(seqs.lengths - 1, 0)
-        self.case_offsets = np.zeros(len(per_user) + 1, dtype=np.int64)
-        np.cumsum(per_user, out=self.case_offsets[1:])
+        total = int(per_user.sum())
+        self.case_offsets = np.zeros(len(per_user) + 1, dtype=index_dtype(total + 1))
+        np.cumsum(per_user, out=self.case_offsets[1:], dtype=self.case_offsets.dtype)
         self.n_cases = int(self.case_offsets[-1])
 
     def __len__(self) -> int:
@@ -85,7 +86,7 @@ class NextItemPool(Sequence):
         """(view, user, flat position of the target) of examples ``k``."""
         view, case = np.divmod(k, self.n_cases)
         u = np.searchsorted(self.case_offsets, case, side="right") - 1
-        return view, u, self.seqs.offsets[u] + (case - self.case_offsets[u]) + 1
+        return view, u, self.seqs.starts[u] + (case - self.case_offsets[u]) + 1
 
     def __getitem__(self, k):
         if isinstance(k, slice):
@@ -95,10 +96,10 @@ class NextItemPool(Sequence):
         if not 0 <= k < len(self):
             raise IndexError(k)
         view, u, g = (int(x[0]) for x in self.locate(np.array([k])))
-        lo = self.seqs.offsets[u] if self.max_len is None else \
-            max(int(self.seqs.offsets[u]), g - self.max_len)
-        hist = self.seqs.items[lo:g].tolist()
-        target = int(self.seqs.items[g])
+        lo = self.seqs.starts[u] if self.max_len is None else \
+            max(int(self.seqs.starts[u]), g - self.max_len)
+        hist = self.seqs.flat[lo:g].tolist()
+        target = int(self.seqs.flat[g])
         sids = self.views[view]
         return Example("next_item", next_item_prompt(hist, sids, self.prompts, self._profile(u)),
                        sids.sid(target), target)
@@ -109,9 +110,18 @@ class NextItemPool(Sequence):
 
     def targets(self) -> np.ndarray:
         """The distinct target items (every item after a sequence's first)."""
-        first = np.zeros(len(self.seqs.items), dtype=bool)
-        first[self.seqs.offsets[:-1][self.seqs.lengths > 0]] = True
-        return np.unique(self.seqs.items[~first])
+        flat, starts, ends = self.seqs.flat, self.seqs.starts, self.seqs.ends
+        found = [np.zeros(0, dtype=flat.dtype)]
+        for lo in range(0, len(flat), CHUNK):  # a chunk at a time: no copy of the whole array
+            part = flat[lo:lo + CHUNK]
+            hi = lo + len(part)
+            # the positions after a sequence's first, inside its range (ranges may leave gaps)
+            mine = (starts + 1 < hi) & (ends > lo)
+            size = len(part) + 1
+            edge = np.bincount(np.clip(starts[mine] + 1 - lo, 0, len(part)), minlength=size) - \
+                np.bincount(np.clip(ends[mine] - lo, 0, len(part)), minlength=size)
+            found.append(np.unique(part[np.cumsum(edge[:-1]) > 0]))
+        return np.unique(np.concatenate(found))
 
     def encode(self, tok, ks) -> list[tuple[list[int], list[int]]]:
         """(input ids, labels) of examples ``ks``: the prompt, then the response and EOS."""
@@ -145,10 +155,10 @@ class NextItemPool(Sequence):
             for lo in range(0, self.n_cases, CHUNK):
                 k = np.arange(lo, min(self.n_cases, lo + CHUNK)) + v * self.n_cases
                 _, u, g = self.locate(k)
-                n_hist = g - self.seqs.offsets[u]
+                n_hist = g - self.seqs.starts[u]
                 if self.max_len is not None:
                     n_hist = np.minimum(n_hist, self.max_len)
-                target = counts[np.searchsorted(ids, self.seqs.items[g])]
+                target = counts[np.searchsorted(ids, self.seqs.flat[g])]
                 out[k] = ((base[u] if base is not None else base_of[""]) + sums[g] - sums[g - n_hist]
                           + (n_hist - 1) * sep + target + 1)
         if len(out):
@@ -159,7 +169,7 @@ class NextItemPool(Sequence):
                 for lo in range(0, len(out), 4096):
                     ks = range(lo, min(len(out), lo + 4096))
                     out[lo:lo + len(ks)] = [len(ids) for ids, _ in self.encode(tok, ks)]
-        return out
+        return small_counts(out)
 
 
 class SequencePieces:
@@ -228,14 +238,14 @@ class EpochPieces(Sequence):
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         p, j = self.p, int(self.owner[k])
-        base = int(p.seqs.offsets[int(p.users[j])])
-        items = p.seqs.items[base + int(self.start[k]):base + int(self.end[k])].tolist()
+        base = int(p.seqs.starts[int(p.users[j])])
+        items = p.seqs.flat[base + int(self.start[k]):base + int(self.end[k])].tolist()
         return p.join(p.prefixes[int(p.prefix_of[j])], items, p.view_tokens[int(self.view[k])])
 
     def token_lengths(self) -> np.ndarray:
         """Tokens of every piece: prefix + its items' SID tokens + a separator between items."""
         p = self.p
-        base = p.seqs.offsets[p.users[self.owner]]
+        base = p.seqs.starts[p.users[self.owner]]
         out = p.prefix_len[self.owner] + (self.end - self.start - 1) * len(p.sep)
         for v, sums in enumerate(p.sums):
             mine = self.view == v

@@ -7,6 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..data._grouping import index_dtype, permutation
 from ..errors import InvalidArgumentError
 from ..prompts import PromptSet, profile_text
 
@@ -70,16 +71,30 @@ def mix_indices(sizes: dict[str, int], weights: dict[str, float], rng: np.random
             continue
         whole, frac = int(w), w - int(w)
         for _ in range(whole):
-            parts.append(np.arange(size))
-            tasks.append(np.full(size, t, dtype=np.int8))
+            parts.append(np.arange(size, dtype=index_dtype(size)))
+            tasks.append(constant(t, size))
         if frac > 0:
             pick = rng.choice(size, size=int(round(frac * size)), replace=False)
-            parts.append(np.sort(pick))
-            tasks.append(np.full(len(pick), t, dtype=np.int8))
-    index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    task_of = np.concatenate(tasks) if tasks else np.zeros(0, dtype=np.int8)
-    order = rng.permutation(len(index))
-    return list(sizes), task_of[order], index[order]
+            parts.append(np.sort(pick).astype(index_dtype(size)))
+            tasks.append(constant(t, len(pick)))
+    # one part (a single task, weight 1: a large log's usual epoch) is taken as it is
+    index = parts[0] if len(parts) == 1 else \
+        np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    task_of = tasks[0] if len(tasks) == 1 else \
+        np.concatenate(tasks) if tasks else np.zeros(0, dtype=np.int8)
+    del parts, tasks
+    order = permutation(rng, len(index))
+    return list(sizes), in_order(task_of, order), index[order]
+
+
+def constant(value: int, n: int) -> np.ndarray:
+    """``n`` copies of a task number that take one byte: a read-only broadcast view."""
+    return np.broadcast_to(np.int8(value), (n,))
+
+
+def in_order(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``a[order]``; an array of one repeated value (:func:`constant`) stays as it is."""
+    return a if a.ndim == 1 and a.strides == (0,) else a[order]
 
 
 def mix(pools: dict[str, list], weights: dict[str, float], rng: np.random.Generator) -> list:

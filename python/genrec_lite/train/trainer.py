@@ -22,12 +22,18 @@ from .._io import atomic_directory, read_json, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, require
 from ..prompts import PromptSet
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION, UNTRAINED_ITEMS
-from .examples import NextItemPool, SequencePieces, Sequences
-from .tasks import TASKS, Example, alignment_examples, mix_indices
+from .._memory import give_back_memory
+from ..data._grouping import index_dtype, permutation
+from .examples import NextItemPool, SequencePieces, Sequences, small_counts
+from .tasks import TASKS, Example, alignment_examples, in_order, mix_indices
 
 torch = require("torch")
 
-TOKENIZER_TEXTS = 1_000_000  # the compact tokenizer learns from at most this many texts a task
+# The compact tokenizer learns from at most this many texts a task: a next-item pool's texts
+# repeat one template, so more only slow it down (at 10^6 texts learning took 5 minutes of a
+# 10^7-interaction run's setup and 140 MB). Above the largest pool of the benchmark recipes
+# (ml-100k, three views: 292k), which therefore keep their tokenizers.
+TOKENIZER_TEXTS = 300_000
 
 
 @dataclass
@@ -130,18 +136,50 @@ def _pack(examples: list[tuple[list[int], list[int]]], pad: int, device):
     return ids_t.to(device), mask.to(device), labels_t.to(device)
 
 
-def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+class Batches(Sequence):
+    """An epoch's batches without an array object per batch: one index array in which every
+    batch is a contiguous run, and each batch's run (in the epoch's order). A rank of ``world``
+    reads every world-th example of each batch from ``rank`` on."""
+
+    def __init__(self, order: np.ndarray | None, starts: np.ndarray, ends: np.ndarray,
+                 rank: int = 0, world: int = 1):
+        self.order, self.starts, self.ends, self.rank, self.world = order, starts, ends, rank, world
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, b: int) -> np.ndarray:
+        a, e = int(self.starts[b]), int(self.ends[b])
+        run = np.arange(a, e) if self.order is None else self.order[a:e]  # None: the identity
+        return run[self.rank::self.world]
+
+    def gather(self, *arrays: np.ndarray) -> tuple:
+        """``arrays`` put in this epoch's order, and these batches over them (no order array
+        kept: an example's place is then its position)."""
+        same = Batches(None, self.starts, self.ends, self.rank, self.world)
+        return (*(in_order(a, self.order) for a in arrays), same)
+
+    def for_rank(self, rank: int, world: int) -> "Batches":
+        """This rank's slice of every batch, leaving out the batches that give it none."""
+        has = self.ends - self.starts > rank
+        return Batches(self.order, self.starts[has], self.ends[has], rank, world)
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> Batches:
     """Shuffled batches of similar length (less padding), the order a function of rng alone."""
-    order = rng.permutation(len(lengths))
-    if len(order) < 2 ** 31:
-        order = order.astype(np.int32)  # half the memory for an epoch of a large log
+    order = permutation(rng, len(lengths))  # int32 while it fits: half an epoch's memory
     chunk = batch_size * 50
-    batches = []
-    for s in range(0, len(order), chunk):
+    for s in range(0, len(order), chunk):  # within each chunk, by length
         part = order[s:s + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+        part[:] = part[np.argsort(lengths[part], kind="stable")]
+    n = len(order)
+    starts = np.concatenate([np.zeros(0, np.int64)] + [
+        np.arange(s, min(s + chunk, n), batch_size, dtype=np.int64) for s in range(0, n, chunk)])
+    # a batch ends batch_size on, or where its chunk (or the epoch) does
+    ends = np.minimum(np.minimum(starts + batch_size, (starts // chunk + 1) * chunk), n)
+    shuffled = rng.permutation(len(starts))
+    pos = index_dtype(n + 1)
+    return Batches(order, starts[shuffled].astype(pos), ends[shuffled].astype(pos))
 
 
 class EpochBatches(Sequence):
@@ -149,7 +187,7 @@ class EpochBatches(Sequence):
     (task, index) pairs into the task's pool."""
 
     def __init__(self, pools: list, task_of: np.ndarray, index: np.ndarray,
-                 batches: list[np.ndarray], tok):
+                 batches: "Batches | list[np.ndarray]", tok):
         self.pools, self.task_of, self.index, self.batches, self.tok = (pools, task_of, index,
                                                                         batches, tok)
 
@@ -193,6 +231,7 @@ class Trainer:
 
         self.split_plan = resolve_split(self.cfg.split, dataset)
         self.split = self.split_plan.apply(dataset, self.cfg.max_history)
+        give_back_memory()  # the split's temporaries (10^7-row arrays for a large log)
         missing = [i for i in np.unique(dataset.interactions.item_ids).tolist() if i not in self.sids]
         if missing:
             raise InvalidArgumentError(f"item {missing[0]} (and {len(missing) - 1} more) of the "
@@ -243,6 +282,7 @@ class Trainer:
         self.model.to(self.device)
         self.backbone_meta["parameters"] = count_parameters(self.model)
         self._encode()
+        give_back_memory()  # the tokenizer's training and the length computation's temporaries
 
     def _tokenizer_texts(self):
         """The texts the compact tokenizer learns from: every example's, or, from a pool larger
@@ -273,8 +313,8 @@ class Trainer:
             resp = self.tok([e.response for e in pool], add_special_tokens=False)["input_ids"]
             self.encoded[task] = [(p + r + [eos], [-100] * len(p) + r + [eos])
                                   for p, r in zip(prompts, resp)]
-            self.lengths[task] = np.array([len(ids) for ids, _ in self.encoded[task]],
-                                          dtype=np.int64)
+            self.lengths[task] = small_counts(np.array([len(ids) for ids, _ in self.encoded[task]],
+                                                       dtype=np.int64))
         if self.prompts.continues_history:
             self._encode_sequences()
 
@@ -383,13 +423,16 @@ class Trainer:
             lengths["next_item"] = pools["next_item"].token_lengths()
         names, task_of, index = mix_indices({t: len(p) for t, p in pools.items()},
                                             self.cfg.task_weights, rng)
-        length = np.zeros(len(index), dtype=np.int64)
+        # tokens per example, in the narrowest type that holds every pool's lengths
+        length = np.zeros(len(index), dtype=np.result_type(*(lengths[n] for n in names)))
         for t, name in enumerate(names):
             mine = task_of == t
             length[mine] = lengths[name][index[mine]]
         batches = _batches(length, self.cfg.batch_size * self.world, rng)
+        del length
+        task_of, index, batches = batches.gather(task_of, index)
         # each rank takes its slice of every global batch
-        mine = [m for m in (b[self.rank::self.world] for b in batches) if len(m)]
+        mine = batches.for_rank(self.rank, self.world)
         return EpochBatches([pools[n] for n in names], task_of, index, mine, self.tok)
 
     # --- validation ----------------------------------------------------------------------------
