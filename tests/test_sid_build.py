@@ -104,3 +104,35 @@ def test_text_encoder_caches_exact_vectors(tmp_path):
     again._load = lambda: pytest.fail("cached texts must not load the model")
     np.testing.assert_array_equal(again.encode(texts, progress=False), v)
     assert len(list(tmp_path.rglob("chunk-*.npz"))) == 1
+
+
+_RQVAE_RUN = """
+import hashlib, sys
+import numpy as np, torch
+from genrec_lite.sid.rqvae import RQVAEConfig, train_rqvae
+torch.set_num_threads(2)
+x = np.random.default_rng(0).standard_normal((3000, 64)).astype(np.float32)
+model = train_rqvae(x, RQVAEConfig(levels=3, codebook_size=64, epochs=12, seed=0),
+                    progress=False)
+h = hashlib.sha256()
+for v in model.state_dict().values():
+    h.update(v.detach().numpy().tobytes())
+print(h.hexdigest(), torch.are_deterministic_algorithms_enabled())
+"""
+
+
+def test_rqvae_training_is_the_same_in_two_processes():
+    """Same seed, same thread count, two processes: the same weights to the bit (with 2 threads
+    torch's default kernels gave different codes run to run); the global flag is restored."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import genrec_lite
+
+    root = str(Path(genrec_lite.__file__).resolve().parents[1])  # importable from a checkout
+    procs = [subprocess.Popen([sys.executable, "-c", _RQVAE_RUN], stdout=subprocess.PIPE,
+                              text=True, cwd=root) for _ in range(2)]  # at once: less wall time
+    runs = [p.communicate(timeout=600)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert runs[0] == runs[1] and runs[0][1] == "False"
