@@ -183,9 +183,9 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
     """SIDs (SidViews) from item text; with `collab` > 0 also from co-occurrence in the training
     part of `split` (never the validation or test interactions). `changes`: other SidConfig
     fields (views, probes), each cached in its own folder."""
+    from genrec_lite.data import make_split
     from genrec_lite.sid import SidViews
     from genrec_lite.sid.build import SidConfig, build_sid_views
-    from genrec_lite.train.trainer import make_split
 
     changes = changes or {}
     out = work / (f"sids-{collisions}" + (f"-collab{collab:g}" if collab else "")
@@ -212,10 +212,11 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
 def train_compact(dataset, sids, work: Path, name: str, settings: dict, minutes: float,
                   quick: bool) -> dict:
     """Train (or reuse a finished run), then score the test cases and title search."""
+    from genrec_lite.data import make_split
     from genrec_lite.prompts import PromptSet
     from genrec_lite.train.checkpoint import load_model
     from genrec_lite.train.evaluate import evaluate_cases, title_to_sid_accuracy
-    from genrec_lite.train.trainer import TrainConfig, Trainer, make_split
+    from genrec_lite.train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(**settings, max_minutes=minutes, num_threads=2)
     if quick:

@@ -466,8 +466,8 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
                             split, log)
     from .prompts import PromptSet
     from .train.checkpoint import load_model
+    from .data import make_split
     from .train.evaluate import evaluate_cases, title_to_sid_accuracy
-    from .train.trainer import make_split
 
     model, tok, sids, meta = load_model(model_path, device=device)
     tcfg = meta["train"]
@@ -659,14 +659,14 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     """
     import time
 
-    from .data import resolve_split
+    from .data import make_split, resolve_split
     from .eval.bundle import evaluate_bundle
     from .eval.cold_start import choose_cold_start, runtime_answers
     from .eval.metrics import metrics_table, rank_metrics
     from .export.bundle import export_bundle, set_cold_start
     from .runtime import Recommender
     from .sid.build import SidConfig, build_sid_views
-    from .train.trainer import TrainConfig, Trainer, make_split
+    from .train.trainer import TrainConfig, Trainer
 
     out = Path(out)
     t0 = time.perf_counter()
