@@ -68,6 +68,11 @@ for backend in ("llama", "onnx"):
     assert loaded_after(body) == []
 
 
+def test_cli_and_pipeline_import_is_torch_free():
+    """The steps import torch when they train, not when the CLI starts."""
+    assert loaded_after("import genrec_lite.cli, genrec_lite.pipeline", HEAVY) == []
+
+
 def test_sid_build_collab_split_is_torch_free(tmp_path):
     """`sid build --collab-weight` splits the interactions in the data layer: with given vectors
     and RQ-KMeans (no text encoder, no RQ-VAE) the whole command runs without torch."""
