@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_info, median, table, write_json  # noqa: E402
+from benchmarks._common import machine_info, median, table, write_json  # noqa: E402
 
 from genrec_lite._core import BeamSearch, SidTrie  # noqa: E402
 

@@ -36,13 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import ROOT, child_env, machine_info, table, write_json  # noqa: E402
+from benchmarks._common import ROOT, child_env, machine_info, table, write_json  # noqa: E402
 
 LEVELS, K, EXTRA = 3, 64, 64
 STAGES = ("load_csv", "load_parquet", "split", "train")

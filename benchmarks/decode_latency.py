@@ -28,14 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_info, request_histories, table, write_json  # noqa: E402
+from benchmarks._common import machine_info, request_histories, table, write_json  # noqa: E402
 
 DECODER = "genrec-lite C++ / llama.cpp"
 NO_PREFIX = "genrec-lite C++ / llama.cpp, no prefix cache"

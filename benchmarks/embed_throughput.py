@@ -29,14 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import AMAZON, child_env, machine_info, table, write_json  # noqa: E402
+from benchmarks._common import AMAZON, child_env, machine_info, table, write_json  # noqa: E402
 
 # the per-process line `sid embed` prints: "rank 1/2 (cpu): encoded 1843 items in 60.2 s, ..."
 # (one process: "embedded (cpu): ...")

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_info, table, write_json  # noqa: E402
+from benchmarks._common import machine_info, table, write_json  # noqa: E402
 
 VICTIMS = ["manifest.json", "items.jsonl", "sids/semantic_ids.json", "sids/arrays.npz", "model.gguf"]
 

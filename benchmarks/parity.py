@@ -19,13 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_info, table, write_json  # noqa: E402
+from benchmarks._common import machine_info, table, write_json  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "amazon-industrial"
 

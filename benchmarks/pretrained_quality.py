@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "python", ROOT):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baselines.run import PUBLISHED, machine_info  # noqa: E402
 from genrec_lite.eval import metrics_table  # noqa: E402

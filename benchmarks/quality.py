@@ -34,9 +34,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "python", ROOT):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baselines.run import PUBLISHED, machine_info, run_dataset  # noqa: E402
 from genrec_lite.eval import metrics_table  # noqa: E402
@@ -183,9 +182,9 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
     """SIDs (SidViews) from item text; with `collab` > 0 also from co-occurrence in the training
     part of `split` (never the validation or test interactions). `changes`: other SidConfig
     fields (views, probes), each cached in its own folder."""
+    from genrec_lite import pipeline
     from genrec_lite.sid import SidViews
-    from genrec_lite.sid.build import SidConfig, build_sid_views
-    from genrec_lite.train.trainer import make_split
+    from genrec_lite.sid.build import SidConfig
 
     changes = changes or {}
     out = work / (f"sids-{collisions}" + (f"-collab{collab:g}" if collab else "")
@@ -199,8 +198,7 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
     t = time.perf_counter()
     cfg = SidConfig(**{"levels": 3, "codebook_size": 256, "collisions": collisions,
                        "epochs": 20 if quick else None, "collab_weight": collab, **changes})
-    sequences = make_split(dataset, split, None).train if collab else None
-    sids = build_sid_views(dataset.catalog, cfg, progress=False, sequences=sequences)
+    sids = pipeline.build_sids(dataset.catalog, cfg, dataset=dataset, split=split, progress=False)
     info = {"seconds": round(time.perf_counter() - t, 1), "report": sids.primary.report(),
             "collab_split": split}
     if len(sids) > 1:
@@ -212,10 +210,8 @@ def build_sids(dataset, work: Path, collisions: str, quick: bool, collab: float 
 def train_compact(dataset, sids, work: Path, name: str, settings: dict, minutes: float,
                   quick: bool) -> dict:
     """Train (or reuse a finished run), then score the test cases and title search."""
-    from genrec_lite.prompts import PromptSet
-    from genrec_lite.train.checkpoint import load_model
-    from genrec_lite.train.evaluate import evaluate_cases, title_to_sid_accuracy
-    from genrec_lite.train.trainer import TrainConfig, Trainer, make_split
+    from genrec_lite import pipeline
+    from genrec_lite.train.trainer import TrainConfig
 
     cfg = TrainConfig(**settings, max_minutes=minutes, num_threads=2)
     if quick:
@@ -228,21 +224,14 @@ def train_compact(dataset, sids, work: Path, name: str, settings: dict, minutes:
         log(f"{name}: reusing {out}")
         return json.loads(done.read_text())
     t = time.perf_counter()
-    fit = Trainer(dataset, sids, out, cfg, progress=False, resume=False).fit()
+    fit = pipeline.train(dataset, sids, out, cfg, progress=False, resume=False)
     train_minutes = (time.perf_counter() - t) / 60
-    model, tok, sids, meta = load_model(out, device="auto")
-    split = make_split(dataset, cfg.split, cfg.max_history)
-    cases = dataset.test_cases if dataset.test_cases else split.test
-    if quick:
-        cases = cases[:100]
-    prompts = PromptSet.load(meta["prompts"])
-    profiles = dataset.profiles if cfg.use_profiles else None
-    test = evaluate_cases(model, tok, sids, cases, prompts, profiles=profiles,
-                          max_history=cfg.max_history, beam=20)
-    title = title_to_sid_accuracy(model, tok, sids, dataset.catalog, prompts, beam=20,
-                                  limit=100 if quick else None)
+    ckpt = pipeline.load_checkpoint(out, device="auto")
+    cases = pipeline.test_cases(dataset, cfg.split, cfg.max_history, limit=100 if quick else None)
+    test = pipeline.evaluate_checkpoint(ckpt, dataset, cases, beam=20)
+    title = pipeline.title_search(ckpt, dataset.catalog, beam=20, limit=100 if quick else None)
     res = {"train": asdict(cfg), "train_minutes": round(train_minutes, 1), "fit": fit,
-           "test": test, **title, "parameters": meta["backbone"]["parameters"]}
+           "test": test, **title, "parameters": ckpt.meta["backbone"]["parameters"]}
     done.write_text(json.dumps(res, indent=1))
     log(f"{name}: test HR@10 {test['HR@10']:.4f} NDCG@10 {test['NDCG@10']:.4f}, title->SID "
         f"{title['title_to_sid_accuracy']:.3f}, trained {train_minutes:.1f} min")

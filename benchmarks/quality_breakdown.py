@@ -27,12 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-try:
-    import genrec_lite  # noqa: F401  (the installed package, with its compiled core)
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(ROOT / "python"))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info, table, write_json  # noqa: E402
 

@@ -26,19 +26,28 @@ except ImportError:  # fall back to the environment, before numpy is imported
 
 import numpy as np
 
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_info, median, table, timings, write_json  # noqa: E402
+from benchmarks._common import machine_info, median, table, timings, write_json  # noqa: E402
 
 from genrec_lite._core import ResidualQuantizer  # noqa: E402
 from genrec_lite.sid.quantize import residual_encode_numpy  # noqa: E402
 
-# the exact rule is test-only code (tests/_reference.py); the agreement column is measured with it
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _reference import residual_encode_reference  # noqa: E402
+
+def _test_reference():
+    """tests/_reference.py, loaded from its file: the exact rule is test-only code (tests/ is no
+    package), and the agreement column is measured with it."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "_reference.py"
+    spec = importlib.util.spec_from_file_location("_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+residual_encode_reference = _test_reference().residual_encode_reference
 
 try:
     import faiss

@@ -46,14 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import worker_memory  # noqa: E402
-from _common import RESULTS, child_env, machine_info, table  # noqa: E402
+from benchmarks import worker_memory  # noqa: E402
+from benchmarks._common import RESULTS, child_env, machine_info, table  # noqa: E402
 
 DIM, LEVELS, K, EXTRA = 64, 3, 256, 256
 CLUSTERS = 2048

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child_env, machine_info, request_histories, table, write_json  # noqa: E402
+from benchmarks._common import child_env, machine_info, request_histories, table, write_json  # noqa: E402
 
 
 def free_port() -> int:

@@ -43,20 +43,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    import genrec_lite  # noqa: F401
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import RESULTS, ROOT, child_env, machine_info, table  # noqa: E402
+from benchmarks._common import RESULTS, ROOT, child_env, machine_info, table  # noqa: E402
 
 STAGES = ("catalog", "vectors", "train", "assign", "collisions", "content", "save", "collab")
 
 
 def inputs(work: Path, n: int, dim: int) -> tuple[Path, Path]:
     """items.jsonl and vectors.npy of an n-item catalog with dim-d vectors (written once)."""
-    from scale import synthetic_catalog
+    from benchmarks.scale import synthetic_catalog
 
     folder = work / f"n{n}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child_env, machine_info, table, write_json  # noqa: E402
+from benchmarks._common import child_env, machine_info, table, write_json  # noqa: E402
 
 
 def smaps(model: str) -> dict:

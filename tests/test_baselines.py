@@ -1,24 +1,17 @@
 """benchmarks/baselines: popularity, first-order Markov and SASRec (smoke + behaviour tests).
 
 The baselines live in ``benchmarks/baselines`` (their home; not part of the package), imported
-with the repository root on sys.path.
+as the ``benchmarks`` package from the repository root (pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.baselines import ItemIndex, Markov, Popularity, evaluate  # noqa: E402
-from genrec_lite.data import Case, leave_one_out, make_synthetic  # noqa: E402
-from genrec_lite.errors import GenrecError, InvalidArgumentError, UnknownItemError  # noqa: E402
+from benchmarks.baselines import ItemIndex, Markov, Popularity, evaluate
+from genrec_lite.data import Case, leave_one_out, make_synthetic
+from genrec_lite.errors import GenrecError, InvalidArgumentError, UnknownItemError
 
 ITEMS = np.array([10, 20, 30, 40, 50])
 TRAIN = {

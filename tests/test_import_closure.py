@@ -66,3 +66,26 @@ for backend in ("llama", "onnx"):
     rec.close()
 """
     assert loaded_after(body) == []
+
+
+def test_cli_and_pipeline_import_is_torch_free():
+    """The steps import torch when they train, not when the CLI starts."""
+    assert loaded_after("import genrec_lite.cli, genrec_lite.pipeline", HEAVY) == []
+
+
+def test_sid_build_collab_split_is_torch_free(tmp_path):
+    """`sid build --collab-weight` splits the interactions in the data layer: with given vectors
+    and RQ-KMeans (no text encoder, no RQ-VAE) the whole command runs without torch."""
+    vectors, out = tmp_path / "v.npy", tmp_path / "sids"
+    body = f"""
+import numpy as np
+from genrec_lite.cli import main
+from genrec_lite.data import make_synthetic
+n = len(make_synthetic().catalog)
+np.save({str(vectors)!r}, np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32))
+assert main(["sid", "build", "--items", "synthetic", "--method", "rqkmeans", "--collab-weight", "1",
+             "--vectors", {str(vectors)!r}, "--out", {str(out)!r}, "--codebook-size", "16",
+             "--epochs", "5", "--quiet"]) == 0
+"""
+    assert loaded_after(body, ("torch",)) == []
+    assert (out / "semantic_ids.json").is_file()

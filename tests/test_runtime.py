@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -587,9 +586,6 @@ def test_soak_8_threads_with_catalog_changes(bundle):
     """8 threads x 10,000 requests while a writer adds, pauses, resumes and removes items: every
     answer no change overlapped equals the serial answer on that catalog state, the others are
     valid answers, no error, resident memory flat (benchmarks/soak.py is the driver)."""
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from benchmarks.soak import soak
 
     rep = soak(bundle, threads=8, requests=10_000, writes=100)

@@ -248,9 +248,9 @@ def test_sequence_examples_cover_every_target_once(synthetic_sids, tmp_path):
 def test_split_specs():
     """'leave-one-out:final' trains on each user's validation item and validates on nothing; an
     unknown spec names the value and the choices."""
-    from genrec_lite.data import make_synthetic
+    from genrec_lite.data import make_split, make_synthetic
     from genrec_lite.errors import InvalidArgumentError
-    from genrec_lite.train.trainer import TrainConfig, make_split
+    from genrec_lite.train.trainer import TrainConfig
 
     ds = make_synthetic()
     tuning, final = (make_split(ds, s, 10) for s in ("leave-one-out", "leave-one-out:final"))

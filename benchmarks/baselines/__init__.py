@@ -12,7 +12,7 @@ seen in training included) and does not filter the case's history (repeat purcha
 targets: 2.8% of amazon-industrial's test targets are in their history; the published
 MiniOneRec numbers do not filter either).
 
-Import from a checkout with the repository root on ``sys.path``:
+Import them from the repository root (``benchmarks`` is a package):
 ``from benchmarks.baselines import Popularity, Markov, SASRec``. SASRec needs torch;
 popularity and Markov need numpy only (SASRec is imported lazily).
 """

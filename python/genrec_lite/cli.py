@@ -129,9 +129,10 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
       genrec-lite sid build --items ../shared/data/amazon-industrial --out runs/sids \\
           --levels 3 --codebook-size 256 --collisions extra_level
     """
-    from .sid.build import SidConfig, build_sid_views
+    from . import pipeline
+    from .sid.build import SidConfig
 
-    sequences = None
+    dataset = plan = None
     if collab_weight > 0:
         from .data import resolve_split
 
@@ -141,8 +142,7 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
         dataset = _load_data(items, time_unit, kcore)   # loaded once: catalog and interactions
         plan = resolve_split(collab_split, dataset)
         click.echo(f"      split for the co-occurrence vectors: {plan.describe()}", err=True)
-        catalog, sequences = dataset.catalog, plan.apply(dataset, None).train
-        collab_split = plan.spec
+        catalog = dataset.catalog
     else:
         catalog = _load_catalog(items)
     given = None
@@ -161,29 +161,15 @@ def sid_build(items, out, levels, codebook_size, collisions, method, seed, epoch
     if encoder:
         cfg.embedding_model = encoder
     if vectors_file:
-        from .sid.embed_job import embedded_with
-
-        if encoder:
-            raise InvalidArgumentError(f"--encoder {encoder!r} and --vectors {vectors_file!r}: "
-                                       "expected one of them (given vectors replace the encoder)")
-        origin = embedded_with(vectors_file)
-        if origin and template and template != origin["template"]:
-            raise InvalidArgumentError(f"--template {template!r}, but the vectors in {vectors_file} "
-                                       f"were embedded from the template {origin['template']!r}; "
-                                       "expected that one (or no --template)")
-        # text vectors of `sid embed`: record how they were made, as a build from text does
-        cfg.embedding_model = origin["model"] if origin else None
-        if origin:
-            cfg.text_template = origin["template"]
+        pipeline.sid_config_for_vectors(cfg, vectors_file, template=template, encoder=encoder)
     cfg.validate()
-    built = build_sid_views(catalog, cfg, progress=not quiet, sequences=sequences, vectors=given)
-    for sids in built:
-        sids.config["items"] = str(items)
-        if vectors_file:
-            sids.config["vectors"] = str(vectors_file)
-        if collab_weight > 0:
-            sids.config["collab_split"] = collab_split
-    built.save(out)
+    notes = {"items": str(items)}
+    if vectors_file:
+        notes["vectors"] = str(vectors_file)
+    if collab_weight > 0:
+        notes["collab_split"] = plan.spec
+    built = pipeline.build_sids(catalog, cfg, dataset=dataset, split=plan, vectors=given,
+                                notes=notes, out=out, progress=not quiet)
     for v, sids in enumerate(built):
         rep = sids.report()
         click.echo(f"wrote {out}" + (f" view {v}" if len(built) > 1 else "") +
@@ -396,9 +382,10 @@ def train_cmd(data, sids_dir, backbone, out, split, time_unit, kcore, epochs, ba
     Multi-process (DDP), same command:
       torchrun --nproc-per-node 4 -m genrec_lite.cli train ...
     """
+    from . import pipeline
     from .data import resolve_split
     from .sid import SidViews
-    from .train.trainer import TrainConfig, Trainer
+    from .train.trainer import TrainConfig
 
     dataset = _load_data(data, time_unit, kcore)
     plan = resolve_split(split, dataset)
@@ -420,8 +407,8 @@ def train_cmd(data, sids_dir, backbone, out, split, time_unit, kcore, epochs, ba
     if lora_r is not None:
         cfg.lora["r"] = lora_r
     sids = SidViews.load(sids_dir)
-    trainer = Trainer(dataset, sids, out, cfg, progress=not quiet, resume=resume, device=device)
-    result = trainer.fit()
+    result = pipeline.train(dataset, sids, out, cfg, progress=not quiet, resume=resume,
+                            device=device)
     best = result["best"] or {}
     scores = ", ".join(f"{k}={best[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in best)
     click.echo(f"trained {result['steps']} steps in {result['minutes']} min; "
@@ -460,60 +447,24 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
           --out runs/amazon-metrics.json
       genrec-lite eval --model runs/amazon-bundle --data ../shared/data/amazon-industrial
     """
-    log = (time_unit, kcore)
     if (Path(model_path) / "manifest.json").is_file():
         return _eval_bundle(model_path, data, cases, out, beam, limit, batch_size, n_ctx, quiet,
-                            split, log)
-    from .prompts import PromptSet
-    from .train.checkpoint import load_model
-    from .train.evaluate import evaluate_cases, title_to_sid_accuracy
-    from .train.trainer import make_split
+                            split, time_unit, kcore)
+    from . import pipeline
 
-    model, tok, sids, meta = load_model(model_path, device=device)
-    tcfg = meta["train"]
-    log = _recorded_log(log, data, meta["data"])
-    data = data or meta["data"].get("path") or "synthetic"
+    ckpt = pipeline.load_checkpoint(model_path, device=device)
+    tcfg = ckpt.train_config
+    log = pipeline.recorded_log(time_unit, kcore, data, ckpt.meta["data"])
+    data = data or ckpt.meta["data"].get("path") or "synthetic"
     dataset = _load_data(data, *log)
-    chosen = _choose_cases(dataset, cases, limit,
-                           lambda: make_split(dataset, split or tcfg["split"],
-                                              tcfg["max_history"]).test)
-    prompts = PromptSet.load(meta["prompts"])
-    profiles = dataset.profiles if tcfg.get("use_profiles") else None
-    common = dict(profiles=profiles, profile_template=tcfg.get("profile_template"),
-                  max_history=tcfg["max_history"], beam=beam, batch_size=batch_size)
-    metrics = evaluate_cases(model, tok, sids, chosen, prompts, progress=not quiet, **common)
-    if free:
-        free_m = evaluate_cases(model, tok, sids, chosen, prompts, constrained=False, **common)
-        metrics["free"] = free_m
+    chosen = pipeline.test_cases(dataset, split or tcfg["split"], tcfg["max_history"],
+                                 cases_file=cases, limit=limit)
+    metrics = pipeline.evaluate_checkpoint(ckpt, dataset, chosen, beam=beam,
+                                           batch_size=batch_size, free=free, progress=not quiet)
     if title_search:
-        metrics.update(title_to_sid_accuracy(model, tok, sids, dataset.catalog, prompts, beam=beam,
+        metrics.update(pipeline.title_search(ckpt, dataset.catalog, beam=beam,
                                              batch_size=batch_size, limit=limit))
     _write_metrics(metrics, model_path, data, out)
-
-
-def _recorded_log(log: tuple, data, recorded: dict | None) -> tuple:
-    """(--time-unit, --kcore) as given; where left at their defaults and the model is scored on
-    its own training data, as the model recorded them (the same log, so the same split)."""
-    time_unit, kcore = log
-    if data is None and recorded:
-        if time_unit == "auto" and recorded.get("time_unit"):
-            time_unit = recorded["time_unit"]
-        if kcore is None and recorded.get("kcore"):
-            kcore = recorded["kcore"]
-    return time_unit, kcore
-
-
-def _choose_cases(dataset, cases_file, limit, default):
-    """--cases file, else the data's test cases, else `default()`; the first `limit` of them."""
-    from .data import load_cases
-
-    if cases_file:
-        chosen = load_cases(cases_file)
-    elif dataset.test_cases:
-        chosen = dataset.test_cases
-    else:
-        chosen = default()
-    return chosen[:limit] if limit else chosen
 
 
 def _write_metrics(metrics: dict, model_path, data, out) -> None:
@@ -527,23 +478,19 @@ def _write_metrics(metrics: dict, model_path, data, out) -> None:
 
 
 def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet, split,
-                 log) -> None:
-    from .data import resolve_split
-    from .eval.bundle import evaluate_bundle
+                 time_unit, kcore) -> None:
+    from . import pipeline
     from .runtime import Recommender
 
     rec = Recommender.load(bundle, n_ctx=n_ctx)
     m = rec.bundle.manifest
-    log = _recorded_log(log, data, m.data.to_dict())
+    log = pipeline.recorded_log(time_unit, kcore, data, m.data.to_dict())
     data = data or m.data.path or "synthetic"
     dataset = _load_data(data, *log)
-    split = split or m.data.split or "auto"
-    chosen = _choose_cases(dataset, cases, limit,
-                           lambda: resolve_split(split, dataset).apply(dataset,
-                                                                       m.max_history).test)
-    profiles = dataset.profiles if m.use_profiles else None
-    metrics = evaluate_bundle(rec, chosen, profiles=profiles, beam=beam, batch_size=batch_size,
-                              progress=not quiet)
+    chosen = pipeline.test_cases(dataset, split or m.data.split or "auto", m.max_history,
+                                 cases_file=cases, limit=limit)
+    metrics = pipeline.evaluate_recommender(rec, dataset, chosen, beam=beam,
+                                            batch_size=batch_size, progress=not quiet)
     _write_metrics(metrics, bundle, data, out)
 
 
@@ -566,7 +513,7 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
     Example:
       genrec-lite export --model runs/amazon-model --out runs/amazon-bundle --quant q8_0
     """
-    from .export.bundle import export_bundle
+    from . import pipeline
 
     say = None if quiet else (lambda msg: click.echo(msg, err=True))
     settings = None
@@ -580,8 +527,8 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
         except ValueError:
             raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE"
                                        "[,HISTORY] (e.g. 0.3,0.03,10)") from None
-    m = export_bundle(model_path, out, quant=quant, onnx=with_onnx, which=weights,
-                      cold_start=settings, progress=say)
+    m = pipeline.export(model_path, out, quant=quant, onnx=with_onnx, which=weights,
+                        cold_start=settings, progress=say)
     click.echo(f"bundle written to {out}: {len(m.files)} files, {m.total_bytes / 2**20:.1f} MiB, "
                f"{m.export_seconds} s")
 
@@ -659,69 +606,41 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     """
     import time
 
+    from . import pipeline
     from .data import resolve_split
-    from .eval.bundle import evaluate_bundle
-    from .eval.cold_start import choose_cold_start, runtime_answers
-    from .eval.metrics import metrics_table, rank_metrics
-    from .export.bundle import export_bundle, set_cold_start
-    from .runtime import Recommender
-    from .sid.build import SidConfig, build_sid_views
-    from .train.trainer import TrainConfig, Trainer, make_split
+    from .eval.metrics import metrics_table
 
     out = Path(out)
     t0 = time.perf_counter()
     full = _load_data(data, time_unit, kcore)
-    synthetic = data == "synthetic"
     step = lambda n, text: click.secho(f"[{n}/5] {text}", bold=True, err=True)  # noqa: E731
     # Resolved on the whole data set, so that the launch below cannot move a cut taken from it.
     plan = resolve_split(split, full)
     click.echo(f"      split: {plan.describe()}", err=True)
     split = plan.spec
-    cfg = TrainConfig(prompts="en-seq", split=split, epochs=30, warmup=0.12, lr=3e-3,
-                      task_weights={"next_item": 1.0}, eval_cases=200, max_minutes=minutes,
-                      num_threads=threads, compact={"hidden_size": 128, "num_layers": 2,
-                                                    "num_heads": 4, "num_kv_heads": 4})
-    held = plan.apply(full, cfg.max_history)  # scored at the end; checked before any work
-    valid, cases = held.valid, (full.test_cases or held.test)
-    if not cases:
-        raise InvalidArgumentError(f"split {plan.spec!r} gives no test case to score; expected "
-                                   "a split whose test period holds events of known users")
-    ids = full.catalog.item_ids
-    launched = np.sort(np.random.default_rng(0).choice(ids, size=max(1, len(ids) // 10),
-                                                       replace=False))
-    dataset = full.without_items(launched)
+    sid_cfg, cfg = pipeline.quickstart_configs(split, minutes, threads,
+                                               synthetic=data == "synthetic",
+                                               collab_weight=collab_weight, views=views)
+    valid, cases = pipeline.held_out_cases(full, plan, cfg.max_history)  # checked before any work
+    dataset, launched = pipeline.hold_out_launch(full)
     step(1, f"semantic IDs for {len(dataset.catalog)} items ({full.name}; {len(launched)} more "
             "are held out as items launched after training)")
-    sid_cfg = SidConfig(levels=3, codebook_size=64 if synthetic else 256,
-                        collisions="extra_level", epochs=150 if synthetic else None,
-                        collab_weight=collab_weight, views=views)
-    sequences = make_split(dataset, split, None).train if collab_weight else None
-    sids = build_sid_views(dataset.catalog, sid_cfg, sequences=sequences)
-    sids.save(out / "sids")
+    sids = pipeline.build_sids(dataset.catalog, sid_cfg, dataset=dataset, split=split,
+                               out=out / "sids")
     rep = sids.primary.report()
     click.echo(f"      {sids.n_items} items" + (f", {len(sids)} views" if len(sids) > 1 else "") +
                f", collision rate before the extra level "
                f"{rep.get('base_collision_rate', rep['collision_rate']):.3f}", err=True)
     step(2, f"training the compact backbone for up to {minutes:g} min ({split})")
-    Trainer(dataset, sids, out / "model", cfg, progress=True, resume=False).fit()
+    pipeline.train(dataset, sids, out / "model", cfg, progress=True, resume=False)
     step(3, "exporting the serving bundle (GGUF + ONNX text encoder)")
-    export_bundle(out / "model", out / "bundle", quant="f16",
-                  progress=lambda msg: click.echo(f"      {msg}", err=True))
+    pipeline.export(out / "model", out / "bundle", quant="f16",
+                    progress=lambda msg: click.echo(f"      {msg}", err=True))
     step(4, f"launching {len(launched)} new items from their text, choosing cold start on "
             "validation, evaluating with the C++ runtime")
-    rec = Recommender.load(out / "bundle", n_threads=threads)
-    rec.add_items([full.catalog.record(i) for i in launched.tolist()])
-    # popularity counts what the model could have seen: the log before the test period (all of it
-    # for a per-user split, as before)
-    train_before = plan.test_from if plan.kind == "temporal" else None
-    profiles = full.profiles if cfg.use_profiles else None
-    state = rec.catalog.state
-    chosen = None
-    if valid:
-        chosen, _ = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
-                                      state.sids, state.cold)
-    rec.set_cold_start(chosen)
-    set_cold_start(out / "bundle", chosen)  # the bundle serves with them from now on
+    rec = pipeline.serve_with_launch(out / "bundle", full.catalog, launched, threads)
+    chosen = pipeline.tune_cold_start(rec, out / "bundle", valid,
+                                      pipeline.bundle_profiles(rec, full))
     click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}, "
                                        f"{chosen.history} recent items" if chosen
                                        else "off (on validation every setting that showed new items "
@@ -729,23 +648,16 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                                        else "off (the split has no validation cases to choose it on)"),
                err=True)
     new = np.isin([c.target for c in cases], launched)
-    ours = evaluate_bundle(rec, cases, profiles=profiles, progress=True, ranked=(ranked := []))
+    ours = pipeline.evaluate_recommender(rec, full, cases, progress=True, ranked=(ranked := []))
     rec.set_cold_start(None)
-    alone = evaluate_bundle(rec, cases, profiles=profiles, ranked=(alone_ranked := []))
+    alone = pipeline.evaluate_recommender(rec, full, cases, ranked=(alone_ranked := []))
     rec.set_cold_start(chosen)
-    inter = dataset.interactions if train_before is None else dataset.interactions.between(before=train_before)
-    counts = np.bincount(inter.item_ids, minlength=int(inter.item_ids.max()) + 1)
-    top = np.argsort(-counts, kind="stable")[:10].tolist()
-    pop = rank_metrics([top] * len(cases), [c.target for c in cases])
+    pop = pipeline.popularity_baseline(dataset, plan, cases)
     click.echo("\n" + metrics_table({"genrec-lite (this run)": ours,
                                      "genrec-lite without cold start": alone, "popularity": pop}))
-
-    def launched_hr(lists) -> float:
-        hit = [c.target in lst[:10] for lst, c, n in zip(lists, cases, new) if n]
-        return float(np.mean(hit)) if hit else float("nan")
-
     click.echo(f"\nlaunched items ({int(new.sum())} of {len(cases)} test cases have one as next "
-               f"item): HR@10 {launched_hr(ranked):.4f} (without cold start {launched_hr(alone_ranked):.4f}); "
+               f"item): HR@10 {pipeline.hit_rate_where(ranked, cases, new):.4f} (without cold "
+               f"start {pipeline.hit_rate_where(alone_ranked, cases, new):.4f}); "
                f"all test cases: HR@10 {ours['HR@10']:.4f}")
     step(5, "a few recommendations")
     state = rec.catalog.state

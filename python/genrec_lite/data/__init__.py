@@ -15,7 +15,7 @@ from .catalog import Catalog
 from .dataset import Dataset, resolve_dataset
 from .interactions import Interactions
 from .profiles import UserProfiles
-from .split_spec import SplitPlan, choose_split, resolve_split
+from .split_spec import SplitPlan, choose_split, make_split, resolve_split
 from .splits import Case, Split, leave_one_out, load_cases, save_cases, temporal_split, windows
 from .synthetic import make_synthetic
 from ..templates import Template
@@ -24,4 +24,5 @@ __all__ = [
     "Catalog", "Interactions", "UserProfiles", "Template", "Case", "Split", "windows",
     "leave_one_out", "temporal_split", "load_cases", "save_cases", "Dataset",
     "resolve_dataset", "make_synthetic", "SplitPlan", "resolve_split", "choose_split",
+    "make_split",
 ]

@@ -159,6 +159,11 @@ def resolve_split(spec: str, dataset: "Dataset") -> SplitPlan:
                           valid_file=bool(dataset.valid_cases))
 
 
+def make_split(dataset: "Dataset", spec: str, max_history: int | None) -> Split:
+    """Training sequences, validation and test cases of ``dataset`` under the split ``spec``
+    (histories cut to ``max_history`` items; None keeps them whole)."""
+    return resolve_split(spec, dataset).apply(dataset, max_history)
+
 def _fmt(t: float, inter: "Interactions") -> str:
     text = _times.format_time(t, inter.time_unit)
     return text if inter.time_unit == "order" else f"{_times.number_text(t)} ({text})"

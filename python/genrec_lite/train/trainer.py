@@ -87,13 +87,6 @@ def parse_split(spec: str) -> str:
     return check_spec(spec)
 
 
-def make_split(dataset, spec: str, max_history: int):
-    """Training sequences + validation cases (and test cases) for a split spec."""
-    from ..data.split_spec import resolve_split
-
-    return resolve_split(spec, dataset).apply(dataset, max_history)
-
-
 # --- distributed helpers ------------------------------------------------------------------------
 def _init_distributed(device: str = "auto"):
     """(rank, world size, device) as _devices.rank_device chooses them; under torchrun the
