@@ -75,6 +75,16 @@ def rss_bytes() -> int:
         return 0
 
 
+def proc_mb(key: str, path: str = "/proc/self/status", default: float = float("nan")) -> float:
+    """A kB field of a /proc file of this process (``VmRSS``, ``VmHWM`` of status; ``Pss`` of
+    smaps_rollup) in MB; ``default`` where the field is absent."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return default
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A Markdown table; floats get 3 significant digits or so."""
     def fmt(v: object) -> str:

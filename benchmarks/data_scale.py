@@ -39,7 +39,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import ROOT, child_env, machine_info, table, write_json  # noqa: E402
+from benchmarks._common import ROOT, child_env, machine_info, proc_mb, table, write_json  # noqa: E402
 
 LEVELS, K, EXTRA = 3, 64, 64
 STAGES = ("load_csv", "load_parquet", "split", "train")
@@ -132,29 +132,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_stage(stage: str, folder: Path, steps: int) -> dict:
     import torch  # noqa: F401  (every stage pays the same imports: base_mb is comparable)
 
     from genrec_lite.data import Dataset, Interactions
     from genrec_lite.data.split_spec import resolve_split
 
-    base = _rss_mb()
+    base = proc_mb("VmRSS")
     t0 = time.perf_counter()
     out: dict = {"base_mb": round(base, 1)}
     if stage in ("load_csv", "load_parquet"):
@@ -188,7 +172,7 @@ def train_stage(ds, folder: Path, steps: int) -> dict:
         reset = True
     except OSError:
         reset = False
-    load_mb = _rss_mb()
+    load_mb = proc_mb("VmRSS")
     counted = {"tokens": 0, "first": None, "last": None}
     pack = trainer_mod._pack
 
@@ -221,7 +205,7 @@ def train_stage(ds, folder: Path, steps: int) -> dict:
             "setup_s": round(setup_s, 2), "steps": res["steps"],
             "tok_s": round(last_tokens * (res["steps"] - 1) / max(1, res["steps"]) / span, 1)
             if span > 0 else None,
-            "stage_peak_mb": round(_hwm_mb(), 1) if reset else None}
+            "stage_peak_mb": round(proc_mb("VmHWM"), 1) if reset else None}
 
 
 # --- driver ------------------------------------------------------------------------------------

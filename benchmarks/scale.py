@@ -50,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: find the benchmarks package fr
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import worker_memory  # noqa: E402
-from benchmarks._common import RESULTS, child_env, machine_info, table  # noqa: E402
+from benchmarks._common import RESULTS, child_env, machine_info, proc_mb, table  # noqa: E402
 
 DIM, LEVELS, K, EXTRA = 64, 3, 256, 256
 CLUSTERS = 2048
@@ -61,11 +61,7 @@ CHURN_PER_MIN = {"add": 1_000, "pause": 10_000, "resume": 10_000}
 
 
 def pss_mb() -> float:
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_mb("Pss", "/proc/self/smaps_rollup")
 
 
 # --- the bundles -------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS, ROOT, child_env, machine_info, table  # noqa: E402
+from benchmarks._common import RESULTS, ROOT, child_env, machine_info, proc_mb, table  # noqa: E402
 
 STAGES = ("catalog", "vectors", "train", "assign", "collisions", "content", "save", "collab")
 
@@ -70,14 +70,6 @@ def inputs(work: Path, n: int, dim: int) -> tuple[Path, Path]:
     return items, vecs
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -99,8 +91,8 @@ class Stages:
         yield
         self.rows[name] = {"wall_s": round(time.perf_counter() - wall, 2),
                            "cpu_s": round(_cpu_s() - cpu, 2),
-                           "peak_mb": round(_status_kb("VmHWM") / 1024, 1),
-                           "rss_mb": round(_status_kb("VmRSS") / 1024, 1)}
+                           "peak_mb": round(proc_mb("VmHWM", default=0.0), 1),
+                           "rss_mb": round(proc_mb("VmRSS", default=0.0), 1)}
 
 
 def synthetic_sequences(ids: np.ndarray, seed: int = 0, length: int = 10) -> list[np.ndarray]:
