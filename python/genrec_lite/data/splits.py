@@ -145,9 +145,8 @@ def temporal_split(interactions: "Interactions", at: float, max_len: int | None 
     if valid_at is not None and valid_at > at:
         raise InvalidArgumentError(f"valid_at ({valid_at}) must not be after at ({at})")
     train_end = at if valid_at is None else valid_at
+    order, offsets = interactions.grouped()  # kept first: both sequences() calls reuse it
     train = interactions.sequences(before=train_end)
-
-    order, offsets = interactions.grouped()
     users, codes = interactions._user_codes()
     pool = interactions.sequences().flat  # every user's items, oldest first, user after user
     pos = index_dtype(len(pool))
