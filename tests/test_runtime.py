@@ -108,8 +108,7 @@ def test_prefix_cache_changes_no_result(bundle, rec, cases):
     whole: a stream of single requests (with and without profiles: different prefixes), batches
     that span several groups, and the replay of a recorded schedule."""
     from genrec_lite.runtime import Recommender
-    from genrec_lite.runtime.llama_backend import LlamaModel
-    from genrec_lite.runtime.recommender import _LlamaBackend
+    from genrec_lite.runtime.llama_backend import LlamaBackend, LlamaModel
 
     cs, ds = cases
     reqs = _requests(cs[:24], ds, rec)
@@ -118,14 +117,14 @@ def test_prefix_cache_changes_no_result(bundle, rec, cases):
     plain = Recommender.load(bundle, n_threads=1)
     try:
         plain.backend.close()
-        plain._loaded.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1,
-                                                 prefix_cache=False))
+        plain._loaded.backend = LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1,
+                                                        prefix_cache=False))
         cached = Recommender.load(bundle, n_threads=1)
         model = cached.backend.model
         # n_seq_max 60: groups of 2 requests, so one call holds several groups
         small = Recommender.load(bundle, n_threads=1)
         small.backend.close()
-        small._loaded.backend = _LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=60))
+        small._loaded.backend = LlamaBackend(LlamaModel(bundle / "model.gguf", n_threads=1, n_seq_max=60))
         want = [[x.item_id for x in plain.recommend(q["history"], q["profile"])] for q in reqs]
         got = [[x.item_id for x in cached.recommend(q["history"], q["profile"])] for q in reqs]
         assert got == want
@@ -160,8 +159,8 @@ def test_prefix_cache_changes_no_result(bundle, rec, cases):
         # the shared stem was not decoded again: the same tokens less the stem's per request
         _, plain_stats, _ = plain.backend.model.search(state.trie, cached.token_table, prompts,
                                                        [{"k": 10, "beam": 20}] * 6)
-        with model.context() as (_, cache):
-            stem = len(cache.tokens)
+        with model.context() as ctx:
+            stem = len(ctx.prefix_tokens)
         assert stem > 0 and plain_stats["decoded_tokens"] - stats["decoded_tokens"] == 6 * stem
         assert [x.item_id for x in cached.recommend(reqs[0]["history"], reqs[0]["profile"])] == want[0]
         with pytest.raises(InvalidArgumentError, match="prefix cache"):
@@ -251,7 +250,7 @@ def test_a_poisoned_search_leaves_the_context_reusable(bundle, cases, fault):
             return rc
 
         real = model.api
-        model.api = (ctypes.cast(decode, ctypes.c_void_p).value, *real[1:])
+        model.api = (ctypes.cast(decode, ctypes.c_void_p).value, *real.addresses[1:])
         err = ModelOutputError if fault == "nan" else GenrecError
         with pytest.raises(err, match="request 0, SID level 2" if fault == "nan" else "llama_decode"):
             r.recommend(h)

@@ -1,8 +1,9 @@
 // genrec-lite Python bindings: the beam search, driven from Python level by level (BeamSearch)
-// or run whole over a llama.cpp context (llama_beam_search, llama_replay).
+// or run whole over a llama.cpp context (LlamaContext: search, replay).
 #include "convert.h"
 
 #include <mutex>
+#include <optional>
 
 #include "genrec/beam_search.h"
 #include "genrec/llama_search.h"
@@ -29,6 +30,15 @@ genrec::SidTokenTable token_table_from(nb::handle obj) {
   const int32_t* p = int_data<int32_t>(a, storage, "token_table");
   t.ids.assign(p, p + a.size());
   return t;
+}
+
+// The token table of a search: a TokenTable made once (the runtime's), or an array converted for
+// this call only.
+const genrec::SidTokenTable& token_table_of(nb::handle obj, std::optional<genrec::SidTokenTable>& own) {
+  genrec::SidTokenTable* made = nullptr;
+  if (nb::try_cast<genrec::SidTokenTable*>(obj, made) && made != nullptr) return *made;
+  own.emplace(token_table_from(obj));
+  return *own;
 }
 
 // Item ids of an allow/deny entry: a list, tuple or array, or any other iterable (set, range...).
@@ -128,12 +138,19 @@ class SearchLock {
   std::unique_lock<std::mutex> lock_;
 };
 
+const char* kTokenTableDoc = R"doc(The model token of each SID code, checked once.
+
+TokenTable(table): table is int32 (levels, max codebook size), the token id of each (level, code),
+-1 where a level has no such code. Searches take it in place of the array, so a server converts
+and checks its tables once, at load.)doc";
+
 const char* kBeamDoc = R"doc(Batched constrained beam search over SIDs; the caller runs the model.
 
 BeamSearch(trie, token_table, requests, delta=None)
   delta: a second SidTrie with the same levels and code ranges holding other items (the items
   added since trie was built); the search then runs over both as over one trie holding both.
-  token_table: int32 (levels, max codebook size), the token id of each (level, code), -1 for none.
+  token_table: a TokenTable, or an array it is made from (int32 (levels, max codebook size), the
+  token id of each (level, code), -1 for none).
   requests: a list of dicts {k, beam, allow, deny} (k, beam: ints >= 1, default 10 and 20;
   allow / deny: iterables of item ids or None; ids the trie lacks are ignored).
 Protocol: while not done, give step() the logits of the `rows` current rows (level 0: each
@@ -159,7 +176,8 @@ void beam_init(PyBeamSearch* self, nb::object trie, nb::handle token_table, nb::
                nb::object delta) {
   const genrec::SidTrie& t = nb::cast<const genrec::SidTrie&>(trie);
   const genrec::SidTrie* d = delta.is_none() ? nullptr : &nb::cast<const genrec::SidTrie&>(delta);
-  genrec::SidTokenTable table = token_table_from(token_table);
+  std::optional<genrec::SidTokenTable> own;
+  const genrec::SidTokenTable& table = token_table_of(token_table, own);
   std::vector<genrec::SearchRequest> reqs = requests_from(requests);
   std::unique_ptr<genrec::BeamSearch> s;
   {
@@ -207,41 +225,34 @@ nb::ndarray<nb::numpy, T> locked_copy(const PyBeamSearch& b, const std::vector<T
 }
 
 // ---------------------------------------------------------------------------------------------
-// Beam search over llama.cpp (contexts and function addresses come from llama-cpp-python)
+// Beam search over llama.cpp: the functions (LlamaApi) and each context (LlamaContext) are made
+// once, when the model loads; a search then sends only its own data.
 
 genrec::llama::Api llama_api_from(nb::handle obj) {
   std::vector<int64_t> a;
-  read_sequence(obj, a, "api");
+  read_sequence(obj, a, "addresses");
   if (a.size() != 8) {
-    throw InvalidArgument("api has " + std::to_string(a.size()) + " addresses; expected 8");
+    throw InvalidArgument("addresses has " + std::to_string(a.size()) + " values; expected 8");
   }
+  auto fn = [&](size_t i) { return reinterpret_cast<void*>(static_cast<uintptr_t>(a[i])); };
   genrec::llama::Api api;
-  api.decode = reinterpret_cast<genrec::llama::decode_fn>(static_cast<uintptr_t>(a[0]));
-  api.get_logits = reinterpret_cast<genrec::llama::get_logits_fn>(static_cast<uintptr_t>(a[1]));
-  api.get_logits_ith = reinterpret_cast<genrec::llama::get_logits_ith_fn>(static_cast<uintptr_t>(a[2]));
-  api.get_memory = reinterpret_cast<genrec::llama::get_memory_fn>(static_cast<uintptr_t>(a[3]));
-  api.memory_clear = reinterpret_cast<genrec::llama::memory_clear_fn>(static_cast<uintptr_t>(a[4]));
-  api.memory_seq_rm = reinterpret_cast<genrec::llama::memory_seq_rm_fn>(static_cast<uintptr_t>(a[5]));
-  api.memory_seq_cp = reinterpret_cast<genrec::llama::memory_seq_cp_fn>(static_cast<uintptr_t>(a[6]));
-  api.memory_seq_keep = reinterpret_cast<genrec::llama::memory_seq_keep_fn>(static_cast<uintptr_t>(a[7]));
-  if (!api.complete()) throw InvalidArgument("api holds a null function address");
+  api.decode = reinterpret_cast<genrec::llama::decode_fn>(fn(0));
+  api.get_logits = reinterpret_cast<genrec::llama::get_logits_fn>(fn(1));
+  api.get_logits_ith = reinterpret_cast<genrec::llama::get_logits_ith_fn>(fn(2));
+  api.get_memory = reinterpret_cast<genrec::llama::get_memory_fn>(fn(3));
+  api.memory_clear = reinterpret_cast<genrec::llama::memory_clear_fn>(fn(4));
+  api.memory_seq_rm = reinterpret_cast<genrec::llama::memory_seq_rm_fn>(fn(5));
+  api.memory_seq_cp = reinterpret_cast<genrec::llama::memory_seq_cp_fn>(fn(6));
+  api.memory_seq_keep = reinterpret_cast<genrec::llama::memory_seq_keep_fn>(fn(7));
+  if (!api.complete()) throw InvalidArgument("addresses holds a null function address");
   return api;
 }
 
-genrec::LlamaContextInfo llama_info_from(int64_t ctx, nb::handle limits) {
-  std::vector<int64_t> l;
-  read_sequence(limits, l, "limits");
-  if (l.size() != 4) {
-    throw InvalidArgument("limits has " + std::to_string(l.size()) +
-                          " values; expected (n_ctx, n_seq_max, n_batch, n_vocab)");
-  }
-  genrec::LlamaContextInfo info;
-  info.ctx = reinterpret_cast<genrec::llama::context*>(static_cast<uintptr_t>(ctx));
-  info.n_ctx = l[0];
-  info.n_seq_max = l[1];
-  info.n_batch = l[2];
-  info.n_vocab = l[3];
-  return info;
+nb::tuple api_addresses(const genrec::llama::Api& api) {
+  auto n = [](auto f) { return nb::int_(static_cast<int64_t>(reinterpret_cast<uintptr_t>(f))); };
+  return nb::make_tuple(n(api.decode), n(api.get_logits), n(api.get_logits_ith), n(api.get_memory),
+                        n(api.memory_clear), n(api.memory_seq_rm), n(api.memory_seq_cp),
+                        n(api.memory_seq_keep));
 }
 
 nb::dict llama_stats_dict(const genrec::LlamaSearchStats& s) {
@@ -254,24 +265,35 @@ nb::dict llama_stats_dict(const genrec::LlamaSearchStats& s) {
   return d;
 }
 
-const char* kLlamaSearchDoc = R"doc(Batched constrained beam search over a llama.cpp context.
+const char* kLlamaApiDoc = R"doc(The libllama functions the C++ search calls, by address.
 
-llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False,
-                  prefix_cache=None, delta=None) -> (results, stats, schedule or None)
-api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, llama_get_memory,
-llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
-loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
-n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
-BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the stem the prompts share
-across calls (the last sequence id is then reserved for it); delta: as for BeamSearch. The whole search runs in C++ with
-the GIL released; one call per context at a time.)doc";
+LlamaApi(addresses): the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith,
+llama_get_memory, llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp,
+llama_memory_seq_keep) in the loaded libllama, as ints; checked once here.)doc";
 
-nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, const genrec::SidTrie& trie,
-                          nb::handle token_table, nb::handle prompts_obj, nb::handle requests_obj,
-                          bool record, genrec::LlamaPrefixCache* cache, const genrec::SidTrie* delta) {
-  const genrec::llama::Api api = llama_api_from(api_obj);
-  const genrec::LlamaContextInfo info = llama_info_from(ctx, limits);
-  genrec::SidTokenTable table = token_table_from(token_table);
+const char* kLlamaContextDoc = R"doc(One llama.cpp context, ready for batched constrained beam search.
+
+LlamaContext(api, ctx, n_ctx, n_seq_max, n_batch, n_vocab, prefix_cache=True)
+api: a LlamaApi; ctx: the address of a llama_context created with a unified KV cache, which the
+caller frees after the last call; n_ctx, n_seq_max, n_batch, n_vocab: its limits; prefix_cache:
+keep the prompt prefix the requests share (set_prefix_stems) in the KV cache between calls, under
+the last sequence id. Everything is checked once, here. One call at a time: a second thread
+calling while a search runs gets InvalidArgumentError.)doc";
+
+const char* kLlamaSearchDoc = R"doc(Batched constrained beam search on this context.
+
+search(trie, token_table, prompts, requests, record=False, delta=None)
+  -> (results, stats, schedule or None)
+prompts: one list of token ids per request; trie, token_table, requests, delta: as for BeamSearch
+(token_table a TokenTable, or an array it is made from). The whole search, prompt decode and every
+SID level, runs in C++ with the GIL released. record: also return the LlamaSchedule of llama.cpp
+operations, for replay().)doc";
+
+nb::tuple llama_search_py(genrec::LlamaContext& self, const genrec::SidTrie& trie, nb::handle token_table,
+                          nb::handle prompts_obj, nb::handle requests_obj, bool record,
+                          const genrec::SidTrie* delta) {
+  std::optional<genrec::SidTokenTable> own;
+  const genrec::SidTokenTable& table = token_table_of(token_table, own);
   std::vector<genrec::SearchRequest> requests = requests_from(requests_obj);
   std::vector<std::vector<int32_t>> prompts;
   if (!nb::isinstance<nb::list>(prompts_obj) && !nb::isinstance<nb::tuple>(prompts_obj)) {
@@ -286,29 +308,53 @@ nb::tuple llama_search_py(nb::handle api_obj, int64_t ctx, nb::handle limits, co
   std::vector<genrec::SearchResult> results;
   {
     nb::gil_scoped_release release;
-    results = genrec::llama_beam_search(api, info, trie, delta, table, prompts, requests, &stats,
-                                        schedule.get(), cache);
+    results = self.search(trie, delta, table, prompts, requests, &stats, schedule.get());
   }
   nb::object sched = nb::none();
   if (schedule) sched = nb::cast(std::move(*schedule));
   return nb::make_tuple(results_to_python(std::move(results)), llama_stats_dict(stats), sched);
 }
 
-nb::dict llama_replay_py(nb::handle api_obj, int64_t ctx, nb::handle limits,
-                         const genrec::LlamaSchedule& schedule, genrec::LlamaPrefixCache* cache) {
-  const genrec::llama::Api api = llama_api_from(api_obj);
-  const genrec::LlamaContextInfo info = llama_info_from(ctx, limits);
+nb::dict llama_replay_py(genrec::LlamaContext& self, const genrec::LlamaSchedule& schedule) {
   genrec::LlamaSearchStats stats;
   {
     nb::gil_scoped_release release;
-    genrec::llama_replay(api, info, schedule, &stats, cache);
+    self.replay(schedule, &stats);
   }
   return llama_stats_dict(stats);
+}
+
+void llama_context_init(genrec::LlamaContext* self, const genrec::llama::Api& api, int64_t ctx,
+                        int64_t n_ctx, int64_t n_seq_max, int64_t n_batch, int64_t n_vocab,
+                        bool prefix_cache) {
+  genrec::LlamaContextInfo info;
+  info.ctx = reinterpret_cast<genrec::llama::context*>(static_cast<uintptr_t>(ctx));
+  info.n_ctx = n_ctx;
+  info.n_seq_max = n_seq_max;
+  info.n_batch = n_batch;
+  info.n_vocab = n_vocab;
+  new (self) genrec::LlamaContext(api, info, prefix_cache);
 }
 
 }  // namespace
 
 void bind_search(nb::module_& m) {
+  nb::class_<genrec::SidTokenTable>(m, "TokenTable", kTokenTableDoc)
+      .def("__init__", [](genrec::SidTokenTable* t, nb::handle table) {
+        new (t) genrec::SidTokenTable(token_table_from(table));
+      }, "table"_a)
+      .def_prop_ro("levels", [](const genrec::SidTokenTable& t) { return t.levels; })
+      .def_prop_ro("max_size", [](const genrec::SidTokenTable& t) { return t.max_size; },
+                   "Columns: the largest codebook.")
+      .def("to_numpy", [](const genrec::SidTokenTable& t) {
+        auto* heap = new std::vector<int32_t>(t.ids);
+        nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
+        return nb::ndarray<nb::numpy, int32_t>(heap->data(), {static_cast<size_t>(t.levels),
+                                                             static_cast<size_t>(t.max_size)}, owner);
+      }, nb::rv_policy::move, "A copy as an int32 array (levels, max_size).")
+      .def("__repr__", [](const genrec::SidTokenTable& t) {
+        return "TokenTable(levels=" + std::to_string(t.levels) + ", max_size=" + std::to_string(t.max_size) + ")";
+      });
   nb::class_<PyBeamSearch>(m, "BeamSearch", kBeamDoc)
       .def("__init__", &beam_init, "trie"_a, "token_table"_a, "requests"_a, "delta"_a = nb::none())
       .def_prop_ro("level", [](const PyBeamSearch& b) { SearchLock l(b); return b.search->level(); },
@@ -354,29 +400,43 @@ void bind_search(nb::module_& m) {
       });
 
   nb::class_<genrec::LlamaSchedule>(m, "LlamaSchedule",
-                                     "The llama.cpp operations of one search, for llama_replay.")
+                                     "The llama.cpp operations of one search, for LlamaContext.replay.")
       .def_prop_ro("n_ops", [](const genrec::LlamaSchedule& s) { return s.ops.size(); })
       .def_prop_ro("n_tokens", [](const genrec::LlamaSchedule& s) { return s.tokens.size(); });
-  nb::class_<genrec::LlamaPrefixCache>(m, "LlamaPrefixCache",
-                                        "Which prompt prefix one llama.cpp context keeps in its KV cache.")
-      .def(nb::init<>())
-      .def("__init__", [](genrec::LlamaPrefixCache* c, std::vector<std::vector<int32_t>> stems) {
-        new (c) genrec::LlamaPrefixCache{std::move(stems), {}};
-      }, "stems"_a, "A cache that keeps, per search, the longest of `stems` (token-id lists) every prompt starts with.")
-      .def_prop_ro("stems", [](const genrec::LlamaPrefixCache& c) { return c.stems; },
+  nb::class_<genrec::llama::Api>(m, "LlamaApi", kLlamaApiDoc)
+      .def("__init__", [](genrec::llama::Api* a, nb::handle addresses) {
+        new (a) genrec::llama::Api(llama_api_from(addresses));
+      }, "addresses"_a)
+      .def_prop_ro("addresses", &api_addresses, "The eight function addresses, in order (ints).");
+  nb::class_<genrec::LlamaContext>(m, "LlamaContext", kLlamaContextDoc)
+      .def("__init__", &llama_context_init, "api"_a, "ctx"_a, "n_ctx"_a, "n_seq_max"_a, "n_batch"_a,
+           "n_vocab"_a, "prefix_cache"_a = true)
+      .def("search", &llama_search_py, "trie"_a, "token_table"_a, "prompts"_a, "requests"_a,
+           "record"_a = false, "delta"_a.none() = nb::none(), kLlamaSearchDoc)
+      .def("replay", &llama_replay_py, "schedule"_a,
+           "Replay a recorded schedule: the same decode calls and KV operations, no search (the\n"
+           "latency floor). A schedule recorded with the prefix cache replays from the prefix it\n"
+           "started from.")
+      .def("set_prefix_stems", [](genrec::LlamaContext& c, std::vector<std::vector<int32_t>> stems) {
+        c.set_stems(std::move(stems));
+      }, "stems"_a, "The prompt prefixes (token-id lists) worth keeping: the prefix cache then keeps,\n"
+                    "per search, the longest one every prompt starts with. No-op without the cache.")
+      .def_prop_rw("api", [](const genrec::LlamaContext& c) { return c.api(); },
+                   [](genrec::LlamaContext& c, const genrec::llama::Api& a) { c.set_api(a); },
+                   "The libllama functions this context calls (a LlamaApi).")
+      .def_prop_ro("n_ctx", [](const genrec::LlamaContext& c) { return c.info().n_ctx; }, "KV cells.")
+      .def_prop_ro("n_seq_max", [](const genrec::LlamaContext& c) { return c.info().n_seq_max; },
+                   "Sequences (the prefix cache, if any, reserves the last one).")
+      .def_prop_ro("n_batch", [](const genrec::LlamaContext& c) { return c.info().n_batch; },
+                   "Tokens one decode call may take.")
+      .def_prop_ro("n_vocab", [](const genrec::LlamaContext& c) { return c.info().n_vocab; },
+                   "Length of a logits row.")
+      .def_prop_ro("prefix_cache", &genrec::LlamaContext::has_prefix_cache,
+                   "Whether the context keeps a shared prompt prefix between calls.")
+      .def_prop_ro("prefix_stems", &genrec::LlamaContext::stems,
                    "The prefixes worth keeping (lists of token ids).")
-      .def_prop_ro("tokens", [](const genrec::LlamaPrefixCache& c) {
-        nb::list l;
-        for (int32_t t : c.tokens) l.append(t);
-        return l;
-      }, "The cached prompt tokens (one of the stems, or empty), a list.");
-  m.def("llama_beam_search", &llama_search_py, "api"_a, "ctx"_a, "limits"_a, "trie"_a,
-        "token_table"_a, "prompts"_a, "requests"_a, "record"_a = false,
-        "prefix_cache"_a.none() = nb::none(), "delta"_a.none() = nb::none(), kLlamaSearchDoc);
-  m.def("llama_replay", &llama_replay_py, "api"_a, "ctx"_a, "limits"_a, "schedule"_a,
-        "prefix_cache"_a.none() = nb::none(),
-        "Replay a recorded schedule: the same decode calls and KV operations, no search.\n"
-        "A schedule recorded with a prefix cache needs that context's prefix_cache.");
+      .def_prop_ro("prefix_tokens", &genrec::LlamaContext::cached_tokens,
+                   "The prompt prefix the KV cache holds now (a list of token ids; empty: none).");
 }
 
 }  // namespace genrec_py

@@ -445,4 +445,70 @@ void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const Lla
   if (stats) stats->total_s += seconds_since(t0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// LlamaContext
+
+LlamaContext::LlamaContext(const llama::Api& api, const LlamaContextInfo& info, bool prefix_cache)
+    : api_(api), info_(info), has_cache_(prefix_cache) {
+  if (!api.complete()) throw InvalidArgument("the llama.cpp api holds a null function address");
+  if (info.ctx == nullptr) throw InvalidArgument("the llama.cpp context is null");
+  if (info.n_seq_max < 1 || info.n_ctx < info.n_seq_max || info.n_batch < 1 || info.n_vocab < 1) {
+    throw InvalidArgument("llama.cpp context limits n_ctx=" + std::to_string(info.n_ctx) +
+                          ", n_seq_max=" + std::to_string(info.n_seq_max) + ", n_batch=" +
+                          std::to_string(info.n_batch) + ", n_vocab=" + std::to_string(info.n_vocab) +
+                          "; expected n_ctx >= n_seq_max >= 1, n_batch >= 1, n_vocab >= 1");
+  }
+  if (prefix_cache && info.n_seq_max < 2) {
+    throw InvalidArgument("n_seq_max=" + std::to_string(info.n_seq_max) +
+                          " leaves no sequence for the prefix cache; expected >= 2");
+  }
+}
+
+std::unique_lock<std::mutex> LlamaContext::claim() const {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    throw InvalidArgument("this LlamaContext is in use by another thread; one search per context at a time");
+  }
+  return lock;
+}
+
+std::vector<SearchResult> LlamaContext::search(const SidTrie& trie, const SidTrie* delta,
+                                               const SidTokenTable& tokens,
+                                               const std::vector<std::vector<int32_t>>& prompts,
+                                               const std::vector<SearchRequest>& requests,
+                                               LlamaSearchStats* stats, LlamaSchedule* record) {
+  auto lock = claim();
+  return llama_beam_search(api_, info_, trie, delta, tokens, prompts, requests, stats, record,
+                           has_cache_ ? &cache_ : nullptr);
+}
+
+void LlamaContext::replay(const LlamaSchedule& schedule, LlamaSearchStats* stats) {
+  auto lock = claim();
+  llama_replay(api_, info_, schedule, stats, has_cache_ ? &cache_ : nullptr);
+}
+
+void LlamaContext::set_stems(std::vector<std::vector<int32_t>> stems) {
+  auto lock = claim();
+  if (!has_cache_) return;
+  // as a new cache: the next search holding one of these stems decodes it from a cleared context
+  cache_.stems = std::move(stems);
+  cache_.tokens.clear();
+}
+
+void LlamaContext::set_api(const llama::Api& api) {
+  if (!api.complete()) throw InvalidArgument("the llama.cpp api holds a null function address");
+  auto lock = claim();
+  api_ = api;
+}
+
+std::vector<std::vector<int32_t>> LlamaContext::stems() const {
+  auto lock = claim();
+  return cache_.stems;
+}
+
+std::vector<int32_t> LlamaContext::cached_tokens() const {
+  auto lock = claim();
+  return cache_.tokens;
+}
+
 }  // namespace genrec

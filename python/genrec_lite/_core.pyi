@@ -3,7 +3,6 @@ genrec-lite C++ core: residual-quantizer lookup, the semantic-ID trie and beam s
 """
 
 from collections.abc import Sequence
-from typing import overload
 
 import numpy
 from numpy.typing import NDArray
@@ -159,6 +158,29 @@ class SidTrie:
 
     def __repr__(self) -> str: ...
 
+class TokenTable:
+    """
+    The model token of each SID code, checked once.
+
+    TokenTable(table): table is int32 (levels, max codebook size), the token id of each (level, code),
+    -1 where a level has no such code. Searches take it in place of the array, so a server converts
+    and checks its tables once, at load.
+    """
+
+    def __init__(self, table: object) -> None: ...
+
+    @property
+    def levels(self) -> int: ...
+
+    @property
+    def max_size(self) -> int:
+        """Columns: the largest codebook."""
+
+    def to_numpy(self) -> NDArray[numpy.int32]:
+        """A copy as an int32 array (levels, max_size)."""
+
+    def __repr__(self) -> str: ...
+
 class BeamSearch:
     """
     Batched constrained beam search over SIDs; the caller runs the model.
@@ -166,7 +188,8 @@ class BeamSearch:
     BeamSearch(trie, token_table, requests, delta=None)
       delta: a second SidTrie with the same levels and code ranges holding other items (the items
       added since trie was built); the search then runs over both as over one trie holding both.
-      token_table: int32 (levels, max codebook size), the token id of each (level, code), -1 for none.
+      token_table: a TokenTable, or an array it is made from (int32 (levels, max codebook size), the
+      token id of each (level, code), -1 for none).
       requests: a list of dicts {k, beam, allow, deny} (k, beam: ints >= 1, default 10 and 20;
       allow / deny: iterables of item ids or None; ids the trie lacks are ignored).
     Protocol: while not done, give step() the logits of the `rows` current rows (level 0: each
@@ -241,7 +264,7 @@ class BeamSearch:
     def __repr__(self) -> str: ...
 
 class LlamaSchedule:
-    """The llama.cpp operations of one search, for llama_replay."""
+    """The llama.cpp operations of one search, for LlamaContext.replay."""
 
     @property
     def n_ops(self) -> int: ...
@@ -249,43 +272,93 @@ class LlamaSchedule:
     @property
     def n_tokens(self) -> int: ...
 
-class LlamaPrefixCache:
-    """Which prompt prefix one llama.cpp context keeps in its KV cache."""
+class LlamaApi:
+    """
+    The libllama functions the C++ search calls, by address.
 
-    @overload
-    def __init__(self) -> None: ...
+    LlamaApi(addresses): the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith,
+    llama_get_memory, llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp,
+    llama_memory_seq_keep) in the loaded libllama, as ints; checked once here.
+    """
 
-    @overload
-    def __init__(self, stems: Sequence[Sequence[int]]) -> None:
+    def __init__(self, addresses: object) -> None: ...
+
+    @property
+    def addresses(self) -> tuple:
+        """The eight function addresses, in order (ints)."""
+
+class LlamaContext:
+    """
+    One llama.cpp context, ready for batched constrained beam search.
+
+    LlamaContext(api, ctx, n_ctx, n_seq_max, n_batch, n_vocab, prefix_cache=True)
+    api: a LlamaApi; ctx: the address of a llama_context created with a unified KV cache, which the
+    caller frees after the last call; n_ctx, n_seq_max, n_batch, n_vocab: its limits; prefix_cache:
+    keep the prompt prefix the requests share (set_prefix_stems) in the KV cache between calls, under
+    the last sequence id. Everything is checked once, here. One call at a time: a second thread
+    calling while a search runs gets InvalidArgumentError.
+    """
+
+    def __init__(self, api: LlamaApi, ctx: int, n_ctx: int, n_seq_max: int, n_batch: int, n_vocab: int, prefix_cache: bool = True) -> None: ...
+
+    def search(self, trie: SidTrie, token_table: object, prompts: object, requests: object, record: bool = False, delta: SidTrie | None = None) -> tuple:
         """
-        A cache that keeps, per search, the longest of `stems` (token-id lists) every prompt starts with.
+        Batched constrained beam search on this context.
+
+        search(trie, token_table, prompts, requests, record=False, delta=None)
+          -> (results, stats, schedule or None)
+        prompts: one list of token ids per request; trie, token_table, requests, delta: as for BeamSearch
+        (token_table a TokenTable, or an array it is made from). The whole search, prompt decode and every
+        SID level, runs in C++ with the GIL released. record: also return the LlamaSchedule of llama.cpp
+        operations, for replay().
+        """
+
+    def replay(self, schedule: LlamaSchedule) -> dict:
+        """
+        Replay a recorded schedule: the same decode calls and KV operations, no search (the
+        latency floor). A schedule recorded with the prefix cache replays from the prefix it
+        started from.
+        """
+
+    def set_prefix_stems(self, stems: Sequence[Sequence[int]]) -> None:
+        """
+        The prompt prefixes (token-id lists) worth keeping: the prefix cache then keeps,
+        per search, the longest one every prompt starts with. No-op without the cache.
         """
 
     @property
-    def stems(self) -> list[list[int]]:
+    def api(self) -> LlamaApi:
+        """The libllama functions this context calls (a LlamaApi)."""
+
+    @api.setter
+    def api(self, arg: LlamaApi, /) -> None: ...
+
+    @property
+    def n_ctx(self) -> int:
+        """KV cells."""
+
+    @property
+    def n_seq_max(self) -> int:
+        """Sequences (the prefix cache, if any, reserves the last one)."""
+
+    @property
+    def n_batch(self) -> int:
+        """Tokens one decode call may take."""
+
+    @property
+    def n_vocab(self) -> int:
+        """Length of a logits row."""
+
+    @property
+    def prefix_cache(self) -> bool:
+        """Whether the context keeps a shared prompt prefix between calls."""
+
+    @property
+    def prefix_stems(self) -> list[list[int]]:
         """The prefixes worth keeping (lists of token ids)."""
 
     @property
-    def tokens(self) -> list:
-        """The cached prompt tokens (one of the stems, or empty), a list."""
-
-def llama_beam_search(api: object, ctx: int, limits: object, trie: SidTrie, token_table: object, prompts: object, requests: object, record: bool = False, prefix_cache: LlamaPrefixCache | None = None, delta: SidTrie | None = None) -> tuple:
-    """
-    Batched constrained beam search over a llama.cpp context.
-
-    llama_beam_search(api, ctx, limits, trie, token_table, prompts, requests, record=False,
-                      prefix_cache=None, delta=None) -> (results, stats, schedule or None)
-    api: the addresses of (llama_decode, llama_get_logits, llama_get_logits_ith, llama_get_memory,
-    llama_memory_clear, llama_memory_seq_rm, llama_memory_seq_cp, llama_memory_seq_keep) in the
-    loaded libllama; ctx: a llama_context pointer created with a unified KV cache; limits: (n_ctx,
-    n_seq_max, n_batch, n_vocab); prompts: one list of token ids per request; requests: as for
-    BeamSearch; prefix_cache: this context's LlamaPrefixCache, to reuse the stem the prompts share
-    across calls (the last sequence id is then reserved for it); delta: as for BeamSearch. The whole search runs in C++ with
-    the GIL released; one call per context at a time.
-    """
-
-def llama_replay(api: object, ctx: int, limits: object, schedule: LlamaSchedule, prefix_cache: LlamaPrefixCache | None = None) -> dict:
-    """
-    Replay a recorded schedule: the same decode calls and KV operations, no search.
-    A schedule recorded with a prefix cache needs that context's prefix_cache.
-    """
+    def prefix_tokens(self) -> list[int]:
+        """
+        The prompt prefix the KV cache holds now (a list of token ids; empty: none).
+        """

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "genrec/beam_search.h"
@@ -97,5 +98,45 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
 /// (outside the timed part) when the context holds another one.
 void llama_replay(const llama::Api& api, const LlamaContextInfo& info, const LlamaSchedule& schedule,
                   LlamaSearchStats* stats = nullptr, LlamaPrefixCache* cache = nullptr);
+
+
+/// One llama.cpp context with what every search on it needs, checked once when it is made: the
+/// libllama functions, the context's limits and its prompt-prefix cache (kept when stems are set).
+/// One call at a time: a second thread calling while a search runs gets InvalidArgument rather
+/// than a data race (the Python runtime pools contexts, so serving never sees it). The llama.cpp
+/// context itself is owned by the caller, which frees it after the last call.
+class LlamaContext {
+ public:
+  /// Throws InvalidArgument for an incomplete api, a null context or limits that cannot hold a
+  /// search (n_seq_max >= 2 with a prefix cache: it reserves the last sequence).
+  LlamaContext(const llama::Api& api, const LlamaContextInfo& info, bool prefix_cache);
+
+  /// llama_beam_search on this context (with its prefix cache, if it has one).
+  std::vector<SearchResult> search(const SidTrie& trie, const SidTrie* delta, const SidTokenTable& tokens,
+                                   const std::vector<std::vector<int32_t>>& prompts,
+                                   const std::vector<SearchRequest>& requests,
+                                   LlamaSearchStats* stats = nullptr, LlamaSchedule* record = nullptr);
+  /// llama_replay on this context.
+  void replay(const LlamaSchedule& schedule, LlamaSearchStats* stats = nullptr);
+  /// The prompt prefixes worth keeping (LlamaPrefixCache::stems); drops the cached one. No-op
+  /// without a prefix cache.
+  void set_stems(std::vector<std::vector<int32_t>> stems);
+  /// Other addresses of the same functions (a test's fault-injecting llama_decode, say).
+  void set_api(const llama::Api& api);
+
+  const llama::Api& api() const noexcept { return api_; }
+  const LlamaContextInfo& info() const noexcept { return info_; }
+  bool has_prefix_cache() const noexcept { return has_cache_; }
+  std::vector<std::vector<int32_t>> stems() const;
+  std::vector<int32_t> cached_tokens() const;  // the stem the context holds now (empty: none)
+
+ private:
+  std::unique_lock<std::mutex> claim() const;
+  llama::Api api_;
+  LlamaContextInfo info_;
+  bool has_cache_;
+  LlamaPrefixCache cache_;
+  mutable std::mutex busy_;
+};
 
 }  // namespace genrec

@@ -1,11 +1,12 @@
 """llama.cpp backend: one GGUF model (memory-mapped, shared) and a pool of decoding contexts.
 
-llama-cpp-python loads libllama; we use its low-level API to open the model and create contexts,
-and hand the C++ core the addresses of the handful of llama.cpp functions the search calls, so
-the whole search (prompt decode, every SID level, KV reordering) runs in C++ with the GIL
-released. A context serves one search at a time; concurrent callers take different contexts from
-the pool (and wait when all are busy); close() waits until every context is back before freeing
-anything, and refuses new searches. No torch here.
+llama-cpp-python loads libllama; we use its low-level API to open the model and create contexts.
+Each context is wrapped once, at load, in the C++ core's LlamaContext, which holds the addresses
+of the handful of llama.cpp functions the search calls (a LlamaApi), the context's limits and its
+prompt-prefix cache; the whole search (prompt decode, every SID level, KV reordering) then runs
+in C++ with the GIL released. A context serves one search at a time; concurrent callers take
+different contexts from the pool (and wait when all are busy); close() waits until every context
+is back before freeing anything, and refuses new searches. No torch here.
 
 The C++ side calls libllama through addresses and a batch struct declared in
 csrc/include/genrec/llama_api.h for one llama-cpp-python release (LLAMA_CPP_PYTHON_VERSION): any
@@ -25,7 +26,6 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
 from .._ext import core
 from ..errors import (ArtifactError, ClosedError, ForkError, GenrecError,
@@ -129,7 +129,8 @@ def check_llama_abi(llama_cpp) -> None:
             "installed package does not match the libllama ABI genrec-lite was built for")
 
 
-def _api_addresses(llama_cpp) -> tuple[int, ...]:
+def _api(llama_cpp):
+    """The C++ core's LlamaApi: the addresses of _API_FUNCTIONS in the loaded libllama."""
     lib = llama_cpp.llama_cpp._lib
     out = []
     for name in _API_FUNCTIONS:
@@ -138,7 +139,7 @@ def _api_addresses(llama_cpp) -> tuple[int, ...]:
             raise MissingDependencyError(f"the loaded libllama has no {name}; genrec-lite needs the "
                                          "llama-cpp-python version it pins")
         out.append(ctypes.cast(fn, ctypes.c_void_p).value)
-    return tuple(out)
+    return core().LlamaApi(out)
 
 
 class LlamaModel:
@@ -158,8 +159,8 @@ class LlamaModel:
                  n_ctx: int | None = None, n_seq_max: int = LLAMA_MAX_SEQ, n_ubatch: int = 512,
                  prefix_cache: bool = True):
         # first, so that close() (also from a failed __init__ or __del__) always finds them
-        self._contexts: list = []
-        self._pool: list = []  # idle (context, its prefix cache or None)
+        self._contexts: list = []  # (llama.cpp context pointer, its core().LlamaContext)
+        self._pool: list = []  # the idle LlamaContexts
         self._cond = threading.Condition()
         self._closed = False
         # the process that ran a multi-threaded decode with this model, if any: llama.cpp's
@@ -193,18 +194,11 @@ class LlamaModel:
             raise ArtifactError(f"llama.cpp cannot load {path} (not a GGUF model it understands)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        try:
-            self.api = _api_addresses(llama_cpp)
-        except Exception:
-            self.close()
-            raise
         self.limits: tuple[int, int, int, int] | None = None
         try:
-            ext = core()
+            self._api = _api(llama_cpp)
             for _ in range(n_contexts):
-                ctx = self._new_context(n_ctx, n_seq_max, n_ubatch)
-                self._contexts.append(ctx)
-                self._pool.append((ctx, ext.LlamaPrefixCache() if self.prefix_cache else None))
+                self._pool.append(self._new_context(n_ctx, n_seq_max, n_ubatch))
         except Exception:
             self.close()
             raise
@@ -229,7 +223,14 @@ class LlamaModel:
         n_batch = int(llama_cpp.llama_n_batch(ctx))
         n_seq = int(llama_cpp.llama_n_seq_max(ctx))
         self.limits = (n_ctx_real, n_seq, n_batch, self.n_vocab)
-        return ctx
+        try:
+            wrapped = core().LlamaContext(self._api, ctypes.cast(ctx, ctypes.c_void_p).value,
+                                          *self.limits, prefix_cache=self.prefix_cache)
+        except BaseException:
+            llama_cpp.llama_free(ctx)
+            raise
+        self._contexts.append((ctx, wrapped))
+        return wrapped
 
     def set_prefix_stems(self, stems: list[list[int]]) -> None:
         """The prompt prefixes (token-id lists) the contexts' prefix caches keep: the template text
@@ -237,12 +238,30 @@ class LlamaModel:
         cache keeps nothing."""
         if not self.prefix_cache:
             return
-        ext = core()
         stems = [[int(t) for t in s] for s in stems if len(s) > 0]
         with self._cond:
             while len(self._pool) < len(self._contexts) and not self._closed:
                 self._cond.wait()
-            self._pool = [(ctx, ext.LlamaPrefixCache(stems)) for ctx, _ in self._pool]
+            for ctx in self._pool:
+                ctx.set_prefix_stems(stems)
+
+    @property
+    def api(self):
+        """The libllama functions the contexts call (the core's LlamaApi)."""
+        return self._api
+
+    @api.setter
+    def api(self, api) -> None:
+        """Other addresses of the same functions for every context (a LlamaApi or the eight
+        addresses), e.g. a fault-injecting llama_decode in a test. Waits until no search runs."""
+        if not isinstance(api, core().LlamaApi):
+            api = core().LlamaApi(api)
+        with self._cond:
+            while len(self._pool) < len(self._contexts) and not self._closed:
+                self._cond.wait()
+            for ctx in self._pool:
+                ctx.api = api
+            self._api = api
 
     @property
     def max_beam(self) -> int:
@@ -251,8 +270,8 @@ class LlamaModel:
 
     @contextmanager
     def context(self):
-        """(context address, its prefix cache) for one search (blocks while all are busy;
-        ClosedError once close() has begun)."""
+        """A LlamaContext of the pool for one search (blocks while all are busy; ClosedError
+        once close() has begun)."""
         with self._cond:
             while not self._pool and not self._closed:
                 self._cond.wait()
@@ -267,12 +286,12 @@ class LlamaModel:
                     "after Recommender.load and before the first request, or load in each worker")
             if self.n_threads > 1:
                 self._threads_pid = pid
-            ctx, cache = self._pool.pop()
+            ctx = self._pool.pop()
         try:
-            yield int(ctypes.cast(ctx, ctypes.c_void_p).value), cache
+            yield ctx
         finally:
             with self._cond:
-                self._pool.append((ctx, cache))
+                self._pool.append(ctx)
                 self._cond.notify_all()
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
@@ -294,18 +313,18 @@ class LlamaModel:
         ids = self.tokenize(piece, add_special=False)
         return ids[0] if len(ids) == 1 else -1
 
-    def search(self, trie, token_table: np.ndarray, prompts: list[list[int]], requests: list[dict],
+    def search(self, trie, token_table, prompts: list[list[int]], requests: list[dict],
                *, record: bool = False, delta=None):
-        """(results, stats[, schedule]) of the C++ search over one pooled context; delta: a
-        second trie searched with trie as one (SemanticIds.tries)."""
-        with self.context() as (ctx, cache):
-            return core().llama_beam_search(self.api, ctx, self.limits, trie, token_table, prompts,
-                                            requests, record, cache, delta)
+        """(results, stats, schedule or None) of the C++ search over one pooled context;
+        token_table: a core TokenTable (or its array); delta: a second trie searched with trie
+        as one (SemanticIds.tries)."""
+        with self.context() as ctx:
+            return ctx.search(trie, token_table, prompts, requests, record, delta)
 
     def replay(self, schedule) -> dict:
         """Decode a recorded token schedule without the search (the latency floor)."""
-        with self.context() as (ctx, cache):
-            return core().llama_replay(self.api, ctx, self.limits, schedule, cache)
+        with self.context() as ctx:
+            return ctx.replay(schedule)
 
     def close(self) -> None:
         """Refuse new searches, wait for those in flight to hand their contexts back, then free
@@ -318,7 +337,7 @@ class LlamaModel:
                 cond.wait()
             contexts, self._contexts, self._pool = self._contexts, [], []
         llama_cpp = getattr(self, "_llama", None)
-        for ctx in contexts:
+        for ctx, _ in contexts:
             llama_cpp.llama_free(ctx)
         if self._model:
             llama_cpp.llama_model_free(self._model)
@@ -329,3 +348,25 @@ class LlamaModel:
             self.close()
         except Exception:
             pass
+
+
+class LlamaBackend:
+    """The Recommender's model backend over a LlamaModel: prompts tokenized by llama.cpp, the
+    whole search in C++."""
+
+    def __init__(self, model: LlamaModel):
+        self.model = model
+
+    @property
+    def max_beam(self) -> int:
+        return self.model.max_beam
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text, add_special=True)
+
+    def search(self, trie, delta, table, texts, requests):
+        prompts = [self.tokenize(t) for t in texts]
+        return self.model.search(trie, table, prompts, requests, delta=delta)[0]
+
+    def close(self):
+        self.model.close()

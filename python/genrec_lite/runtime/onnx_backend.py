@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._ext import core
 from ..errors import ArtifactError, InvalidArgumentError, MissingDependencyError
+
+ONNX_MAX_BEAM = 256  # the ONNX backend copies every beam's KV cache per level: bound its memory
 
 
 def _session(path: Path, n_threads: int | None):
@@ -120,3 +123,42 @@ class OnnxLM:
         ids = np.asarray(tokens, dtype=np.int64)[:, None]
         logits, k, v = self._run(ids, mask, nxt[:, None], k, v)
         return logits, {"k": k, "v": v, "mask": mask, "next": nxt + 1}
+
+
+class OnnxBackend:
+    """The Recommender's second model backend: the same C++ search core over onnxruntime logits;
+    Python loops over the SID levels only."""
+
+    max_beam = ONNX_MAX_BEAM
+
+    def __init__(self, lm: "OnnxLM", tokenizer: "Tokenizer"):
+        self.lm = lm
+        self.tok = tokenizer
+
+    def search(self, trie, delta, table, texts, requests):
+        search = core().BeamSearch(trie, table, requests, delta=delta)
+        logits, state = self.lm.prefill([self.tok.encode(t) for t in texts])
+        while True:
+            search.step(logits)
+            if search.done:
+                return search.results()
+            logits, state = self.lm.step(state, search.parents, search.tokens)
+
+    def close(self):
+        pass
+
+
+class Tokenizer:
+    """The model's tokenizer through the `tokenizers` library (no transformers at serving time)."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer as _Tok
+
+        self._tok = _Tok.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=True).ids
+
+    def token_id(self, piece: str) -> int:
+        t = self._tok.token_to_id(piece)
+        return -1 if t is None else int(t)

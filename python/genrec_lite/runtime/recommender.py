@@ -57,7 +57,6 @@ from .cold_start import ColdStartConfig, content_scores, item_directions, mix, s
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
-ONNX_MAX_BEAM = 256  # the ONNX backend copies every beam's KV cache per level: bound its memory
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class _Loaded:
     replaced by reload) is freed by whoever sees its last user leave."""
 
     def __init__(self, bundle: Bundle, backend, catalog: LiveCatalog,
-                 token_tables: Sequence[np.ndarray]):
+                 token_tables: Sequence):
         m = bundle.manifest
         self.bundle = bundle
         self.backend = backend
@@ -218,11 +217,12 @@ class Recommender:
         return self._loaded.max_history
 
     @property
-    def token_tables(self) -> list[np.ndarray]:
+    def token_tables(self) -> list:
+        """Each SID view's core TokenTable (its array: .to_numpy())."""
         return self._loaded.token_tables
 
     @property
-    def token_table(self) -> np.ndarray:
+    def token_table(self):
         """The primary view's token table."""
         return self.token_tables[0]
 
@@ -567,64 +567,6 @@ class Recommender:
             loaded.text_encoder_session()
 
 
-# --- backends ----------------------------------------------------------------------------------
-class _LlamaBackend:
-    def __init__(self, model):
-        self.model = model
-
-    @property
-    def max_beam(self) -> int:
-        return self.model.max_beam
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.model.tokenize(text, add_special=True)
-
-    def search(self, trie, delta, table, texts, requests):
-        prompts = [self.tokenize(t) for t in texts]
-        return self.model.search(trie, table, prompts, requests, delta=delta)[0]
-
-    def close(self):
-        self.model.close()
-
-
-class _OnnxBackend:
-    """The same C++ search core over onnxruntime logits; Python loops over the SID levels only."""
-
-    max_beam = ONNX_MAX_BEAM
-
-    def __init__(self, lm, tokenizer):
-        self.lm = lm
-        self.tok = tokenizer
-
-    def search(self, trie, delta, table, texts, requests):
-        search = core().BeamSearch(trie, table, requests, delta=delta)
-        logits, state = self.lm.prefill([self.tok.encode(t) for t in texts])
-        while True:
-            search.step(logits)
-            if search.done:
-                return search.results()
-            logits, state = self.lm.step(state, search.parents, search.tokens)
-
-    def close(self):
-        pass
-
-
-class _Tokenizer:
-    """The model's tokenizer through the `tokenizers` library (no transformers at serving time)."""
-
-    def __init__(self, path: Path):
-        from tokenizers import Tokenizer
-
-        self._tok = Tokenizer.from_file(str(path))
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=True).ids
-
-    def token_id(self, piece: str) -> int:
-        t = self._tok.token_to_id(piece)
-        return -1 if t is None else int(t)
-
-
 # --- helpers -----------------------------------------------------------------------------------
 def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts: int,
           prefix_cache: bool, n_ctx) -> _Loaded:
@@ -643,21 +585,21 @@ def _open(bundle, *, verify: bool, catalog, n_threads, backend: str, n_contexts:
         cold = saved_cold if saved_cold is not None else np.union1d(
             cold, np.setdiff1d(sids.primary.item_ids, bundle_items))
     if backend == "llama":
-        from .llama_backend import LlamaModel
+        from .llama_backend import LlamaBackend, LlamaModel
 
         model = LlamaModel(b.file("model.gguf"), n_threads=n_threads, n_contexts=n_contexts,
                            prefix_cache=prefix_cache, n_ctx=n_ctx)
-        model_backend = _LlamaBackend(model)
+        model_backend = LlamaBackend(model)
         token_id, source = model.token_id, "model.gguf"
     elif backend == "onnx":
         if not b.has("model.onnx"):
             raise ArtifactError(f"the bundle {b.path} has no model.onnx (export it with --onnx)")
-        from .onnx_backend import OnnxLM
+        from .onnx_backend import OnnxBackend, OnnxLM, Tokenizer
 
-        tok = _Tokenizer(b.file("tokenizer.json"))
+        tok = Tokenizer(b.file("tokenizer.json"))
         pad = b.manifest.tokenizer.pad_token_id or 0
         lm = OnnxLM(b.file("model.onnx"), n_threads=n_threads, pad_id=pad)
-        model_backend = _OnnxBackend(lm, tok)
+        model_backend = OnnxBackend(lm, tok)
         token_id, source = tok.token_id, "tokenizer.json"
     else:
         raise InvalidArgumentError(f"backend={backend!r}; expected 'llama' or 'onnx'")
@@ -745,7 +687,8 @@ def _carry_over(old: _Loaded, new: _Loaded) -> None:
         new.catalog.set_active(paused, False)
 
 
-def _token_table(sids: SemanticIds, token_id, source: str) -> np.ndarray:
+def _token_table(sids: SemanticIds, token_id, source: str):
+    """The core's TokenTable of a SID view: the model token of each (level, code), checked once."""
     sizes = sids.level_sizes
     table = np.full((len(sizes), max(sizes)), -1, dtype=np.int32)
     for level, size in enumerate(sizes):
@@ -755,7 +698,7 @@ def _token_table(sids: SemanticIds, token_id, source: str) -> np.ndarray:
                 raise ArtifactError(f"{source} has no single token for the SID token "
                                     f"{sids.token(level, code)}; the model does not match the SID table")
             table[level, code] = tid
-    return table
+    return core().TokenTable(table)
 
 
 def _positive(value, name: str, limit: int) -> int:
