@@ -51,95 +51,16 @@ SASREC = {
                     max_epochs=100),
 }
 
-# The compact backbone's configuration, chosen on validation runs (amazon: train < 1,000,000,
-# validate on 1,000 valid.jsonl cases, next_item only; HR@10 / NDCG@10 per epoch in TUNING).
-# Warm-up matters most: 3% warm-up over a 10-epoch run (12 steps) never recovers from the first
-# large updates; 12% (50 steps) reaches the plateau by epoch 5.
-TUNING = {
-    "40-epoch cosine, warm-up 0.03 (best at epoch 8, then overfits)": (0.1320, 0.0907),
-    "40-epoch cosine, dropout 0.3, 20 epochs run": (0.1110, 0.0790),
-    "10-epoch cosine, warm-up 0.03": (0.1120, 0.0738),
-    "12-epoch cosine, warm-up 0.12 (epoch 7 / last)": (0.1370, 0.0939),
-    "12-epoch cosine, warm-up 0.12, last epoch": (0.1320, 0.0919),
-    "valid baselines: Markov / SASRec": ((0.1134, 0.0895), (0.1198, 0.0884)),
-}
-# amazon, all 4,532 valid.jsonl cases (train < 1,000,000, collaborative SIDs built from that part;
-# HR@10 / NDCG@10). On the same cases Markov has 0.1134 / 0.0895 and SASRec 0.1198 / 0.0884.
-# First block: best of 10 epochs by a 1,000-case sample; seed alone moves the model by 0.006
-# NDCG@10 and no setting there lifts its plateau. Second block (a fresh environment with
-# transformers 5.24; last weights of 10 epochs): the model reads mostly the last items, and a
-# shorter prompt (training and inference) lifts NDCG@10: 3 items by 0.0067 on seed 0 against 10
-# items re-run there; 2 items by another 0.0015 / 0.0032 on seeds 0 / 1 with the same HR@10,
-# mostly on the cases whose target repeats the last item. 2 items is the setting the final runs use.
-TUNING_AMAZON_FULL_VALID = {
-    "h256 x 4, batch 64, max_history 10, seed 0": (0.1196, 0.0847),
-    "the same, seed 1": (0.1108, 0.0788),
-    "batch 32, seed 0": (0.1143, 0.0831),
-    "1,000-case sample, seed 0: h128 x 4, lr 3e-3, 20 epochs": (0.117, 0.0820),
-    "1,000-case sample, seed 0: lr 1e-3, 16 epochs": (0.115, 0.0862),
-    "max_history 10, seed 0, last weights": (0.1152, 0.0823),
-    "the same model given only the last 5 items at inference": (0.1161, 0.0826),
-    "... the last 2 items": (0.1178, 0.0845),
-    "... the last item": (0.1165, 0.0793),
-    "max_history 3, seed 0": (0.1209, 0.0890),
-    "max_history 3, seed 1": (0.1189, 0.0879),
-    "max_history 2 (chosen), seed 0": (0.1207, 0.0905),
-    "max_history 2 (chosen), seed 1": (0.1189, 0.0911),
-    "max_history 2, dropout 0.2, seed 0": (0.1205, 0.0820),
-    "max_history 2, 15 epochs, seed 0": (0.1114, 0.0868),
-    "max_history 2, dropout 0.05, seed 0": (0.1156, 0.0892),
-    "max_history 2, dropout 0, seed 0": (0.1161, 0.0902),
-    "max_history 2, lr 3e-3, seed 0": (0.1214, 0.0837),
-    "max_history 2, 8 epochs, seed 0": (0.1231, 0.0897),
-    "max_history 2, 8 epochs, seed 1": (0.1227, 0.0870),
-    "max_history 3, one example per target with its full 3-item context (instead of pieces of "
-    "4 items, every item after the first a target), seed 0": (0.1119, 0.0815),
-    "max_history 10, h512 x 4, 8 heads, seed 0": (0.1132, 0.0790),
-    "tuning-split SIDs rebuilt in a later session, max_history 2, seed 0": (0.1233, 0.0937),
-    "the same SIDs, 8 layers instead of 4": (0.1203, 0.0858),
-    "the same run (0.1233 / 0.0937), its weights averaged: EMA decay 0.98 / 0.99 / 0.995":
-        ((0.1229, 0.0936), (0.1238, 0.0945), (0.1236, 0.0944)),
-    "the same SIDs, softmax of the loss over the trie's allowed tokens only (as the decoder "
-    "scores) instead of the whole vocabulary": (0.1180, 0.0860),
-    "the same SIDs, label smoothing 0.1": (0.1229, 0.0938),
-    "the same SIDs, weight decay 0.1 instead of 0.01": (0.1207, 0.0913),
-    "SIDs with 64 codes a level instead of 256 (collab 1, tuning split; 6.6% of items share a "
-    "SID)": (0.1222, 0.0859),
-    # SID probes need several builds: the adopted configuration built again (same seed, same
-    # split; float noise in the embeddings and the SVD moves every code) scores far from the
-    # build above, so each SID change below is compared with that same-session rebuild.
-    "the adopted SID configuration built again in the same session as the two below":
-        (0.1185, 0.0861),
-    "collaborative window 1 instead of 3 (adjacent clicks only)": (0.1143, 0.0886),
-    "collaborative vectors of 128 dimensions instead of 64": (0.1231, 0.0954),
-    "the adopted SID configuration, SID seed 1 (benchmarks/compact_probe.py)": (0.1253, 0.0943),
-    "collaborative vectors of 128 dimensions, SID seed 1": (0.1249, 0.0963),
-    # 128 dimensions on the test split (train < 2,000,000, 4,533 test cases, training seed 0, one
-    # SID build per seed): seed 0 0.1407 / 0.0962, seed 1 0.1436 / 0.1037 -- a mean of 0.1422 /
-    # 0.1000 against the adopted recipe's 0.1442 / 0.0986 (three training seeds on one build).
-    # The spread between SID builds is larger than the change: not adopted.
-    "test split, collaborative vectors of 128 dimensions, SID seeds 0 / 1":
-        ((0.1407, 0.0962), (0.1436, 0.1037)),
-    "max_history 10 + one epoch of ranking fine-tune (softmax over the target and 10 beam-search "
-    "negatives relative to the trained model, S-DPO form, lr 1e-4)": (0.0587, 0.0481),
-    "the same with the next-item loss kept, lr 5e-5": (0.1117, 0.0808),
-}
-# ml-100k validation (leave-one-out, all 943 valid cases, HR@10 / NDCG@10 at epochs 5, 10, ..., 30
-# of a 30-epoch cosine run, collaborative SIDs; SASRec on the same cases 0.1453 / 0.0639). The
-# earlier h256 x 4 model (20 epochs, 4.0 min each) reached 0.106 / 0.053 on 500 cases after 4;
-# h128 x 4 runs at 1.7 min an epoch: 30 epochs take 51 min where 20 took 76.
-TUNING_ML100K = {
-    "h128 x 4, 2 heads, lr 3e-3, dropout 0.1": [(0.1124, 0.0510), (0.1368, 0.0669), (0.1304, 0.0690),
-                                                (0.1432, 0.0685), (0.1389, 0.0670), (0.1485, 0.0712)],
-}
+# The compact backbone's configuration, chosen on validation runs: every run, with its split,
+# cases and what it showed, is in benchmarks/results/tuning.json (rendered into docs/quality.md).
 COMPACT = {
-    # amazon: max_history 2 (TUNING_AMAZON_FULL_VALID): the model mostly reads the last items,
-    # and longer prompts cost it the top of the ranking.
+    # amazon: max_history 2 (tuning.json, amazon-compact-full-valid): the model mostly reads the
+    # last items, and longer prompts cost it the top of the ranking.
     "amazon-industrial": dict(split="temporal:2000000", prompts="en-seq", epochs=10, warmup=0.12,
                               eval_cases=0, max_history=2, task_weights={"next_item": 1.0},
                               compact={"hidden_size": 256, "num_layers": 4, "num_heads": 4,
                                        "num_kv_heads": 4, "dropout": 0.1}),
-    # ml-100k: chosen with split="leave-one-out" on all 943 validation cases (TUNING_ML100K); the
+    # ml-100k: chosen with split="leave-one-out" on all 943 validation cases (tuning.json); the
     # final model then trains on each user's valid item too, as the baselines do
     # (benchmarks/baselines/run.py), for the same fixed number of epochs.
     "ml-100k": dict(split="leave-one-out:final", prompts="en-seq", epochs=30, warmup=0.12,
@@ -148,26 +69,11 @@ COMPACT = {
                              "num_kv_heads": 2, "dropout": 0.1}),
 }
 # SID views of the main model (sid/views.py): one model trained on the histories written in K
-# independent SID builds (seeds 0..K-1), the views' beams fused per request. amazon, chosen on all
-# 4,532 valid cases (train < 1,000,000, one run each, HR@10 / NDCG@10; VIEWS_TUNING): three
-# separately trained one-view models score 0.1233 / 0.0920, 0.1178 / 0.0905, 0.1200 / 0.0916 and,
-# fused, 0.1269 / 0.0987; one model trained on the three views scores 0.1238 / 0.0910, 0.1244 /
-# 0.0943, 0.1253 / 0.0924 in each view alone and 0.1339 / 0.1015 fused (Markov 0.1134 / 0.0895,
-# SASRec 0.1198 / 0.0884). It trains on three times the examples an epoch (about 3x the time).
+# independent SID builds, the views' beams fused per request; chosen on all 4,532 amazon valid
+# cases (tuning.json, amazon-views).
 VIEWS = {"amazon-industrial": 3, "ml-100k": 1}
-VIEWS_TUNING = {
-    "three one-view models (SID seeds 0 / 1 / 2)": [(0.1233, 0.0920), (0.1178, 0.0905),
-                                                    (0.1200, 0.0916)],
-    "the three one-view models fused": (0.1269, 0.0987),
-    "one model on the three views, each view alone": [(0.1238, 0.0910), (0.1244, 0.0943),
-                                                      (0.1253, 0.0924)],
-    "one model on the three views, fused (adopted)": (0.1339, 0.1015),
-}
 # Weight of the co-occurrence vector joined to each item's text vector before quantising (0: text
-# only). amazon: chosen on validation (train < 1,000,000, 1,000 valid cases, best epoch): text only
-# 0.134 / 0.0854, weight 0.5 0.124 / 0.0872, weight 1 0.134 / 0.0922, weight 2 0.116 / 0.0847.
-# ml-100k (500 valid cases after 4 of 20 epochs): text only 0.108 / 0.0471, weight 1 0.106 / 0.0532
-# (a tie on HR@10, ahead on NDCG@10) -> the same weight as amazon.
+# only), chosen on validation (tuning.json, collab-weight).
 COLLAB = {"amazon-industrial": 1.0, "ml-100k": 1.0}
 # The alignment ablation adds SID -> title and title -> SID examples (10% each of the mix).
 ALIGNMENT = {"next_item": 1.0, "sid_to_title": 0.1, "title_to_sid": 0.1}
@@ -358,9 +264,8 @@ def main(argv=None) -> int:
     if not DATA.is_dir():
         log(f"{DATA} not found: the quality benchmark needs the shared data sets")
         return 1
-    report = {"benchmark": "quality", "machine": machine_info(), "quick": args.quick, "tuning": TUNING,
-              "tuning_ml100k": TUNING_ML100K, "tuning_amazon_full_valid": TUNING_AMAZON_FULL_VALID,
-              "views": VIEWS, "views_tuning": VIEWS_TUNING,
+    report = {"benchmark": "quality", "machine": machine_info(), "quick": args.quick,
+              "tuning": "benchmarks/results/tuning.json", "views": VIEWS,
               "minutes_budget": args.minutes, "datasets": {}}
     md = []
     for name in args.datasets:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,10 @@ def _load(name: str):
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda p: p.name)
 def test_tool_has_a_docstring_and_help(tool):
     assert _load(tool.stem).__doc__.strip()
-    res = subprocess.run([sys.executable, str(tool), "--help"], capture_output=True, text=True, timeout=60)
+    # the package and the benchmarks package importable as in the tests (installed or not)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+    res = subprocess.run([sys.executable, str(tool), "--help"], capture_output=True, text=True,
+                         timeout=60, env=env)
     assert res.returncode == 0 and "usage:" in res.stdout, res.stderr
 
 
@@ -51,3 +55,20 @@ def test_check_llama_abi_reports_a_changed_declaration():
     assert any(m.startswith("function list:") and "llama_memory_seq_drop" in m for m in bad), bad
     stale_pin = pyproject.replace("llama-cpp-python==", "llama-cpp-python==9.")
     assert any(m.startswith("pins:") for ok, m in tool.run_checks(llama_cpp, header, stale_pin) if not ok)
+
+
+def test_rendered_doc_blocks_match_the_results():
+    """Every `<!-- render: ... -->` block of the docs equals what benchmarks/results renders now."""
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "render_results.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_render_results_refuses_a_block_it_cannot_render():
+    tool = _load("render_results")
+    ok = "<!-- render: tuning collab-weight -->\nold\n<!-- /render -->\n"
+    assert "| amazon weight 1 (adopted) | 0.1340 / 0.0922 |" in tool.render_text(ok)
+    for bad, why in (("tuning no-such-study", "no study"), ("cold-start amazon-industrial mars", "no mars"),
+                     ("plot", "unknown block")):
+        with pytest.raises(tool.RenderError, match=why):
+            tool.render_text(ok.replace("tuning collab-weight", bad))

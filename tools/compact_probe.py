@@ -5,13 +5,13 @@ Trains the compact model of benchmarks/quality.py on the tuning split (interacti
 appends a line to WORK/results.jsonl. SIDs are built for the tuning split (collaborative vectors
 from its interactions only) and cached per configuration under WORK.
 
-    python benchmarks/compact_probe.py NAME [--train JSON] [--sid JSON] [--work DIR]
+    python tools/compact_probe.py NAME [--train JSON] [--sid JSON] [--work DIR]
 
-    python benchmarks/compact_probe.py base
-    python benchmarks/compact_probe.py dim128 --sid '{"collab_dim": 128}'
-    python benchmarks/compact_probe.py dim128-seed1 --sid '{"collab_dim": 128, "seed": 1}'
-    python benchmarks/compact_probe.py layers8 --train '{"compact": {"num_layers": 8}}'
-    python benchmarks/compact_probe.py views3 --sid '{"views": 3}'    # + each view alone
+    python tools/compact_probe.py base
+    python tools/compact_probe.py dim128 --sid '{"collab_dim": 128}'
+    python tools/compact_probe.py dim128-seed1 --sid '{"collab_dim": 128, "seed": 1}'
+    python tools/compact_probe.py layers8 --train '{"compact": {"num_layers": 8}}'
+    python tools/compact_probe.py views3 --sid '{"views": 3}'    # + each view alone
 
 --train: TrainConfig fields over quality.py's COMPACT recipe ("compact" merges into its model
 config); --sid: SidConfig fields over quality.py's SIDs (RQ-VAE, 3 x 256 codes, no collision
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.quality import COLLAB, COMPACT, DATA, build_sids  # noqa: E402

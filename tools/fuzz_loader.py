@@ -1,6 +1,6 @@
 """Fuzz the bundle loader: random damage to bundle files, count what loading does.
 
-    python benchmarks/fuzz_loader.py --bundle runs/bundles/amazon-f16 [--trials 300] [--seed 0]
+    python tools/fuzz_loader.py --bundle runs/bundles/amazon-f16 [--trials 300] [--seed 0]
 
 Each trial damages one file of a working copy of the bundle in place (random bytes spliced in,
 or the file truncated), makes the manifest agree with the damaged file half of the time (so the
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
+if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info, table, write_json  # noqa: E402

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Render benchmarks/results/*.json into the docs' tables (and plots), so no figure is typed twice.
+
+A doc marks each rendered block with two HTML comments; the text between them is replaced:
+
+    <!-- render: cold-start amazon-industrial natural -->
+    ...generated Markdown...
+    <!-- /render -->
+
+Blocks (name, then arguments):
+  cold-start DATASET SEGMENT   test HR@10 / NDCG@10 of every model on one cold-start segment
+                               (natural or launch) and on all test cases (cold_start.json)
+  tuning STUDY                 one validation study of tuning.json: each run and its figures
+
+  python tools/render_results.py            # rewrite the marked blocks of README.md and docs/*.md
+  python tools/render_results.py --check    # exit 1 (listing them) when a block is stale
+  python tools/render_results.py --plots    # also draw docs/img/*.png (needs matplotlib)
+
+Exit status: 0 done / up to date, 1 stale blocks (--check), 2 a block names no result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- render: (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /render -->)", re.S)
+
+
+class RenderError(Exception):
+    pass
+
+
+def _load(name: str) -> dict:
+    path = RESULTS / name
+    if not path.is_file():
+        raise RenderError(f"{path.relative_to(ROOT)} is missing")
+    return json.loads(path.read_text())
+
+
+def _pair(m: dict, k: int = 10) -> str:
+    hr, nd = m[f"HR@{k}"], m[f"NDCG@{k}"]
+    return "0 / 0" if hr == 0 and nd == 0 else f"{hr:.4f} / {nd:.4f}"
+
+
+def cold_start(dataset: str, segment: str) -> str:
+    data = _load("cold_start.json")["datasets"]
+    if dataset not in data or segment not in data[dataset]:
+        raise RenderError(f"cold_start.json has no {segment} segment for {dataset!r}")
+    res = data[dataset][segment]
+    n_seg = res.get(f"n_{segment}_cases")
+    head = (f"| test ({res['n_cases']:,} cases; {n_seg:,} {segment}), HR@10 / NDCG@10 | {segment} "
+            "| all cases |")
+    rows = [head, "|---|---|---|"]
+    for model, segs in res["models"].items():
+        rows.append(f"| {model} | {_pair(segs[segment]) if segment in segs else '-'} "
+                    f"| {_pair(segs['all'])} |")
+    settings = res.get("settings")
+    chosen = ("none (the model alone)" if settings is None else
+              ", ".join(f"{k} {v}" for k, v in settings.items()))
+    return "\n".join(rows) + f"\n\nCold-start settings chosen on validation: {chosen}.\n"
+
+
+def tuning(study: str) -> str:
+    studies = {s["name"]: s for s in _load("tuning.json")["studies"]}
+    if study not in studies:
+        raise RenderError(f"tuning.json has no study {study!r} (it has {sorted(studies)})")
+    s = studies[study]
+    out = [f"{s['dataset']}, {s['model']}; split {s['split']}; {s['cases']}.", "",
+           "| setting | HR@10 / NDCG@10 |", "|---|---|"]
+    for run in s["runs"]:
+        if "results" in run:
+            cells = "; ".join((f"epoch {r['epoch']}: " if "epoch" in r else "") + _pair(r)
+                              for r in run["results"])
+        else:
+            cells = _pair(run)
+        out.append(f"| {run['setting']} | {cells} |")
+    return "\n".join(out) + f"\n\n{s['note']}\n"
+
+
+RENDERERS = {"cold-start": cold_start, "tuning": tuning}
+
+
+def render_block(args: str) -> str:
+    name, *rest = args.split()
+    if name not in RENDERERS:
+        raise RenderError(f"unknown block {name!r}; expected one of {sorted(RENDERERS)}")
+    try:
+        return RENDERERS[name](*rest)
+    except TypeError as exc:
+        raise RenderError(f"block {args!r}: {exc}") from exc
+
+
+def render_text(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("args")) + m.group(4), text)
+
+
+def plots(out: Path) -> list[Path]:
+    """docs/img/cold_start.png: HR@10 of each model on each data set's cold-start segments."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _load("cold_start.json")["datasets"]
+    panels = [(d, seg) for d in data for seg in ("natural", "launch") if seg in data[d]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (d, seg) in zip(axes[0], panels):
+        models = data[d][seg]["models"]
+        names = [m for m in models if seg in models[m]]
+        ax.barh(range(len(names)), [models[m][seg]["HR@10"] for m in names], color="#4c72b0")
+        ax.set_yticks(range(len(names)), [n.replace("genrec-lite compact (one view)", "genrec-lite")
+                                          for n in names], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{d}: {seg} segment", fontsize=9)
+        ax.set_xlabel("HR@10 (test)", fontsize=8)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "cold_start.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="report stale blocks, change nothing")
+    ap.add_argument("--plots", action="store_true", help="also draw docs/img/*.png")
+    args = ap.parse_args(argv)
+    stale = {}
+    try:  # every block first: a bad one leaves every doc as it was
+        for doc in DOCS:
+            text = doc.read_text()
+            new = render_text(text)
+            if new != text:
+                stale[doc] = new
+    except RenderError as exc:
+        print(f"render_results: {exc}", file=sys.stderr)
+        return 2
+    if not args.check:
+        for doc, new in stale.items():
+            doc.write_text(new)
+    stale = [doc.relative_to(ROOT) for doc in stale]
+    if args.check:
+        for doc in stale:
+            print(f"{doc}: rendered blocks are stale (python tools/render_results.py)")
+        return 1 if stale else 0
+    for doc in stale:
+        print(f"rewrote {doc}")
+    if args.plots:
+        for path in plots(ROOT / "docs" / "img"):
+            print(f"drew {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
