@@ -50,7 +50,8 @@ def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: i
     """The one-view compact recipe of quality.py (COMPACT, collaborative SIDs from the same
     split's training part) trained on `split`; a finished run in `work` is reused. `epochs`
     shortens the schedule (same warm-up share) where a machine cannot afford the recipe's."""
-    from genrec_lite.train.trainer import TrainConfig, Trainer
+    from genrec_lite import pipeline
+    from genrec_lite.train.trainer import TrainConfig
 
     settings = dict(COMPACT[name], split=split, seed=seed, eval_cases=0,
                     **({"epochs": epochs} if epochs else {}))
@@ -68,7 +69,7 @@ def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: i
     sids, _ = build_sids(dataset, work / f"sids-{split.replace(':', '')}", "none", quick,
                          COLLAB[name], split)
     t = time.perf_counter()
-    fit = Trainer(dataset, sids, out, cfg, progress=False, resume=False).fit()
+    fit = pipeline.train(dataset, sids, out, cfg, progress=False, resume=False)
     done.write_text(json.dumps({"train": asdict(cfg), "fit": fit,
                                 "minutes": round((time.perf_counter() - t) / 60, 1)}, indent=1))
     return out
@@ -166,13 +167,14 @@ def cold_items(catalog, train) -> np.ndarray:
 # --- the generative model -----------------------------------------------------------------------
 def bundle_of(ckpt: Path, settings=None) -> Path:
     """The F16 bundle of a checkpoint (exported once, beside it), serving with `settings`."""
-    from genrec_lite.export.bundle import export_bundle, set_cold_start
+    from genrec_lite import pipeline
+    from genrec_lite.export.bundle import set_cold_start
     from genrec_lite.train.checkpoint import weights_dir
 
     bundle = ckpt.parent / f"{ckpt.name}-bundle-f16"
     if not (bundle / "manifest.json").is_file() or \
             (bundle / "manifest.json").stat().st_mtime < weights_dir(ckpt).stat().st_mtime:
-        export_bundle(ckpt, bundle, quant="f16")
+        pipeline.export(ckpt, bundle, quant="f16")
     set_cold_start(bundle, settings)
     return bundle
 
@@ -300,7 +302,6 @@ def launched_items(ds) -> np.ndarray:
 def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, val: dict) -> dict:
     """A seeded 10% of the items hidden from training, then given to the live Recommender with
     add_items from their text; the test cases whose target is one of them, and all test cases."""
-    from genrec_lite.runtime.cold_start import ColdStartConfig
 
     ds, test = P["dataset"], P["test"]
     held = launched_items(ds)

@@ -52,11 +52,11 @@ def main(argv=None) -> int:
     if not (DATA / DATASET).is_dir():
         raise SystemExit(f"{DATA / DATASET} not found: the probe needs the shared amazon data")
 
+    from dataclasses import replace
+
+    from genrec_lite import pipeline
     from genrec_lite.data import resolve_dataset
-    from genrec_lite.prompts import PromptSet
-    from genrec_lite.train.checkpoint import load_model
-    from genrec_lite.train.evaluate import evaluate_cases
-    from genrec_lite.train.trainer import TrainConfig, Trainer
+    from genrec_lite.train.trainer import TrainConfig
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -68,20 +68,18 @@ def main(argv=None) -> int:
     settings["compact"] = {**COMPACT[DATASET]["compact"], **model_over}
     cfg = TrainConfig(**settings, num_threads=2)
     t = time.perf_counter()
-    Trainer(dataset, sids, work / args.name, cfg, progress=False, resume=False).fit()
+    pipeline.train(dataset, sids, work / args.name, cfg, progress=False, resume=False)
     minutes = (time.perf_counter() - t) / 60
-    model, tok, sids, meta = load_model(work / args.name, "last", device="auto")
-    common = dict(profiles=dataset.profiles if cfg.use_profiles else None,
-                  max_history=cfg.max_history, beam=20)
-    prompts = PromptSet.load(meta["prompts"])
-    m = evaluate_cases(model, tok, sids, dataset.valid_cases, prompts, **common)
+    ckpt = pipeline.load_checkpoint(work / args.name, which="last")
+    m = pipeline.evaluate_checkpoint(ckpt, dataset, dataset.valid_cases, beam=20)
     row = {"name": args.name, "train": json.loads(args.train), "sid": sid_over,
            "train_minutes": round(minutes, 1), "HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"],
            "n_cases": m["n_cases"]}
-    if len(sids) > 1:  # a multi-view model: each view alone too (the fused score is above)
+    if len(ckpt.sids) > 1:  # a multi-view model: each view alone too (the fused score is above)
         row["per_view"] = []
-        for view in sids:
-            mv = evaluate_cases(model, tok, view, dataset.valid_cases, prompts, **common)
+        for view in ckpt.sids:
+            mv = pipeline.evaluate_checkpoint(replace(ckpt, sids=view), dataset,
+                                              dataset.valid_cases, beam=20)
             row["per_view"].append({"HR@10": mv["HR@10"], "NDCG@10": mv["NDCG@10"]})
     print(json.dumps(row))
     with open(work / "results.jsonl", "a", encoding="utf-8") as f:

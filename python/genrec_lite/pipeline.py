@@ -139,10 +139,11 @@ class Checkpoint:
         return PromptSet.load(self.meta["prompts"])
 
 
-def load_checkpoint(path, device: str = "auto") -> Checkpoint:
+def load_checkpoint(path, device: str = "auto", which: str = "best") -> Checkpoint:
+    """The checkpoint's best (by validation) or last weights, for scoring."""
     from .train.checkpoint import load_model
 
-    model, tok, sids, meta = load_model(path, device=device)
+    model, tok, sids, meta = load_model(path, which, device=device)
     return Checkpoint(Path(path), model, tok, sids, meta)
 
 

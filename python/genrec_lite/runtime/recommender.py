@@ -32,7 +32,6 @@ leave, so nothing is freed under a running search.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
