@@ -1,0 +1,115 @@
+"""genrec_lite.fit: the tuning / final splits it derives, and the whole procedure on a small
+synthetic data set with a grid of two tiny recipes (real training, export, serving)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrec_lite.errors import InvalidArgumentError
+
+
+def _temporal_dataset(tmp_path, with_valid_file: bool):
+    """A synthetic data folder (unix-second log); with valid.jsonl holding the events of the
+    span's 60-80% (by time) when asked."""
+    from genrec_lite.data import make_synthetic, resolve_dataset, resolve_split, temporal_split
+    from genrec_lite.data.splits import save_cases
+
+    ds = make_synthetic(n_items=60, n_users=40, seed=1)
+    folder = tmp_path / ("with-valid" if with_valid_file else "plain")
+    ds.save(folder)
+    if with_valid_file:
+        plan = resolve_split("temporal:0.6,0.8", ds)
+        split = temporal_split(ds.interactions, at=plan.test_from, valid_at=plan.valid_from)
+        save_cases(split.valid, folder / "valid.jsonl")
+    return resolve_dataset(folder)
+
+
+def test_tuning_split_trains_before_validation_and_the_final_split_before_test(tmp_path):
+    from genrec_lite.data import make_synthetic, resolve_split
+    from genrec_lite.data.timestamps import number_text
+    from genrec_lite.fit import tuning_split
+
+    ds = make_synthetic(n_items=60, n_users=40, seed=1)
+    for given in ("leave-one-out", "leave-one-out:final", "auto"):
+        assert tuning_split(resolve_split(given, ds), ds) == ("leave-one-out", "leave-one-out:final")
+    plain = _temporal_dataset(tmp_path, with_valid_file=False)
+    plan = resolve_split("temporal:0.6,0.8", plain)
+    t = number_text(plan.test_from)
+    assert tuning_split(plan, plain) == (plan.spec, f"temporal:{t},{t}")
+    # one bound and no valid.jsonl: the validation period is a window of the test period's length
+    tune, final = tuning_split(resolve_split(f"temporal:{t}", plain), plain)
+    assert final == f"temporal:{t},{t}" and tune.endswith(f",{t}") and tune != final
+    # one bound and valid.jsonl: validation starts at the first valid case's event
+    with_valid = _temporal_dataset(tmp_path, with_valid_file=True)
+    tune, final = tuning_split(resolve_split(f"temporal:{t}", with_valid), with_valid)
+    v = float(tune[len("temporal:"):].split(",")[0])
+    assert plan.valid_from <= v < plan.test_from and final == f"temporal:{t},{t}"
+    # the tuning split's validation cases come after its training part; the final split trains
+    # on them too
+    t_split = resolve_split(tune, with_valid).apply(with_valid, None)
+    f_split = resolve_split(final, with_valid).apply(with_valid, None)
+    assert t_split.valid and not f_split.valid
+    n_tune = sum(len(s) for s in t_split.train.values())
+    n_final = sum(len(s) for s in f_split.train.values())
+    ts = with_valid.interactions.timestamps
+    assert n_tune == int((ts < v).sum()) and n_final == int((ts < plan.test_from).sum())
+    assert n_final >= n_tune + len(t_split.valid)
+
+
+def test_tuning_split_refuses_a_split_without_validation(tmp_path):
+    from genrec_lite.data import resolve_split
+    from genrec_lite.fit import tuning_split
+
+    plain = _temporal_dataset(tmp_path, with_valid_file=False)
+    with pytest.raises(InvalidArgumentError, match="no validation period"):
+        tuning_split(resolve_split("temporal:0.8,0.8", plain), plain)
+
+
+@pytest.mark.parametrize("minutes", [0, -1.0, float("nan")])
+def test_fit_refuses_a_budget_it_cannot_use(tmp_path, minutes):
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.fit import fit
+
+    with pytest.raises(InvalidArgumentError, match="minutes"):
+        fit(make_synthetic(n_items=60, n_users=40), tmp_path / "out", minutes=minutes)
+    assert not (tmp_path / "out").exists()
+
+
+def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.fit import Candidate, fit
+    from genrec_lite.runtime import Recommender
+
+    ds = make_synthetic(n_items=100, n_users=120, seed=0)
+    tiny = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2}
+    grid = (Candidate("history2", dict(max_history=2, epochs=2, batch_size=32, compact=tiny)),
+            Candidate("history8", dict(max_history=8, epochs=2, batch_size=32, compact=tiny)))
+    said = []
+    report = fit(ds, tmp_path / "fit", minutes=30, threads=2, candidates=grid,
+                 sid_config={"codebook_size": 16, "epochs": 30}, log=said.append)
+    assert report["split"]["tuning"] == "leave-one-out"
+    assert report["split"]["final"] == "leave-one-out:final"
+    scores = {c["name"]: c["validation"]["NDCG@10"] for c in report["candidates"]}
+    assert set(scores) == {"history2", "history8"}
+    assert report["chosen"] == max(scores, key=lambda n: (scores[n], n == "history2"))
+    assert all(len(c["curve"]) == 2 and not c["stopped_by_budget"] for c in report["candidates"])
+    # the final model is the chosen recipe on the final split, served from OUT/bundle
+    final = report["final"]["train"]
+    chosen = next(c for c in grid if c.name == report["chosen"])
+    assert final["split"] == "leave-one-out:final" and final["eval_cases"] == 0
+    assert final["max_history"] == chosen.train["max_history"]
+    test = report["test"]
+    assert test["n_cases"] == 120 and 0 <= test["genrec-lite"]["HR@10"] <= 1
+    assert {"HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10"} <= set(
+        test["genrec-lite"])
+    assert json.loads((tmp_path / "fit" / "report.json").read_text())["chosen"] == report["chosen"]
+    assert "(chosen)" in (tmp_path / "fit" / "report.md").read_text()
+    with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
+        assert rec.bundle.manifest.max_history == chosen.train["max_history"]
+        history = next(iter(ds.interactions.sequences().values()))
+        assert len(rec.recommend([int(i) for i in history[-3:]])) == 10
+    assert any("chosen" in line for line in said)
