@@ -69,6 +69,7 @@ def test_render_results_refuses_a_block_it_cannot_render():
     ok = "<!-- render: tuning collab-weight -->\nold\n<!-- /render -->\n"
     assert "| amazon weight 1 (adopted) | 0.1340 / 0.0922 |" in tool.render_text(ok)
     for bad, why in (("tuning no-such-study", "no study"), ("cold-start amazon-industrial mars", "no mars"),
+                     ("quality amazon-industrial SASRec No%20such%20model", "no model 'No such model'"),
                      ("plot", "unknown block")):
         with pytest.raises(tool.RenderError, match=why):
             tool.render_text(ok.replace("tuning collab-weight", bad))

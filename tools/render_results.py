@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render benchmarks/results/*.json into the docs' tables (and plots), so no figure is typed twice.
 
-A doc marks each rendered block with two HTML comments; the text between them is replaced:
+A doc marks each rendered block with two HTML comments; the text between them is replaced (a
+space inside an argument is written %20):
 
     <!-- render: cold-start amazon-industrial natural -->
     ...generated Markdown...
@@ -11,6 +12,9 @@ Blocks (name, then arguments):
   cold-start DATASET SEGMENT   test HR@10 / NDCG@10 of every model on one cold-start segment
                                (natural or launch) and on all test cases (cold_start.json)
   tuning STUDY                 one validation study of tuning.json: each run and its figures
+  quality DATASET MODEL...     HR/NDCG@1,3,5,10 of the named models of quality.json's test run
+                               (beam 20), the mean of the main model's seeds, and the published
+                               rows (benchmarks/baselines/run.py)
 
   python tools/render_results.py            # rewrite the marked blocks of README.md and docs/*.md
   python tools/render_results.py --check    # exit 1 (listing them) when a block is stale
@@ -26,8 +30,11 @@ import json
 import re
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the benchmarks package (published figures) is at the repo root
+    sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- render: (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /render -->)", re.S)
@@ -84,11 +91,47 @@ def tuning(study: str) -> str:
     return "\n".join(out) + f"\n\n{s['note']}\n"
 
 
-RENDERERS = {"cold-start": cold_start, "tuning": tuning}
+KS = (1, 3, 5, 10)
+SEEDS = ("genrec-lite compact", "compact, seed 1", "compact, seed 2")  # quality.py --seeds 0 1 2
+
+
+def quality(dataset: str, *models: str) -> str:
+    from benchmarks.baselines.run import PUBLISHED
+
+    data = _load("quality.json")["datasets"]
+    if dataset not in data:
+        raise RenderError(f"quality.json has no {dataset!r}")
+    runs = data[dataset]["models"]
+    missing = [m for m in models if m not in runs]
+    if missing:
+        raise RenderError(f"quality.json has no model {missing[0]!r} for {dataset} (it has "
+                          f"{sorted(runs)})")
+    cols = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
+    rows = [("| model | " + " | ".join(cols) + " |"), "|---" * (len(cols) + 1) + "|"]
+
+    def row(name, m):
+        rows.append(f"| {name} | " + " | ".join("-" if c not in m else f"{m[c]:.4f}" for c in cols)
+                    + " |")
+
+    for m in models:
+        row(m, runs[m]["test"])
+    seeds = [runs[s]["test"] for s in SEEDS if s in runs]
+    if len(seeds) > 1:
+        row(f"{SEEDS[0]}, mean of {len(seeds)} seeds",
+            {c: sum(s[c] for s in seeds) / len(seeds) for c in cols})
+    if dataset == "amazon-industrial":  # the published rows are of this data processing
+        for name, m in PUBLISHED.items():
+            row(name, m)
+    n = next(iter(runs.values()))["test"].get("n_cases")
+    return "\n".join(rows) + f"\n\nTest cases: {n:,}; beam 20 for genrec-lite; full ranking.\n"
+
+
+RENDERERS = {"cold-start": cold_start, "tuning": tuning, "quality": quality}
 
 
 def render_block(args: str) -> str:
-    name, *rest = args.split()
+    """One block's Markdown; its arguments are split on spaces (%20 for a space inside one)."""
+    name, *rest = [unquote(a) for a in args.split()]
     if name not in RENDERERS:
         raise RenderError(f"unknown block {name!r}; expected one of {sorted(RENDERERS)}")
     try:
