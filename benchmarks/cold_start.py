@@ -4,6 +4,7 @@
     python benchmarks/cold_start.py                       # amazon-industrial, natural + launch
     python benchmarks/cold_start.py --datasets ml-100k
     python benchmarks/cold_start.py --no-launch           # the natural segment only
+    python benchmarks/cold_start.py --no-natural          # the launch segment only
     python benchmarks/cold_start.py --quick               # smoke test: tiny budgets
 
 Segments (HR/NDCG@1,3,5,10 on each and on all test cases):
@@ -299,7 +300,8 @@ def launched_items(ds) -> np.ndarray:
                                                    replace=False))
 
 
-def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, val: dict) -> dict:
+def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
+                   val: dict | None) -> dict:
     """A seeded 10% of the items hidden from training, then given to the live Recommender with
     add_items from their text; the test cases whose target is one of them, and all test cases."""
 
@@ -337,7 +339,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, va
     out["validation"] = {"model": str(tune), "n_cases": len(valid),
                          "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
                          "chosen": chosen,
-                         "natural_validation_chose": val["chosen_on_all"]["chosen"]}
+                         "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
     settings = cfg
     ckpt = train_model(ds.without_items(held), name, COMPACT[name]["split"], lwork, args.quick,
@@ -353,8 +355,11 @@ def tables(name: str, res: dict) -> str:
     from genrec_lite.eval import metrics_table
 
     text = [f"### {name}"]
-    parts = [("validation half B", res["validation"]["half_b"]["models"],
-              (("natural", "natural segment (target never trained on)"), ("all", "all cases")))]
+    parts = []
+    if "validation" in res:
+        parts.append(("validation half B", res["validation"]["half_b"]["models"],
+                      (("natural", "natural segment (target never trained on)"),
+                       ("all", "all cases"))))
     if "natural" in res:
         parts.append(("test", res["natural"]["models"],
                       (("natural", "natural segment (target never trained on)"),
@@ -380,7 +385,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None,
                     help="shorten the recipe's schedule to this many epochs (a slow machine)")
     ap.add_argument("--launch", action=argparse.BooleanOptionalAction, default=True,
-                    help="the launch segment (one more training run and its bundle)")
+                    help="the launch segment (two more training runs and their bundles)")
+    ap.add_argument("--natural", action=argparse.BooleanOptionalAction, default=True,
+                    help="the natural segment and its validation (two training runs)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "cold_start.json"))
     args = ap.parse_args(argv)
@@ -398,10 +405,13 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         P = load_protocol(name, DATA)
         vectors = content_vectors(P["dataset"])
-        val = validation_settings(name, P, work, args, vectors)
         res = report["datasets"][name] = {
-            "epochs": args.epochs or "the recipe's (quality.py COMPACT)", "validation": val}
-        res["natural"] = natural_segment(name, P, work, args, vectors, val)
+            "epochs": args.epochs or "the recipe's (quality.py COMPACT)",
+            "machine": report["machine"]}  # a run over some data sets keeps the others' results
+        val = None
+        if args.natural:
+            val = res["validation"] = validation_settings(name, P, work, args, vectors)
+            res["natural"] = natural_segment(name, P, work, args, vectors, val)
         if args.launch:
             res["launch"] = launch_segment(name, P, work, args, vectors, val)
         md.append(tables(name, res))
