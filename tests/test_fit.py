@@ -83,14 +83,17 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     from genrec_lite.data import make_synthetic
     from genrec_lite.fit import Candidate, fit
     from genrec_lite.runtime import Recommender
+    from genrec_lite.train.rl import RLConfig
 
     ds = make_synthetic(n_items=100, n_users=120, seed=0)
     tiny = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2}
     grid = (Candidate("history2", dict(max_history=2, epochs=2, batch_size=32, compact=tiny)),
             Candidate("history8", dict(max_history=8, epochs=2, batch_size=32, compact=tiny)))
     said = []
+    rl = RLConfig(steps=2, cases_per_step=4, group=4, beam=4, snapshot_every=1, eval_every=1,
+                  eval_cases=30, lr=1e-3)
     report = fit(ds, tmp_path / "fit", minutes=30, threads=2, candidates=grid,
-                 sid_config={"codebook_size": 16, "epochs": 30}, log=said.append)
+                 sid_config={"codebook_size": 16, "epochs": 30}, rl=rl, log=said.append)
     assert report["split"]["tuning"] == "leave-one-out"
     assert report["split"]["final"] == "leave-one-out:final"
     scores = {c["name"]: c["validation"]["NDCG@10"] for c in report["candidates"]}
@@ -113,3 +116,9 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         history = next(iter(ds.interactions.sequences().values()))
         assert len(rec.recommend([int(i) for i in history[-3:]])) == 10
     assert any("chosen" in line for line in said)
+    # RL counted its helpful updates on the tuning model; the final model got that many
+    steps = report["rl"]["steps_chosen"]
+    assert steps == report["rl"]["tuning"]["best"]["step"] and 0 <= steps <= 2
+    assert ("final" in report["rl"]) == (steps > 0)
+    if steps:
+        assert report["rl"]["final"]["steps"] == steps

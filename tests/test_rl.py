@@ -95,3 +95,23 @@ def test_rl_finetune_keeps_the_best_weights_by_validation(runtime_checkpoint, sy
     with Recommender.load(tmp_path / "bundle", n_threads=1) as rec:
         assert len(rec.recommend([1, 2, 3], k=5)) == 5
     assert len(said) == 3
+
+
+def test_rl_finetune_keep_last_runs_the_given_updates_without_validation(runtime_checkpoint,
+                                                                        synthetic_dataset, tmp_path):
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.rl import RLConfig, rl_finetune
+
+    cfg = RLConfig(steps=3, cases_per_step=4, group=4, beam=4, snapshot_every=3, eval_every=10,
+                   lr=1e-3, threads=1)
+    rep = rl_finetune(runtime_checkpoint, synthetic_dataset, tmp_path / "rl", cfg, device="cpu",
+                      keep="last")
+    assert rep["steps"] == 3 and rep["best"] == {"step": 3} and rep["sft_validation"] is None
+    assert [p["step"] for p in rep["curve"]] == [0, 3] and "NDCG@10" not in rep["curve"][-1]
+    model, _, _, _ = load_model(tmp_path / "rl")
+    sft, _, _, _ = load_model(runtime_checkpoint)
+    assert not all(np.array_equal(a.detach().numpy(), b.detach().numpy())
+                   for a, b in zip(model.state_dict().values(), sft.state_dict().values()))
+    with pytest.raises(InvalidArgumentError, match="keep"):
+        rl_finetune(runtime_checkpoint, synthetic_dataset, tmp_path / "x", cfg, keep="first")

@@ -629,8 +629,11 @@ def rl_cmd(model_path, data, out, steps, reward, group, lr, kl, minutes, threads
               help="'auto' (a GPU when torch sees one), 'cpu', 'cuda' or 'cuda:N'.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rl", "with_rl", is_flag=True,
+              help="Also RL after SFT: the updates that help are counted on the tuning model's "
+                   "validation (10% of the budget), then given to the final model.")
 @_log_options
-def fit_cmd(data, out, minutes, split, device, threads, seed, time_unit, kcore) -> None:
+def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, time_unit, kcore) -> None:
     """The production recipe in one command, every choice made on validation.
 
     Derives a tuning split (training ends where validation begins) from the split, trains each
@@ -647,8 +650,13 @@ def fit_cmd(data, out, minutes, split, device, threads, seed, time_unit, kcore) 
     from .fit import fit
 
     dataset = _load_data(data, time_unit, kcore)
+    rl = None
+    if with_rl:
+        from .train.rl import RLConfig
+
+        rl = RLConfig(max_minutes=0.1 * minutes)
     report = fit(dataset, out, minutes=minutes, split=split, device=device, threads=threads,
-                 seed=seed, log=lambda msg: click.echo(f"      {msg}", err=True))
+                 seed=seed, rl=rl, log=lambda msg: click.echo(f"      {msg}", err=True))
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"bundle in {Path(out) / 'bundle'}; {report['minutes']:g} min")
 

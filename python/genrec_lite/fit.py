@@ -15,9 +15,12 @@ Given a data set and a time budget:
 4. **Final model.** The winner's recipe trains on the final split (no validation there: its
    validation period is training data) with the rest of the budget, and is exported to
    ``OUT/bundle``.
-5. **Cold start** is chosen on the validation cases with the winner's tuning model served by
-   the C++ runtime (eval/cold_start.py's procedure) and written into the bundle.
-6. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
+5. **RL** (optional, ``rl``): GRPO after SFT (train/rl.py) on the winner's tuning model, early
+   stopping on validation NDCG@10, chooses how many updates help (none: RL is skipped); the final
+   model then gets that many updates.
+6. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
+   served by the C++ runtime (eval/cold_start.py's procedure) and written into the bundle.
+7. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (beam 20) beside popularity on the same cases.
 
@@ -36,6 +39,7 @@ from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset, SplitPlan
+    from .train.rl import RLConfig
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _train_config(cand: Candidate, split: str, **over):
 def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         device: str = "auto", threads: int | None = None, seed: int = 0,
         candidates: tuple[Candidate, ...] | None = None, sid_config: dict | None = None,
-        log: Callable[[str], None] | None = None) -> dict:
+        rl: "RLConfig | None" = None, log: Callable[[str], None] | None = None) -> dict:
     """Run the procedure of this module on ``dataset``; everything goes under ``out``. Returns
     the report (also written to out/report.json and out/report.md)."""
     from . import pipeline
@@ -180,9 +184,28 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["chosen"] = chosen.name
     say(f"chosen: {chosen.name} (validation NDCG@10 {best[1]:.4f})")
 
+    # --- RL on the winner's tuning model: how many updates help ------------------------------
+    tune_model = out / "search" / chosen.name
+    rl_steps = 0
+    if rl is not None:
+        from dataclasses import replace
+
+        from .train.rl import rl_finetune
+
+        say("RL on the chosen tuning model (early stopping on validation)")
+        rep = rl_finetune(tune_model, dataset, out / "search" / f"{chosen.name}-rl",
+                          replace(rl, seed=seed, threads=rl.threads or threads), device=device,
+                          log=say)
+        rl_steps = int(rep["best"]["step"])
+        report["rl"] = {"tuning": {k: rep[k] for k in ("sft_validation", "best", "curve", "steps",
+                                                       "stopped_by", "minutes")},
+                        "steps_chosen": rl_steps}
+        if rl_steps:
+            tune_model = out / "search" / f"{chosen.name}-rl"
+
     # --- cold start, chosen on validation with the winner's tuning model --------------------
     tune_bundle = out / "search" / f"{chosen.name}-bundle"
-    pipeline.export(out / "search" / chosen.name, tune_bundle, quant="f16")
+    pipeline.export(tune_model, tune_bundle, quant="f16")
     from .runtime import Recommender
 
     rec = Recommender.load(tune_bundle, n_threads=threads)
@@ -202,7 +225,19 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                          device=device)
     report["final"] = {"train": asdict(cfg), "minutes": res["minutes"], "steps": res["steps"],
                        "epochs_run": len(res["history"])}
-    pipeline.export(out / "model", out / "bundle", quant="f16", which="last")
+    final_model = out / "model"
+    if rl_steps:
+        from dataclasses import replace
+
+        from .train.rl import rl_finetune
+
+        say(f"RL on the final model: {rl_steps} updates")
+        rep = rl_finetune(final_model, dataset, out / "model-rl",
+                          replace(rl, steps=rl_steps, seed=seed, threads=rl.threads or threads),
+                          device=device, keep="last", log=say)
+        report["rl"]["final"] = {k: rep[k] for k in ("curve", "steps", "minutes")}
+        final_model = out / "model-rl"
+    pipeline.export(final_model, out / "bundle", quant="f16")
     set_cold_start(out / "bundle", cold)
 
     # --- test metrics of the served bundle --------------------------------------------------
@@ -237,6 +272,13 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
         lines.append(f"| {c['name']}{' (chosen)' if c['name'] == report['chosen'] else ''} | "
                      f"{v.get('HR@10', float('nan')):.4f} | {v.get('NDCG@10', float('nan')):.4f} | "
                      f"{v.get('epoch', '-')} | {c['epochs_run']} | {c['minutes']:g} |")
+    if "rl" in report:
+        r = report["rl"]
+        lines += ["", f"RL on the chosen tuning model: validation NDCG@10 "
+                      f"{r['tuning']['sft_validation']['NDCG@10']:.4f} -> "
+                      f"{r['tuning']['best']['NDCG@10']:.4f}; {r['steps_chosen']} updates "
+                      "chosen for the final model" + (" (RL off)" if not r["steps_chosen"] else "")
+                      + "."]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
               ("off" if cold is None else ", ".join(f"{k} {v}" for k, v in cold.items())) + "."]

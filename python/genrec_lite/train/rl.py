@@ -163,10 +163,14 @@ def _training_cases(train, max_history: int, rng: np.random.Generator, n: int):
 
 
 def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: str = "auto",
-                log=None) -> dict:
+                keep: str = "best", log=None) -> dict:
     """Fine-tune the SFT checkpoint ``sft_ckpt`` with GRPO on ``dataset``'s training split (the
-    checkpoint's own split); the result is a checkpoint in ``out`` (its best weights by
-    validation NDCG@10, the SFT weights when nothing beat them) with rl.json, the curve."""
+    checkpoint's own split); the result is a checkpoint in ``out`` with rl.json, the curve.
+    keep="best": the best weights by validation NDCG@10 (the SFT weights when nothing beat
+    them), stopping early; keep="last": cfg.steps updates, no validation (a final model whose
+    step count was chosen on a tuning model's validation)."""
+    if keep not in ("best", "last"):
+        raise InvalidArgumentError(f"keep={keep!r}; expected 'best' or 'last'")
     from .._devices import resolve_device
     from ..data.split_spec import make_split
     from ..prompts import PromptSet
@@ -193,7 +197,8 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     sids = views.primary
     prompts = PromptSet.load(meta["prompts"])
     split = make_split(dataset, train_cfg["split"], None)
-    if not split.valid:
+    select = keep == "best"
+    if select and not split.valid:
         raise InvalidArgumentError(f"the split {train_cfg['split']!r} of {sft_ckpt} has no "
                                    "validation cases; RL stops early on validation NDCG@10")
     rng = np.random.default_rng(cfg.seed)
@@ -217,11 +222,13 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=0.0)
     t0 = time.time()
-    base = validate(policy)
-    say(f"SFT model: validation NDCG@10 {base['NDCG@10']:.4f}, HR@10 {base['HR@10']:.4f}")
-    curve = [{"step": 0, **base}]
-    best = {"step": 0, **base}
-    best_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    base = validate(policy) if select else None
+    if select:
+        say(f"SFT model: validation NDCG@10 {base['NDCG@10']:.4f}, HR@10 {base['HR@10']:.4f}")
+    curve = [{"step": 0, **(base or {})}]
+    best = {"step": 0, **(base or {})}
+    best_state = ({k: v.detach().clone() for k, v in policy.state_dict().items()} if select
+                  else None)
     stale, step, stopped = 0, 0, "steps"
     with tempfile.TemporaryDirectory() as tmp:
         roll = _Rollouts(sft_ckpt, Path(tmp), cfg.threads)
@@ -256,7 +263,11 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
                 opt.step()
                 out_of_time = cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60
-                if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+                if not select:
+                    if step % cfg.eval_every == 0 or step == cfg.steps:
+                        curve.append({"step": step, "kl": kl.item(), "loss": loss.item(),
+                                      "minutes": round((time.time() - t0) / 60, 2)})
+                elif step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
                     m = validate(policy)
                     curve.append({"step": step, **m, "kl": kl.item(), "loss": loss.item(),
                                   "minutes": round((time.time() - t0) / 60, 2)})
@@ -275,7 +286,10 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
                     break
         finally:
             roll.close()
-    policy.load_state_dict(best_state)
+    if select:
+        policy.load_state_dict(best_state)
+    else:
+        best = {"step": step}
     report = {"config": asdict(cfg), "sft": str(sft_ckpt), "sft_validation": base, "best": best,
               "curve": curve, "steps": step, "stopped_by": stopped,
               "minutes": round((time.time() - t0) / 60, 2)}
