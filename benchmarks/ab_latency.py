@@ -41,11 +41,14 @@ def worker(spec: dict) -> dict:
     """One round in a child process: the checkout's own genrec_lite on the bundle."""
     from genrec_lite.runtime import Recommender
 
-    histories = spec["histories"]
     rec = Recommender.load(spec["bundle"], n_threads=spec["threads"])
     try:
         rec.set_cold_start(None)  # the model's answers alone: the mixture has its own benchmark
-        reqs = [{"history": h, "k": 10, "beam": 20} for h in histories]
+        # a bundle trained with user profiles gets each user's record (the Recommender writes it
+        # with the bundle's profile template)
+        use = rec.bundle.manifest.use_profiles
+        reqs = [{"history": h, "profile": p if use else None, "k": 10, "beam": 20}
+                for h, _, p in spec["cases"][:spec["n_timed"]]]
         for r in reqs[-4:]:  # first touch of the mmap'd weights
             rec.recommend_batch([r])
         out: dict = {"ms": {}, "answers": None}
@@ -57,7 +60,8 @@ def worker(spec: dict) -> dict:
                 rec.recommend_batch(c)
                 ms.append((time.perf_counter() - t) * 1e3)
             out["ms"][str(batch)] = ms
-        cases = [{"history": h, "k": 10, "beam": 20} for h, _ in spec["cases"]]
+        cases = [{"history": h, "profile": p if use else None, "k": 10, "beam": 20}
+                 for h, _, p in spec["cases"]]
         out["answers"] = [[[x.item_id, round(float(x.score), 5)] for x in a]
                           for s in range(0, len(cases), 32)
                           for a in rec.recommend_batch(cases[s:s + 32])]
@@ -66,18 +70,21 @@ def worker(spec: dict) -> dict:
         rec.close()
 
 
-def test_cases(name: str, max_len: int = 50) -> list[tuple[list[int], int]]:
-    """(the newest max_len history items, target) of each test case of the data set under the
-    benchmarks' protocol (benchmarks/baselines/run.py)."""
+def test_cases(name: str, max_len: int = 50) -> list[tuple[list[int], int, dict | None]]:
+    """(the newest max_len history items, target, the user's profile record or None) of each
+    test case of the data set under the benchmarks' protocol (benchmarks/baselines/run.py)."""
     from benchmarks.baselines.run import load_protocol
 
-    return [([int(i) for i in c.history][-max_len:], int(c.target))
-            for c in load_protocol(name, DATA)["test"] if len(c.history)]
+    P = load_protocol(name, DATA)
+    profiles = P["dataset"].profiles
+    return [([int(i) for i in c.history][-max_len:], int(c.target),
+             profiles.get(c.user_id) if profiles is not None else None)
+            for c in P["test"] if len(c.history)]
 
 
 def metrics(answers, cases) -> dict:
     hr = nd = 0.0
-    for a, (_, target) in zip(answers, cases):
+    for a, (_, target, _) in zip(answers, cases):
         items = [i for i, _ in a][:10]
         if target in items:
             r = items.index(target)
@@ -98,9 +105,9 @@ def run_round(checkout: Path, spec_file: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--dataset", required=True, choices=["amazon-industrial", "ml-100k"])
-    ap.add_argument("--checkout", action="append", required=True, metavar="NAME=DIR",
+    ap.add_argument("--bundle")
+    ap.add_argument("--dataset", choices=["amazon-industrial", "ml-100k"])
+    ap.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                     help="two checkouts, each with its _core built into python/genrec_lite")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=40, help="timed calls per batch size and round")
@@ -110,14 +117,15 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0
+    if not (args.bundle and args.dataset):
+        ap.error("--bundle and --dataset are required")
     named = [c.partition("=") for c in args.checkout]
     if len(named) != 2 or any(not n or not p for n, _, p in named):
         ap.error("--checkout NAME=DIR, exactly twice")
     checkouts = {n: Path(p).resolve() for n, _, p in named}
     cases = test_cases(args.dataset)
-    histories = [h for h, _ in cases][:args.calls * max(BATCHES)]
-    spec = {"bundle": str(Path(args.bundle).resolve()), "histories": histories, "cases": cases,
-            "threads": args.threads, "calls": args.calls}
+    spec = {"bundle": str(Path(args.bundle).resolve()), "cases": cases,
+            "n_timed": args.calls * max(BATCHES), "threads": args.threads, "calls": args.calls}
     names = list(checkouts)
     ms = {n: {str(b): [] for b in BATCHES} for n in names}
     answers: dict = {}
