@@ -26,7 +26,6 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-
 from .._ext import core
 from ..errors import (ArtifactError, ClosedError, ForkError, GenrecError,
                       InvalidArgumentError, MissingDependencyError)
@@ -239,10 +238,8 @@ class LlamaModel:
         if not self.prefix_cache:
             return
         stems = [[int(t) for t in s] for s in stems if len(s) > 0]
-        with self._cond:
-            while len(self._pool) < len(self._contexts) and not self._closed:
-                self._cond.wait()
-            for ctx in self._pool:
+        with self._all_idle() as pool:
+            for ctx in pool:
                 ctx.set_prefix_stems(stems)
 
     @property
@@ -256,12 +253,19 @@ class LlamaModel:
         addresses), e.g. a fault-injecting llama_decode in a test. Waits until no search runs."""
         if not isinstance(api, core().LlamaApi):
             api = core().LlamaApi(api)
+        with self._all_idle() as pool:
+            for ctx in pool:
+                ctx.api = api
+            self._api = api
+
+    @contextmanager
+    def _all_idle(self):
+        """Every context, once no search holds one (empty once closed); no search starts until
+        the block ends."""
         with self._cond:
             while len(self._pool) < len(self._contexts) and not self._closed:
                 self._cond.wait()
-            for ctx in self._pool:
-                ctx.api = api
-            self._api = api
+            yield self._pool
 
     @property
     def max_beam(self) -> int:
