@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -119,7 +119,9 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     from .data import resolve_split
     from .eval.metrics import metrics_table
     from .export.bundle import set_cold_start
+    from .runtime import Recommender
     from .sid.build import SidConfig
+    from .train.rl import rl_finetune
 
     say = log or (lambda msg: None)
     if not minutes > 0:
@@ -188,14 +190,10 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     tune_model = out / "search" / chosen.name
     rl_steps = 0
     if rl is not None:
-        from dataclasses import replace
-
-        from .train.rl import rl_finetune
-
+        rl = replace(rl, seed=seed, threads=rl.threads or threads)
         say("RL on the chosen tuning model (early stopping on validation)")
-        rep = rl_finetune(tune_model, dataset, out / "search" / f"{chosen.name}-rl",
-                          replace(rl, seed=seed, threads=rl.threads or threads), device=device,
-                          log=say)
+        rep = rl_finetune(tune_model, dataset, out / "search" / f"{chosen.name}-rl", rl,
+                          device=device, log=say)
         rl_steps = int(rep["best"]["step"])
         report["rl"] = {"tuning": {k: rep[k] for k in ("sft_validation", "best", "curve", "steps",
                                                        "stopped_by", "minutes")},
@@ -206,34 +204,25 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     # --- cold start, chosen on validation with the winner's tuning model --------------------
     tune_bundle = out / "search" / f"{chosen.name}-bundle"
     pipeline.export(tune_model, tune_bundle, quant="f16")
-    from .runtime import Recommender
-
-    rec = Recommender.load(tune_bundle, n_threads=threads)
-    try:
+    with Recommender.load(tune_bundle, n_threads=threads) as rec:
         cold = pipeline.tune_cold_start(rec, tune_bundle, valid, pipeline.bundle_profiles(rec, dataset))
-    finally:
-        rec.close()
     report["cold_start"] = None if cold is None else cold.to_dict()
 
     # --- the final model --------------------------------------------------------------------
-    say(f"SIDs for the final split; final model ({chosen.name}) for up to "
-        f"{max(left() - minutes * (1 - SEARCH_SHARE - FINAL_SHARE), 0.5):.1f} min")
+    # what is left, less the reserve for SIDs, export and scoring
+    final_minutes = max(left() - minutes * (1 - SEARCH_SHARE - FINAL_SHARE), 0.5)
+    say(f"SIDs for the final split; final model ({chosen.name}) for up to {final_minutes:.1f} min")
     final_sids = sids_for(final_spec, "sids")
     cfg = _train_config(chosen, final_spec, eval_cases=0, seed=seed, num_threads=threads,
-                        max_minutes=max(left() - minutes * (1 - SEARCH_SHARE - FINAL_SHARE), 0.5))
+                        max_minutes=final_minutes)
     res = pipeline.train(dataset, final_sids, out / "model", cfg, progress=False, resume=False,
                          device=device)
     report["final"] = {"train": asdict(cfg), "minutes": res["minutes"], "steps": res["steps"],
                        "epochs_run": len(res["history"])}
     final_model = out / "model"
     if rl_steps:
-        from dataclasses import replace
-
-        from .train.rl import rl_finetune
-
         say(f"RL on the final model: {rl_steps} updates")
-        rep = rl_finetune(final_model, dataset, out / "model-rl",
-                          replace(rl, steps=rl_steps, seed=seed, threads=rl.threads or threads),
+        rep = rl_finetune(final_model, dataset, out / "model-rl", replace(rl, steps=rl_steps),
                           device=device, keep="last", log=say)
         report["rl"]["final"] = {k: rep[k] for k in ("curve", "steps", "minutes")}
         final_model = out / "model-rl"
@@ -245,11 +234,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     test = dataset.test_cases or final_plan.apply(dataset, None).test
     if test:
         say(f"scoring {len(test):,} test cases with the C++ runtime")
-        rec = Recommender.load(out / "bundle", n_threads=threads)
-        try:
+        with Recommender.load(out / "bundle", n_threads=threads) as rec:
             ours = pipeline.evaluate_recommender(rec, dataset, test, beam=20)
-        finally:
-            rec.close()
         pop = pipeline.popularity_baseline(dataset, final_plan, test)
         report["test"] = {"beam": 20, "n_cases": len(test), "genrec-lite": ours, "popularity": pop}
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
