@@ -98,22 +98,17 @@ def advantages(r: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 def sid_logprobs(model, tok, prompts: list[str], sid_tokens: list[list[int]], device) -> "torch.Tensor":
     """log p(SID tokens | prompt) under `model` for each (prompt, SID) pair: the sum over the
     SID's tokens of their log-softmax over the whole vocabulary (teacher forced)."""
+    from .trainer import _pack
+
     enc = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    rows = [e + s for e, s in zip(enc, sid_tokens)]
-    width = max(len(r) for r in rows)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-        mask[i, :len(r)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    out = []
-    for i, (e, s) in enumerate(zip(enc, sid_tokens)):
-        pos = torch.arange(len(e) - 1, len(e) - 1 + len(s), device=logp.device)
-        out.append(logp[i, pos, torch.tensor(s, device=logp.device)].sum())
-    return torch.stack(out)
+    ids, mask, labels = _pack([(e + s, [-100] * len(e) + s) for e, s in zip(enc, sid_tokens)],
+                              pad, device)
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+    target = labels[:, 1:]
+    keep = target != -100
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * keep).sum(dim=1)
 
 
 class _Rollouts:
@@ -138,8 +133,12 @@ class _Rollouts:
         self.rec = Recommender.load(self.bundle, n_threads=self.threads, verify=False)
         self.rec.set_cold_start(None)
 
-    def groups(self, cases, size: int, beam: int):
-        reqs = [{"history": list(c.history), "k": size, "beam": beam} for c in cases]
+    def groups(self, cases, size: int, beam: int, profiles=None):
+        """Each case's top `size` items; with `profiles`, each user's record in the prompt (the
+        Recommender writes it with the bundle's profile template, as training did)."""
+        reqs = [{"history": list(c.history), "k": size, "beam": beam,
+                 "profile": profiles.get(c.user_id) if profiles is not None else None}
+                for c in cases]
         return self.rec.recommend_batch(reqs)
 
     def close(self) -> None:
@@ -147,12 +146,12 @@ class _Rollouts:
             self.rec.close()
 
 
-def _training_cases(train, max_history: int, rng: np.random.Generator, n: int):
-    """n next-item cases from the training sequences: a random user with 2+ items, a random
-    position t >= 1 in their sequence; history = the items before t (newest max_history)."""
+def _training_cases(train, users: list, max_history: int, rng: np.random.Generator, n: int):
+    """n next-item cases from the training sequences: a random one of `users` (those with 2+
+    items), a random position t >= 1 in their sequence; history = the items before t (newest
+    max_history)."""
     from ..data import Case
 
-    users = [u for u, s in train.items() if len(s) >= 2]
     out = []
     for u in rng.choice(len(users), size=n):
         seq = np.asarray(train[users[u]])
@@ -230,6 +229,7 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     best_state = ({k: v.detach().clone() for k, v in policy.state_dict().items()} if select
                   else None)
     stale, step, stopped = 0, 0, "steps"
+    users = [u for u, seq in split.train.items() if len(seq) >= 2]
     with tempfile.TemporaryDirectory() as tmp:
         roll = _Rollouts(sft_ckpt, Path(tmp), cfg.threads)
         try:
@@ -239,8 +239,9 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
                     policy.eval()
                     roll.refresh(policy, tok)
                     policy.train()
-                cases = _training_cases(split.train, common["max_history"], rng, cfg.cases_per_step)
-                groups = roll.groups(cases, cfg.group, cfg.beam)
+                cases = _training_cases(split.train, users, common["max_history"], rng,
+                                        cfg.cases_per_step)
+                groups = roll.groups(cases, cfg.group, cfg.beam, profiles)
                 texts, toks, adv = [], [], []
                 prompt_of = case_prompts(cases, sids, prompts, **common)
                 for c, g, text in zip(cases, groups, prompt_of):
