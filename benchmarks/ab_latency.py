@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -83,14 +82,10 @@ def test_cases(name: str, max_len: int = 50) -> list[tuple[list[int], int, dict 
 
 
 def metrics(answers, cases) -> dict:
-    hr = nd = 0.0
-    for a, (_, target, _) in zip(answers, cases):
-        items = [i for i, _ in a][:10]
-        if target in items:
-            r = items.index(target)
-            hr += 1
-            nd += 1 / math.log2(r + 2)
-    return {"HR@10": hr / len(cases), "NDCG@10": nd / len(cases)}
+    from genrec_lite.eval import rank_metrics
+
+    m = rank_metrics([[i for i, _ in a] for a in answers], [t for _, t, _ in cases])
+    return {k: m[k] for k in ("HR@10", "NDCG@10")}
 
 
 def run_round(checkout: Path, spec_file: Path) -> dict:
