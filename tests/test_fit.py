@@ -122,3 +122,5 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     assert ("final" in report["rl"]) == (steps > 0)
     if steps:
         assert report["rl"]["final"]["steps"] == steps
+    # the ablation: the final model before RL, scored in the same run, only when RL ran
+    assert ("genrec-lite before RL" in test) == (steps > 0)

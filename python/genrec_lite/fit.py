@@ -220,7 +220,20 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["final"] = {"train": asdict(cfg), "minutes": res["minutes"], "steps": res["steps"],
                        "epochs_run": len(res["history"])}
     final_model = out / "model"
+    final_plan = resolve_split(final_spec, dataset)
+    test = dataset.test_cases or final_plan.apply(dataset, None).test
+
+    def score(bundle: Path) -> dict:
+        with Recommender.load(bundle, n_threads=threads) as rec:
+            return pipeline.evaluate_recommender(rec, dataset, test, beam=20)
+
+    sft_test = None
     if rl_steps:
+        if test:  # the ablation, same seed and run: the final model before RL, served alike
+            say(f"scoring the final model before RL on {len(test):,} test cases")
+            pipeline.export(final_model, out / "search" / "final-sft-bundle", quant="f16")
+            set_cold_start(out / "search" / "final-sft-bundle", cold)
+            sft_test = score(out / "search" / "final-sft-bundle")
         say(f"RL on the final model: {rl_steps} updates")
         rep = rl_finetune(final_model, dataset, out / "model-rl", replace(rl, steps=rl_steps),
                           device=device, keep="last", log=say)
@@ -230,14 +243,13 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     set_cold_start(out / "bundle", cold)
 
     # --- test metrics of the served bundle --------------------------------------------------
-    final_plan = resolve_split(final_spec, dataset)
-    test = dataset.test_cases or final_plan.apply(dataset, None).test
     if test:
         say(f"scoring {len(test):,} test cases with the C++ runtime")
-        with Recommender.load(out / "bundle", n_threads=threads) as rec:
-            ours = pipeline.evaluate_recommender(rec, dataset, test, beam=20)
+        ours = score(out / "bundle")
         pop = pipeline.popularity_baseline(dataset, final_plan, test)
         report["test"] = {"beam": 20, "n_cases": len(test), "genrec-lite": ours, "popularity": pop}
+        if sft_test is not None:
+            report["test"]["genrec-lite before RL"] = sft_test
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     _write_report(out, report, metrics_table)
     return report
@@ -272,5 +284,7 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
         t = report["test"]
         lines += ["", f"Test ({t['n_cases']:,} cases, beam {t['beam']}, the served bundle):", "",
                   metrics_table({"genrec-lite (fit)": t["genrec-lite"],
+                                 **({"genrec-lite before RL (same run)": t["genrec-lite before RL"]}
+                                    if "genrec-lite before RL" in t else {}),
                                  "popularity": t["popularity"]})]
     (out / "report.md").write_text("\n".join(lines) + "\n")
