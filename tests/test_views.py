@@ -188,6 +188,20 @@ def test_bundle_fuses_views_like_the_reference(two_views):
         for v in range(2):
             assert np.mean([list(s["items"]) == [x.item_id for x in g]
                             for s, g in zip(single[v], got)]) < 0.9
+        # search_views=1 decodes the primary view alone: its own answers, values unchanged
+        assert rec.search_views == 2
+        rec.set_search_views(1)
+        first = rec.recommend_batch([{"history": list(c.history),
+                                      "profile": profile_text(ds.profiles.get(c.user_id))}
+                                     for c in cases])
+        for s, g in zip(single[0], first):
+            assert list(s["items"]) == [x.item_id for x in g]
+            np.testing.assert_allclose(s["scores"], [x.score for x in g], rtol=1e-6)
+        for bad in (0, 3, 1.5, True):
+            with pytest.raises(InvalidArgumentError, match="search views"):
+                rec.set_search_views(bad)
+        rec.set_search_views(None)
+        assert rec.search_views == 2
 
         # cold start and pausing act in every view
         h = list(cases[0].history)
@@ -210,3 +224,16 @@ def test_bundle_fuses_views_like_the_reference(two_views):
         assert not again.catalog.state.views[1].is_active(new_id)
     finally:
         again.close()
+    # the setting travels in the manifest; a value beyond the views is refused there and here
+    from genrec_lite.export.bundle import set_search_views
+
+    assert set_search_views(bundle, 1).search_views == 1
+    with Recommender.load(bundle, n_threads=1) as one:
+        assert one.search_views == 1
+    with pytest.raises(InvalidArgumentError, match="1..2"):
+        set_search_views(bundle, 3)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_views=3)))
+    with pytest.raises(ArtifactError, match="search_views is 3"):
+        Recommender.load(bundle, n_threads=1)
+    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_views=None)))

@@ -133,3 +133,18 @@ def set_cold_start(bundle: str | Path, settings) -> Manifest:
     manifest = replace(manifest, cold_start=replace(manifest.cold_start, settings=settings))
     manifest.save(path)
     return manifest
+
+
+def set_search_views(bundle: str | Path, n: int | None) -> Manifest:
+    """Write how many of a multi-view bundle's SID views each request decodes (the first n;
+    None: all) into its manifest, e.g. the point chosen on the quality/latency frontier. The
+    manifest is replaced atomically; returns it."""
+    path = Path(bundle) / MANIFEST
+    manifest = Manifest.load(path)
+    total = manifest.sid.views or 1
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total):
+        raise InvalidArgumentError(f"search views {n!r}; expected an integer in 1..{total} (the "
+                                   "bundle's SID views) or None")
+    manifest = replace(manifest, search_views=n)
+    manifest.save(path)
+    return manifest

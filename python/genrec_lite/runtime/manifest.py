@@ -184,6 +184,13 @@ class CheckpointFacts(_Strings):
     weights: str | None = None
 
 
+def _search_views(f: "_Fields") -> int | None:
+    n = f.get("search_views", int, nullable=True, default=None)
+    if n is not None and n < 1:
+        raise f.error("search_views", f"is {n}; expected null or an integer >= 1")
+    return n
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """The bundle's manifest. `model` holds the facts of each exported model file by name
@@ -199,6 +206,9 @@ class Manifest:
     use_profiles: bool = False      # absent: the CLI and benchmarks always read it as off
     profile_template: str | None = None   # None: a profile is written as 'field value' pairs
     cold_start: ColdStartFacts = field(default_factory=ColdStartFacts)
+    # how many of a multi-view bundle's SID views a request decodes (the first n, fused); None:
+    # all. Chosen on validation where serving cost matters (benchmarks/view_frontier.py)
+    search_views: int | None = None
     data: DataFacts = field(default_factory=DataFacts)
     checkpoint: CheckpointFacts = field(default_factory=CheckpointFacts)
     backbone: dict = field(default_factory=dict)
@@ -232,6 +242,7 @@ class Manifest:
             use_profiles=f.get("use_profiles", bool, default=False),
             profile_template=f.get("profile_template", str, nullable=True, default=None),
             cold_start=ColdStartFacts.read(f.child("cold_start", default=None)),
+            search_views=_search_views(f),
             data=DataFacts.read(f.child("data", default=None)),
             checkpoint=CheckpointFacts.read(f.child("checkpoint", default=None)),
             backbone=f.get("backbone", dict, default={}),
@@ -249,6 +260,7 @@ class Manifest:
                 "max_history": self.max_history, "use_profiles": self.use_profiles,
                 "profile_template": self.profile_template, "sid": self.sid.to_dict(),
                 "cold_start": self.cold_start.to_dict(),
+                **({} if self.search_views is None else {"search_views": self.search_views}),
                 "files": {n: {"bytes": x.bytes, "sha256": x.sha256} for n, x in self.files.items()},
                 "versions": self.versions, "export_seconds": self.export_seconds, **self.extra}
 

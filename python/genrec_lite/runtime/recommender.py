@@ -105,6 +105,11 @@ class _Loaded:
         except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
         self.cold_start = m.cold_start.settings
+        n_views = len(catalog.state.views)
+        if m.search_views is not None and m.search_views > n_views:
+            raise ArtifactError(f"{bundle.path}/manifest.json: search_views is {m.search_views} "
+                                f"but the bundle has {n_views} SID views")
+        self.search_views = m.search_views or n_views
         # how training wrote a user's profile record as text (None: 'field value' pairs)
         self.profile_template = m.profile_template
         self.max_history = m.max_history
@@ -246,6 +251,25 @@ class Recommender:
             settings = ColdStartConfig.from_dict(dict(settings))
         with self._write_lock, self._use() as loaded:
             loaded.cold_start = settings
+
+    @property
+    def search_views(self) -> int:
+        """How many SID views a request decodes: the first n of the bundle's, their beams fused
+        (1 for a one-view bundle)."""
+        return self._loaded.search_views
+
+    def set_search_views(self, n: int | None) -> None:
+        """Decode the first `n` SID views per request from the next request on (None: all of
+        them): each view is one constrained search, so the cost of a request grows with n. A
+        reload takes the new bundle's own setting."""
+        with self._write_lock, self._use() as loaded:
+            total = len(loaded.catalog.state.views)
+            if n is None:
+                n = total
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= total:
+                raise InvalidArgumentError(f"search views {n!r}; expected an integer in 1..{total} "
+                                           "(the bundle's SID views) or None")
+            loaded.search_views = int(n)
 
     @contextmanager
     def _use(self):
@@ -437,11 +461,11 @@ class Recommender:
             search_reqs.append(q)
         if not search_reqs:
             return []
-        n_views = len(state.views)
+        n_views = loaded.search_views
         # several views: each keeps its whole beam for the fusion
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
-        for v, view in enumerate(state.views):
+        for v, view in enumerate(state.views[:n_views]):
             texts = [self._text(loaded, view, h[-loaded.max_history:], r["profile"])
                      for h, r in zip(histories, requests)]
             results = loaded.backend.search(*state.tries[v], loaded.token_tables[v], texts, view_reqs)
