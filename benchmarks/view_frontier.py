@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Quality per millisecond of a multi-view model: which serving point gives the most for its cost.
+
+    python benchmarks/view_frontier.py                        # amazon-industrial, 3 views
+    python benchmarks/view_frontier.py --dataset ml-100k --views 3 --rounds 5
+    python benchmarks/view_frontier.py --quick                # smoke test: tiny budgets
+
+A model trained on K SID views (sid/views.py) answers a request with one constrained search per
+view and fuses the beams, so it costs about K one-view requests. This script measures, in one
+run, the points between: the same K-view model decoding its first n views (Recommender's
+search_views) with beam b, and a one-view model of the same backbone (the like-for-like cost
+reference), each exported as an F16 GGUF bundle and served by the C++ runtime.
+
+For each point: HR/NDCG@1,3,5,10 on every test case (beam b, the benchmarks' protocol, profiles
+as serving passes them) and the latency of one request (batch 1, k 10, 2 threads) over the same
+fixed sample of test histories; rounds alternate the points so all of them see the same machine,
+and the p50 is the median over every call of every round. Prints a table, writes
+benchmarks/results/view_frontier.json and docs/img/view_frontier.png (HR@10 and NDCG@10 against
+p50, the one-view model's p50 x 1.5 marked).
+
+The models: the compact recipe of benchmarks/quality.py (COMPACT, collaborative SIDs), trained
+on the final split within --minutes each; runs/view-frontier/ keeps them (reused when finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine_info, median, table, write_json  # noqa: E402
+from benchmarks.quality import COLLAB, COMPACT, DATA, build_sids, log  # noqa: E402
+
+PLOT = ROOT / "docs" / "img" / "view_frontier.png"
+
+
+def train(dataset, name: str, sids, out: Path, minutes: float, quick: bool) -> Path:
+    """The compact recipe of quality.py on `sids`, exported to out/bundle (reused when done)."""
+    from genrec_lite import pipeline
+    from genrec_lite.train.trainer import TrainConfig
+
+    cfg = TrainConfig(**COMPACT[name], max_minutes=minutes, num_threads=2)
+    if quick:
+        cfg.epochs, cfg.max_steps = 1, 20
+        cfg.compact = {**cfg.compact, "hidden_size": 64, "num_layers": 2}
+    done = out / "fit.json"
+    if not (done.is_file() and json.loads(done.read_text()).get("train") == asdict(cfg)):
+        t = time.perf_counter()
+        res = pipeline.train(dataset, sids, out / "model", cfg, progress=False, resume=False)
+        pipeline.export(out / "model", out / "bundle", quant="f16")
+        done.write_text(json.dumps({"train": asdict(cfg), "steps": res["steps"],
+                                    "minutes": round((time.perf_counter() - t) / 60, 1)}))
+    return out / "bundle"
+
+
+def points(n_views: int) -> list[tuple[str, int, int]]:
+    """(model, views decoded, beam) of every point: the one-view model at beam 20, the K-view
+    model at every view count with beam 20, and fewer beams per view where several views share
+    the work (a view's beam at least 10, the list's k)."""
+    pts = [("one-view", 1, 20)]
+    pts += [("multi-view", n, 20) for n in range(1, n_views + 1)]
+    pts += [("multi-view", n, b) for n in range(2, n_views + 1) for b in (10,)]
+    return pts
+
+
+def label(model: str, n: int, beam: int) -> str:
+    return "one-view model, beam 20" if model == "one-view" else \
+        f"{n} of {{K}} views, beam {beam}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="amazon-industrial")
+    ap.add_argument("--views", type=int, default=3, help="SID views of the multi-view model (K)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="training budget of each model")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=40, help="timed requests per point per round")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    if not (DATA / args.dataset).is_dir():
+        log(f"{DATA / args.dataset} not found: this benchmark needs the shared data sets")
+        return 1
+    from genrec_lite import pipeline
+    from genrec_lite.data import Dataset, resolve_split
+    from genrec_lite.runtime import Recommender
+
+    name = args.dataset
+    work = ROOT / "runs" / ("view-frontier-quick" if args.quick else "view-frontier") / name
+    dataset = Dataset.load(DATA / name)
+    split = COMPACT[name]["split"]
+    sids_one, _ = build_sids(dataset, work, "none", args.quick, COLLAB[name], split)
+    sids_multi, _ = build_sids(dataset, work, "none", args.quick, COLLAB[name], split,
+                               {"views": args.views})
+    bundles = {"one-view": train(dataset, name, sids_one, work / "one-view", args.minutes,
+                                 args.quick),
+               "multi-view": train(dataset, name, sids_multi, work / f"views{args.views}",
+                                   args.minutes, args.quick)}
+    plan = resolve_split(split, dataset)
+    test = dataset.test_cases or plan.apply(dataset, None).test
+    if args.quick:
+        test = test[:200]
+    pts = points(args.views)
+    recs = {m: Recommender.load(b, n_threads=2) for m, b in bundles.items()}
+    try:
+        for rec in recs.values():
+            rec.set_cold_start(None)  # the model's answers alone: cold start has its own benchmark
+        profiles = pipeline.bundle_profiles(recs["one-view"], dataset)
+        sample = test[:: max(1, len(test) // args.calls)][:args.calls]
+        reqs = [{"history": list(c.history), "k": 10,
+                 "profile": profiles.get(c.user_id) if profiles is not None else None}
+                for c in sample]
+        quality, ms = {}, {p: [] for p in pts}
+        for p in pts:
+            model, n, beam = p
+            recs[model].set_search_views(n)
+            quality[p] = pipeline.evaluate_recommender(recs[model], dataset, test, beam=beam)
+            log(f"{label(*p).format(K=args.views)}: HR@10 {quality[p]['HR@10']:.4f} "
+                f"NDCG@10 {quality[p]['NDCG@10']:.4f}")
+        for r in range(args.rounds):  # alternate the points: each round sees the same machine
+            for p in (pts if r % 2 == 0 else pts[::-1]):
+                model, n, beam = p
+                rec = recs[model]
+                rec.set_search_views(n)
+                for q in reqs[:3]:  # warm-up
+                    rec.recommend_batch([dict(q, beam=beam)])
+                for q in reqs:
+                    t = time.perf_counter()
+                    rec.recommend_batch([dict(q, beam=beam)])
+                    ms[p].append((time.perf_counter() - t) * 1e3)
+    finally:
+        for rec in recs.values():
+            rec.close()
+    base = median(ms[pts[0]])
+    rows, out = [], []
+    for p in pts:
+        model, n, beam = p
+        q, p50 = quality[p], median(ms[p])
+        rows.append([label(*p).format(K=args.views), f"{p50:.2f}", f"{p50 / base:.2f}x",
+                     *(f"{q[m]:.4f}" for m in ("HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1",
+                                               "NDCG@3", "NDCG@5", "NDCG@10"))])
+        out.append({"model": model, "views_decoded": n, "beam": beam, "p50_ms": round(p50, 3),
+                    "p50_ratio_to_one_view": round(p50 / base, 3), "test": q,
+                    "n_timed_calls": len(ms[p])})
+    print(table(["point", "p50 ms", "vs one-view", "HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1",
+                 "NDCG@3", "NDCG@5", "NDCG@10"], rows))
+    if not args.quick:
+        write_json("view_frontier", {
+            "benchmark": "view_frontier", "machine": machine_info("genrec-lite", "llama-cpp-python"),
+            "dataset": name, "views": args.views, "n_test_cases": len(test),
+            "rounds": args.rounds, "calls_per_round": len(reqs), "threads": 2, "batch": 1,
+            "models": {m: json.loads((b.parent / "fit.json").read_text())
+                       for m, b in bundles.items()},
+            "points": out})
+        plot(out, args.views, name)
+    return 0
+
+
+def plot(points_: list[dict], n_views: int, name: str) -> None:
+    """HR@10 and NDCG@10 against p50, the one-view model's p50 x 1.5 marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is optional
+        log("matplotlib not installed: no plot")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    base = points_[0]["p50_ms"]
+    for ax, metric in zip(axes, ("HR@10", "NDCG@10")):
+        for p in points_:
+            one = p["model"] == "one-view"
+            ax.scatter(p["p50_ms"], p["test"][metric], marker="s" if one else "o",
+                       color="tab:gray" if one else "tab:blue")
+            ax.annotate("one-view model" if one else f"{p['views_decoded']}v b{p['beam']}",
+                        (p["p50_ms"], p["test"][metric]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.axvline(1.5 * base, color="tab:red", ls="--", lw=1, label="1.5x one-view p50")
+        ax.set_xlabel("p50 ms, batch 1, 2 threads")
+        ax.set_ylabel(f"test {metric}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{name}: a {n_views}-view model decoding fewer views or beams, "
+                 "and a one-view model of the same backbone")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    log(f"wrote {PLOT}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
