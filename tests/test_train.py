@@ -325,3 +325,17 @@ def test_eval_reads_the_log_as_training_did(synthetic_sids, tmp_path, capsys):
     assert main(args + ["--kcore", "1", "--time-unit", "s"]) == 0
     err = capsys.readouterr().err
     assert "4-core" not in err and "unix seconds" in err
+
+
+def test_a_budget_shortens_the_schedule_to_end_where_it_ends():
+    from genrec_lite.train.trainer import budget_span
+
+    # 100 steps in 60 s of a 120 s budget: about 96 more fit, so a 1,000-step schedule ends at 196
+    assert budget_span(100, 100, 60.0, 120.0, 1000, 10) == 196
+    assert budget_span(100, 100, 60.0, 1e6, 1000, 10) == 1000  # a budget that fits changes nothing
+    # a resumed run paces itself on its own steps: 50 done in 30 s from step 400
+    assert budget_span(450, 50, 30.0, 120.0, 1000, 10) == 450 + int((117.6 - 30) / 0.6)
+    # never before warm-up ends, never behind the step reached, and no pace yet: unchanged
+    assert budget_span(5, 5, 100.0, 101.0, 1000, 50) == 51
+    assert budget_span(100, 100, 200.0, 120.0, 1000, 10) == 101
+    assert budget_span(0, 0, 0.0, 120.0, 1000, 10) == 1000

@@ -59,7 +59,8 @@ class TrainConfig:
     eval_cases: int = 1000                 # validation sample size (0: no validation)
     eval_beam: int = 20
     save_every: int = 500                  # steps between last/ checkpoints
-    max_minutes: float | None = None       # wall-clock budget; training stops cleanly at it
+    max_minutes: float | None = None       # wall-clock budget; training stops cleanly at it,
+                                           # its LR schedule shortened to end there (budget_span)
     max_steps: int | None = None
     seed: int = 0
     num_threads: int | None = None
@@ -77,6 +78,18 @@ class TrainConfig:
 # what fit() reads back from last/trainer_state.pt (written by Trainer._state)
 RESUME_KEYS = frozenset({"optimizer", "scheduler", "epoch", "batch_in_epoch", "step", "best",
                          "history", "torch_rng", "python_rng"})
+
+
+def budget_span(step: int, done: int, elapsed: float, budget: float, total: int,
+                warm: int) -> int:
+    """The step a time-limited run's cosine should end at: ``total`` when the budget (seconds)
+    allows it at the pace so far (``elapsed`` seconds for the ``done`` steps of this run,
+    validation included, ``step`` the step reached), else the step the budget runs out at (2%
+    kept for the last save), never before warm-up ends or the step reached."""
+    if done <= 0 or elapsed <= 0:
+        return total
+    more = int((budget * 0.98 - elapsed) / (elapsed / done))
+    return max(min(total, step + more), warm + 1, step + 1)
 
 
 def parse_split(spec: str) -> str:
@@ -520,11 +533,12 @@ class Trainer:
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
         warm = max(1, int(cfg.warmup * total))
+        span = [total]  # the step the cosine reaches 0 at; a budget can only bring it closer
 
         def schedule(step):
             if step < warm:
                 return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, span[0] - warm))))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         start_epoch, skip, step, best, history = 0, 0, 0, None, []
@@ -535,7 +549,7 @@ class Trainer:
             best, history = state["best"], state["history"]
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
-        t_start = time.time()
+        t_start, first_step = time.time(), step  # the budget counts from this (re)start
         pad = self.tok.pad_token_id
         stop = False
         bar = tqdm(total=total, initial=step, desc="train", unit="step",
@@ -587,6 +601,11 @@ class Trainer:
                                    self._state(opt, sched, epoch + 1, 0, step, best, history))
             if stop:
                 break
+            if cfg.max_minutes and step:
+                # a budget the schedule will not fit in: end the cosine where the budget ends
+                # (a model stopped at a high learning rate is worse than a shorter schedule)
+                span[0] = budget_span(step, step - first_step, time.time() - t_start,
+                                      cfg.max_minutes * 60, span[0], warm)
         bar.close()
         if self.rank == 0 and best is None:  # no validation data: the last weights are the best
             self._save_weights("best", {"step": step, "note": "no validation cases; last weights"})
