@@ -1,27 +1,30 @@
 #!/usr/bin/env python
-"""Quality benchmark: the generative recommender against baselines run side by side.
+"""Quality benchmark: `genrec-lite fit` against baselines run side by side.
 
-    python benchmarks/quality.py                          # both data sets, main runs + ablations
-    python benchmarks/quality.py --datasets amazon-industrial --no-ablations
-    python benchmarks/quality.py --datasets amazon-industrial --seeds 0 1 2   # + seed spread
+    python benchmarks/quality.py                          # both data sets, seed 0, + ablations
+    python benchmarks/quality.py --datasets amazon-industrial --seeds 0 1 2 --rl --no-ablations
+    python benchmarks/quality.py --datasets my-category   # any folder in ../shared/data's format
     python benchmarks/quality.py --quick                  # smoke test: tiny budgets
 
-For each data set (protocols in ../shared/data/README.md and benchmarks/baselines/run.py):
-  1. semantic IDs (RQ-VAE, L=3, K=256) from item text joined with co-occurrence vectors learnt
-     from the training interactions (COLLAB below), and text only, with and without the extra level;
-  2. baselines in the same run: popularity, first-order Markov, SASRec (the configuration
-     benchmarks/baselines/run.py chose on validation, retrained here);
-  3. the compact backbone (a Llama trained from scratch on this CPU) with the configuration chosen
-     on validation (see COMPACT below), trained on the final training split and scored with the
-     reference constrained beam search (beam 20) on the test cases; title -> SID exact match. On
-     amazon it learns VIEWS independent SID builds at once and fuses their answers
-     (genrec_lite.sid.views); the same model on one SID build is reported beside it, and, as the
-     like-for-like reference for a fused model, SASRec from three seeds with its item
-     probabilities averaged;
-  4. ablations of the one-view model: text-only SIDs, with the alignment tasks, SIDs with the
-     extra level.
+For each data set (protocols in ../shared/data/README.md and benchmarks/baselines/run.py: a
+folder with its own valid.jsonl / test.jsonl is split where they begin, any other leave-one-out):
+  1. baselines in the same run: popularity, first-order Markov, SASRec (its configuration chosen
+     on validation by benchmarks/baselines/run.py; a data set without a recorded choice gets the
+     grid searched there);
+  2. genrec-lite as a user gets it: `fit` (genrec_lite/fit.py) within --minutes for each seed,
+     every choice made on the data's own validation split, the served bundle scored by the C++
+     runtime (beam 20) on the test cases; with --rl also the same final model before RL (the
+     ablation in the same run); the mean over the seeds;
+  3. ablations (--ablations) of the recipe fit chose for the first seed, trained on the final
+     split and scored with the reference decoder (beam 20): text-only SIDs, with the alignment
+     tasks, SIDs with the extra level, and --views SID views (a K-view model, its beams fused).
 Prints Markdown tables (also written to benchmarks/results/quality.md) and writes
-benchmarks/results/quality.json. Artefacts go to runs/quality/ (git-ignored; --quick: runs/quality-quick/).
+benchmarks/results/quality.json. Artefacts go to runs/quality/ (git-ignored; --quick:
+runs/quality-quick/).
+
+COMPACT below keeps the hand-tuned recipes of the earlier runs (benchmarks/results/tuning.json):
+the cold-start, frontier and probe scripts train them so that their figures stay comparable
+with the recorded ones; nothing here uses them.
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ COMPACT = {
                     compact={"hidden_size": 128, "num_layers": 4, "num_heads": 2,
                              "num_kv_heads": 2, "dropout": 0.1}),
 }
+# What of fit's final TrainConfig the ablations keep (the rest: budget, threads, evaluation).
+COMPACT_KEYS = ("split", "prompts", "epochs", "warmup", "lr", "max_history", "task_weights",
+                "compact", "seed", "batch_size", "use_profiles", "eval_cases")
 # SID views of the main model (sid/views.py): one model trained on the histories written in K
 # independent SID builds, the views' beams fused per request; chosen on all 4,532 amazon valid
 # cases (tuning.json, amazon-views).
@@ -174,62 +180,109 @@ def sasrec_mixture(name: str, params: dict, seeds) -> dict:
             "seconds": round(time.perf_counter() - t, 1)}
 
 
+def fit_seed(dataset, work: Path, seed: int, args) -> dict:
+    """`genrec-lite fit` on the data set from one seed (reused when its report is there with the
+    same budget and RL setting)."""
+    from genrec_lite.fit import fit
+    from genrec_lite.train.rl import RLConfig
+
+    out = work / (f"fit-rl-seed{seed}" if args.rl else f"fit-seed{seed}")
+    done = out / "report.json"
+    if done.is_file():
+        rep = json.loads(done.read_text())
+        if rep.get("minutes_budget") == args.minutes and rep.get("seed") == seed:
+            log(f"fit, seed {seed}: reusing {out}")
+            return rep
+    kw = {}
+    if args.quick:
+        from genrec_lite.fit import CANDIDATES, Candidate
+
+        tiny = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "num_kv_heads": 2}
+        kw = dict(candidates=tuple(Candidate(c.name, dict(c.train, epochs=1, max_steps=20,
+                                                          compact=tiny)) for c in CANDIDATES[:2]),
+                  sid_config={"epochs": 20})
+    rl = RLConfig(max_minutes=0.1 * args.minutes, **({"steps": 4, "eval_every": 2, "eval_cases": 50}
+                                                     if args.quick else {})) if args.rl else None
+    t = time.perf_counter()
+    rep = fit(dataset, out, minutes=args.minutes, threads=2, seed=seed, rl=rl, log=log, **kw)
+    log(f"fit, seed {seed}: chose {rep['chosen']}, test HR@10 "
+        f"{rep['test']['genrec-lite']['HR@10']:.4f} NDCG@10 "
+        f"{rep['test']['genrec-lite']['NDCG@10']:.4f}, {(time.perf_counter() - t) / 60:.1f} min")
+    return rep
+
+
+def mean_row(rows: list[dict]) -> dict:
+    """The mean of each metric over runs, with its min and max."""
+    keys = [k for k in rows[0] if k.startswith(("HR@", "NDCG@"))]
+    out = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+    out["spread"] = {k: [min(r[k] for r in rows), max(r[k] for r in rows)] for k in keys}
+    out["n_cases"] = rows[0].get("n_cases")
+    return out
+
+
 def run(name: str, args) -> dict:
     from genrec_lite.data import Dataset
+
+    from benchmarks.baselines.run import DEFAULT_GRID, GRIDS, QUICK_GRID
 
     # --quick never touches the real run's artefacts
     work = ROOT / "runs" / ("quality-quick" if args.quick else "quality") / name
     work.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.load(DATA / name)
     out: dict = {"sids": {}, "models": {}}
-    sids_none, out["sids"]["none"] = build_sids(dataset, work, "none", args.quick)
-    log(f"{name}: SIDs (none) collision rate {out['sids']['none']['report']['collision_rate']:.4f}")
-    grid = [dict(SASREC[name], max_epochs=2, patience=1)] if args.quick else [SASREC[name]]
+    grid = QUICK_GRID if args.quick else [SASREC[name]] if name in SASREC else \
+        GRIDS.get(name, DEFAULT_GRID)
     base = run_dataset(name, DATA, grid, seed=0, threads=2, verbose=False)
     for label, rec in base["models"].items():
         out["models"][label] = {k: rec[k] for k in ("test", "test_tuning_model", "valid",
                                                     "seconds", "params") if k in rec}
     out["baselines_protocol"] = base["protocol"]
-    settings, collab, n_views = COMPACT[name], COLLAB[name], VIEWS[name]
-    sids_main, sids_tag = sids_none, ""
-    if collab:
-        sids_tag = f"-collab{collab:g}"
-        sids_main, out["sids"]["none" + sids_tag] = build_sids(
-            dataset, work, "none", args.quick, collab, settings["split"])
-    one = train_compact(dataset, sids_main, work, "compact" + sids_tag, settings, args.minutes,
-                        args.quick)
-    sids_best, tag = sids_main, sids_tag
-    if n_views > 1:
-        # a fused model's like-for-like reference: SASRec from as many seeds, probabilities averaged
-        out["models"][f"SASRec, {n_views} seeds averaged"] = sasrec_mixture(
-            name, base["models"]["SASRec"]["params"], range(n_views))
-        tag = f"{sids_tag}-views{n_views}"
-        sids_best, out["sids"]["none" + tag] = build_sids(
-            dataset, work, "none", args.quick, collab, settings["split"], {"views": n_views})
-        main = train_compact(dataset, sids_best, work, "compact" + tag, settings, args.minutes,
-                             args.quick)
-    else:
-        main = one
-    out["models"]["genrec-lite compact"] = main
-    # The same model from other seeds (initialisation and data order): the spread says how far
-    # one run's gap to a baseline can be trusted.
-    for seed in [s for s in args.seeds if s != main["train"]["seed"]]:
-        out["models"][f"compact, seed {seed}"] = train_compact(
-            dataset, sids_best, work, f"compact{tag}-seed{seed}", dict(settings, seed=seed),
-            args.minutes, args.quick)
-    if n_views > 1:
-        out["models"]["compact, one view"] = one
+    reports = {seed: fit_seed(dataset, work, seed, args) for seed in args.seeds}
+    seeds = []
+    for seed, rep in reports.items():
+        label = "genrec-lite fit" + (" + RL" if args.rl else "") + f", seed {seed}"
+        out["models"][label] = {"test": rep["test"]["genrec-lite"], "chosen": rep["chosen"],
+                                "minutes": rep["minutes"], "rl": rep.get("rl"),
+                                "cold_start": rep.get("cold_start")}
+        seeds.append(label)
+        if "genrec-lite before RL" in rep["test"]:
+            out["models"][f"genrec-lite fit, seed {seed}, before RL"] = {
+                "test": rep["test"]["genrec-lite before RL"]}
+    out["seed_models"] = seeds
+    if len(seeds) > 1:
+        out["models"][f"genrec-lite fit{' + RL' if args.rl else ''}, mean of {len(seeds)} seeds"] = {
+            "test": mean_row([out["models"][s]["test"] for s in seeds])}
+        before = [out["models"][f"genrec-lite fit, seed {s}, before RL"]["test"] for s in reports
+                  if f"genrec-lite fit, seed {s}, before RL" in out["models"]]
+        if len(before) == len(seeds):
+            out["models"][f"genrec-lite fit before RL, mean of {len(seeds)} seeds"] = {
+                "test": mean_row(before)}
     if args.ablations:
-        if collab:
-            out["models"]["compact (one view), text-only SIDs"] = train_compact(
-                dataset, sids_none, work, "compact", settings, args.minutes, args.quick)
-        align = dict(settings, task_weights=ALIGNMENT)
-        out["models"]["compact (one view) + alignment tasks"] = train_compact(
-            dataset, sids_main, work, "compact-align" + sids_tag, align, args.minutes, args.quick)
-        sids_extra, out["sids"]["extra_level" + sids_tag] = build_sids(
+        first = reports[args.seeds[0]]
+        settings = {k: v for k, v in first["final"]["train"].items() if k in COMPACT_KEYS}
+        collab = float(first["sid_config"]["collab_weight"])
+        sids_text, out["sids"]["none"] = build_sids(dataset, work, "none", args.quick)
+        sids_collab, out["sids"][f"none-collab{collab:g}"] = build_sids(
+            dataset, work, "none", args.quick, collab, settings["split"])
+        tag = f"-collab{collab:g}"
+        out["models"]["fit's recipe, text-only SIDs"] = train_compact(
+            dataset, sids_text, work, "compact", settings, args.minutes, args.quick)
+        out["models"]["fit's recipe + alignment tasks"] = train_compact(
+            dataset, sids_collab, work, "compact-align" + tag,
+            dict(settings, task_weights=ALIGNMENT), args.minutes, args.quick)
+        sids_extra, out["sids"]["extra_level" + tag] = build_sids(
             dataset, work, "extra_level", args.quick, collab, settings["split"])
-        out["models"]["compact (one view), extra-level SIDs"] = train_compact(
-            dataset, sids_extra, work, "compact-extra" + sids_tag, settings, args.minutes, args.quick)
+        out["models"]["fit's recipe, extra-level SIDs"] = train_compact(
+            dataset, sids_extra, work, "compact-extra" + tag, settings, args.minutes, args.quick)
+        if args.views > 1:
+            sids_views, out["sids"][f"none{tag}-views{args.views}"] = build_sids(
+                dataset, work, "none", args.quick, collab, settings["split"], {"views": args.views})
+            out["models"][f"fit's recipe, {args.views} SID views"] = train_compact(
+                dataset, sids_views, work, f"compact{tag}-views{args.views}", settings,
+                args.minutes, args.quick)
+            # a fused model's like-for-like reference: SASRec from as many seeds, averaged
+            out["models"][f"SASRec, {args.views} seeds averaged"] = sasrec_mixture(
+                name, base["models"]["SASRec"]["params"], range(args.views))
     return out
 
 
@@ -254,10 +307,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["amazon-industrial", "ml-100k"])
     ap.add_argument("--minutes", type=float, default=60.0,
-                    help="wall-clock budget of each compact training run")
+                    help="wall-clock budget of each fit run (and of each ablation's training)")
     ap.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
-                    help="also train the main model with these seeds and report each")
+                    help="run fit from each of these seeds; the mean is reported too")
+    ap.add_argument("--rl", action="store_true", help="fit --rl (and the same model before RL)")
+    ap.add_argument("--views", type=int, default=3,
+                    help="SID views of the multi-view ablation (1: none)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "quality.json"))
     args = ap.parse_args(argv)
@@ -265,7 +321,7 @@ def main(argv=None) -> int:
         log(f"{DATA} not found: the quality benchmark needs the shared data sets")
         return 1
     report = {"benchmark": "quality", "machine": machine_info(), "quick": args.quick,
-              "tuning": "benchmarks/results/tuning.json", "views": VIEWS,
+              "tuning": "benchmarks/results/tuning.json", "rl": args.rl, "seeds": args.seeds,
               "minutes_budget": args.minutes, "datasets": {}}
     md = []
     for name in args.datasets:

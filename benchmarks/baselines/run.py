@@ -73,6 +73,9 @@ GRIDS = {
                      max_epochs=100)
                 for h in (64, 128)],
 }
+# A data set without a grid of its own: both widths and dropouts at the longer window.
+DEFAULT_GRID = [dict(hidden=h, dropout=p, max_len=50, n_blocks=2, n_heads=1, patience=10,
+                     max_epochs=200) for h in (64, 128) for p in (0.2, 0.5)]
 QUICK_GRID = [dict(hidden=32, dropout=0.2, max_len=10, n_blocks=2, n_heads=1, patience=1,
                    max_epochs=2)]
 
@@ -97,18 +100,30 @@ def machine_info() -> dict:
 
 
 def load_protocol(name: str, data_root: Path) -> dict:
-    """The train / valid / test data of one data set under its protocol."""
+    """The train / valid / test data of one data set under its protocol: a folder with its own
+    valid.jsonl and test.jsonl (the Amazon categories) is split in time where its validation and
+    test cases begin, and the splits must reproduce those files exactly; any other folder is
+    split leave-one-out by time."""
+    from genrec_lite.data.split_spec import first_case_time
+    from genrec_lite.data.timestamps import number_text
+
     ds = Dataset.load(data_root / name)
-    if name == "amazon-industrial":
-        tune = temporal_split(ds.interactions, 2_000_000, 10, valid_at=1_000_000)
-        final = temporal_split(ds.interactions, 2_000_000, 10)
+    if ds.valid_cases and ds.test_cases:
+        valid_at = first_case_time(ds.interactions, ds.valid_cases)
+        test_at = first_case_time(ds.interactions, ds.test_cases)
+        if valid_at is None or test_at is None or not valid_at < test_at:
+            raise ValueError(f"{name}: the case files are not in the log in time order "
+                             f"(validation from {valid_at}, test from {test_at})")
+        max_len = max(len(c.history) for c in [*ds.valid_cases, *ds.test_cases])
+        tune = temporal_split(ds.interactions, test_at, max_len, valid_at=valid_at)
+        final = temporal_split(ds.interactions, test_at, max_len)
         # the splits must reproduce the official case files exactly
         assert tune.valid == ds.valid_cases, "valid split != valid.jsonl"
         assert final.test == ds.test_cases, "test split != test.jsonl"
         return dict(dataset=ds, tune_train=tune.train, valid=ds.valid_cases,
                     final_train=final.train, test=ds.test_cases,
-                    protocol="train ts<1e6 / valid valid.jsonl for tuning; retrain ts<2e6; "
-                             "test test.jsonl (history <= 10)")
+                    protocol=f"train ts<{number_text(valid_at)} / valid valid.jsonl for "
+                             f"tuning; retrain ts<{number_text(test_at)}; test test.jsonl (history <= {max_len})")
     split = leave_one_out(ds.interactions, max_len=None)
     final = leave_one_out(ds.interactions, max_len=None, train_on_valid=True)
     assert final.test == split.test
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.data / name).is_dir():
             log(f"skipping {name}: {args.data / name} not found")
             continue
-        grid = QUICK_GRID if args.quick else GRIDS[name]
+        grid = QUICK_GRID if args.quick else GRIDS.get(name, DEFAULT_GRID)
         res = run_dataset(name, args.data, grid, args.seed, args.threads, args.verbose)
         report["datasets"][name] = res
         text.append(tables(name, res))

@@ -148,6 +148,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                                   "selection": "best validation NDCG@10 (best epoch)"},
                     "candidates": []}
     sid_cfg = dict(SID_CONFIG, **(sid_config or {}))
+    report["sid_config"] = sid_cfg
 
     def sids_for(spec: str, where: str):
         return pipeline.build_sids(dataset.catalog, SidConfig(**sid_cfg, seed=seed),
