@@ -212,10 +212,8 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
         return [level_tokens[lv][c] for lv, c in enumerate(sids.codes_of(item))]
 
     def validate(model) -> dict:
-        model.eval()
         with torch.no_grad():
             m = evaluate_cases(model, tok, sids, valid, prompts, beam=20, **common)
-        model.train()
         return {k: m[k] for k in ("HR@10", "NDCG@10")}
 
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
@@ -233,12 +231,12 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     with tempfile.TemporaryDirectory() as tmp:
         roll = _Rollouts(sft_ckpt, Path(tmp), cfg.threads)
         try:
-            policy.train()
+            # dropout off throughout: the log-probabilities the gradient follows must be the
+            # ones the rollouts sampled from and the KL compares with the (eval-mode) SFT model
+            policy.eval()
             for step in range(1, cfg.steps + 1):
                 if (step - 1) % cfg.snapshot_every == 0:
-                    policy.eval()
                     roll.refresh(policy, tok)
-                    policy.train()
                 cases = _training_cases(split.train, users, common["max_history"], rng,
                                         cfg.cases_per_step)
                 groups = roll.groups(cases, cfg.group, cfg.beam, profiles)
