@@ -20,6 +20,8 @@ p50, the one-view model's p50 x 1.5 marked).
 
 The models: the compact recipe of benchmarks/quality.py (COMPACT, collaborative SIDs), trained
 on the final split within --minutes each; runs/view-frontier/ keeps them (reused when finished).
+--one-view-bundle takes the one-view model from elsewhere (fit's OUT/bundle of the same recipe),
+checked to have the same backbone and prompt length.
 """
 
 from __future__ import annotations
@@ -60,6 +62,20 @@ def train(dataset, name: str, sids, out: Path, minutes: float, quick: bool) -> P
     return out / "bundle"
 
 
+def same_backbone(one: Path, multi: Path) -> Path:
+    """`one`, checked to be a one-view bundle of `multi`'s backbone and prompt length."""
+    from genrec_lite.runtime.manifest import Manifest
+
+    a, b = Manifest.load(one), Manifest.load(multi)
+    arch = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")
+    shape = [{k: (m.backbone.get("config") or {}).get(k) for k in arch} for m in (a, b)]
+    if a.sid.views != 1 or a.max_history != b.max_history or shape[0] != shape[1]:
+        raise SystemExit(f"{one}: not a one-view bundle of the multi-view model's backbone "
+                         f"({a.sid.views} views, max_history {a.max_history}, {shape[0]}; "
+                         f"expected 1 view, max_history {b.max_history}, {shape[1]})")
+    return one
+
+
 def points(n_views: int) -> list[tuple[str, int, int]]:
     """(model, views decoded, beam) of every point: the one-view model at beam 20, the K-view
     model at every view count with beam 20, and fewer beams per view where several views share
@@ -71,8 +87,9 @@ def points(n_views: int) -> list[tuple[str, int, int]]:
 
 
 def label(model: str, n: int, beam: int) -> str:
-    return "one-view model, beam 20" if model == "one-view" else \
-        f"{n} of {{K}} views, beam {beam}"
+    if model == "one-view":
+        return "one-view model, beam 20"
+    return f"{n} of {{K}} views, beam {beam}" if model == "multi-view" else f"{model}, beam {beam}"
 
 
 def main(argv=None) -> int:
@@ -82,6 +99,12 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0, help="training budget of each model")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=40, help="timed requests per point per round")
+    ap.add_argument("--one-view-bundle", type=Path, default=None,
+                    help="a one-view bundle of the same backbone and prompt length to compare "
+                         "with (e.g. fit's OUT/bundle) instead of training one here")
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=BUNDLE",
+                    help="another one-view bundle to place on the frontier (e.g. the same model "
+                         "after RL); repeatable")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if not (DATA / args.dataset).is_dir():
@@ -95,18 +118,28 @@ def main(argv=None) -> int:
     work = ROOT / "runs" / ("view-frontier-quick" if args.quick else "view-frontier") / name
     dataset = Dataset.load(DATA / name)
     split = COMPACT[name]["split"]
-    sids_one, _ = build_sids(dataset, work, "none", args.quick, COLLAB[name], split)
     sids_multi, _ = build_sids(dataset, work, "none", args.quick, COLLAB[name], split,
                                {"views": args.views})
-    bundles = {"one-view": train(dataset, name, sids_one, work / "one-view", args.minutes,
-                                 args.quick),
-               "multi-view": train(dataset, name, sids_multi, work / f"views{args.views}",
+    bundles = {"multi-view": train(dataset, name, sids_multi, work / f"views{args.views}",
                                    args.minutes, args.quick)}
+    if args.one_view_bundle:
+        bundles["one-view"] = same_backbone(args.one_view_bundle, bundles["multi-view"])
+    else:
+        sids_one, _ = build_sids(dataset, work, "none", args.quick, COLLAB[name], split)
+        bundles["one-view"] = train(dataset, name, sids_one, work / "one-view", args.minutes,
+                                    args.quick)
+    extras = []
+    for spec in args.extra:
+        lab, _, path = spec.partition("=")
+        if not lab or not path or lab in bundles:
+            raise SystemExit(f"--extra {spec!r}: expected LABEL=BUNDLE with a new label")
+        bundles[lab] = same_backbone(Path(path), bundles["multi-view"])
+        extras.append(lab)
     plan = resolve_split(split, dataset)
     test = dataset.test_cases or plan.apply(dataset, None).test
     if args.quick:
         test = test[:200]
-    pts = points(args.views)
+    pts = points(args.views) + [(lab, 1, 20) for lab in extras]
     recs = {m: Recommender.load(b, n_threads=2) for m, b in bundles.items()}
     try:
         for rec in recs.values():
@@ -155,7 +188,8 @@ def main(argv=None) -> int:
             "benchmark": "view_frontier", "machine": machine_info("genrec-lite", "llama-cpp-python"),
             "dataset": name, "views": args.views, "n_test_cases": len(test),
             "rounds": args.rounds, "calls_per_round": len(reqs), "threads": 2, "batch": 1,
-            "models": {m: json.loads((b.parent / "fit.json").read_text())
+            "models": {m: (json.loads((b.parent / "fit.json").read_text())
+                           if (b.parent / "fit.json").is_file() else {"bundle": str(b)})
                        for m, b in bundles.items()},
             "points": out})
         plot(out, args.views, name)
@@ -176,10 +210,10 @@ def plot(points_: list[dict], n_views: int, name: str) -> None:
     base = points_[0]["p50_ms"]
     for ax, metric in zip(axes, ("HR@10", "NDCG@10")):
         for p in points_:
-            one = p["model"] == "one-view"
+            one = p["model"] != "multi-view"
             ax.scatter(p["p50_ms"], p["test"][metric], marker="s" if one else "o",
                        color="tab:gray" if one else "tab:blue")
-            ax.annotate("one-view model" if one else f"{p['views_decoded']}v b{p['beam']}",
+            ax.annotate(p["model"] if one else f"{p['views_decoded']}v b{p['beam']}",
                         (p["p50_ms"], p["test"][metric]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
         ax.axvline(1.5 * base, color="tab:red", ls="--", lw=1, label="1.5x one-view p50")
