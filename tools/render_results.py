@@ -15,6 +15,7 @@ Blocks (name, then arguments):
   quality DATASET MODEL...     HR/NDCG@1,3,5,10 of the named models of quality.json's test run
                                (beam 20), the mean of the main model's seeds, and the published
                                rows (benchmarks/baselines/run.py)
+  frontier                     view_frontier.json: p50 and HR/NDCG@1,3,5,10 of each serving point
 
   python tools/render_results.py            # rewrite the marked blocks of README.md and docs/*.md
   python tools/render_results.py --check    # exit 1 (listing them) when a block is stale
@@ -128,7 +129,26 @@ def quality(dataset: str, *models: str) -> str:
     return "\n".join(rows) + f"\n\nTest cases: {n:,}; beam 20 for genrec-lite; full ranking.\n"
 
 
-RENDERERS = {"cold-start": cold_start, "tuning": tuning, "quality": quality}
+def frontier() -> str:
+    """view_frontier.json: each serving point's p50 and test metrics."""
+    data = _load("view_frontier.json")
+    cols = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
+    rows = ["| point | p50 ms | vs one-view | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 3) + "|"]
+    for p in data["points"]:
+        name = (f"{data['views']}-view model, {p['views_decoded']} view"
+                f"{'s' if p['views_decoded'] > 1 else ''} decoded" if p["model"] == "multi-view"
+                else "one-view model" if p["model"] == "one-view" else p["model"])
+        rows.append(f"| {name}, beam {p['beam']} | {p['p50_ms']:.2f} | "
+                    f"{p['p50_ratio_to_one_view']:.2f}x | "
+                    + " | ".join(f"{p['test'][c]:.4f}" for c in cols) + " |")
+    return "\n".join(rows) + (f"\n\n{data['dataset']}, {data['n_test_cases']:,} test cases; p50 "
+                              f"over {data['rounds']} alternating rounds of "
+                              f"{data['calls_per_round']} requests (batch {data['batch']}, "
+                              f"{data['threads']} threads).\n")
+
+
+RENDERERS = {"cold-start": cold_start, "tuning": tuning, "quality": quality, "frontier": frontier}
 
 
 def render_block(args: str) -> str:
