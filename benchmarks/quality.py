@@ -238,7 +238,7 @@ def run(name: str, args) -> dict:
                                                     "seconds", "params") if k in rec}
     out["baselines_protocol"] = base["protocol"]
     reports = {seed: fit_seed(dataset, work, seed, args) for seed in args.seeds}
-    seeds = []
+    seeds, before = [], []
     for seed, rep in reports.items():
         label = "genrec-lite fit" + (" + RL" if args.rl else "") + f", seed {seed}"
         out["models"][label] = {"test": rep["test"]["genrec-lite"], "chosen": rep["chosen"],
@@ -246,14 +246,12 @@ def run(name: str, args) -> dict:
                                 "cold_start": rep.get("cold_start")}
         seeds.append(label)
         if "genrec-lite before RL" in rep["test"]:
-            out["models"][f"genrec-lite fit, seed {seed}, before RL"] = {
-                "test": rep["test"]["genrec-lite before RL"]}
+            before.append(rep["test"]["genrec-lite before RL"])
+            out["models"][f"genrec-lite fit, seed {seed}, before RL"] = {"test": before[-1]}
     out["seed_models"] = seeds
     if len(seeds) > 1:
         out["models"][f"genrec-lite fit{' + RL' if args.rl else ''}, mean of {len(seeds)} seeds"] = {
             "test": mean_row([out["models"][s]["test"] for s in seeds])}
-        before = [out["models"][f"genrec-lite fit, seed {s}, before RL"]["test"] for s in reports
-                  if f"genrec-lite fit, seed {s}, before RL" in out["models"]]
         if len(before) == len(seeds):
             out["models"][f"genrec-lite fit before RL, mean of {len(seeds)} seeds"] = {
                 "test": mean_row(before)}

@@ -18,7 +18,7 @@ from .._io import atomic_directory, sha256_file, versions
 from ..errors import InvalidArgumentError
 from ..runtime.bundle import COLD_ITEMS, MANIFEST
 from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, FileFacts, Manifest,
-                                SidFacts, TokenizerFacts)
+                                SidFacts, TokenizerFacts, checked_search_views)
 from ..runtime.cold_start import ColdStartConfig
 
 QUANTS = ("f32", "f16", "q8_0")
@@ -141,10 +141,6 @@ def set_search_views(bundle: str | Path, n: int | None) -> Manifest:
     manifest is replaced atomically; returns it."""
     path = Path(bundle) / MANIFEST
     manifest = Manifest.load(path)
-    total = manifest.sid.views or 1
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total):
-        raise InvalidArgumentError(f"search views {n!r}; expected an integer in 1..{total} (the "
-                                   "bundle's SID views) or None")
-    manifest = replace(manifest, search_views=n)
+    manifest = replace(manifest, search_views=checked_search_views(n, manifest.sid.views))
     manifest.save(path)
     return manifest

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._io import atomic_file, read_manifest, write_json
 from ..errors import ArtifactError, InvalidArgumentError
 from .cold_start import ColdStartConfig
@@ -189,6 +191,16 @@ def _search_views(f: "_Fields") -> int | None:
     if n is not None and n < 1:
         raise f.error("search_views", f"is {n}; expected null or an integer >= 1")
     return n
+
+
+def checked_search_views(n, total: int) -> int | None:
+    """`n` as a search_views setting of a bundle with `total` SID views (None: all of them);
+    InvalidArgumentError naming the value otherwise."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
+                          or not 1 <= n <= total):
+        raise InvalidArgumentError(f"search views {n!r}; expected an integer in 1..{total} (the "
+                                   "bundle's SID views) or None")
+    return None if n is None else int(n)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,6 +52,7 @@ from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
+from .manifest import checked_search_views
 from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
 
 UNKNOWN_POLICIES = ("skip", "error")
@@ -264,12 +265,7 @@ class Recommender:
         reload takes the new bundle's own setting."""
         with self._write_lock, self._use() as loaded:
             total = len(loaded.catalog.state.views)
-            if n is None:
-                n = total
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= total:
-                raise InvalidArgumentError(f"search views {n!r}; expected an integer in 1..{total} "
-                                           "(the bundle's SID views) or None")
-            loaded.search_views = int(n)
+            loaded.search_views = checked_search_views(n, total) or total
 
     @contextmanager
     def _use(self):
