@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.baselines import ItemIndex, Markov, Popularity, evaluate
-from genrec_lite.data import Case, leave_one_out, make_synthetic
+from genrec_lite.data import leave_one_out, make_synthetic
 from genrec_lite.errors import GenrecError, InvalidArgumentError, UnknownItemError
 
 ITEMS = np.array([10, 20, 30, 40, 50])

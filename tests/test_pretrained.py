@@ -15,7 +15,7 @@ pytest.importorskip("peft", reason="LoRA needs peft ([train] extra)")
 transformers = pytest.importorskip("transformers")
 
 from genrec_lite.cli import main  # noqa: E402
-from genrec_lite.data import Dataset, make_synthetic  # noqa: E402
+from genrec_lite.data import make_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="module")

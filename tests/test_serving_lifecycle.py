@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from genrec_lite.errors import ClosedError, GenrecError, MissingDependencyError  # noqa: E402
+from genrec_lite.errors import ClosedError, MissingDependencyError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -147,6 +147,55 @@ def test_training_writes_every_example_in_every_view(two_views, tmp_path):
     assert per_view == [n_targets, n_targets]
 
 
+def test_all_views_in_one_search_answer_as_one_search_per_view(two_views, tmp_path):
+    """The runtime decodes every view of a batch in one C++ search (LlamaContext.search_spaces):
+    each request's answer in each view is that of a search of its view alone (up to llama.cpp's
+    rounding by batch shape), filters and beam widths included, and a bad space index is refused by name."""
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.cli import main
+    from genrec_lite.data import leave_one_out, make_synthetic
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.runtime import Recommender
+
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--model", str(two_views / "ckpt"), "--out", str(bundle), "--quant",
+                 "f32", "--quiet"]) == 0
+    cases = leave_one_out(make_synthetic().interactions, max_len=10).test[:12]
+    rec = Recommender.load(bundle, n_threads=1)
+    try:
+        state, model = rec.catalog.state, rec.backend.model
+        tok = rec.backend.tokenize
+        reqs = [{"k": 5, "beam": 4 + 3 * (n % 3)} for n in range(len(cases))]
+        reqs[1]["deny"] = [int(state.views[0].item_ids[0])]
+        prompts = [[tok(rec._prompt(state, list(c.history), None, v)) for c in cases]
+                   for v in range(2)]
+        alone = [model.search(state.tries[v][0], rec.token_tables[v], prompts[v], reqs,
+                              delta=state.tries[v][1])[0] for v in range(2)]
+        spaces = [(state.tries[v][0], rec.token_tables[v], state.tries[v][1]) for v in range(2)]
+        order = [(n, v) for n in range(len(cases)) for v in (1, 0)]  # views interleaved
+        got, _, _ = model.search_spaces(spaces, [v for _, v in order],
+                                            [prompts[v][n] for n, v in order],
+                                            [reqs[n] for n, _ in order])
+        assert len(got) == len(order)
+        for (n, v), g in zip(order, got):
+            assert g["items"].tolist() == alone[v][n]["items"].tolist()
+            # llama.cpp rounds by batch shape: the same beams, scores within float noise
+            np.testing.assert_allclose(g["scores"], alone[v][n]["scores"], atol=5e-4)
+        # a request's views fit one group of the context: one pass over the levels for both
+        _, stats, _ = model.search_spaces(spaces, [0, 1], [prompts[0][0], prompts[1][0]], reqs[:1] * 2)
+        assert stats["groups"] == 1
+        for bad in ([0, 2], [0, -1]):
+            with pytest.raises(InvalidArgumentError, match=f"search space {bad[1]}"):
+                model.search_spaces(spaces, bad, prompts[0][:2], reqs[:2])
+        with pytest.raises(InvalidArgumentError, match="one each"):
+            model.search_spaces(spaces, [0], prompts[0][:2], reqs[:2])
+        with pytest.raises(InvalidArgumentError, match="expected a"):
+            model.search_spaces([(state.tries[0][0], rec.token_tables[0])], [0], prompts[0][:1],
+                                reqs[:1])
+    finally:
+        rec.close()
+
+
 def test_bundle_fuses_views_like_the_reference(two_views):
     pytest.importorskip("llama_cpp")
     from genrec_lite.cli import main

@@ -289,12 +289,13 @@ prompts: one list of token ids per request; trie, token_table, requests, delta: 
 SID level, runs in C++ with the GIL released. record: also return the LlamaSchedule of llama.cpp
 operations, for replay().)doc";
 
-nb::tuple llama_search_py(genrec::LlamaContext& self, const genrec::SidTrie& trie, nb::handle token_table,
-                          nb::handle prompts_obj, nb::handle requests_obj, bool record,
-                          const genrec::SidTrie* delta) {
-  std::optional<genrec::SidTokenTable> own;
-  const genrec::SidTokenTable& table = token_table_of(token_table, own);
+// The search of every LlamaContext method: prompts and requests read from Python, the search
+// run with the GIL released. space_of empty: every request in spaces[0].
+nb::tuple run_llama_search(genrec::LlamaContext& self, const std::vector<genrec::SearchSpace>& spaces,
+                           std::vector<int32_t> space_of, nb::handle prompts_obj,
+                           nb::handle requests_obj, bool record) {
   std::vector<genrec::SearchRequest> requests = requests_from(requests_obj);
+  if (space_of.empty()) space_of.assign(requests.size(), 0);
   std::vector<std::vector<int32_t>> prompts;
   if (!nb::isinstance<nb::list>(prompts_obj) && !nb::isinstance<nb::tuple>(prompts_obj)) {
     throw InvalidArgument("prompts must be a list of token-id lists");
@@ -308,11 +309,67 @@ nb::tuple llama_search_py(genrec::LlamaContext& self, const genrec::SidTrie& tri
   std::vector<genrec::SearchResult> results;
   {
     nb::gil_scoped_release release;
-    results = self.search(trie, delta, table, prompts, requests, &stats, schedule.get());
+    results = self.search(spaces, space_of, prompts, requests, &stats, schedule.get());
   }
   nb::object sched = nb::none();
   if (schedule) sched = nb::cast(std::move(*schedule));
   return nb::make_tuple(results_to_python(std::move(results)), llama_stats_dict(stats), sched);
+}
+
+nb::tuple llama_search_py(genrec::LlamaContext& self, const genrec::SidTrie& trie, nb::handle token_table,
+                          nb::handle prompts_obj, nb::handle requests_obj, bool record,
+                          const genrec::SidTrie* delta) {
+  std::optional<genrec::SidTokenTable> own;
+  const genrec::SidTokenTable& table = token_table_of(token_table, own);
+  return run_llama_search(self, {genrec::SearchSpace{&trie, delta, &table}}, {}, prompts_obj,
+                          requests_obj, record);
+}
+
+const char* kLlamaSearchSpacesDoc = R"doc(Batched constrained beam search over several search spaces.
+
+search_spaces(spaces, space_of, prompts, requests, record=False)
+  -> (results, stats, schedule or None)
+spaces: a list of (trie, token_table, delta or None), e.g. one per SID view of a bundle; space_of:
+for each request, the index of the space it is searched in. Requests of different spaces share
+the decode calls (all the views of a request cost one pass over the model's levels, not one per
+view); each answer is the one search() in that space alone gives. The rest as for search().)doc";
+
+nb::tuple llama_search_spaces_py(genrec::LlamaContext& self, nb::handle spaces_obj, nb::handle space_of_obj,
+                                 nb::handle prompts_obj, nb::handle requests_obj, bool record) {
+  if (!nb::isinstance<nb::list>(spaces_obj) && !nb::isinstance<nb::tuple>(spaces_obj)) {
+    throw InvalidArgument("spaces must be a list of (trie, token_table, delta or None) tuples");
+  }
+  const size_t n_spaces = nb::len(spaces_obj);
+  // references held for the call (the GIL is released while the search reads them)
+  std::vector<nb::object> held;
+  std::vector<std::optional<genrec::SidTokenTable>> own(n_spaces);
+  std::vector<genrec::SearchSpace> spaces(n_spaces);
+  for (size_t s = 0; s < n_spaces; ++s) {
+    nb::object item = nb::borrow(spaces_obj[s]);
+    if ((!nb::isinstance<nb::tuple>(item) && !nb::isinstance<nb::list>(item)) || nb::len(item) != 3) {
+      throw InvalidArgument("spaces[" + std::to_string(s) + "] is " + py_str(nb::repr(item)) +
+                            "; expected a (trie, token_table, delta or None) tuple");
+    }
+    held.push_back(item);
+    genrec::SidTrie* trie = nullptr;
+    if (!nb::try_cast<genrec::SidTrie*>(item[0], trie) || trie == nullptr) {
+      throw InvalidArgument("spaces[" + std::to_string(s) + "][0] is " + py_str(nb::repr(item[0])) +
+                            "; expected a SidTrie");
+    }
+    genrec::SidTrie* delta = nullptr;
+    if (!item[2].is_none() && (!nb::try_cast<genrec::SidTrie*>(item[2], delta) || delta == nullptr)) {
+      throw InvalidArgument("spaces[" + std::to_string(s) + "][2] is " + py_str(nb::repr(item[2])) +
+                            "; expected a SidTrie or None");
+    }
+    spaces[s] = {trie, delta, &token_table_of(item[1], own[s])};
+  }
+  std::vector<int32_t> space_of;
+  read_sequence(space_of_obj, space_of, "space_of");
+  const bool listed = nb::isinstance<nb::list>(requests_obj) || nb::isinstance<nb::tuple>(requests_obj);
+  if (space_of.empty() && listed && nb::len(requests_obj) > 0) {
+    throw InvalidArgument("space_of is empty; expected one space index per request");
+  }
+  return run_llama_search(self, spaces, std::move(space_of), prompts_obj, requests_obj, record);
 }
 
 nb::dict llama_replay_py(genrec::LlamaContext& self, const genrec::LlamaSchedule& schedule) {
@@ -413,6 +470,8 @@ void bind_search(nb::module_& m) {
            "n_vocab"_a, "prefix_cache"_a = true)
       .def("search", &llama_search_py, "trie"_a, "token_table"_a, "prompts"_a, "requests"_a,
            "record"_a = false, "delta"_a.none() = nb::none(), kLlamaSearchDoc)
+      .def("search_spaces", &llama_search_spaces_py, "spaces"_a, "space_of"_a, "prompts"_a,
+           "requests"_a, "record"_a = false, kLlamaSearchSpacesDoc)
       .def("replay", &llama_replay_py, "schedule"_a,
            "Replay a recorded schedule: the same decode calls and KV operations, no search (the\n"
            "latency floor). A schedule recorded with the prefix cache replays from the prefix it\n"

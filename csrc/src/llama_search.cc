@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "genrec/errors.h"
@@ -163,7 +164,9 @@ struct Group {
 
 // Groups of requests that fit the context; `seqs_max` is what is left of its sequences besides
 // the prefix cache's.
-std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, int levels,
+std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max,
+                               const std::vector<SearchSpace>& spaces,
+                               const std::vector<int32_t>& space_of,
                                const std::vector<std::vector<int32_t>>& prompts,
                                const std::vector<SearchRequest>& requests) {
   std::vector<Group> groups;
@@ -172,6 +175,7 @@ std::vector<Group> plan_groups(const LlamaContextInfo& info, int64_t seqs_max, i
   for (size_t i = 0; i < requests.size(); ++i) {
     const int64_t beam = requests[i].beam;
     const int64_t len = static_cast<int64_t>(prompts[i].size());
+    const int levels = spaces[static_cast<size_t>(space_of[i])].tokens->levels;
     // every SID token ever decoded for this request takes a cell until the group ends
     const int64_t need = len + beam * std::max(levels - 1, 0);
     if (len == 0) throw InvalidArgument("request " + std::to_string(i) + " has an empty prompt");
@@ -213,14 +217,44 @@ void keep_only_prefix(Runner& run, const PrefixUse& pre) {
     run.clear();
 }
 
-void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie, const SidTrie* delta,
-                  const SidTokenTable& tokens, const std::vector<std::vector<int32_t>>& prompts,
+void search_group(Runner& run, const LlamaContextInfo& info, const std::vector<SearchSpace>& spaces,
+                  const std::vector<int32_t>& space_of, const std::vector<std::vector<int32_t>>& prompts,
                   const std::vector<SearchRequest>& requests, Group g, const PrefixUse& pre,
                   std::vector<SearchResult>& out) {
   const size_t n = g.end - g.begin;
-  std::vector<SearchRequest> reqs(requests.begin() + static_cast<std::ptrdiff_t>(g.begin),
-                                  requests.begin() + static_cast<std::ptrdiff_t>(g.end));
-  BeamSearch search(trie, delta, tokens, std::move(reqs));
+  // One BeamSearch per space the group uses, over its requests in group order. The batch and the
+  // logits rows run space by space, each space's rows in its search's order, so every search
+  // reads one contiguous block of rows.
+  std::vector<std::vector<int32_t>> members(spaces.size());  // group-local request indices
+  for (size_t r = 0; r < n; ++r) members[static_cast<size_t>(space_of[g.begin + r])].push_back(static_cast<int32_t>(r));
+  struct Part {
+    std::unique_ptr<BeamSearch> search;
+    const std::vector<int32_t>* member;      // search request i is group request (*member)[i]
+    std::vector<int32_t> slot, new_slot;      // sequence of each current row
+    std::vector<int32_t> req_of_in, children;
+    std::vector<char> taken;
+  };
+  std::vector<Part> parts;
+  for (size_t s = 0; s < spaces.size(); ++s) {
+    if (members[s].empty()) continue;
+    std::vector<SearchRequest> reqs;
+    reqs.reserve(members[s].size());
+    for (int32_t r : members[s]) reqs.push_back(requests[g.begin + static_cast<size_t>(r)]);
+    Part part;
+    part.search = std::make_unique<BeamSearch>(*spaces[s].trie, spaces[s].delta, *spaces[s].tokens,
+                                               std::move(reqs));
+    part.member = &members[s];
+    parts.push_back(std::move(part));
+  }
+  // A bad logit names the request by its index in the group (llama_beam_search adds the group's).
+  const auto step = [](Part& part, const float* logits, int64_t vocab) {
+    try {
+      part.search->step(logits, vocab);
+    } catch (const ModelOutputError& e) {
+      throw ModelOutputError((*part.member)[static_cast<size_t>(e.request())], e.level(), e.token(),
+                             e.code(), e.value());
+    }
+  };
 
   // Sequence slots: request r owns [base[r], base[r] + beam_r); its prompt goes to base[r].
   std::vector<int32_t> base(n), prompt_len(n);
@@ -236,58 +270,76 @@ void search_group(Runner& run, const LlamaContextInfo& info, const SidTrie& trie
 
   keep_only_prefix(run, pre);  // the previous group's cells go
   Batch batch;
-  for (size_t r = 0; r < n; ++r) {
-    const auto& p = prompts[g.begin + r];
-    if (pre.reuse > 0) run.seq_cp(pre.seq, base[r], 0, pre.reuse);
-    for (size_t t = static_cast<size_t>(pre.reuse); t < p.size(); ++t)
-      batch.add(p[t], static_cast<int32_t>(t), base[r], t + 1 == p.size());
+  for (auto& part : parts) {
+    for (int32_t r : *part.member) {
+      const auto& p = prompts[g.begin + static_cast<size_t>(r)];
+      const int32_t seq = base[static_cast<size_t>(r)];
+      if (pre.reuse > 0) run.seq_cp(pre.seq, seq, 0, pre.reuse);
+      for (size_t t = static_cast<size_t>(pre.reuse); t < p.size(); ++t)
+        batch.add(p[t], static_cast<int32_t>(t), seq, t + 1 == p.size());
+      part.slot.push_back(seq);  // at level 0 the rows are the requests
+    }
   }
   const float* logits = run.decode(batch);
-  // slot of each current row; at level 0 the rows are the requests
-  std::vector<int32_t> slot(base), new_slot, children, req_of_in;
-  std::vector<char> taken;
   for (int level = 0;; ++level) {
-    req_of_in = search.row_request();  // whose pool a row's slot returns to
-    search.step(logits, info.n_vocab);
-    if (search.done()) break;
-    const auto& parents = search.parents();
-    const auto& toks = search.tokens();
-    const auto& row_req = search.row_request();
-    const size_t rows_in = slot.size(), rows_out = parents.size();
-    children.assign(rows_in, 0);
-    for (int32_t p : parents) children[static_cast<size_t>(p)] += 1;
-    for (size_t i = 0; i < rows_in; ++i) {
-      if (children[i] == 0) {
-        run.seq_rm(slot[i]);
-        free_slots[static_cast<size_t>(req_of_in[i])].push_back(slot[i]);
-      }
+    // every unfinished search has rows() rows in this block, in part order
+    bool more = false;
+    int64_t offset = 0;
+    for (auto& part : parts) {
+      if (part.search->done()) continue;
+      const int64_t rows = part.search->rows();
+      part.req_of_in = part.search->row_request();  // whose pool a row's slot returns to
+      step(part, rows == 0 ? nullptr : logits + offset * info.n_vocab, info.n_vocab);
+      offset += rows;
+      more = more || !part.search->done();
     }
-    taken.assign(rows_in, 0);
-    new_slot.resize(rows_out);
-    for (size_t j = 0; j < rows_out; ++j) {
-      const size_t p = static_cast<size_t>(parents[j]);
-      if (!taken[p]) {
-        taken[p] = 1;
-        new_slot[j] = slot[p];
-      } else {
-        auto& pool = free_slots[static_cast<size_t>(row_req[j])];
-        if (pool.empty()) throw Error("beam search produced more beams than its sequence slots");
-        const int32_t s = pool.back();
-        pool.pop_back();
-        run.seq_cp(slot[p], s);
-        new_slot[j] = s;
-      }
-    }
-    slot.swap(new_slot);
+    if (!more) break;
     batch.clear();
-    for (size_t j = 0; j < rows_out; ++j) {
-      const size_t r = static_cast<size_t>(row_req[j]);
-      batch.add(toks[j], prompt_len[r] + level, slot[j], true);
+    for (auto& part : parts) {
+      if (part.search->done()) continue;
+      const auto& parents = part.search->parents();
+      const auto& toks = part.search->tokens();
+      const auto& row_req = part.search->row_request();
+      const auto& member = *part.member;
+      const size_t rows_in = part.slot.size(), rows_out = parents.size();
+      part.children.assign(rows_in, 0);
+      for (int32_t p : parents) part.children[static_cast<size_t>(p)] += 1;
+      for (size_t i = 0; i < rows_in; ++i) {
+        if (part.children[i] == 0) {
+          run.seq_rm(part.slot[i]);
+          free_slots[static_cast<size_t>(member[static_cast<size_t>(part.req_of_in[i])])].push_back(part.slot[i]);
+        }
+      }
+      part.taken.assign(rows_in, 0);
+      part.new_slot.resize(rows_out);
+      for (size_t j = 0; j < rows_out; ++j) {
+        const size_t p = static_cast<size_t>(parents[j]);
+        if (!part.taken[p]) {
+          part.taken[p] = 1;
+          part.new_slot[j] = part.slot[p];
+        } else {
+          auto& pool = free_slots[static_cast<size_t>(member[static_cast<size_t>(row_req[j])])];
+          if (pool.empty()) throw Error("beam search produced more beams than its sequence slots");
+          const int32_t s = pool.back();
+          pool.pop_back();
+          run.seq_cp(part.slot[p], s);
+          part.new_slot[j] = s;
+        }
+      }
+      part.slot.swap(part.new_slot);
+      for (size_t j = 0; j < rows_out; ++j) {
+        const size_t r = static_cast<size_t>(member[static_cast<size_t>(row_req[j])]);
+        batch.add(toks[j], prompt_len[r] + level, part.slot[j], true);
+      }
     }
     // every request may be dead (filters left nothing): finish the protocol without decoding
-    logits = rows_out == 0 ? nullptr : run.decode(batch);
+    logits = batch.tokens().empty() ? nullptr : run.decode(batch);
   }
-  auto res = search.results();
+  std::vector<SearchResult> res(n);
+  for (auto& part : parts) {
+    auto got = part.search->results();
+    for (size_t i = 0; i < got.size(); ++i) res[static_cast<size_t>((*part.member)[i])] = std::move(got[i]);
+  }
   for (auto& r : res) out.push_back(std::move(r));
 }
 
@@ -300,11 +352,34 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
                                             const std::vector<SearchRequest>& requests,
                                             LlamaSearchStats* stats, LlamaSchedule* record,
                                             LlamaPrefixCache* cache) {
+  return llama_beam_search(api, info, {SearchSpace{&trie, delta, &tokens}},
+                           std::vector<int32_t>(requests.size(), 0), prompts, requests, stats,
+                           record, cache);
+}
+
+std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
+                                            const std::vector<SearchSpace>& spaces,
+                                            const std::vector<int32_t>& space_of,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<SearchRequest>& requests,
+                                            LlamaSearchStats* stats, LlamaSchedule* record,
+                                            LlamaPrefixCache* cache) {
   const auto t0 = Clock::now();
   if (prompts.size() != requests.size())
     throw InvalidArgument(std::to_string(prompts.size()) + " prompts for " +
                           std::to_string(requests.size()) + " requests; expected one each");
+  if (space_of.size() != requests.size())
+    throw InvalidArgument(std::to_string(space_of.size()) + " space indices for " +
+                          std::to_string(requests.size()) + " requests; expected one each");
+  for (size_t s = 0; s < spaces.size(); ++s)
+    if (spaces[s].trie == nullptr || spaces[s].tokens == nullptr)
+      throw InvalidArgument("search space " + std::to_string(s) + " has no " +
+                            (spaces[s].trie == nullptr ? "trie" : "token table"));
   for (size_t i = 0; i < requests.size(); ++i) {
+    if (space_of[i] < 0 || static_cast<size_t>(space_of[i]) >= spaces.size())
+      throw InvalidArgument("request " + std::to_string(i) + ": search space " +
+                            std::to_string(space_of[i]) + "; expected 0.." +
+                            std::to_string(static_cast<int64_t>(spaces.size()) - 1));
     if (requests[i].beam < 1 || requests[i].k < 1)
       throw InvalidArgument("request " + std::to_string(i) + ": k=" + std::to_string(requests[i].k) +
                             ", beam=" + std::to_string(requests[i].beam) + "; expected both >= 1");
@@ -358,7 +433,7 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   // The prefix cache's sequence is not the groups' to use; its cells (the stem) are counted in
   // every prompt's length.
   const int64_t reserved_seqs = pre.seq >= 0 ? 1 : 0;
-  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, tokens.levels, prompts, requests);
+  const auto groups = plan_groups(info, info.n_seq_max - reserved_seqs, spaces, space_of, prompts, requests);
   const auto reset = [&] {  // leave the context reusable, its prefix cache empty
     run.clear();
     if (cache != nullptr) cache->tokens.clear();
@@ -366,7 +441,7 @@ std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaCo
   size_t g = 0;
   try {
     for (; g < groups.size(); ++g)
-      search_group(run, info, trie, delta, tokens, prompts, requests, groups[g], pre, out);
+      search_group(run, info, spaces, space_of, prompts, requests, groups[g], pre, out);
   } catch (const ModelOutputError& e) {
     reset();
     throw e.for_batch(static_cast<int64_t>(groups[g].begin));  // a group numbers its requests from 0
@@ -479,6 +554,16 @@ std::vector<SearchResult> LlamaContext::search(const SidTrie& trie, const SidTri
                                                LlamaSearchStats* stats, LlamaSchedule* record) {
   auto lock = claim();
   return llama_beam_search(api_, info_, trie, delta, tokens, prompts, requests, stats, record,
+                           has_cache_ ? &cache_ : nullptr);
+}
+
+std::vector<SearchResult> LlamaContext::search(const std::vector<SearchSpace>& spaces,
+                                               const std::vector<int32_t>& space_of,
+                                               const std::vector<std::vector<int32_t>>& prompts,
+                                               const std::vector<SearchRequest>& requests,
+                                               LlamaSearchStats* stats, LlamaSchedule* record) {
+  auto lock = claim();
+  return llama_beam_search(api_, info_, spaces, space_of, prompts, requests, stats, record,
                            has_cache_ ? &cache_ : nullptr);
 }
 

@@ -313,6 +313,18 @@ class LlamaContext:
         operations, for replay().
         """
 
+    def search_spaces(self, spaces: object, space_of: object, prompts: object, requests: object, record: bool = False) -> tuple:
+        """
+        Batched constrained beam search over several search spaces.
+
+        search_spaces(spaces, space_of, prompts, requests, record=False)
+          -> (results, stats, schedule or None)
+        spaces: a list of (trie, token_table, delta or None), e.g. one per SID view of a bundle; space_of:
+        for each request, the index of the space it is searched in. Requests of different spaces share
+        the decode calls (all the views of a request cost one pass over the model's levels, not one per
+        view); each answer is the one search() in that space alone gives. The rest as for search().
+        """
+
     def replay(self, schedule: LlamaSchedule) -> dict:
         """
         Replay a recorded schedule: the same decode calls and KV operations, no search (the

@@ -104,13 +104,14 @@ LlamaContextInfo info_of(Fake& f, int64_t n_seq_max, int64_t n_ctx = 4096) {
   return info;
 }
 
-// 3 levels of 4 codes, SID token of (level, code) = 40 + 4 * level + code; 40 random items.
-SidTokenTable table() {
+// `levels` levels of 4 codes, SID token of (level, code) = first + 4 * level + code (the main
+// space: 3 levels from 40, over 40 random items).
+SidTokenTable table(int levels = 3, int32_t first = 40) {
   SidTokenTable t;
-  t.levels = 3;
+  t.levels = levels;
   t.max_size = 4;
-  for (int l = 0; l < 3; ++l)
-    for (int c = 0; c < 4; ++c) t.ids.push_back(40 + 4 * l + c);
+  for (int l = 0; l < levels; ++l)
+    for (int c = 0; c < 4; ++c) t.ids.push_back(first + 4 * l + c);
   return t;
 }
 
@@ -146,8 +147,8 @@ std::vector<SearchRequest> requests(int n) {
 
 // The same search driven by hand: each row gets the row after its last token.
 std::vector<SearchResult> by_hand(const SidTrie& t, const std::vector<I32>& ps,
-                                  const std::vector<SearchRequest>& reqs) {
-  const SidTokenTable tab = table();
+                                  const std::vector<SearchRequest>& reqs,
+                                  const SidTokenTable& tab = table()) {
   BeamSearch s(t, tab, reqs);
   I32 last;
   for (const I32& p : ps) last.push_back(p.back());
@@ -173,7 +174,55 @@ void check_equal(const std::vector<SearchResult>& a, const std::vector<SearchRes
   }
 }
 
+// A second SID space (another view): 2 levels of 4 codes (table(2, 52)), 16 items.
+SidTrie trie2() {
+  I32 codes;
+  I64 ids;
+  for (int64_t i = 0; i < 16; ++i) {
+    codes.push_back(static_cast<int32_t>(i / 4));
+    codes.push_back(static_cast<int32_t>((i * 3) % 4));
+    ids.push_back(2000 + i);
+  }
+  return SidTrie(codes.data(), ids.data(), 16, 2, {4, 4});
+}
+
 }  // namespace
+
+TEST_CASE(llama_search_over_several_spaces_equals_one_search_per_space) {
+  // two spaces of different depths, requests interleaved: each answer is its space's own search
+  const SidTrie t1 = trie(), t2 = trie2();
+  const SidTokenTable tab1 = table(), tab2 = table(2, 52);
+  const auto ps = prompts(10);
+  const auto reqs = requests(10);
+  I32 space_of;
+  std::vector<I32> p_of[2];
+  std::vector<SearchRequest> r_of[2];
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const int32_t s = static_cast<int32_t>((i * 7) % 3 == 0);
+    space_of.push_back(s);
+    p_of[s].push_back(ps[i]);
+    r_of[s].push_back(reqs[i]);
+  }
+  const auto want0 = by_hand(t1, p_of[0], r_of[0], tab1);
+  const auto want1 = by_hand(t2, p_of[1], r_of[1], tab2);
+  const std::vector<genrec::SearchSpace> spaces{{&t1, nullptr, &tab1}, {&t2, nullptr, &tab2}};
+  for (int64_t seqs : {256, 20}) {  // one group; several groups
+    Fake f;
+    LlamaSearchStats stats;
+    const auto got = genrec::llama_beam_search(fake_api(), info_of(f, seqs), spaces, space_of, ps,
+                                               reqs, &stats);
+    std::vector<SearchResult> got_of[2];
+    for (size_t i = 0; i < got.size(); ++i) got_of[space_of[i]].push_back(got[i]);
+    check_equal(got_of[0], want0);
+    check_equal(got_of[1], want1);
+    if (seqs == 256) CHECK_EQ(stats.groups, 1);
+  }
+  Fake f;
+  CHECK_THROWS_AS(genrec::llama_beam_search(fake_api(), info_of(f, 256), spaces, I32(10, 2), ps, reqs),
+                  genrec::InvalidArgument);
+  CHECK_THROWS_AS(genrec::llama_beam_search(fake_api(), info_of(f, 256), spaces, I32(9, 0), ps, reqs),
+                  genrec::InvalidArgument);
+}
 
 TEST_CASE(llama_search_equals_beam_search_over_the_same_rows) {
   const SidTrie t = trie();

@@ -77,6 +77,16 @@ struct LlamaSchedule {
   std::vector<int32_t> prefix_before, prefix_after;
 };
 
+/// Where one request is searched: a trie (with the catalog's delta trie beside it, or null) and
+/// the token table of its SID tokens. A multi-view bundle has one space per SID view; searching
+/// all the views of a request in one call puts them in the same decode calls (the model's cost
+/// per call is partly fixed, so K views in one call cost less than K calls).
+struct SearchSpace {
+  const SidTrie* trie = nullptr;
+  const SidTrie* delta = nullptr;
+  const SidTokenTable* tokens = nullptr;
+};
+
 /// Runs the search. prompts[i] are the token ids of request i. Throws InvalidArgument for a
 /// request that cannot fit the context, ModelOutputError (numbering request i as i) for NaN or
 /// +inf logits, Error when llama_decode fails; after any error the context is cleared (and its
@@ -87,6 +97,20 @@ struct LlamaSchedule {
 std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
                                             const SidTrie& trie, const SidTrie* delta,
                                             const SidTokenTable& tokens,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<SearchRequest>& requests,
+                                            LlamaSearchStats* stats = nullptr,
+                                            LlamaSchedule* record = nullptr,
+                                            LlamaPrefixCache* cache = nullptr);
+
+/// The same over several search spaces: request i is searched in spaces[space_of[i]]. Requests of
+/// different spaces share the context's groups and decode calls; each request's answer is the
+/// one a search of its space alone gives, up to llama.cpp's float rounding, which depends on the
+/// batch's shape as for any batch (the spaces' levels may differ). Throws
+/// InvalidArgument for a space without trie or table, or a space index out of range.
+std::vector<SearchResult> llama_beam_search(const llama::Api& api, const LlamaContextInfo& info,
+                                            const std::vector<SearchSpace>& spaces,
+                                            const std::vector<int32_t>& space_of,
                                             const std::vector<std::vector<int32_t>>& prompts,
                                             const std::vector<SearchRequest>& requests,
                                             LlamaSearchStats* stats = nullptr,
@@ -113,6 +137,12 @@ class LlamaContext {
 
   /// llama_beam_search on this context (with its prefix cache, if it has one).
   std::vector<SearchResult> search(const SidTrie& trie, const SidTrie* delta, const SidTokenTable& tokens,
+                                   const std::vector<std::vector<int32_t>>& prompts,
+                                   const std::vector<SearchRequest>& requests,
+                                   LlamaSearchStats* stats = nullptr, LlamaSchedule* record = nullptr);
+  /// The same over several search spaces (see llama_beam_search).
+  std::vector<SearchResult> search(const std::vector<SearchSpace>& spaces,
+                                   const std::vector<int32_t>& space_of,
                                    const std::vector<std::vector<int32_t>>& prompts,
                                    const std::vector<SearchRequest>& requests,
                                    LlamaSearchStats* stats = nullptr, LlamaSchedule* record = nullptr);

@@ -325,6 +325,13 @@ class LlamaModel:
         with self.context() as ctx:
             return ctx.search(trie, token_table, prompts, requests, record, delta)
 
+    def search_spaces(self, spaces, space_of: list[int], prompts: list[list[int]],
+                      requests: list[dict], *, record: bool = False):
+        """search() over several (trie, token_table, delta) spaces at once, request i in
+        spaces[space_of[i]]: the requests of all spaces share the decode calls."""
+        with self.context() as ctx:
+            return ctx.search_spaces(spaces, space_of, prompts, requests, record)
+
     def replay(self, schedule) -> dict:
         """Decode a recorded token schedule without the search (the latency floor)."""
         with self.context() as ctx:
@@ -371,6 +378,13 @@ class LlamaBackend:
     def search(self, trie, delta, table, texts, requests):
         prompts = [self.tokenize(t) for t in texts]
         return self.model.search(trie, table, prompts, requests, delta=delta)[0]
+
+    def search_spaces(self, spaces, space_of, texts, requests):
+        """Requests of several SID views in one C++ search (shared decode calls); spaces: one
+        (trie, delta, table) per view."""
+        prompts = [self.tokenize(t) for t in texts]
+        spaces = [(trie, table, delta) for trie, delta, table in spaces]
+        return self.model.search_spaces(spaces, space_of, prompts, requests)[0]
 
     def close(self):
         self.model.close()

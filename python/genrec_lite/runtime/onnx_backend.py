@@ -144,6 +144,18 @@ class OnnxBackend:
                 return search.results()
             logits, state = self.lm.step(state, search.parents, search.tokens)
 
+    def search_spaces(self, spaces, space_of, texts, requests):
+        """Requests of several SID views: one search per view here (the answers are the same)."""
+        out: list = [None] * len(texts)
+        for s, (trie, delta, table) in enumerate(spaces):
+            idx = [i for i, v in enumerate(space_of) if v == s]
+            if idx:
+                got = self.search(trie, delta, table, [texts[i] for i in idx],
+                                  [requests[i] for i in idx])
+                for i, r in zip(idx, got):
+                    out[i] = r
+        return out
+
     def close(self):
         pass
 

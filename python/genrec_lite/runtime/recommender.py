@@ -11,9 +11,10 @@ tokenizes it with the model's own tokenizer (llama.cpp's, checked equal to train
 the C++ constrained beam search over llama.cpp: prompt decode, every SID level and the KV-cache
 reordering happen in C++ with the GIL released. Many threads may call recommend at once.
 
-A multi-view bundle (genrec_lite.sid.views) runs one such search per view, each batch of
-requests written in that view and searched in its trie, and fuses the views' beams per request
-(`genrec_lite.sid.fuse`): the same rule as the reference decoder.
+A multi-view bundle (genrec_lite.sid.views) writes each request once per view and searches each
+prompt in its view's trie, all views in one C++ search (the backend's search_spaces: they share
+the decode calls), then fuses the views' beams per request (`genrec_lite.sid.fuse`): the same
+rule as the reference decoder.
 
 Cold start (runtime/cold_start.py): items the model was never trained to write (the bundle's
 untrained items, every item added since) would never be reached by the beam; with cold-start
@@ -461,11 +462,24 @@ class Recommender:
         # several views: each keeps its whole beam for the fusion
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
-        for v, view in enumerate(state.views[:n_views]):
-            texts = [self._text(loaded, view, h[-loaded.max_history:], r["profile"])
+        if n_views == 1:
+            texts = [self._text(loaded, state.views[0], h[-loaded.max_history:], r["profile"])
                      for h, r in zip(histories, requests)]
-            results = loaded.backend.search(*state.tries[v], loaded.token_tables[v], texts, view_reqs)
-            for a, res in zip(answers, results):
+            results = [loaded.backend.search(*state.tries[0], loaded.token_tables[0], texts, view_reqs)]
+        else:
+            # every view of every request in one search: the views share the decode calls, and
+            # a request's views stay together (in one group of the context)
+            texts, space_of, reqs = [], [], []
+            for h, r, q in zip(histories, requests, view_reqs):
+                for v, view in enumerate(state.views[:n_views]):
+                    texts.append(self._text(loaded, view, h[-loaded.max_history:], r["profile"]))
+                    space_of.append(v)
+                    reqs.append(q)
+            spaces = [(*state.tries[v], loaded.token_tables[v]) for v in range(n_views)]
+            flat = loaded.backend.search_spaces(spaces, space_of, texts, reqs)
+            results = [flat[v::n_views] for v in range(n_views)]
+        for per_view in results:
+            for a, res in zip(answers, per_view):
                 a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
         fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
         cfg = loaded.cold_start
