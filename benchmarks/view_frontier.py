@@ -6,7 +6,8 @@
     python benchmarks/view_frontier.py --quick                # smoke test: tiny budgets
 
 A model trained on K SID views (sid/views.py) answers a request with one constrained search per
-view and fuses the beams, so it costs about K one-view requests. This script measures, in one
+view (all in one C++ call, sharing the decode calls) and fuses the beams, so it decodes about K
+times the tokens of a one-view request. This script measures, in one
 run, the points between: the same K-view model decoding its first n views (Recommender's
 search_views) with beam b, and a one-view model of the same backbone (the like-for-like cost
 reference), each exported as an F16 GGUF bundle and served by the C++ runtime.
