@@ -203,6 +203,16 @@ def test_same_command_under_torchrun(synthetic_sids, tmp_path):
     assert (ckpt / "best" / "model" / "model.safetensors").exists()
     state = torch.load(ckpt / "last" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 6
+    # a time budget: the ranks stop at rank 0's step (a rank stopping alone would hang the other
+    # in DDP's all-reduce until the timeout)
+    res = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "genrec_lite.cli",
+                          "train", "--sids", str(synthetic_sids), "--out", str(tmp_path / "budget"),
+                          "--max-steps", "100000", "--epochs", "50", "--max-minutes", "0.003",
+                          "--batch-size", "8", "--eval-cases", "10", *TINY],
+                         env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(tmp_path / "budget" / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] > 0 and len(state["history"]) < 50  # stopped by the budget
 
 
 def test_sequence_examples_cover_every_target_once(synthetic_sids, tmp_path):

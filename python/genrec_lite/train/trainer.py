@@ -442,6 +442,16 @@ class Trainer:
         return EpochBatches([pools[n] for n in names], task_of, index, mine, self.tok)
 
     # --- validation ----------------------------------------------------------------------------
+    def _from_rank0(self, value: float) -> float:
+        """Rank 0's value on every rank. Decisions read from a clock (the time budget's stop and
+        its schedule) must agree across ranks: a rank that leaves the loop alone leaves the
+        others waiting in DDP's all-reduce."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        torch.distributed.broadcast(t, src=0)
+        return float(t.item())
+
     def validate(self, model) -> dict:
         """HR@K / NDCG@K on a seeded sample of the validation cases (reference decoder)."""
         from .evaluate import evaluate_cases
@@ -574,7 +584,8 @@ class Trainer:
                                     tok_s=f"{tokens_seen / max(now - t_last, 1e-9):.0f}")
                     tokens_seen, t_last = 0, now
                 bar.update(1)
-                out_of_time = cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60
+                out_of_time = bool(cfg.max_minutes) and self._from_rank0(
+                    float((time.time() - t_start) > cfg.max_minutes * 60)) > 0
                 if (cfg.max_steps and step >= cfg.max_steps) or out_of_time:
                     stop = True
                 if self.rank == 0 and (step % cfg.save_every == 0 or stop):
@@ -604,8 +615,9 @@ class Trainer:
             if cfg.max_minutes and step:
                 # a budget the schedule will not fit in: end the cosine where the budget ends
                 # (a model stopped at a high learning rate is worse than a shorter schedule)
-                span[0] = budget_span(step, step - first_step, time.time() - t_start,
-                                      cfg.max_minutes * 60, span[0], warm)
+                span[0] = int(self._from_rank0(budget_span(
+                    step, step - first_step, time.time() - t_start, cfg.max_minutes * 60,
+                    span[0], warm)))
         bar.close()
         if self.rank == 0 and best is None:  # no validation data: the last weights are the best
             self._save_weights("best", {"step": step, "note": "no validation cases; last weights"})
