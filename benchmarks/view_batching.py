@@ -102,21 +102,19 @@ def main(argv=None) -> int:
         def run(p, i):
             mode, k, beam = p
             req = {"k": 10, "beam": beam}
+            served_req = [{"history": list(sample[i].history), "profile": users[i], **req}]
             if mode == "one call":  # views stand in as copies, each in its own space
                 return model.search_spaces([space] * k, list(range(k)), [prompts[i]] * k, [req] * k)
             if mode == "one-view bundle, served":
-                return rec.recommend_batch([{"history": list(sample[i].history),
-                                             "profile": users[i], "k": 10, "beam": beam}])
+                return rec.recommend_batch(served_req)
             if mode == "K-view bundle, served":  # the runtime's path: all k views in one call
                 multi.set_search_views(k)
-                return multi.recommend_batch([{"history": list(sample[i].history),
-                                               "profile": users[i], "k": 10, "beam": beam}])
+                return multi.recommend_batch(served_req)
             if mode == "K-view bundle, per view":  # the previous runtime: a search per view
-                ms_ = multi.catalog.state
                 for v in range(k):
-                    multi.backend.model.search(ms_.tries[v][0], multi.token_tables[v],
+                    multi.backend.model.search(mstate.tries[v][0], multi.token_tables[v],
                                                [mprompts[v][i]], [dict(req, k=beam)],
-                                               delta=ms_.tries[v][1])
+                                               delta=mstate.tries[v][1])
                 return None
             for _ in range(k):
                 model.search(space[0], space[1], [prompts[i]], [req], delta=space[2])

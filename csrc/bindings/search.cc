@@ -290,12 +290,13 @@ SID level, runs in C++ with the GIL released. record: also return the LlamaSched
 operations, for replay().)doc";
 
 // The search of every LlamaContext method: prompts and requests read from Python, the search
-// run with the GIL released. space_of empty: every request in spaces[0].
+// run with the GIL released. space_of null: every request in spaces[0].
 nb::tuple run_llama_search(genrec::LlamaContext& self, const std::vector<genrec::SearchSpace>& spaces,
-                           std::vector<int32_t> space_of, nb::handle prompts_obj,
+                           const std::vector<int32_t>* space_of, nb::handle prompts_obj,
                            nb::handle requests_obj, bool record) {
   std::vector<genrec::SearchRequest> requests = requests_from(requests_obj);
-  if (space_of.empty()) space_of.assign(requests.size(), 0);
+  const std::vector<int32_t> all_first(space_of == nullptr ? requests.size() : 0, 0);
+  if (space_of == nullptr) space_of = &all_first;
   std::vector<std::vector<int32_t>> prompts;
   if (!nb::isinstance<nb::list>(prompts_obj) && !nb::isinstance<nb::tuple>(prompts_obj)) {
     throw InvalidArgument("prompts must be a list of token-id lists");
@@ -309,7 +310,7 @@ nb::tuple run_llama_search(genrec::LlamaContext& self, const std::vector<genrec:
   std::vector<genrec::SearchResult> results;
   {
     nb::gil_scoped_release release;
-    results = self.search(spaces, space_of, prompts, requests, &stats, schedule.get());
+    results = self.search(spaces, *space_of, prompts, requests, &stats, schedule.get());
   }
   nb::object sched = nb::none();
   if (schedule) sched = nb::cast(std::move(*schedule));
@@ -321,7 +322,7 @@ nb::tuple llama_search_py(genrec::LlamaContext& self, const genrec::SidTrie& tri
                           const genrec::SidTrie* delta) {
   std::optional<genrec::SidTokenTable> own;
   const genrec::SidTokenTable& table = token_table_of(token_table, own);
-  return run_llama_search(self, {genrec::SearchSpace{&trie, delta, &table}}, {}, prompts_obj,
+  return run_llama_search(self, {genrec::SearchSpace{&trie, delta, &table}}, nullptr, prompts_obj,
                           requests_obj, record);
 }
 
@@ -365,11 +366,7 @@ nb::tuple llama_search_spaces_py(genrec::LlamaContext& self, nb::handle spaces_o
   }
   std::vector<int32_t> space_of;
   read_sequence(space_of_obj, space_of, "space_of");
-  const bool listed = nb::isinstance<nb::list>(requests_obj) || nb::isinstance<nb::tuple>(requests_obj);
-  if (space_of.empty() && listed && nb::len(requests_obj) > 0) {
-    throw InvalidArgument("space_of is empty; expected one space index per request");
-  }
-  return run_llama_search(self, spaces, std::move(space_of), prompts_obj, requests_obj, record);
+  return run_llama_search(self, spaces, &space_of, prompts_obj, requests_obj, record);
 }
 
 nb::dict llama_replay_py(genrec::LlamaContext& self, const genrec::LlamaSchedule& schedule) {

@@ -462,25 +462,19 @@ class Recommender:
         # several views: each keeps its whole beam for the fusion
         view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
-        if n_views == 1:
-            texts = [self._text(loaded, state.views[0], h[-loaded.max_history:], r["profile"])
-                     for h, r in zip(histories, requests)]
-            results = [loaded.backend.search(*state.tries[0], loaded.token_tables[0], texts, view_reqs)]
-        else:
-            # every view of every request in one search: the views share the decode calls, and
-            # a request's views stay together (in one group of the context)
-            texts, space_of, reqs = [], [], []
-            for h, r, q in zip(histories, requests, view_reqs):
-                for v, view in enumerate(state.views[:n_views]):
-                    texts.append(self._text(loaded, view, h[-loaded.max_history:], r["profile"]))
-                    space_of.append(v)
-                    reqs.append(q)
-            spaces = [(*state.tries[v], loaded.token_tables[v]) for v in range(n_views)]
-            flat = loaded.backend.search_spaces(spaces, space_of, texts, reqs)
-            results = [flat[v::n_views] for v in range(n_views)]
-        for per_view in results:
-            for a, res in zip(answers, per_view):
-                a.append((res["items"].tolist(), res["scores"].tolist(), res["logprobs"].tolist()))
+        # every view of every request in one search: the views share the decode calls, and a
+        # request's views stay together (in one group of the context)
+        texts, space_of, reqs = [], [], []
+        for h, r, q in zip(histories, requests, view_reqs):
+            for v, view in enumerate(state.views[:n_views]):
+                texts.append(self._text(loaded, view, h[-loaded.max_history:], r["profile"]))
+                space_of.append(v)
+                reqs.append(q)
+        spaces = [(*state.tries[v], loaded.token_tables[v]) for v in range(n_views)]
+        flat = loaded.backend.search_spaces(spaces, space_of, texts, reqs)
+        for n, res in enumerate(flat):
+            answers[n // n_views].append((res["items"].tolist(), res["scores"].tolist(),
+                                          res["logprobs"].tolist()))
         fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
         cfg = loaded.cold_start
         if cfg is not None and len(state.cold):

@@ -441,7 +441,6 @@ class Trainer:
         mine = batches.for_rank(self.rank, self.world)
         return EpochBatches([pools[n] for n in names], task_of, index, mine, self.tok)
 
-    # --- validation ----------------------------------------------------------------------------
     def _from_rank0(self, value: float) -> float:
         """Rank 0's value on every rank. Decisions read from a clock (the time budget's stop and
         its schedule) must agree across ranks: a rank that leaves the loop alone leaves the
@@ -452,6 +451,7 @@ class Trainer:
         torch.distributed.broadcast(t, src=0)
         return float(t.item())
 
+    # --- validation ----------------------------------------------------------------------------
     def validate(self, model) -> dict:
         """HR@K / NDCG@K on a seeded sample of the validation cases (reference decoder)."""
         from .evaluate import evaluate_cases
