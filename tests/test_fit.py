@@ -77,6 +77,39 @@ def test_fit_refuses_a_budget_it_cannot_use(tmp_path, minutes):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("kw, match", [
+    (dict(points=((2, 10), (1, 20))), "one-view point first"),
+    (dict(points=((1, 20), (2, 5))), "beam in 10..256"),
+    (dict(points=((1, 20), (1, 20))), "repeats"),
+    (dict(points=((1, 20, 3),)), "pairs"),
+    (dict(points=((1.5, 20),)), "views in 1..16"),
+    (dict(sid_config={"views": 2}), "views=2"),
+])
+def test_fit_refuses_bad_serving_points(tmp_path, kw, match):
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.fit import fit
+
+    with pytest.raises(InvalidArgumentError, match=match):
+        fit(make_synthetic(n_items=60, n_users=40), tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
+
+
+def test_choose_point_takes_the_best_within_the_latency_limit():
+    from genrec_lite.fit import choose_point
+
+    def row(views, beam, ndcg, ratio):
+        return {"views": views, "beam": beam, "NDCG@10": ndcg, "vs_reference": ratio}
+
+    rows = [row(1, 20, 0.10, 1.0), row(2, 10, 0.11, 1.4), row(2, 20, 0.12, 2.1)]
+    assert choose_point(rows) == (2, 10)            # the best one is over the limit
+    assert choose_point(rows, limit=2.5) == (2, 20)
+    assert choose_point(rows, limit=1.2) == (1, 20)  # the reference always qualifies
+    rows[1]["NDCG@10"] = 0.10
+    assert choose_point(rows) == (1, 20)            # a tie goes to the earlier, cheaper point
+    rows[0]["vs_reference"] = float("nan")
+    assert choose_point(rows[:1]) == (1, 20)
+
+
 def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("llama_cpp")
@@ -93,7 +126,8 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     rl = RLConfig(steps=2, cases_per_step=4, group=4, beam=4, snapshot_every=1, eval_every=1,
                   eval_cases=30, lr=1e-3)
     report = fit(ds, tmp_path / "fit", minutes=30, threads=2, candidates=grid,
-                 sid_config={"codebook_size": 16, "epochs": 30}, rl=rl, log=said.append)
+                 sid_config={"codebook_size": 16, "epochs": 30}, rl=rl,
+                 points=((1, 20), (2, 10), (2, 20)), log=said.append)
     assert report["split"]["tuning"] == "leave-one-out"
     assert report["split"]["final"] == "leave-one-out:final"
     scores = {c["name"]: c["validation"]["NDCG@10"] for c in report["candidates"]}
@@ -116,6 +150,24 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         history = next(iter(ds.interactions.sequences().values()))
         assert len(rec.recommend([int(i) for i in history[-3:]])) == 10
     assert any("chosen" in line for line in said)
+    # the serving point: every point scored and timed on validation, the chosen one by the rule,
+    # written into the bundle and used for the test metrics
+    from genrec_lite.fit import choose_point
+
+    rows = report["serving"]
+    assert [(r["views"], r["beam"]) for r in rows] == [(1, 20), (2, 10), (2, 20)]
+    assert rows[0]["vs_reference"] == 1.0 and all(r["p50_ms"] > 0 for r in rows)
+    views, beam = choose_point(rows)
+    assert report["serving_chosen"] == {"views": views, "beam": beam}
+    assert report["views_model"]["name"] == f"{report['chosen']}-views2"
+    assert (test["views"], test["beam"]) == (views, beam)
+    assert report["final"]["sid_views"] == views
+    with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
+        assert (rec.search_views, rec.search_beam) == (views, beam)
+    assert "| SID views |" in (tmp_path / "fit" / "report.md").read_text()
+    if views > 1:  # RL takes one-view models: skipped, and said so
+        assert "skipped" in report["rl"] and report["rl"]["steps_chosen"] == 0
+        return
     # RL counted its helpful updates on the tuning model; the final model got that many
     steps = report["rl"]["steps_chosen"]
     assert steps == report["rl"]["tuning"]["best"]["step"] and 0 <= steps <= 2

@@ -286,3 +286,39 @@ def test_bundle_fuses_views_like_the_reference(two_views):
     with pytest.raises(ArtifactError, match="search_views is 3"):
         Recommender.load(bundle, n_threads=1)
     (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_views=None)))
+
+
+def test_bundle_search_beam_is_the_default_beam(two_views):
+    """The bundle's search_beam (fit's serving point) is the beam of a request that names none,
+    raised to its k; an explicit beam still wins. Bad values are refused by name, in the
+    manifest and at the Recommender."""
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.cli import main
+    from genrec_lite.export.bundle import set_search_beam
+    from genrec_lite.runtime import Recommender
+
+    bundle = two_views / "beam-bundle"
+    assert main(["export", "--model", str(two_views / "ckpt"), "--out", str(bundle), "--quiet"]) == 0
+    assert set_search_beam(bundle, 10).search_beam == 10
+    with Recommender.load(bundle, n_threads=1) as rec:
+        ids = rec.catalog.state.views[0].item_ids.tolist()
+        hists = [ids[i:i + 4] for i in range(0, 24, 4)]
+        assert rec.search_beam == 10
+
+        def items(**kw):
+            return [[r.item_id for r in recs]
+                    for recs in rec.recommend_batch([{"history": h, **kw} for h in hists])]
+
+        assert items(k=5) == items(k=5, beam=10) != items(k=5, beam=20)
+        assert items(k=12) == items(k=12, beam=12)  # raised to k
+        rec.set_search_beam(None)
+        assert rec.search_beam == 20 and items(k=5) == items(k=5, beam=20)
+        for bad in (0, 1.5, True, "10"):
+            with pytest.raises(InvalidArgumentError, match="search beam"):
+                rec.set_search_beam(bad)
+    with pytest.raises(InvalidArgumentError, match="search beam"):
+        set_search_beam(bundle, 0)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_beam=0)))
+    with pytest.raises(ArtifactError, match="search_beam"):
+        Recommender.load(bundle, n_threads=1)

@@ -424,7 +424,9 @@ def train_cmd(data, sids_dir, backbone, out, split, time_unit, kcore, epochs, ba
 @click.option("--cases", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSONL cases {user_id, history, target}; default: the data's test cases.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write metrics JSON here.")
-@click.option("--beam", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--beam", default=None, type=click.IntRange(1),
+              help="Beam width; default: 20 for a checkpoint, a bundle's own (its search_beam, "
+                   "else 20).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Score only the first N cases.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--title-search", is_flag=True, help="Also report title -> SID exact-match accuracy.")
@@ -459,6 +461,7 @@ def eval_cmd(model_path, data, cases, out, beam, limit, batch_size, title_search
     dataset = _load_data(data, *log)
     chosen = pipeline.test_cases(dataset, split or tcfg["split"], tcfg["max_history"],
                                  cases_file=cases, limit=limit)
+    beam = beam or 20
     metrics = pipeline.evaluate_checkpoint(ckpt, dataset, chosen, beam=beam,
                                            batch_size=batch_size, free=free, progress=not quiet)
     if title_search:
@@ -539,7 +542,8 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
 @click.option("--history", default="", help="Comma-separated item ids, oldest first (may be empty).")
 @click.option("--profile", default=None, help="Optional user-profile text.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--beam", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--beam", default=None, type=click.IntRange(1),
+              help="Beam width (per SID view); default: the bundle's (its search_beam, else 20).")
 @click.option("--deny", default=None, help="Comma-separated item ids never to recommend.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="llama.cpp threads.")
 @click.option("--n-ctx", default=None, type=click.IntRange(1), help=N_CTX_HELP)
@@ -632,13 +636,20 @@ def rl_cmd(model_path, data, out, steps, reward, group, lr, kl, minutes, threads
 @click.option("--rl", "with_rl", is_flag=True,
               help="Also RL after SFT: the updates that help are counted on the tuning model's "
                    "validation (10% of the budget), then given to the final model.")
+@click.option("--points", default="1x20,2x10,2x20", show_default=True,
+              help="Serving points compared on validation, VIEWSxBEAM, the one-view reference "
+                   "first; the best NDCG@10 within 1.5x its p50 is shipped. '1x20' alone trains "
+                   "no multi-view model.")
 @_log_options
-def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, time_unit, kcore) -> None:
+def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, points, time_unit,
+            kcore) -> None:
     """The production recipe in one command, every choice made on validation.
 
     Derives a tuning split (training ends where validation begins) from the split, trains each
     candidate recipe of a small grid on it within the budget, keeps the one with the best
-    validation NDCG@10, chooses cold start on validation, trains that recipe on the final split,
+    validation NDCG@10, chooses the serving point (SID views x beam: the best validation NDCG@10
+    within 1.5x the one-view latency, measured here), chooses cold start on validation, trains
+    that recipe on the final split,
     and exports it to OUT/bundle. OUT/report.md and OUT/report.json give the candidates'
     validation curves, the choice and, when the data has test cases, the test metrics of the
     served bundle. The procedure: docs/training.md (genrec_lite.fit).
@@ -649,6 +660,11 @@ def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, time_unit
     """
     from .fit import fit
 
+    try:
+        pairs = tuple(tuple(int(x) for x in p.strip().lower().split("x")) for p in points.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{points!r}; expected VIEWSxBEAM pairs such as 1x20,2x10",
+                                 param_hint="--points") from None
     dataset = _load_data(data, time_unit, kcore)
     rl = None
     if with_rl:
@@ -656,7 +672,8 @@ def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, time_unit
 
         rl = RLConfig(max_minutes=0.1 * minutes)
     report = fit(dataset, out, minutes=minutes, split=split, device=device, threads=threads,
-                 seed=seed, rl=rl, log=lambda msg: click.echo(f"      {msg}", err=True))
+                 seed=seed, rl=rl, points=pairs,
+                 log=lambda msg: click.echo(f"      {msg}", err=True))
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"bundle in {Path(out) / 'bundle'}; {report['minutes']:g} min")
 

@@ -12,17 +12,25 @@ Given a data set and a time budget:
    ``VALID_CASES`` validation cases; the one with the best validation NDCG@10 (its best epoch)
    wins, ties going to the earlier candidate. The grid spans what the measured recipes differ in
    (prompt length, model width, schedule length), not any data set's name.
-4. **Final model.** The winner's recipe trains on the final split (no validation there: its
+4. **Serving point** (SID views x beam, ``SERVING_POINTS``). The winner's recipe also trains on
+   the tuning split written in K = 2 SID views (sid/views.py), in a search slot of its own (the
+   same minutes as a candidate). Every point is served by the C++ runtime on the validation
+   sample (quality) and timed at batch 1 (p50, rounds alternating the points); the point with
+   the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view point's p50
+   wins, ties going to the cheaper one. Its views and beam are written into the bundle
+   (search_views, search_beam).
+5. **Final model.** The winner's recipe trains on the final split (no validation there: its
    validation period is training data) with the rest of the budget, and is exported to
    ``OUT/bundle``.
-5. **RL** (optional, ``rl``): GRPO after SFT (train/rl.py) on the winner's tuning model, early
-   stopping on validation NDCG@10, chooses how many updates help (none: RL is skipped); the final
-   model then gets that many updates.
-6. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
-   served by the C++ runtime (eval/cold_start.py's procedure) and written into the bundle.
-7. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
+6. **RL** (optional, ``rl``; one-view points only): GRPO after SFT (train/rl.py) on the
+   winner's tuning model, early stopping on validation NDCG@10, chooses how many updates help
+   (none: RL is skipped); the final model then gets that many updates.
+7. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
+   served by the C++ runtime at the chosen point (eval/cold_start.py's procedure) and written
+   into the bundle.
+8. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
-   served bundle (beam 20) beside popularity on the same cases.
+   served bundle (at its serving point) beside popularity on the same cases.
 
 A stage that fails leaves the earlier ones on disk; the bundle is written atomically.
 """
@@ -34,6 +42,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from .errors import InvalidArgumentError
 
@@ -64,6 +74,14 @@ CANDIDATES = (
         "hidden_size": 128, "num_layers": 4, "num_heads": 2, "num_kv_heads": 2, "dropout": 0.1})),
 )
 SID_CONFIG = dict(levels=3, codebook_size=256, collisions="none", collab_weight=1.0)
+# The serving points compared, (SID views, beam per view); the first is the one-view reference
+# the latency limit is taken against. A K-view request decodes its views in one C++ call and
+# fuses their beams: 2 views at beam 10 was the best quality inside 1.5x the one-view p50 on
+# amazon-industrial (docs/quality.md, benchmarks/view_frontier.py and view_batching.py).
+SERVING_POINTS = ((1, 20), (2, 10), (2, 20))
+LATENCY_LIMIT = 1.5    # a point's p50 (batch 1, k 10) at most this x the reference point's
+LATENCY_ROUNDS = 5     # rounds alternating the points, each one call per history per point
+LATENCY_HISTORIES = 40
 VALID_CASES = 1000     # validation cases each candidate is scored on every epoch (a fixed sample)
 SEARCH_SHARE = 0.45    # of the budget: the candidates' training
 FINAL_SHARE = 0.40     # of the budget: the final model's training (the rest: SIDs, export, scoring)
@@ -109,12 +127,110 @@ def _train_config(cand: Candidate, split: str, **over):
     return TrainConfig(**settings)
 
 
+def _checked_points(points) -> tuple[tuple[int, int], ...]:
+    """Serving points as (views, beam) pairs; the first, the reference, has one view. Every beam
+    holds the k of 10 the points are scored and timed at."""
+    try:
+        out = tuple((v, b) for v, b in points)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"points={points!r}; expected (views, beam) pairs") from None
+    for v, b in out:
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (v, b)) or not (
+                1 <= v <= 16 and 10 <= b <= 256):
+            raise InvalidArgumentError(f"serving point {(v, b)!r}; expected (views in 1..16, "
+                                       "beam in 10..256)")
+    if not out or out[0][0] != 1:
+        raise InvalidArgumentError(f"points={points!r}; expected a one-view point first (the "
+                                   "reference the latency limit is taken against)")
+    if len(set(out)) != len(out):
+        raise InvalidArgumentError(f"points={points!r} repeats a point")
+    return out
+
+
+def _sample(cases: list, n: int, seed: int) -> list:
+    """The validation sample the trainer scores every epoch (Trainer.validate's rule)."""
+    if len(cases) <= n:
+        return list(cases)
+    rows = np.sort(np.random.default_rng(seed).choice(len(cases), n, replace=False))
+    return [cases[i] for i in rows]
+
+
+def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None = None,
+                   rounds: int = LATENCY_ROUNDS, n_timed: int = LATENCY_HISTORIES) -> list[dict]:
+    """Each point (views, beam): HR/NDCG@1,3,5,10 on `cases` (k 10) and the p50 of one request
+    at batch 1 over the first `n_timed` of them, served by the C++ runtime. A one-view point is
+    served by bundles[1], a K-view one by the multi-view bundle decoding its first `views` views.
+    The timed rounds alternate the points, so all of them see the same machine; the p50 is the
+    median over every call, and `vs_reference` its ratio to the first point's."""
+    from . import pipeline
+    from .runtime import Recommender
+
+    multi = max(bundles)
+    recs: dict = {}
+    try:
+        for key, path in bundles.items():
+            recs[key] = Recommender.load(path, n_threads=threads)
+        served = []
+        for views, beam in points:
+            rec = recs[1 if views == 1 else multi]
+            if views > len(rec.catalog.state.views):
+                raise InvalidArgumentError(f"serving point ({views}, {beam}): the multi-view "
+                                           f"bundle holds {len(rec.catalog.state.views)} views")
+            served.append(rec)
+        rows = []
+        for (views, beam), rec in zip(points, served):
+            rec.set_search_views(views)
+            m = pipeline.evaluate_recommender(rec, dataset, cases, beam=beam)
+            rows.append({"views": views, "beam": beam,
+                         **{k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}})
+        timed = cases[:n_timed]
+        profiles = {key: pipeline.bundle_profiles(rec, dataset) for key, rec in recs.items()}
+        times: list[list[float]] = [[] for _ in points]
+        for r in range(rounds + 1):  # round 0 warms the contexts up, untimed
+            for i, ((views, beam), rec) in enumerate(zip(points, served)):
+                rec.set_search_views(views)
+                prof = profiles[1 if views == 1 else multi]
+                for c in timed:
+                    req = {"history": list(c.history), "k": 10, "beam": beam,
+                           "profile": None if prof is None else prof.get(c.user_id)}
+                    t = time.perf_counter()
+                    rec.recommend_batch([req])
+                    if r:
+                        times[i].append(time.perf_counter() - t)
+        ref = float(np.median(times[0]))
+        for row, ts in zip(rows, times):
+            p50 = float(np.median(ts))
+            row.update(p50_ms=round(p50 * 1e3, 3), vs_reference=round(p50 / ref, 3))
+        return rows
+    finally:
+        for rec in recs.values():
+            rec.close()
+
+
+def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int]:
+    """(views, beam) of the row with the best NDCG@10 among those within `limit` x the
+    reference's p50 (the reference always qualifies); ties go to the earlier, cheaper point."""
+    ok = [(i, r) for i, r in enumerate(rows) if i == 0 or r["vs_reference"] <= limit]
+    _, best = max(ok, key=lambda ir: (ir[1]["NDCG@10"], -ir[0]))
+    return best["views"], best["beam"]
+
+
+def _set_point(bundle: Path, views: int, beam: int, model_views: int) -> None:
+    """Write the chosen serving point into a bundle of a `model_views`-view model."""
+    from .export.bundle import set_search_beam, set_search_views
+
+    set_search_views(bundle, None if views == model_views else views)
+    set_search_beam(bundle, beam)
+
+
 def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         device: str = "auto", threads: int | None = None, seed: int = 0,
         candidates: tuple[Candidate, ...] | None = None, sid_config: dict | None = None,
-        rl: "RLConfig | None" = None, log: Callable[[str], None] | None = None) -> dict:
+        points: tuple[tuple[int, int], ...] | None = None, rl: "RLConfig | None" = None,
+        log: Callable[[str], None] | None = None) -> dict:
     """Run the procedure of this module on ``dataset``; everything goes under ``out``. Returns
-    the report (also written to out/report.json and out/report.md)."""
+    the report (also written to out/report.json and out/report.md). ``points``: the serving
+    points compared (default SERVING_POINTS; ``((1, 20),)`` trains no multi-view model)."""
     from . import pipeline
     from .data import resolve_split
     from .eval.metrics import metrics_table
@@ -129,6 +245,10 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     candidates = tuple(candidates or CANDIDATES)
     if not candidates:
         raise InvalidArgumentError("fit needs at least one candidate recipe")
+    points = _checked_points(SERVING_POINTS if points is None else points)
+    if "views" in (sid_config or {}):
+        raise InvalidArgumentError(f"sid_config views={sid_config['views']!r}: fit chooses the "
+                                   "SID views itself (points); expected no views in sid_config")
     out = Path(out)
     t0 = time.perf_counter()
     left = lambda: minutes - (time.perf_counter() - t0) / 60  # noqa: E731
@@ -149,35 +269,44 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                     "candidates": []}
     sid_cfg = dict(SID_CONFIG, **(sid_config or {}))
     report["sid_config"] = sid_cfg
+    report["procedure"]["serving"] = {"points": [list(p) for p in points],
+                                      "latency_limit": LATENCY_LIMIT,
+                                      "selection": "best validation NDCG@10 within the limit"}
+    multi = max(v for v, _ in points)  # the multi-view model's views (1: no such model)
 
-    def sids_for(spec: str, where: str):
-        return pipeline.build_sids(dataset.catalog, SidConfig(**sid_cfg, seed=seed),
+    def sids_for(spec: str, where: str, views: int = 1):
+        return pipeline.build_sids(dataset.catalog, SidConfig(**sid_cfg, seed=seed, views=views),
                                    dataset=dataset, split=spec, out=out / where, progress=False)
 
+    def train_row(name: str, cand: Candidate, cfg, res) -> dict:
+        epochs_run = len(res["history"])
+        return {"name": name, "train": {k: v for k, v in asdict(cfg).items()
+                                        if k in cand.train or k in ("warmup", "prompts")},
+                "validation": {k: v for k, v in (res["best"] or {}).items()
+                               if k.startswith(("HR@", "NDCG@")) or k == "epoch"},
+                "curve": [{k: r[k] for k in ("epoch", "minutes", "HR@10", "NDCG@10") if k in r}
+                          for r in res["history"]],
+                "minutes": res["minutes"], "epochs_run": epochs_run,
+                "stopped_by_budget": epochs_run < cfg.epochs}
+
     # --- search on the tuning split ---------------------------------------------------------
-    say(f"SIDs for the tuning split ({len(dataset.catalog):,} items)")
-    tune_sids = sids_for(tune_spec, "sids-tuning")
-    share = minutes * SEARCH_SHARE / len(candidates)
+    # one SID build serves both: view 0 of a K-view build is the one-view build of the same seed
+    say(f"SIDs for the tuning split ({len(dataset.catalog):,} items, {multi} view(s))")
+    tune_views = sids_for(tune_spec, "sids-tuning", multi)
+    slots = len(candidates) + (multi > 1)
+    share = minutes * SEARCH_SHARE / slots
+    n_scored = min(VALID_CASES, len(valid))
     best = None
     for cand in candidates:
-        cfg = _train_config(cand, tune_spec, eval_cases=min(VALID_CASES, len(valid)), seed=seed,
+        cfg = _train_config(cand, tune_spec, eval_cases=n_scored, seed=seed,
                             max_minutes=share, num_threads=threads)
         say(f"candidate {cand.name}: up to {share:.1f} min")
-        res = pipeline.train(dataset, tune_sids, out / "search" / cand.name, cfg, progress=False,
-                             resume=False, device=device)
+        res = pipeline.train(dataset, tune_views.primary, out / "search" / cand.name, cfg,
+                             progress=False, resume=False, device=device)
         score = (res["best"] or {}).get("NDCG@10")
-        epochs_run = len(res["history"])
-        row = {"name": cand.name, "train": {k: v for k, v in asdict(cfg).items()
-                                            if k in cand.train or k in ("warmup", "prompts")},
-               "validation": {k: v for k, v in (res["best"] or {}).items()
-                              if k.startswith(("HR@", "NDCG@")) or k == "epoch"},
-               "curve": [{k: r[k] for k in ("epoch", "minutes", "HR@10", "NDCG@10") if k in r}
-                         for r in res["history"]],
-               "minutes": res["minutes"], "epochs_run": epochs_run,
-               "stopped_by_budget": epochs_run < cfg.epochs}
-        report["candidates"].append(row)
+        report["candidates"].append(train_row(cand.name, cand, cfg, res))
         say(f"  validation NDCG@10 {score if score is None else round(score, 4)} "
-            f"after {epochs_run} of {cfg.epochs} epochs")
+            f"after {len(res['history'])} of {cfg.epochs} epochs")
         if score is not None and (best is None or score > best[1]):
             best = (cand, score)
     if best is None:
@@ -187,10 +316,38 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["chosen"] = chosen.name
     say(f"chosen: {chosen.name} (validation NDCG@10 {best[1]:.4f})")
 
-    # --- RL on the winner's tuning model: how many updates help ------------------------------
+    # --- the serving point: SID views x beam, on validation within the latency limit ---------
     tune_model = out / "search" / chosen.name
+    tune_bundle = out / "search" / f"{chosen.name}-bundle"
+    pipeline.export(tune_model, tune_bundle, quant="f16")
+    bundles = {1: tune_bundle}
+    if multi > 1:
+        name = f"{chosen.name}-views{multi}"
+        cfg = _train_config(chosen, tune_spec, eval_cases=n_scored, seed=seed,
+                            max_minutes=share, num_threads=threads)
+        say(f"{name}: the chosen recipe in {multi} SID views, up to {share:.1f} min")
+        res = pipeline.train(dataset, tune_views, out / "search" / name, cfg, progress=False,
+                             resume=False, device=device)
+        report["views_model"] = train_row(name, chosen, cfg, res)
+        bundles[multi] = out / "search" / f"{name}-bundle"
+        pipeline.export(out / "search" / name, bundles[multi], quant="f16")
+    sample = _sample(valid, n_scored, seed)
+    rows = serving_points(bundles, points, sample, dataset, threads=threads)
+    report["serving"] = rows
+    views, beam = choose_point(rows)
+    report["serving_chosen"] = {"views": views, "beam": beam}
+    say("serving points (validation NDCG@10, p50 vs one view): " + "; ".join(
+        f"{r['views']}v b{r['beam']} {r['NDCG@10']:.4f} {r['vs_reference']:.2f}x" for r in rows)
+        + f"; chosen {views} view(s) at beam {beam}")
+    model_views = 1 if views == 1 else multi
+
+    # --- RL on the winner's tuning model: how many updates help ------------------------------
     rl_steps = 0
-    if rl is not None:
+    if rl is not None and model_views > 1:
+        report["rl"] = {"skipped": f"the chosen serving point decodes {views} SID views; RL "
+                                   "(train/rl.py) takes one-view models", "steps_chosen": 0}
+        say(report["rl"]["skipped"])
+    elif rl is not None:
         rl = replace(rl, seed=seed, threads=rl.threads or threads)
         say("RL on the chosen tuning model (early stopping on validation)")
         rep = rl_finetune(tune_model, dataset, out / "search" / f"{chosen.name}-rl", rl,
@@ -201,10 +358,12 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                         "steps_chosen": rl_steps}
         if rl_steps:
             tune_model = out / "search" / f"{chosen.name}-rl"
+            bundles[1] = out / "search" / f"{chosen.name}-rl-bundle"
+            pipeline.export(tune_model, bundles[1], quant="f16")
 
     # --- cold start, chosen on validation with the winner's tuning model --------------------
-    tune_bundle = out / "search" / f"{chosen.name}-bundle"
-    pipeline.export(tune_model, tune_bundle, quant="f16")
+    tune_bundle = bundles[model_views]
+    _set_point(tune_bundle, views, beam, model_views)
     with Recommender.load(tune_bundle, n_threads=threads) as rec:
         cold = pipeline.tune_cold_start(rec, tune_bundle, valid, pipeline.bundle_profiles(rec, dataset))
     report["cold_start"] = None if cold is None else cold.to_dict()
@@ -212,43 +371,48 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     # --- the final model --------------------------------------------------------------------
     # what is left, less the reserve for SIDs, export and scoring
     final_minutes = max(left() - minutes * (1 - SEARCH_SHARE - FINAL_SHARE), 0.5)
-    say(f"SIDs for the final split; final model ({chosen.name}) for up to {final_minutes:.1f} min")
-    final_sids = sids_for(final_spec, "sids")
+    say(f"SIDs for the final split; final model ({chosen.name}, {model_views} view(s)) for up "
+        f"to {final_minutes:.1f} min")
+    final_sids = sids_for(final_spec, "sids", model_views)
     cfg = _train_config(chosen, final_spec, eval_cases=0, seed=seed, num_threads=threads,
                         max_minutes=final_minutes)
     res = pipeline.train(dataset, final_sids, out / "model", cfg, progress=False, resume=False,
                          device=device)
-    report["final"] = {"train": asdict(cfg), "minutes": res["minutes"], "steps": res["steps"],
-                       "epochs_run": len(res["history"])}
+    report["final"] = {"train": asdict(cfg), "sid_views": model_views, "minutes": res["minutes"],
+                       "steps": res["steps"], "epochs_run": len(res["history"])}
     final_model = out / "model"
     final_plan = resolve_split(final_spec, dataset)
     test = dataset.test_cases or final_plan.apply(dataset, None).test
 
     def score(bundle: Path) -> dict:
         with Recommender.load(bundle, n_threads=threads) as rec:
-            return pipeline.evaluate_recommender(rec, dataset, test, beam=20)
+            return pipeline.evaluate_recommender(rec, dataset, test)  # at the bundle's point
+
+    def export_final(model: Path, bundle: Path) -> None:
+        pipeline.export(model, bundle, quant="f16")
+        set_cold_start(bundle, cold)
+        _set_point(bundle, views, beam, model_views)
 
     sft_test = None
     if rl_steps:
         if test:  # the ablation, same seed and run: the final model before RL, served alike
             say(f"scoring the final model before RL on {len(test):,} test cases")
-            pipeline.export(final_model, out / "search" / "final-sft-bundle", quant="f16")
-            set_cold_start(out / "search" / "final-sft-bundle", cold)
+            export_final(final_model, out / "search" / "final-sft-bundle")
             sft_test = score(out / "search" / "final-sft-bundle")
         say(f"RL on the final model: {rl_steps} updates")
         rep = rl_finetune(final_model, dataset, out / "model-rl", replace(rl, steps=rl_steps),
                           device=device, keep="last", log=say)
         report["rl"]["final"] = {k: rep[k] for k in ("curve", "steps", "minutes")}
         final_model = out / "model-rl"
-    pipeline.export(final_model, out / "bundle", quant="f16")
-    set_cold_start(out / "bundle", cold)
+    export_final(final_model, out / "bundle")
 
     # --- test metrics of the served bundle --------------------------------------------------
     if test:
         say(f"scoring {len(test):,} test cases with the C++ runtime")
         ours = score(out / "bundle")
         pop = pipeline.popularity_baseline(dataset, final_plan, test)
-        report["test"] = {"beam": 20, "n_cases": len(test), "genrec-lite": ours, "popularity": pop}
+        report["test"] = {"views": views, "beam": beam, "n_cases": len(test),
+                          "genrec-lite": ours, "popularity": pop}
         if sft_test is not None:
             report["test"]["genrec-lite before RL"] = sft_test
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
@@ -273,17 +437,37 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                      f"{v.get('epoch', '-')} | {c['epochs_run']} | {c['minutes']:g} |")
     if "rl" in report:
         r = report["rl"]
-        lines += ["", f"RL on the chosen tuning model: validation NDCG@10 "
+        lines += ["", f"RL: skipped; {r['skipped']}."] if "skipped" in r else [
+                  "", f"RL on the chosen tuning model: validation NDCG@10 "
                       f"{r['tuning']['sft_validation']['NDCG@10']:.4f} -> "
                       f"{r['tuning']['best']['NDCG@10']:.4f}; {r['steps_chosen']} updates "
                       "chosen for the final model" + (" (RL off)" if not r["steps_chosen"] else "")
                       + "."]
+    if "serving" in report:
+        c = report["serving_chosen"]
+        lines += ["", f"Serving points on the {report['procedure']['valid_cases_scored']:,} "
+                      "validation cases (C++ runtime, k 10; p50 of one request at batch 1, "
+                      f"limit {report['procedure']['serving']['latency_limit']:g}x the first "
+                      "point's):", "",
+                  "| SID views | beam | HR@1 | HR@10 | NDCG@1 | NDCG@10 | p50 ms | vs one view |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in report["serving"]:
+            mark = " (chosen)" if (r["views"], r["beam"]) == (c["views"], c["beam"]) else ""
+            lines.append(f"| {r['views']}{mark} | {r['beam']} | {r['HR@1']:.4f} | "
+                         f"{r['HR@10']:.4f} | {r['NDCG@1']:.4f} | {r['NDCG@10']:.4f} | "
+                         f"{r['p50_ms']:g} | {r['vs_reference']:.2f}x |")
+        if "views_model" in report:
+            v = report["views_model"]
+            lines += ["", f"The multi-view model ({v['name']}): best epoch "
+                          f"{v['validation'].get('epoch', '-')} of {v['epochs_run']} run, "
+                          f"{v['minutes']:g} min."]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
               ("off" if cold is None else ", ".join(f"{k} {v}" for k, v in cold.items())) + "."]
     if "test" in report:
         t = report["test"]
-        lines += ["", f"Test ({t['n_cases']:,} cases, beam {t['beam']}, the served bundle):", "",
+        lines += ["", f"Test ({t['n_cases']:,} cases, the served bundle: {t.get('views', 1)} "
+                      f"SID view(s), beam {t['beam']}):", "",
                   metrics_table({"genrec-lite (fit)": t["genrec-lite"],
                                  **({"genrec-lite before RL (same run)": t["genrec-lite before RL"]}
                                     if "genrec-lite before RL" in t else {}),

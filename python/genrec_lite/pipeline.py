@@ -183,11 +183,12 @@ def bundle_profiles(rec: "Recommender", dataset: "Dataset"):
     return dataset.profiles if rec.bundle.manifest.use_profiles else None
 
 
-def evaluate_recommender(rec: "Recommender", dataset: "Dataset", cases, *, beam: int = 20,
+def evaluate_recommender(rec: "Recommender", dataset: "Dataset", cases, *, beam: int | None = None,
                          batch_size: int = 32, progress: bool = False,
                          ranked: list | None = None) -> dict:
     """HR@K / NDCG@K of a served bundle over ``cases``, through the C++ runtime; the same cases
-    and metric code as a checkpoint. ``ranked`` receives each case's ranked item ids."""
+    and metric code as a checkpoint; ``beam`` None: the bundle's own (its search_beam).
+    ``ranked`` receives each case's ranked item ids."""
     from .eval.bundle import evaluate_bundle
 
     return evaluate_bundle(rec, cases, profiles=bundle_profiles(rec, dataset), beam=beam,

@@ -7,10 +7,11 @@ import time
 from .metrics import rank_metrics
 
 
-def evaluate_bundle(rec, cases, *, profiles=None, beam: int = 20, k: int = 10,
+def evaluate_bundle(rec, cases, *, profiles=None, beam: int | None = None, k: int = 10,
                     batch_size: int = 32, progress: bool = False, ranked: list | None = None) -> dict:
     """HR@K / NDCG@K (K = 1, 3, 5, 10) of a Recommender over `cases` (user_id, history, target).
-    `ranked`: a list that receives each case's ranked item ids."""
+    `beam`: None for the bundle's own (its search_beam). `ranked`: a list that receives each
+    case's ranked item ids."""
     from tqdm.auto import tqdm
 
     reqs = []

@@ -30,7 +30,7 @@ HISTORY = (1, 3, 10)
 GRID = tuple(ColdStartConfig(w, t, h) for h in HISTORY for w in WEIGHTS for t in TEMPERATURES)
 
 
-def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int = 20,
+def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int | None = None,
                     batch_size: int = 32) -> list[tuple[list[int], list[float], list[float]]]:
     """(items, scores, logprobs) of a Recommender for each case, with its cold start off for the
     duration (the grid adds the cold items itself)."""

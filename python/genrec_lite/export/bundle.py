@@ -18,7 +18,8 @@ from .._io import atomic_directory, sha256_file, versions
 from ..errors import InvalidArgumentError
 from ..runtime.bundle import COLD_ITEMS, MANIFEST
 from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, FileFacts, Manifest,
-                                SidFacts, TokenizerFacts, checked_search_views)
+                                SidFacts, TokenizerFacts, checked_search_beam,
+                                checked_search_views)
 from ..runtime.cold_start import ColdStartConfig
 
 QUANTS = ("f32", "f16", "q8_0")
@@ -142,5 +143,16 @@ def set_search_views(bundle: str | Path, n: int | None) -> Manifest:
     path = Path(bundle) / MANIFEST
     manifest = Manifest.load(path)
     manifest = replace(manifest, search_views=checked_search_views(n, manifest.sid.views))
+    manifest.save(path)
+    return manifest
+
+
+def set_search_beam(bundle: str | Path, beam: int | None) -> Manifest:
+    """Write the beam (per view) of a request that names none (None: DEFAULT_BEAM, 20) into an
+    exported bundle's manifest: with set_search_views, the serving point chosen where serving
+    cost matters. The manifest is replaced atomically; returns it."""
+    path = Path(bundle) / MANIFEST
+    manifest = Manifest.load(path)
+    manifest = replace(manifest, search_beam=checked_search_beam(beam))
     manifest.save(path)
     return manifest

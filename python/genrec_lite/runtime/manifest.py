@@ -27,6 +27,8 @@ from .cold_start import ColdStartConfig
 FORMAT_NAME = "genrec-lite.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# the beam of a request that names none, where the bundle sets no search_beam
+DEFAULT_BEAM = 20
 
 _MISSING = object()
 _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -193,6 +195,22 @@ def _search_views(f: "_Fields") -> int | None:
     return n
 
 
+def _search_beam(f: "_Fields") -> int | None:
+    n = f.get("search_beam", int, nullable=True, default=None)
+    if n is not None and n < 1:
+        raise f.error("search_beam", f"is {n}; expected null or an integer >= 1")
+    return n
+
+
+def checked_search_beam(beam) -> int | None:
+    """`beam` as a search_beam setting (None: the default, DEFAULT_BEAM); InvalidArgumentError
+    naming the value otherwise."""
+    if beam is not None and (isinstance(beam, bool) or not isinstance(beam, (int, np.integer))
+                             or beam < 1):
+        raise InvalidArgumentError(f"search beam {beam!r}; expected an integer >= 1 or None")
+    return None if beam is None else int(beam)
+
+
 def checked_search_views(n, total: int) -> int | None:
     """`n` as a search_views setting of a bundle with `total` SID views (None: all of them);
     InvalidArgumentError naming the value otherwise."""
@@ -221,6 +239,9 @@ class Manifest:
     # how many of a multi-view bundle's SID views a request decodes (the first n, fused); None:
     # all. Chosen on validation where serving cost matters (benchmarks/view_frontier.py)
     search_views: int | None = None
+    # the beam (per view) of a request that names none; None: DEFAULT_BEAM. With search_views,
+    # the serving point chosen where serving cost matters (fit.py's views stage)
+    search_beam: int | None = None
     data: DataFacts = field(default_factory=DataFacts)
     checkpoint: CheckpointFacts = field(default_factory=CheckpointFacts)
     backbone: dict = field(default_factory=dict)
@@ -254,7 +275,7 @@ class Manifest:
             use_profiles=f.get("use_profiles", bool, default=False),
             profile_template=f.get("profile_template", str, nullable=True, default=None),
             cold_start=ColdStartFacts.read(f.child("cold_start", default=None)),
-            search_views=_search_views(f),
+            search_views=_search_views(f), search_beam=_search_beam(f),
             data=DataFacts.read(f.child("data", default=None)),
             checkpoint=CheckpointFacts.read(f.child("checkpoint", default=None)),
             backbone=f.get("backbone", dict, default={}),
@@ -273,6 +294,7 @@ class Manifest:
                 "profile_template": self.profile_template, "sid": self.sid.to_dict(),
                 "cold_start": self.cold_start.to_dict(),
                 **({} if self.search_views is None else {"search_views": self.search_views}),
+                **({} if self.search_beam is None else {"search_beam": self.search_beam}),
                 "files": {n: {"bytes": x.bytes, "sha256": x.sha256} for n, x in self.files.items()},
                 "versions": self.versions, "export_seconds": self.export_seconds, **self.extra}
 

@@ -53,7 +53,7 @@ from ..sid import SemanticIds, SidViews, fuse
 from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
-from .manifest import checked_search_views
+from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
 
 UNKNOWN_POLICIES = ("skip", "error")
@@ -112,6 +112,7 @@ class _Loaded:
             raise ArtifactError(f"{bundle.path}/manifest.json: search_views is {m.search_views} "
                                 f"but the bundle has {n_views} SID views")
         self.search_views = m.search_views or n_views
+        self.search_beam = m.search_beam or DEFAULT_BEAM
         # how training wrote a user's profile record as text (None: 'field value' pairs)
         self.profile_template = m.profile_template
         self.max_history = m.max_history
@@ -268,6 +269,19 @@ class Recommender:
             total = len(loaded.catalog.state.views)
             loaded.search_views = checked_search_views(n, total) or total
 
+    @property
+    def search_beam(self) -> int:
+        """The beam (per view) of a request that names none: the bundle's search_beam, or
+        DEFAULT_BEAM (20); raised to the request's k where k is larger."""
+        return self._loaded.search_beam
+
+    def set_search_beam(self, beam: int | None) -> None:
+        """The beam of requests that name none, from the next request on (None: DEFAULT_BEAM).
+        A reload takes the new bundle's own setting."""
+        beam = checked_search_beam(beam) or DEFAULT_BEAM
+        with self._write_lock, self._use() as loaded:
+            loaded.search_beam = beam
+
     @contextmanager
     def _use(self):
         """The current bundle, counted as in use until the block ends (ClosedError once closed)."""
@@ -387,14 +401,15 @@ class Recommender:
 
     # --- requests ----------------------------------------------------------------------------
     def recommend(self, history: Sequence[int], profile: str | Mapping | None = None, *, k: int = 10,
-                  beam: int = 20, allow: Iterable[int] | None = None,
+                  beam: int | None = None, allow: Iterable[int] | None = None,
                   deny: Iterable[int] | None = None) -> list[Recommendation]:
         return self.recommend_batch([{"history": history, "profile": profile, "k": k, "beam": beam,
                                       "allow": allow, "deny": deny}])[0]
 
     def check_request(self, request: Mapping, index: int = 0) -> dict:
         """One request checked and normalised: {history: [int], profile: str or a user record,
-        k, beam, allow: [int] | None, deny: [int] | None}. A profile given as a record (a dict of
+        k, beam, allow: [int] | None, deny: [int] | None}; a request without a beam (or with
+        None) gets the bundle's (search_beam), raised to its k. A profile given as a record (a dict of
         the user's fields) is written as training wrote it, with the bundle's profile template;
         a string is used as it is. InvalidArgumentError names the bad value;
         k and beam are bounded by max_beam. Catalog membership is not checked here (it can
@@ -407,7 +422,9 @@ class Recommender:
                                        f"expected some of {sorted(REQUEST_KEYS)}")
         limit = self.max_beam
         k = _positive(request.get("k", 10), "k", limit)
-        beam = _positive(request.get("beam", 20), "beam", limit)
+        beam = request.get("beam")
+        beam = (min(max(self.search_beam, k), limit) if beam is None
+                else _positive(beam, "beam", limit))
         if beam < k:
             raise InvalidArgumentError(f"beam={beam} < k={k}; the beam must hold at least k items")
         profile = request.get("profile")
