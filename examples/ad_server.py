@@ -30,8 +30,8 @@ beyond); benchmarks/serve_load.py compares the two.
 
 Caps (each refusal is a 4xx naming the value and the limit): --max-body-bytes (413), --max-history
 items, --max-ids per allow/deny/item_ids list, --max-profile-chars, --max-beam for k and beam
-(never above what the backend holds, Recommender.max_beam). A cap on beam below the default beam
-(20) means clients must send a beam.
+(never above what the backend holds, Recommender.max_beam). A cap on beam below the bundle's default
+beam (its search_beam, else 20) means clients must send a beam.
 
 Catalog writes (/items, /active, /remove) and reloads run one at a time in a worker thread, never
 on the event loop; a write waits while a reload loads. Model refresh: POST /reload or SIGHUP (which
