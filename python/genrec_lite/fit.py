@@ -147,14 +147,6 @@ def _checked_points(points) -> tuple[tuple[int, int], ...]:
     return out
 
 
-def _sample(cases: list, n: int, seed: int) -> list:
-    """The validation sample the trainer scores every epoch (Trainer.validate's rule)."""
-    if len(cases) <= n:
-        return list(cases)
-    rows = np.sort(np.random.default_rng(seed).choice(len(cases), n, replace=False))
-    return [cases[i] for i in rows]
-
-
 def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None = None,
                    rounds: int = LATENCY_ROUNDS, n_timed: int = LATENCY_HISTORIES) -> list[dict]:
     """Each point (views, beam): HR/NDCG@1,3,5,10 on `cases` (k 10) and the p50 of one request
@@ -170,27 +162,24 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
     try:
         for key, path in bundles.items():
             recs[key] = Recommender.load(path, n_threads=threads)
-        served = []
+        served = []  # (recommender, profiles) of each point
         for views, beam in points:
             rec = recs[1 if views == 1 else multi]
             if views > len(rec.catalog.state.views):
                 raise InvalidArgumentError(f"serving point ({views}, {beam}): the multi-view "
                                            f"bundle holds {len(rec.catalog.state.views)} views")
-            served.append(rec)
+            served.append((rec, pipeline.bundle_profiles(rec, dataset)))
         rows = []
-        for (views, beam), rec in zip(points, served):
+        for (views, beam), (rec, _) in zip(points, served):
             rec.set_search_views(views)
             m = pipeline.evaluate_recommender(rec, dataset, cases, beam=beam)
             rows.append({"views": views, "beam": beam,
                          **{k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}})
-        timed = cases[:n_timed]
-        profiles = {key: pipeline.bundle_profiles(rec, dataset) for key, rec in recs.items()}
         times: list[list[float]] = [[] for _ in points]
         for r in range(rounds + 1):  # round 0 warms the contexts up, untimed
-            for i, ((views, beam), rec) in enumerate(zip(points, served)):
+            for i, ((views, beam), (rec, prof)) in enumerate(zip(points, served)):
                 rec.set_search_views(views)
-                prof = profiles[1 if views == 1 else multi]
-                for c in timed:
+                for c in cases[:n_timed]:
                     req = {"history": list(c.history), "k": 10, "beam": beam,
                            "profile": None if prof is None else prof.get(c.user_id)}
                     t = time.perf_counter()
@@ -237,6 +226,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     from .export.bundle import set_cold_start
     from .runtime import Recommender
     from .sid.build import SidConfig
+    from .train.evaluate import validation_sample
     from .train.rl import rl_finetune
 
     say = log or (lambda msg: None)
@@ -331,7 +321,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         report["views_model"] = train_row(name, chosen, cfg, res)
         bundles[multi] = out / "search" / f"{name}-bundle"
         pipeline.export(out / "search" / name, bundles[multi], quant="f16")
-    sample = _sample(valid, n_scored, seed)
+    sample = validation_sample(valid, n_scored, seed)  # the one the candidates were scored on
     rows = serving_points(bundles, points, sample, dataset, threads=threads)
     report["serving"] = rows
     views, beam = choose_point(rows)

@@ -123,36 +123,35 @@ def _with_content(views, items: Path, sid_cfg: dict):
     return SidViews([primary.with_content(vectors), *list(views)[1:]])
 
 
+def _edit_manifest(bundle: str | Path, change) -> Manifest:
+    """Replace an exported bundle's manifest atomically by change(manifest); returns the new one."""
+    path = Path(bundle) / MANIFEST
+    manifest = change(Manifest.load(path))
+    manifest.save(path)
+    return manifest
+
+
 def set_cold_start(bundle: str | Path, settings) -> Manifest:
     """Write cold-start settings (a ColdStartConfig, its dict, or None for off) into an exported
     bundle's manifest, e.g. once they were chosen on validation with the bundle itself
     (eval/cold_start.py). The manifest is replaced atomically; returns it."""
     if settings is not None and not isinstance(settings, ColdStartConfig):
         settings = ColdStartConfig.from_dict(settings)
-    path = Path(bundle) / MANIFEST
-    manifest = Manifest.load(path)
-    manifest = replace(manifest, cold_start=replace(manifest.cold_start, settings=settings))
-    manifest.save(path)
-    return manifest
+    return _edit_manifest(bundle, lambda m: replace(
+        m, cold_start=replace(m.cold_start, settings=settings)))
 
 
 def set_search_views(bundle: str | Path, n: int | None) -> Manifest:
     """Write how many of a multi-view bundle's SID views each request decodes (the first n;
     None: all) into its manifest, e.g. the point chosen on the quality/latency frontier. The
     manifest is replaced atomically; returns it."""
-    path = Path(bundle) / MANIFEST
-    manifest = Manifest.load(path)
-    manifest = replace(manifest, search_views=checked_search_views(n, manifest.sid.views))
-    manifest.save(path)
-    return manifest
+    return _edit_manifest(bundle, lambda m: replace(
+        m, search_views=checked_search_views(n, m.sid.views)))
 
 
 def set_search_beam(bundle: str | Path, beam: int | None) -> Manifest:
     """Write the beam (per view) of a request that names none (None: DEFAULT_BEAM, 20) into an
     exported bundle's manifest: with set_search_views, the serving point chosen where serving
     cost matters. The manifest is replaced atomically; returns it."""
-    path = Path(bundle) / MANIFEST
-    manifest = Manifest.load(path)
-    manifest = replace(manifest, search_beam=checked_search_beam(beam))
-    manifest.save(path)
-    return manifest
+    beam = checked_search_beam(beam)
+    return _edit_manifest(bundle, lambda m: replace(m, search_beam=beam))

@@ -188,17 +188,11 @@ class CheckpointFacts(_Strings):
     weights: str | None = None
 
 
-def _search_views(f: "_Fields") -> int | None:
-    n = f.get("search_views", int, nullable=True, default=None)
+def _positive_or_null(f: "_Fields", key: str) -> int | None:
+    """An optional integer setting (search_views, search_beam): null, or >= 1."""
+    n = f.get(key, int, nullable=True, default=None)
     if n is not None and n < 1:
-        raise f.error("search_views", f"is {n}; expected null or an integer >= 1")
-    return n
-
-
-def _search_beam(f: "_Fields") -> int | None:
-    n = f.get("search_beam", int, nullable=True, default=None)
-    if n is not None and n < 1:
-        raise f.error("search_beam", f"is {n}; expected null or an integer >= 1")
+        raise f.error(key, f"is {n}; expected null or an integer >= 1")
     return n
 
 
@@ -275,7 +269,8 @@ class Manifest:
             use_profiles=f.get("use_profiles", bool, default=False),
             profile_template=f.get("profile_template", str, nullable=True, default=None),
             cold_start=ColdStartFacts.read(f.child("cold_start", default=None)),
-            search_views=_search_views(f), search_beam=_search_beam(f),
+            search_views=_positive_or_null(f, "search_views"),
+            search_beam=_positive_or_null(f, "search_beam"),
             data=DataFacts.read(f.child("data", default=None)),
             checkpoint=CheckpointFacts.read(f.child("checkpoint", default=None)),
             backbone=f.get("backbone", dict, default={}),

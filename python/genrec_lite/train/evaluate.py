@@ -12,6 +12,14 @@ from .decode import ReferenceDecoder
 from .tasks import next_item_prompt, short_title
 
 
+def validation_sample(cases: list, n: int, seed: int) -> list:
+    """The fixed sample of at most `n` validation cases scored every epoch (seeded, in order)."""
+    if len(cases) <= n:
+        return list(cases)
+    rows = np.sort(np.random.default_rng(seed).choice(len(cases), n, replace=False))
+    return [cases[i] for i in rows]
+
+
 def case_prompts(cases, sids, prompts: PromptSet, *, profiles=None, profile_template=None,
                  max_history: int = 10) -> list[str]:
     out = []

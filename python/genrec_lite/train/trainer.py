@@ -454,15 +454,12 @@ class Trainer:
     # --- validation ----------------------------------------------------------------------------
     def validate(self, model) -> dict:
         """HR@K / NDCG@K on a seeded sample of the validation cases (reference decoder)."""
-        from .evaluate import evaluate_cases
+        from .evaluate import evaluate_cases, validation_sample
 
         cases = self.split.valid
         if not cases or self.cfg.eval_cases == 0:
             return {}
-        if len(cases) > self.cfg.eval_cases:
-            rng = np.random.default_rng(self.cfg.seed)
-            cases = [cases[i] for i in np.sort(rng.choice(len(cases), self.cfg.eval_cases,
-                                                          replace=False))]
+        cases = validation_sample(cases, self.cfg.eval_cases, self.cfg.seed)
         was = model.training
         metrics = evaluate_cases(model, self.tok, self.views, cases, self.prompts,
                                  profiles=self.dataset.profiles if self.cfg.use_profiles else None,
