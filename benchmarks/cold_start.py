@@ -227,6 +227,19 @@ def model_rows(answers, sids, cold, cases, settings, segments) -> dict:
     return rows
 
 
+def family_bests(trials: list[dict]) -> dict:
+    """The best trial (validation NDCG@10 over all cases) of each family of the grid: absolute or
+    relative masses, each cap on the cold items a list (and off), to see what each one offers."""
+    best: dict = {}
+    for t in trials:
+        s = t["settings"]
+        fam = "off" if s is None else (("relative" if s.get("relative") else "absolute")
+                                       + f", slots {s.get('slots')}")
+        if fam not in best or t["metrics"]["all"]["NDCG@10"] > best[fam]["metrics"]["all"]["NDCG@10"]:
+            best[fam] = t
+    return best
+
+
 def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> dict:
     """The cold-start settings chosen on validation: the tuning split's model on the valid cases
     (targets after its training period, so its cold items are those it never trained on). Chosen
@@ -250,7 +263,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         cfg, trials = choose_cold_start([answers[i] for i in idx], [valid[i] for i in idx], sids,
                                         cold)
         chosen[part] = cfg
-        val[part] = {"chosen": None if cfg is None else cfg.to_dict(), "trials": trials}
+        val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
+                     "best_by_family": family_bests(trials)}
     idx_b = np.flatnonzero(~half)
     cases_b = [valid[i] for i in idx_b]
     seg_b = {"natural": natural[idx_b]}
@@ -334,11 +348,11 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                        minutes=args.minutes, epochs=args.epochs)
     v_answers, v_sids, v_cold, _ = served(bundle_of(tune), valid, ds.profiles, launched=records,
                                           check=0)
-    cfg, _ = choose_cold_start(v_answers, valid, v_sids, v_cold)
+    cfg, trials = choose_cold_start(v_answers, valid, v_sids, v_cold)
     chosen = None if cfg is None else cfg.to_dict()
     out["validation"] = {"model": str(tune), "n_cases": len(valid),
                          "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
-                         "chosen": chosen,
+                         "chosen": chosen, "best_by_family": family_bests(trials),
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
     settings = cfg

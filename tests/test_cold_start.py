@@ -28,6 +28,39 @@ def test_settings_are_checked(bad):
         ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.1, "extra": 1})
 
 
+@pytest.mark.parametrize("bad", [dict(relative="yes"), dict(relative=1), dict(slots=0),
+                                 dict(slots=True), dict(slots=2.0), dict(slots=5000)])
+def test_relative_and_slots_are_checked_and_round_trip(bad):
+    with pytest.raises(InvalidArgumentError, match=f"cold start {next(iter(bad))}="):
+        ColdStartConfig(0.1, 0.1, **bad)
+    cfg = ColdStartConfig(0.3, 0.2, 3, relative=True, slots=2)
+    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg
+    # settings written before these existed read as absolute, uncapped
+    old = ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.2, "history": 3})
+    assert (old.relative, old.slots) == (False, None)
+
+
+def test_relative_mass_follows_the_beams_best_probability():
+    cos = np.array([1.0, 0.5])
+    absolute, relative = ColdStartConfig(0.5, 0.25), ColdStartConfig(0.5, 0.25, relative=True)
+    np.testing.assert_allclose(content_scores(cos, absolute, [-2.0, -1.0]),
+                               [math.log(0.5), math.log(0.5) - 2.0])
+    np.testing.assert_allclose(content_scores(cos, relative, [-2.0, -1.0]),
+                               [math.log(0.5) - 1.0, math.log(0.5) - 3.0])
+    # an empty beam (everything filtered out): nothing to be relative to, the absolute mass
+    np.testing.assert_allclose(content_scores(cos, relative, []), content_scores(cos, absolute))
+
+
+def test_slots_cap_the_cold_items_from_outside_the_beam():
+    items, scores, logprobs = [1, 2, 3], [-3.0, -4.0, -5.0], [-3.0, -4.0, -5.0]
+    cold = np.array([3, 7, 8, 9])                          # 3 is in the beam too
+    mass = np.log([0.5, 0.4, 0.3, 0.2])
+    got, _, _ = mix(items, scores, logprobs, cold, mass, lambda i: True, k=5, slots=1)
+    assert got == [3, 7, 1, 2]      # the beam's own cold item, one more, then the warm items
+    got, _, _ = mix(items, scores, logprobs, cold, mass, lambda i: True, k=5, slots=None)
+    assert got == [3, 7, 8, 9, 1]
+
+
 def test_directions_are_unit_sums_of_codewords():
     cb = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     codes = np.array([[0, 1, 7], [2, 2, 0]])  # an extra collision level is ignored
@@ -224,23 +257,31 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
     from genrec_lite.train.evaluate import case_prompts
 
     ds, cases = synthetic
-    cfg = ColdStartConfig(weight=0.02, temperature=0.1, history=3)
     with Recommender.load(runtime_bundle, n_threads=1) as rec:
         state = rec.catalog.state
         last = sorted({c.history[-1] for c in cases})[:6]
         rec.add_items([_twin(state, i, 900_100 + n) for n, i in enumerate(last)])
-        rec.set_cold_start(cfg)
         state = rec.catalog.state
-        reqs = [{"history": list(c.history), "profile": ""} for c in cases]
-        got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
         model, tok, views, meta = load_model(runtime_checkpoint)
         texts = case_prompts(cases, state.sids, PromptSet.load(meta["prompts"]),
                              max_history=meta["train"]["max_history"])
         ref = ReferenceDecoder(model, tok, state.sids).recommend(texts, k=10, beam=20)
         answers = [(r.items, r.scores, r.logprobs) for r in ref]
-        want = ColdCandidates(state.sids, state.cold, cases).lists(answers, cfg, k=10)
-    assert got == want
-    assert any(set(g) & set(range(900_100, 900_106)) for g in got)  # the mixture did something
+        cand = ColdCandidates(state.sids, state.cold, cases)
+        reqs = [{"history": list(c.history), "profile": ""} for c in cases]
+        added = set(range(900_100, 900_106))
+        for cfg in (ColdStartConfig(weight=0.02, temperature=0.1, history=3),
+                    ColdStartConfig(weight=2.0, temperature=0.1, history=3, relative=True,
+                                    slots=1)):
+            rec.set_cold_start(cfg)
+            got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
+            assert got == cand.lists(answers, cfg, k=10), cfg
+            assert got != cand.lists(answers, None, k=10)  # the mixture did something
+            assert any(set(g) & added for g in got) or cfg.slots is not None
+            if cfg.slots is not None:
+                beams = [set(a[0]) for a in answers]
+                assert all(len((set(g) - b) & set(state.cold.tolist())) <= cfg.slots
+                           for g, b in zip(got, beams))
 
 
 def test_cold_items_survive_save_catalog_and_reload(runtime_bundle, synthetic, tmp_path):
@@ -288,3 +329,24 @@ def test_without_items_hides_items_everywhere(synthetic):
     assert not np.isin(sub.interactions.item_ids, gone).any()
     with pytest.raises(InvalidArgumentError, match="not in the catalog"):
         ds.without_items([10**9])
+
+
+def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
+    """ColdCandidates.lists scores only each case's best cold items (the grid's speed); the lists
+    equal those of mixing in every cold item, under absolute, relative and capped settings."""
+    rng = np.random.default_rng(3)
+    cand = ColdCandidates.__new__(ColdCandidates)
+    cand.cold = np.sort(rng.choice(500, 120, replace=False))
+    d = rng.standard_normal((120, 8)).astype(np.float32)
+    cand.dirs = d / np.linalg.norm(d, axis=1, keepdims=True)
+    q = rng.standard_normal((40, 3, 8)).astype(np.float32)
+    cand.queries = list(q / np.linalg.norm(q, axis=2, keepdims=True)) + [None]
+    cand._cos, cand._short = {}, {}
+    answers = []
+    for _ in range(41):
+        items = rng.choice(500, 10, replace=False).tolist()   # some of them cold
+        s = np.sort(np.log(rng.dirichlet(np.ones(30))[:10]))[::-1].tolist()
+        answers.append((items, s, s))
+    for cfg in (ColdStartConfig(0.01, 0.05), ColdStartConfig(0.3, 0.5, 3),
+                ColdStartConfig(2.0, 0.1, 3, relative=True), ColdStartConfig(1.0, 0.2, slots=1)):
+        assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg

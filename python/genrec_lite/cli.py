@@ -507,7 +507,8 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
               help="Also write model.onnx (the onnxruntime backend, float32).")
 @click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE[,HISTORY]",
-              help="Cold-start settings chosen on validation (runtime/cold_start.py); default: off.")
+              help="Cold-start settings chosen on validation (runtime/cold_start.py), or their "
+                   "JSON object (with relative, slots); default: off.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) -> None:
     """Write a self-contained serving bundle (atomically: nothing half-written on failure).
@@ -520,7 +521,13 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
 
     say = None if quiet else (lambda msg: click.echo(msg, err=True))
     settings = None
-    if cold_start is not None:
+    if cold_start is not None and cold_start.lstrip().startswith("{"):
+        try:
+            settings = json.loads(cold_start)
+        except ValueError as e:
+            raise InvalidArgumentError(f"--cold-start {cold_start!r}: not a JSON object ({e})") \
+                from None
+    elif cold_start is not None:
         parts = cold_start.split(",")
         try:
             if len(parts) not in (2, 3):
@@ -745,10 +752,9 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     rec = pipeline.serve_with_launch(out / "bundle", full.catalog, launched, threads)
     chosen = pipeline.tune_cold_start(rec, out / "bundle", valid,
                                       pipeline.bundle_profiles(rec, full))
-    click.echo("      cold start: " + (f"weight {chosen.weight:g}, temperature {chosen.temperature:g}, "
-                                       f"{chosen.history} recent items" if chosen
-                                       else "off (on validation every setting that showed new items "
-                                       "cost the other cases more than 1%)" if valid
+    click.echo("      cold start: " + (chosen.describe() if chosen
+                                       else "off (no setting improved the validation NDCG@10)"
+                                       if valid
                                        else "off (the split has no validation cases to choose it on)"),
                err=True)
     new = np.isin([c.target for c in cases], launched)

@@ -411,6 +411,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
 
 
 def _write_report(out: Path, report: dict, metrics_table) -> None:
+    from .runtime.cold_start import ColdStartConfig
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     lines = [f"# genrec-lite fit: {report['data']}", "",
@@ -453,7 +455,7 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                           f"{v['minutes']:g} min."]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
-              ("off" if cold is None else ", ".join(f"{k} {v}" for k, v in cold.items())) + "."]
+              ("off" if cold is None else ColdStartConfig.from_dict(cold).describe()) + "."]
     if "test" in report:
         t = report["test"]
         lines += ["", f"Test ({t['n_cases']:,} cases, the served bundle: {t.get('views', 1)} "

@@ -6,18 +6,22 @@ SID from its text, but the model puts almost no probability on that SID's last l
 beam never reaches it. The Recommender therefore adds to the model's probability of each cold
 item a content mass:
 
-    p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, h) - 1) / temperature)
+    p(i | h) = p_model(i | h) + [i cold] * weight * r(h) * exp((cos(z_i, h) - 1) / temperature)
 
 where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
 content vector (sid/content.py: the principal components of the embedding its SID was made from,
 kept beside the SID; for tables built without them, the residual-quantiser reconstruction, the sum
 of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
 newest `history` known history items (0 without one). A cold item identical in content to a
-recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity. All three are chosen on validation data
-(eval/cold_start.py), never set by hand. Warm items keep the model's values and
-order; a cold item enters a list where its mass beats the model's for the items below it, and its
-mass does not depend on how many other cold items there are. numpy only: the runtime and the
-reference evaluation share it.
+recent item gets `weight` times r(h); `temperature` sets how fast the mass falls with
+dissimilarity. r(h) is 1 (an absolute mass) or, with `relative`, the beam's best probability for
+the request: where a model spreads its mass thinly over a large catalog one absolute weight is
+either below every list or above all of it, a weight relative to the model's own confidence is
+not. `slots` optionally caps how many cold items from outside the beam one list may take. All are
+chosen on validation data (eval/cold_start.py), never set by hand. Warm items keep the model's
+values and order; a cold item enters a list where its mass beats the model's for the items below
+it, and its mass does not depend on how many other cold items there are. numpy only: the runtime
+and the reference evaluation share it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class ColdStartConfig:
     weight: float         # content mass of a cold item identical to a recent history item, > 0
     temperature: float    # of the cosine in the content mass, > 0
     history: int = 1      # how many of the newest known history items the cosine looks at
+    relative: bool = False     # weight is a share of the request's best beam probability
+    slots: int | None = None   # at most this many cold items from outside the beam a list
 
     def __post_init__(self):
         for name in ("weight", "temperature"):
@@ -46,17 +52,41 @@ class ColdStartConfig:
         h = self.history
         if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= 1000:
             raise InvalidArgumentError(f"cold start history={h!r}; expected an integer in 1..1000")
+        if not isinstance(self.relative, (bool, np.bool_)):
+            raise InvalidArgumentError(f"cold start relative={self.relative!r}; expected true or "
+                                       "false")
+        s = self.slots
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                              or not 1 <= s <= 1000):
+            raise InvalidArgumentError(f"cold start slots={s!r}; expected null or an integer in "
+                                       "1..1000")
+
+    def describe(self) -> str:
+        """The settings in words, for reports and logs."""
+        return (f"weight {self.weight:g}" + (" of the best item's probability" if self.relative
+                                            else "") +
+                f", temperature {self.temperature:g}, {self.history} recent item"
+                + ("s" if self.history > 1 else "")
+                + ("" if self.slots is None else f", at most {self.slots} cold a list"))
 
     def to_dict(self) -> dict:
-        return {"weight": float(self.weight), "temperature": float(self.temperature),
-                "history": int(self.history)}
+        """The settings as written to a manifest; relative and slots only where set, so that
+        absolute, uncapped settings read the same in a bundle of any version."""
+        d = {"weight": float(self.weight), "temperature": float(self.temperature),
+             "history": int(self.history)}
+        if self.relative:
+            d["relative"] = True
+        if self.slots is not None:
+            d["slots"] = int(self.slots)
+        return d
 
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
         if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
-                or not set(d) <= {"weight", "temperature", "history"}:
-            raise InvalidArgumentError(f"cold start settings {d!r}; expected "
-                                       "{'weight': w, 'temperature': t[, 'history': n]}")
+                or not set(d) <= {"weight", "temperature", "history", "relative", "slots"}:
+            raise InvalidArgumentError(f"cold start settings {d!r}; expected {{'weight': w, "
+                                       "'temperature': t[, 'history': n, 'relative': bool, "
+                                       "'slots': n or null]}")
         return cls(**d)
 
 
@@ -97,19 +127,23 @@ def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarra
     return (q @ np.asarray(cold_dirs, dtype=np.float32).T).max(axis=0).astype(np.float64)
 
 
-def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
-    """log of each cold item's content mass: log weight + (cos - 1) / temperature."""
-    return math.log(cfg.weight) + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
+def content_scores(cos: np.ndarray, cfg: ColdStartConfig, beam_scores=()) -> np.ndarray:
+    """log of each cold item's content mass: log weight + (cos - 1) / temperature, plus the best
+    of the request's `beam_scores` (log-probabilities) with `relative` settings (none: 0)."""
+    base = math.log(cfg.weight)
+    if cfg.relative and len(beam_scores):
+        base += float(max(beam_scores))
+    return base + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
 
 
 def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, eligible,
-        k: int) -> tuple[list[int], list[float], list[float]]:
+        k: int, slots: int | None = None) -> tuple[list[int], list[float], list[float]]:
     """One request's top k: the beam's (items, scores, logprobs) with the cold items' content
     masses (`content_scores`, cold_ids sorted) added, as log-sum-exp where the beam holds the item
     too (one value for a cold item's score and log-probability otherwise). `eligible(item)` says
     whether a cold item outside the beam may be answered (in the catalog, active, allowed, not
-    denied); only the best cold items are asked, in order, until k are found. Ties keep the
-    beam's order, then the cold order."""
+    denied); only the best cold items are asked, in order, until k (or `slots`) are found. Ties
+    keep the beam's order, then the cold order."""
     score: dict[int, float] = {}
     lp: dict[int, float] = {}
     order: list[int] = []
@@ -128,9 +162,9 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
                     c = float(cold_scores[j])
                     score[item] = float(np.logaddexp(score[item], c))
                     lp[item] = float(np.logaddexp(lp[item], c))
-        picked = 0
+        picked, room = 0, k if slots is None else min(k, slots)
         for j in _best_first(cold_scores, max(4 * k, 64)):
-            if picked >= k:
+            if picked >= room:
                 break
             item = int(cold_ids[j])
             if item not in score and eligible(item):

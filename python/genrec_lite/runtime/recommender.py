@@ -505,13 +505,13 @@ class Recommender:
         items ranked by the content similarity to the newest known history items."""
         recent = history[-cfg.history:]
         cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
-                                           if recent else None), cfg)
+                                           if recent else None), cfg, answer[1])
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         def eligible(item: int) -> bool:
             return state.is_active(item) and item not in deny and (allow is None or item in allow)
 
-        return mix(*answer, state.cold, cold, eligible, q["k"])
+        return mix(*answer, state.cold, cold, eligible, q["k"], cfg.slots)
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
         """The prompt of a request in one SID view."""
