@@ -214,8 +214,12 @@ def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
         rec.close()
 
 
-def model_rows(answers, sids, cold, cases, settings, segments) -> dict:
-    """The model alone and with cold start (one mixing code: the runtime's), per segment."""
+BEST_OVERALL = "genrec-lite compact (one view) + cold start, best overall (max_cost 0)"
+
+
+def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None) -> dict:
+    """The model alone and with cold start (one mixing code: the runtime's), per segment; with
+    `best_overall`, also the settings the rule without an exposure price chose (max_cost 0)."""
     from genrec_lite.eval.cold_start import ColdCandidates
 
     cand = ColdCandidates(sids, cold, cases)
@@ -224,7 +228,15 @@ def model_rows(answers, sids, cold, cases, settings, segments) -> dict:
     if settings is not None:
         rows["genrec-lite compact (one view) + cold start"] = segment_metrics(
             cand.lists(answers, settings), cases, segments)
+    if best_overall is not None and best_overall != settings:
+        rows[BEST_OVERALL] = segment_metrics(cand.lists(answers, best_overall), cases, segments)
     return rows
+
+
+def _settings(d):
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+
+    return None if d is None else ColdStartConfig.from_dict(d)
 
 
 def family_bests(trials: list[dict]) -> dict:
@@ -246,7 +258,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     on a seeded random half A and measured on the other half B against content kNN and the model
     alone; then chosen again on all the valid cases for the test runs."""
     from benchmarks.baselines.content import ContentKNN
-    from genrec_lite.eval.cold_start import GRID, choose_cold_start
+    from genrec_lite.eval.cold_start import GRID, choose_cold_start, pick
 
     ds = P["dataset"]
     ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes,
@@ -263,7 +275,9 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         cfg, trials = choose_cold_start([answers[i] for i in idx], [valid[i] for i in idx], sids,
                                         cold)
         chosen[part] = cfg
+        strict = pick(trials, max_cost=0)
         val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
+                     "best_overall": None if strict is None else strict.to_dict(),
                      "best_by_family": family_bests(trials)}
     idx_b = np.flatnonzero(~half)
     cases_b = [valid[i] for i in idx_b]
@@ -272,7 +286,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
                                       .recommend([c.history for c in cases_b], 10), cases_b, seg_b)
               for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
     rows_b.update(model_rows([answers[i] for i in idx_b], sids, cold, cases_b,
-                             chosen["chosen_on_half_a"], seg_b))
+                             chosen["chosen_on_half_a"], seg_b,
+                             _settings(val["chosen_on_half_a"]["best_overall"])))
     val["half_b"] = {"n_cases": len(cases_b), "n_natural_cases": int(seg_b["natural"].sum()),
                      "models": rows_b}
     log(f"cold start chosen on validation half A: {val['chosen_on_half_a']['chosen']}; "
@@ -301,7 +316,8 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
     answers, sids, served_cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles)
     out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(served_cold)), **extra)
     out["models"].update(model_rows(answers, sids, served_cold, test, settings,
-                                    {"natural": natural}))
+                                    {"natural": natural},
+                                    _settings(val["chosen_on_all"].get("best_overall"))))
     return out
 
 
@@ -340,7 +356,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
         out["models"][label] = segment_metrics(lists, test, {"launch": launch})
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
-    from genrec_lite.eval.cold_start import choose_cold_start
+    from genrec_lite.eval.cold_start import choose_cold_start, pick
 
     records = [ds.catalog.record(i) for i in held.tolist()]
     valid = P["valid"][:300] if args.quick else P["valid"]
@@ -350,9 +366,12 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                                           check=0)
     cfg, trials = choose_cold_start(v_answers, valid, v_sids, v_cold)
     chosen = None if cfg is None else cfg.to_dict()
+    strict = pick(trials, max_cost=0)
     out["validation"] = {"model": str(tune), "n_cases": len(valid),
                          "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
-                         "chosen": chosen, "best_by_family": family_bests(trials),
+                         "chosen": chosen,
+                         "best_overall": None if strict is None else strict.to_dict(),
+                         "best_by_family": family_bests(trials),
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
     settings = cfg
@@ -361,7 +380,8 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     answers, sids, cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles,
                                         launched=records)
     out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(cold)), **extra)
-    out["models"].update(model_rows(answers, sids, cold, test, settings, {"launch": launch}))
+    out["models"].update(model_rows(answers, sids, cold, test, settings, {"launch": launch},
+                                    strict))
     return out
 
 
@@ -432,10 +452,18 @@ def main(argv=None) -> int:
         print(md[-1], flush=True)
     if not args.quick:
         out = Path(args.out)
-        if out.is_file():  # a run over some data sets keeps the others' results
-            old = json.loads(out.read_text()).get("datasets", {})
-            report["datasets"] = {**{k: v for k, v in old.items() if k not in report["datasets"]},
-                                  **report["datasets"]}
+        if out.is_file():  # a run over some data sets or segments keeps the others' results
+            old_report = json.loads(out.read_text())
+            old = old_report.get("datasets", {})
+            for name, prev in old.items():
+                new = report["datasets"].setdefault(name, prev)
+                if new is prev:
+                    continue
+                for seg in ("validation", "natural", "launch"):
+                    if seg in prev and seg not in new:  # kept, with the run that measured it
+                        new[seg] = {"machine": prev.get("machine") or old_report.get("machine"),
+                                    "epochs": prev.get("epochs"),
+                                    **prev[seg]}
         out.write_text(json.dumps(report, indent=1, default=str))
         log(f"wrote {out}")
     return 0

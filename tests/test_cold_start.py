@@ -3,6 +3,7 @@ recommended through a content mass, in the C++ runtime and the reference path al
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -132,6 +133,29 @@ def test_the_procedure_turns_cold_start_on_only_where_it_helps():
     assert chosen is None
     lists = ColdCandidates(sids, cold, cases).lists(answers, ColdStartConfig(1.0, 0.1), k=3)
     assert all(lst[0] in cold for lst in lists)
+
+
+def test_max_cost_buys_the_cold_cases_a_better_rank_within_its_price():
+    sids, cold = _table()
+    Case = SimpleNamespace
+    p = list(np.log([0.5, 0.3, 0.1]))
+    answers = [([5, 6, 7], p, p)] * 205
+    # 200 cases no cold item comes near, 4 that want the beam's first item after a history whose
+    # cold twin exists, and 1 that wants that twin: the twin first costs the 4 a rank
+    cases = ([Case(user_id=f"w{n}", history=[5 + n % 5], target=5) for n in range(200)] +
+             [Case(user_id=f"t{n}", history=[0], target=5) for n in range(4)] +
+             [Case(user_id="c", history=[0], target=100)])
+    strict, trials = choose_cold_start(answers, cases, sids, cold, max_cost=0)
+    priced, _ = choose_cold_start(answers, cases, sids, cold)          # the default, 1%
+    one = ColdCandidates(sids, cold, cases[-1:])
+    rank = {name: one.lists(answers[-1:], cfg)[0].index(100)
+            for name, cfg in (("strict", strict), ("priced", priced))}
+    assert rank["priced"] == 0 < rank["strict"]
+    ndcg = {json.dumps(t["settings"]): t["metrics"]["all"]["NDCG@10"] for t in trials}
+    best, paid = max(ndcg.values()), ndcg[json.dumps(priced.to_dict())]
+    assert ndcg[json.dumps(strict.to_dict())] == best and 0.99 * best <= paid < best
+    with pytest.raises(InvalidArgumentError, match="max_cost"):
+        choose_cold_start(answers, cases, sids, cold, max_cost=1.0)
 
 
 def test_the_warm_bound_can_keep_cold_start_off():
