@@ -252,6 +252,26 @@ def family_bests(trials: list[dict]) -> dict:
     return best
 
 
+COSTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+
+
+def cost_frontier(trials: list[dict]) -> list[dict]:
+    """What each price buys on validation: for each cost (the share of the best overall HR@10
+    and NDCG@10 given up), the setting that ranks the cold cases best within it (the procedure
+    with that max_cost) and its metrics."""
+    from genrec_lite.eval.cold_start import pick
+
+    rows = []
+    for cost in COSTS:
+        cfg = pick(trials, max_cost=cost)
+        d = None if cfg is None else cfg.to_dict()
+        t = next(t for t in trials if t["settings"] == d)
+        rows.append({"max_cost": cost, "settings": d,
+                     **{f"{part} {key}": t["metrics"][part][key] for part in ("all", "cold")
+                        if part in t["metrics"] for key in ("HR@10", "NDCG@10")}})
+    return rows
+
+
 def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> dict:
     """The cold-start settings chosen on validation: the tuning split's model on the valid cases
     (targets after its training period, so its cold items are those it never trained on). Chosen
@@ -278,7 +298,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         strict = pick(trials, max_cost=0)
         val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
                      "best_overall": None if strict is None else strict.to_dict(),
-                     "best_by_family": family_bests(trials)}
+                     "best_by_family": family_bests(trials), "frontier": cost_frontier(trials)}
     idx_b = np.flatnonzero(~half)
     cases_b = [valid[i] for i in idx_b]
     seg_b = {"natural": natural[idx_b]}
@@ -372,6 +392,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                          "chosen": chosen,
                          "best_overall": None if strict is None else strict.to_dict(),
                          "best_by_family": family_bests(trials),
+                         "frontier": cost_frontier(trials),
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
     settings = cfg
