@@ -240,13 +240,12 @@ def _settings(d):
 
 
 def family_bests(trials: list[dict]) -> dict:
-    """The best trial (validation NDCG@10 over all cases) of each family of the grid: absolute or
-    relative masses, each cap on the cold items a list (and off), to see what each one offers."""
+    """The best trial (validation NDCG@10 over all cases) of each family of the grid: each cap on
+    the cold items a list (and off), to see what each one offers."""
     best: dict = {}
     for t in trials:
         s = t["settings"]
-        fam = "off" if s is None else (("relative" if s.get("relative") else "absolute")
-                                       + f", slots {s.get('slots')}")
+        fam = "off" if s is None else f"slots {s.get('slots')}"
         if fam not in best or t["metrics"]["all"]["NDCG@10"] > best[fam]["metrics"]["all"]["NDCG@10"]:
             best[fam] = t
     return best
@@ -477,13 +476,14 @@ def main(argv=None) -> int:
             old_report = json.loads(out.read_text())
             old = old_report.get("datasets", {})
             for name, prev in old.items():
+                # an entry without its own run's facts was written by the run of that file
+                prev.setdefault("machine", old_report.get("machine"))
                 new = report["datasets"].setdefault(name, prev)
                 if new is prev:
                     continue
                 for seg in ("validation", "natural", "launch"):
                     if seg in prev and seg not in new:  # kept, with the run that measured it
-                        new[seg] = {"machine": prev.get("machine") or old_report.get("machine"),
-                                    "epochs": prev.get("epochs"),
+                        new[seg] = {"machine": prev["machine"], "epochs": prev.get("epochs"),
                                     **prev[seg]}
         out.write_text(json.dumps(report, indent=1, default=str))
         log(f"wrote {out}")

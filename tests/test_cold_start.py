@@ -29,27 +29,17 @@ def test_settings_are_checked(bad):
         ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.1, "extra": 1})
 
 
-@pytest.mark.parametrize("bad", [dict(relative="yes"), dict(relative=1), dict(slots=0),
-                                 dict(slots=True), dict(slots=2.0), dict(slots=5000)])
-def test_relative_and_slots_are_checked_and_round_trip(bad):
-    with pytest.raises(InvalidArgumentError, match=f"cold start {next(iter(bad))}="):
+@pytest.mark.parametrize("bad", [dict(slots=0), dict(slots=True), dict(slots=2.0),
+                                 dict(slots=5000)])
+def test_slots_are_checked_and_round_trip(bad):
+    with pytest.raises(InvalidArgumentError, match="cold start slots="):
         ColdStartConfig(0.1, 0.1, **bad)
-    cfg = ColdStartConfig(0.3, 0.2, 3, relative=True, slots=2)
+    cfg = ColdStartConfig(0.3, 0.2, 3, slots=2)
     assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg
-    # settings written before these existed read as absolute, uncapped
-    old = ColdStartConfig.from_dict({"weight": 0.1, "temperature": 0.2, "history": 3})
-    assert (old.relative, old.slots) == (False, None)
-
-
-def test_relative_mass_follows_the_beams_best_probability():
-    cos = np.array([1.0, 0.5])
-    absolute, relative = ColdStartConfig(0.5, 0.25), ColdStartConfig(0.5, 0.25, relative=True)
-    np.testing.assert_allclose(content_scores(cos, absolute, [-2.0, -1.0]),
-                               [math.log(0.5), math.log(0.5) - 2.0])
-    np.testing.assert_allclose(content_scores(cos, relative, [-2.0, -1.0]),
-                               [math.log(0.5) - 1.0, math.log(0.5) - 3.0])
-    # an empty beam (everything filtered out): nothing to be relative to, the absolute mass
-    np.testing.assert_allclose(content_scores(cos, relative, []), content_scores(cos, absolute))
+    # settings written before slots existed read as uncapped, and uncapped ones write no slots
+    old = {"weight": 0.1, "temperature": 0.2, "history": 3}
+    assert ColdStartConfig.from_dict(old).slots is None
+    assert ColdStartConfig.from_dict(old).to_dict() == old
 
 
 def test_slots_cap_the_cold_items_from_outside_the_beam():
@@ -295,8 +285,7 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
         reqs = [{"history": list(c.history), "profile": ""} for c in cases]
         added = set(range(900_100, 900_106))
         for cfg in (ColdStartConfig(weight=0.02, temperature=0.1, history=3),
-                    ColdStartConfig(weight=2.0, temperature=0.1, history=3, relative=True,
-                                    slots=1)):
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1)):
             rec.set_cold_start(cfg)
             got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
             assert got == cand.lists(answers, cfg, k=10), cfg
@@ -357,7 +346,7 @@ def test_without_items_hides_items_everywhere(synthetic):
 
 def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
     """ColdCandidates.lists scores only each case's best cold items (the grid's speed); the lists
-    equal those of mixing in every cold item, under absolute, relative and capped settings."""
+    equal those of mixing in every cold item, with and without a cap."""
     rng = np.random.default_rng(3)
     cand = ColdCandidates.__new__(ColdCandidates)
     cand.cold = np.sort(rng.choice(500, 120, replace=False))
@@ -372,5 +361,5 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
         s = np.sort(np.log(rng.dirichlet(np.ones(30))[:10]))[::-1].tolist()
         answers.append((items, s, s))
     for cfg in (ColdStartConfig(0.01, 0.05), ColdStartConfig(0.3, 0.5, 3),
-                ColdStartConfig(2.0, 0.1, 3, relative=True), ColdStartConfig(1.0, 0.2, slots=1)):
+                ColdStartConfig(2.0, 0.1, 3, slots=3), ColdStartConfig(1.0, 0.2, slots=1)):
         assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg

@@ -753,7 +753,8 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     chosen = pipeline.tune_cold_start(rec, out / "bundle", valid,
                                       pipeline.bundle_profiles(rec, full))
     click.echo("      cold start: " + (chosen.describe() if chosen
-                                       else "off (no setting improved the validation NDCG@10)"
+                                       else "off (on validation no setting ranked the new items "
+                                       "better within 1% of the best overall ranking)"
                                        if valid
                                        else "off (the split has no validation cases to choose it on)"),
                err=True)

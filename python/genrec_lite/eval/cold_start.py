@@ -2,8 +2,8 @@
 
 The procedure: the model's answers with cold start off, on validation cases whose targets come
 after its training data (so the items it never trained on are cold there as they will be when
-served); every setting of a fixed grid (weight x temperature x history depth x absolute or
-relative mass x cap on the cold items a list), and cold start off,
+served); every setting of a fixed grid (weight x temperature x history depth x cap on the cold
+items a list), and cold start off,
 applied to those answers with the runtime's own mixing code. The best overall setting is the
 one with the best NDCG@10 over all the validation cases (ties: the better HR@10, then off, then the
 grid order). Kept: among the settings whose overall HR@10 and NDCG@10 are each within `max_cost`
@@ -33,13 +33,12 @@ WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
 HISTORY = (1, 3, 10)
 SLOTS = (None, 1, 3)
-# absolute masses first: where a relative setting only ties one, the earlier (absolute) is kept
 # The share of the best validation HR@10 and NDCG@10 (all cases) a deployment gives up by
 # default to show the items without interactions: new ads need exposure to earn any, and one
 # percent was the tolerance the project set for cold start (issue 27)
 MAX_COST = 0.01
-GRID = tuple(ColdStartConfig(w, t, h, relative, slots) for relative in (False, True)
-             for slots in SLOTS for h in HISTORY for w in WEIGHTS for t in TEMPERATURES)
+GRID = tuple(ColdStartConfig(w, t, h, slots) for slots in SLOTS for h in HISTORY for w in WEIGHTS
+             for t in TEMPERATURES)
 
 
 def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int | None = None,
@@ -94,9 +93,9 @@ class ColdCandidates:
         if cfg is None or len(self.cold) == 0:
             return [list(a[0][:k]) for a in answers]
         if eligible is not _ALL:
-            return [mix(*a, self.cold, content_scores(cos, cfg, a[1]), eligible, k, cfg.slots)[0]
+            return [mix(*a, self.cold, content_scores(cos, cfg), eligible, k, cfg.slots)[0]
                     for a, cos in zip(answers, self.cosines(cfg.history))]
-        return [mix(*a, ids, content_scores(cos, cfg, a[1]), eligible, k, cfg.slots)[0]
+        return [mix(*a, ids, content_scores(cos, cfg), eligible, k, cfg.slots)[0]
                 for a, (ids, cos) in zip(answers, self._shortlists(answers, cfg.history, k))]
 
     def _shortlists(self, answers, history: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -6,18 +6,15 @@ SID from its text, but the model puts almost no probability on that SID's last l
 beam never reaches it. The Recommender therefore adds to the model's probability of each cold
 item a content mass:
 
-    p(i | h) = p_model(i | h) + [i cold] * weight * r(h) * exp((cos(z_i, h) - 1) / temperature)
+    p(i | h) = p_model(i | h) + [i cold] * weight * exp((cos(z_i, h) - 1) / temperature)
 
 where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
 content vector (sid/content.py: the principal components of the embedding its SID was made from,
 kept beside the SID; for tables built without them, the residual-quantiser reconstruction, the sum
 of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
 newest `history` known history items (0 without one). A cold item identical in content to a
-recent item gets `weight` times r(h); `temperature` sets how fast the mass falls with
-dissimilarity. r(h) is 1 (an absolute mass) or, with `relative`, the beam's best probability for
-the request: where a model spreads its mass thinly over a large catalog one absolute weight is
-either below every list or above all of it, a weight relative to the model's own confidence is
-not. `slots` optionally caps how many cold items from outside the beam one list may take. All are
+recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
+`slots` optionally caps how many cold items from outside the beam one list may take. All are
 chosen on validation data (eval/cold_start.py), never set by hand. Warm items keep the model's
 values and order; a cold item enters a list where its mass beats the model's for the items below
 it, and its mass does not depend on how many other cold items there are. numpy only: the runtime
@@ -40,7 +37,6 @@ class ColdStartConfig:
     weight: float         # content mass of a cold item identical to a recent history item, > 0
     temperature: float    # of the cosine in the content mass, > 0
     history: int = 1      # how many of the newest known history items the cosine looks at
-    relative: bool = False     # weight is a share of the request's best beam probability
     slots: int | None = None   # at most this many cold items from outside the beam a list
 
     def __post_init__(self):
@@ -52,9 +48,6 @@ class ColdStartConfig:
         h = self.history
         if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= 1000:
             raise InvalidArgumentError(f"cold start history={h!r}; expected an integer in 1..1000")
-        if not isinstance(self.relative, (bool, np.bool_)):
-            raise InvalidArgumentError(f"cold start relative={self.relative!r}; expected true or "
-                                       "false")
         s = self.slots
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
                               or not 1 <= s <= 1000):
@@ -63,19 +56,15 @@ class ColdStartConfig:
 
     def describe(self) -> str:
         """The settings in words, for reports and logs."""
-        return (f"weight {self.weight:g}" + (" of the best item's probability" if self.relative
-                                            else "") +
-                f", temperature {self.temperature:g}, {self.history} recent item"
+        return (f"weight {self.weight:g}, temperature {self.temperature:g}, {self.history} recent item"
                 + ("s" if self.history > 1 else "")
                 + ("" if self.slots is None else f", at most {self.slots} cold a list"))
 
     def to_dict(self) -> dict:
-        """The settings as written to a manifest; relative and slots only where set, so that
-        absolute, uncapped settings read the same in a bundle of any version."""
+        """The settings as written to a manifest; slots only where set, so that uncapped
+        settings read the same in a bundle of any version."""
         d = {"weight": float(self.weight), "temperature": float(self.temperature),
              "history": int(self.history)}
-        if self.relative:
-            d["relative"] = True
         if self.slots is not None:
             d["slots"] = int(self.slots)
         return d
@@ -83,10 +72,10 @@ class ColdStartConfig:
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
         if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
-                or not set(d) <= {"weight", "temperature", "history", "relative", "slots"}:
+                or not set(d) <= {"weight", "temperature", "history", "slots"}:
             raise InvalidArgumentError(f"cold start settings {d!r}; expected {{'weight': w, "
-                                       "'temperature': t[, 'history': n, 'relative': bool, "
-                                       "'slots': n or null]}")
+                                       "'temperature': t[, 'history': n, 'slots': n or "
+                                       "null]}")
         return cls(**d)
 
 
@@ -127,13 +116,9 @@ def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarra
     return (q @ np.asarray(cold_dirs, dtype=np.float32).T).max(axis=0).astype(np.float64)
 
 
-def content_scores(cos: np.ndarray, cfg: ColdStartConfig, beam_scores=()) -> np.ndarray:
-    """log of each cold item's content mass: log weight + (cos - 1) / temperature, plus the best
-    of the request's `beam_scores` (log-probabilities) with `relative` settings (none: 0)."""
-    base = math.log(cfg.weight)
-    if cfg.relative and len(beam_scores):
-        base += float(max(beam_scores))
-    return base + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
+def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
+    """log of each cold item's content mass: log weight + (cos - 1) / temperature."""
+    return math.log(cfg.weight) + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
 
 
 def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, eligible,

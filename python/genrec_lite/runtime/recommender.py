@@ -505,7 +505,7 @@ class Recommender:
         items ranked by the content similarity to the newest known history items."""
         recent = history[-cfg.history:]
         cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
-                                           if recent else None), cfg, answer[1])
+                                           if recent else None), cfg)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         def eligible(item: int) -> bool:
