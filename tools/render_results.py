@@ -190,6 +190,41 @@ def plots(out: Path) -> list[Path]:
     path = out / "cold_start.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return [path] + _price_plot(data, out, plt)
+
+
+def _price_plot(data: dict, out: Path, plt) -> list[Path]:
+    """docs/img/cold_start_price.png: what each exposure price (max_cost) buys on validation:
+    the cold cases' NDCG@10 (what the rule maximises) and all cases' NDCG@10 (what it pays) of
+    the setting chosen at that price."""
+    curves = []
+    for d, res in data.items():
+        for seg in ("validation", "launch"):
+            v = res.get(seg, {})
+            v = v.get("chosen_on_all", v) if seg == "validation" else v.get("validation", {})
+            if v.get("frontier"):
+                curves.append((f"{d} ({'natural' if seg == 'validation' else 'launch'})",
+                               v["frontier"]))
+    if not curves:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    for label, rows in curves:
+        x = [100 * r["max_cost"] for r in rows]
+        axes[0].plot(x, [r.get("cold NDCG@10", 0) for r in rows], marker="o", label=label)
+        axes[1].plot(x, [r["all NDCG@10"] / rows[0]["all NDCG@10"] for r in rows], marker="o",
+                     label=label)
+    axes[0].set_ylabel("cold cases' NDCG@10 (validation)", fontsize=8)
+    axes[1].set_ylabel("all cases' NDCG@10 / the best overall's", fontsize=8)
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks([0, 1, 2, 5, 10, 20], ["0", "1", "2", "5", "10", "20"])
+        ax.set_xlabel("price: max_cost (%)", fontsize=8)
+        ax.axvline(1, color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "cold_start_price.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return [path]
 
 
