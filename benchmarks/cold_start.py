@@ -246,12 +246,13 @@ def family_bests(trials: list[dict]) -> dict:
     for t in trials:
         s = t["settings"]
         fam = "off" if s is None else f"slots {s.get('slots')}"
-        if fam not in best or t["metrics"]["all"]["NDCG@10"] > best[fam]["metrics"]["all"]["NDCG@10"]:
+        ndcg = t["metrics"]["all"]["NDCG@10"]
+        if fam not in best or ndcg > best[fam]["metrics"]["all"]["NDCG@10"]:
             best[fam] = t
     return best
 
 
-COSTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+COSTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)   # the first: the best overall rule
 
 
 def cost_frontier(trials: list[dict]) -> list[dict]:
@@ -277,7 +278,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     on a seeded random half A and measured on the other half B against content kNN and the model
     alone; then chosen again on all the valid cases for the test runs."""
     from benchmarks.baselines.content import ContentKNN
-    from genrec_lite.eval.cold_start import GRID, choose_cold_start, pick
+    from genrec_lite.eval.cold_start import GRID, choose_cold_start
 
     ds = P["dataset"]
     ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes,
@@ -294,10 +295,10 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         cfg, trials = choose_cold_start([answers[i] for i in idx], [valid[i] for i in idx], sids,
                                         cold)
         chosen[part] = cfg
-        strict = pick(trials, max_cost=0)
+        front = cost_frontier(trials)
         val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
-                     "best_overall": None if strict is None else strict.to_dict(),
-                     "best_by_family": family_bests(trials), "frontier": cost_frontier(trials)}
+                     "best_overall": front[0]["settings"],
+                     "best_by_family": family_bests(trials), "frontier": front}
     idx_b = np.flatnonzero(~half)
     cases_b = [valid[i] for i in idx_b]
     seg_b = {"natural": natural[idx_b]}
@@ -316,8 +317,6 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
 
 def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, val: dict) -> dict:
     """The natural segment: test cases whose target never occurs in training."""
-    from genrec_lite.runtime.cold_start import ColdStartConfig
-
     ds, test = P["dataset"], P["test"]
     cold = cold_items(ds.catalog, P["final_train"])
     natural = np.isin([c.target for c in test], cold)
@@ -329,7 +328,7 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
                                        args.quick).items():
         out["models"][label] = segment_metrics(lists, test, {"natural": natural})
     chosen = val["chosen_on_all"]["chosen"]
-    settings = None if chosen is None else ColdStartConfig.from_dict(chosen)
+    settings = _settings(chosen)
     ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes,
                        epochs=args.epochs)
     answers, sids, served_cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles)
@@ -375,7 +374,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
         out["models"][label] = segment_metrics(lists, test, {"launch": launch})
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
-    from genrec_lite.eval.cold_start import choose_cold_start, pick
+    from genrec_lite.eval.cold_start import choose_cold_start
 
     records = [ds.catalog.record(i) for i in held.tolist()]
     valid = P["valid"][:300] if args.quick else P["valid"]
@@ -385,13 +384,12 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                                           check=0)
     cfg, trials = choose_cold_start(v_answers, valid, v_sids, v_cold)
     chosen = None if cfg is None else cfg.to_dict()
-    strict = pick(trials, max_cost=0)
+    front = cost_frontier(trials)
     out["validation"] = {"model": str(tune), "n_cases": len(valid),
                          "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
                          "chosen": chosen,
-                         "best_overall": None if strict is None else strict.to_dict(),
-                         "best_by_family": family_bests(trials),
-                         "frontier": cost_frontier(trials),
+                         "best_overall": front[0]["settings"],
+                         "best_by_family": family_bests(trials), "frontier": front,
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
     settings = cfg
@@ -401,7 +399,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                                         launched=records)
     out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(cold)), **extra)
     out["models"].update(model_rows(answers, sids, cold, test, settings, {"launch": launch},
-                                    strict))
+                                    _settings(front[0]["settings"])))
     return out
 
 
@@ -425,6 +423,8 @@ def tables(name: str, res: dict) -> str:
     for where, models, segs in parts:
         for seg, label in segs:
             rows = {m: r[seg] for m, r in models.items() if seg in r}
+            if not rows:  # a segment without cases (leave-one-out validation has no natural ones)
+                continue
             text.append(f"\n{where}, {label}\n\n" + metrics_table(rows))
     return "\n".join(text) + "\n"
 

@@ -354,7 +354,7 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
     cand.dirs = d / np.linalg.norm(d, axis=1, keepdims=True)
     q = rng.standard_normal((40, 3, 8)).astype(np.float32)
     cand.queries = list(q / np.linalg.norm(q, axis=2, keepdims=True)) + [None]
-    cand._cos, cand._short = {}, {}
+    cand._cos, cand._short = {}, ()
     answers = []
     for _ in range(41):
         items = rng.choice(500, 10, replace=False).tolist()   # some of them cold

@@ -199,12 +199,11 @@ def _price_plot(data: dict, out: Path, plt) -> list[Path]:
     the setting chosen at that price."""
     curves = []
     for d, res in data.items():
-        for seg in ("validation", "launch"):
-            v = res.get(seg, {})
-            v = v.get("chosen_on_all", v) if seg == "validation" else v.get("validation", {})
+        # each segment's settings are chosen on its own validation
+        for seg, v in (("natural", res.get("validation", {}).get("chosen_on_all", {})),
+                       ("launch", res.get("launch", {}).get("validation", {}))):
             if v.get("frontier"):
-                curves.append((f"{d} ({'natural' if seg == 'validation' else 'launch'})",
-                               v["frontier"]))
+                curves.append((f"{d} ({seg})", v["frontier"]))
     if not curves:
         return []
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))

@@ -56,8 +56,8 @@ class ColdStartConfig:
 
     def describe(self) -> str:
         """The settings in words, for reports and logs."""
-        return (f"weight {self.weight:g}, temperature {self.temperature:g}, {self.history} recent item"
-                + ("s" if self.history > 1 else "")
+        return (f"weight {self.weight:g}, temperature {self.temperature:g}, "
+                f"{self.history} recent item" + ("s" if self.history > 1 else "")
                 + ("" if self.slots is None else f", at most {self.slots} cold a list"))
 
     def to_dict(self) -> dict:
