@@ -23,8 +23,10 @@ The generative model is the one-view compact recipe of quality.py (runs/cold-sta
 finished), scored through the C++ runtime (Recommender) with and without cold start
 (runtime/cold_start.py). The cold-start settings are chosen by eval/cold_start.py on the
 validation cases with a model trained on the tuning split (amazon: < 1,000,000), on a seeded half
-A and reported on half B, then chosen on all of them for the test runs (both segments). Writes
-benchmarks/results/cold_start.json.
+A and reported on half B, then chosen on all of them for the test runs (both segments), with the
+price paid at the cold share the final model is estimated to see, as `fit` does
+(eval/cold_start.served_cold_share; the choice at validation's own share is reported beside it).
+Writes benchmarks/results/cold_start.json.
 """
 
 from __future__ import annotations
@@ -215,11 +217,14 @@ def served(bundle: Path, cases, profiles, launched=None, check: int = 200):
 
 
 BEST_OVERALL = "genrec-lite compact (one view) + cold start, best overall (max_cost 0)"
+VALID_SHARE = "genrec-lite compact (one view) + cold start, priced at validation's cold share"
 
 
-def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None) -> dict:
+def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None,
+               valid_share=None) -> dict:
     """The model alone and with cold start (one mixing code: the runtime's), per segment; with
-    `best_overall`, also the settings the rule without an exposure price chose (max_cost 0)."""
+    `best_overall`, also the settings the rule without an exposure price chose (max_cost 0);
+    with `valid_share`, those it chose with the price paid at validation's cold share."""
     from genrec_lite.eval.cold_start import ColdCandidates
 
     cand = ColdCandidates(sids, cold, cases)
@@ -228,9 +233,31 @@ def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None
     if settings is not None:
         rows["genrec-lite compact (one view) + cold start"] = segment_metrics(
             cand.lists(answers, settings), cases, segments)
-    if best_overall is not None and best_overall != settings:
-        rows[BEST_OVERALL] = segment_metrics(cand.lists(answers, best_overall), cases, segments)
+    for label, other in ((BEST_OVERALL, best_overall), (VALID_SHARE, valid_share)):
+        if other is not None and other != settings:
+            rows[label] = segment_metrics(cand.lists(answers, other), cases, segments)
     return rows
+
+
+def served_choice(trials: list[dict], valid_cases, valid_cold, served_cold: int) -> dict:
+    """The procedure's choice for a served model with `served_cold` cold items from the trials of
+    the tuning model (its cold items `valid_cold`): the price paid at the cold share the served
+    model will see (eval/cold_start.served_cold_share), as `genrec-lite fit` does."""
+    from genrec_lite.eval.cold_start import pick, served_cold_share
+
+    share = float(np.isin([c.target for c in valid_cases], valid_cold).mean())
+    est = served_cold_share(share, len(valid_cold), served_cold)
+    cfg = pick(trials, cold_share=est)
+    return {"chosen": None if cfg is None else cfg.to_dict(), "validation_cold_share": share,
+            "tuning_cold_items": int(len(valid_cold)), "served_cold_items": int(served_cold),
+            "served_cold_share": est}
+
+
+def untrained(ckpt: Path, added=()) -> int:
+    """How many items a bundle of `ckpt` serves as cold: those it never trained on, and `added`."""
+    from genrec_lite.train.checkpoint import UNTRAINED_ITEMS
+
+    return int(len(np.union1d(np.load(ckpt / UNTRAINED_ITEMS), np.asarray(added, np.int64))))
 
 
 def _settings(d):
@@ -295,6 +322,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         cfg, trials = choose_cold_start([answers[i] for i in idx], [valid[i] for i in idx], sids,
                                         cold)
         chosen[part] = cfg
+        val["_trials"] = (trials, valid, cold)  # the last: all the cases (not written)
         front = cost_frontier(trials)
         val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
                      "best_overall": front[0]["settings"],
@@ -327,15 +355,19 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
     for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
                                        args.quick).items():
         out["models"][label] = segment_metrics(lists, test, {"natural": natural})
-    chosen = val["chosen_on_all"]["chosen"]
-    settings = _settings(chosen)
     ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes,
                        epochs=args.epochs)
+    out["procedure"] = served_choice(*val["_trials"], untrained(ckpt))
+    chosen = out["procedure"]["chosen"]
+    settings = _settings(chosen)
     answers, sids, served_cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles)
-    out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(served_cold)), **extra)
+    out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(served_cold)),
+               test_cold_share=float(np.isin([c.target for c in test], served_cold).mean()),
+               **extra)
     out["models"].update(model_rows(answers, sids, served_cold, test, settings,
                                     {"natural": natural},
-                                    _settings(val["chosen_on_all"].get("best_overall"))))
+                                    _settings(val["chosen_on_all"].get("best_overall")),
+                                    _settings(val["chosen_on_all"]["chosen"])))
     return out
 
 
@@ -391,15 +423,19 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                          "best_overall": front[0]["settings"],
                          "best_by_family": family_bests(trials), "frontier": front,
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
-    log(f"{name} launch: cold start chosen on the launch-shaped validation: {chosen}")
-    settings = cfg
     ckpt = train_model(ds.without_items(held), name, COMPACT[name]["split"], lwork, args.quick,
                        minutes=args.minutes, epochs=args.epochs)
+    out["procedure"] = served_choice(trials, valid, v_cold, untrained(ckpt, held))
+    settings = _settings(out["procedure"]["chosen"])
+    log(f"{name} launch: cold start chosen on the launch-shaped validation: "
+        f"{out['procedure']['chosen']} (at validation's cold share: {chosen})")
     answers, sids, cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles,
                                         launched=records)
-    out.update(model=str(ckpt), settings=chosen, n_served_cold_items=int(len(cold)), **extra)
+    out.update(model=str(ckpt), settings=out["procedure"]["chosen"],
+               n_served_cold_items=int(len(cold)),
+               test_cold_share=float(np.isin([c.target for c in test], cold).mean()), **extra)
     out["models"].update(model_rows(answers, sids, cold, test, settings, {"launch": launch},
-                                    _settings(front[0]["settings"])))
+                                    _settings(front[0]["settings"]), cfg))
     return out
 
 
@@ -466,6 +502,7 @@ def main(argv=None) -> int:
         if args.natural:
             val = res["validation"] = validation_settings(name, P, work, args, vectors)
             res["natural"] = natural_segment(name, P, work, args, vectors, val)
+            del val["_trials"]
         if args.launch:
             res["launch"] = launch_segment(name, P, work, args, vectors, val)
         md.append(tables(name, res))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from genrec_lite.errors import InvalidArgumentError
-from genrec_lite.eval.cold_start import ColdCandidates, choose_cold_start
+from genrec_lite.eval.cold_start import ColdCandidates, choose_cold_start, pick, served_cold_share
 from genrec_lite.runtime.cold_start import (ColdStartConfig, content_scores, directions, mix,
-                                           similarities)
+                                           similarities, without_history)
 
 
 # --- the mixing code -------------------------------------------------------------------------
@@ -50,6 +50,26 @@ def test_slots_cap_the_cold_items_from_outside_the_beam():
     assert got == [3, 7, 1, 2]      # the beam's own cold item, one more, then the warm items
     got, _, _ = mix(items, scores, logprobs, cold, mass, lambda i: True, k=5, slots=None)
     assert got == [3, 7, 8, 9, 1]
+
+
+def test_excluded_history_items_get_no_mass():
+    with pytest.raises(InvalidArgumentError, match="exclude_history"):
+        ColdStartConfig(0.1, 0.1, exclude_history="yes")
+    cfg = ColdStartConfig(0.3, 0.2, 3, slots=2, exclude_history=True)
+    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg and "excluded" in cfg.describe()
+    assert "exclude_history" not in ColdStartConfig(0.3, 0.2).to_dict()
+    items, scores = [1, 2, 3], [-3.0, -4.0, -5.0]
+    cold = np.array([3, 7, 8, 9])                          # 3 is in the beam too
+    mass = np.log([0.5, 0.4, 0.3, 0.2])
+    # 7 was just seen (the history's last item): first without the exclusion, gone with it;
+    # 3, also seen, keeps the beam's own score; the others are untouched
+    got, _, _ = mix(items, scores, scores, cold, mass, lambda i: True, k=5)
+    assert got == [3, 7, 8, 9, 1]
+    kept = without_history(cold, mass, [5, 3, 7])
+    assert kept[1] == kept[0] == -math.inf and list(kept[2:]) == list(mass[2:])
+    got, sc, _ = mix(items, scores, scores, cold, kept, lambda i: True, k=5)
+    assert got == [8, 9, 1, 2, 3] and sc[-1] == -5.0
+    assert without_history(cold, mass, [5, 6]) is mass    # nothing to exclude: no copy
 
 
 def test_directions_are_unit_sums_of_codewords():
@@ -146,6 +166,29 @@ def test_max_cost_buys_the_cold_cases_a_better_rank_within_its_price():
     assert ndcg[json.dumps(strict.to_dict())] == best and 0.99 * best <= paid < best
     with pytest.raises(InvalidArgumentError, match="max_cost"):
         choose_cold_start(answers, cases, sids, cold, max_cost=1.0)
+
+
+def test_the_price_is_paid_at_the_served_cold_share():
+    def trial(settings, cold, warm, share=0.2):
+        return {"settings": settings, "metrics": {
+            "cold": {"HR@10": cold[0], "NDCG@10": cold[1]},
+            "warm": {"HR@10": warm[0], "NDCG@10": warm[1]},
+            "all": {key: share * c + (1 - share) * w
+                    for key, c, w in zip(("HR@10", "NDCG@10"), cold, warm)}}}
+
+    on = {"weight": 0.1, "temperature": 0.1, "history": 1}
+    # a fifth of the validation cases are cold: showing cold items costs the warm ones 2% and
+    # pays for itself; where 1% of the served cases will be cold, it costs them 1.5% overall
+    trials = [trial(None, (0.0, 0.0), (0.5, 0.4)), trial(on, (0.5, 0.4), (0.49, 0.39))]
+    assert pick(trials) == ColdStartConfig.from_dict(on)
+    assert pick(trials, cold_share=0.2) == ColdStartConfig.from_dict(on)
+    assert pick(trials, cold_share=0.01) is None
+    assert pick(trials, cold_share=0.01, max_cost=0.02) == ColdStartConfig.from_dict(on)
+    with pytest.raises(InvalidArgumentError, match="cold_share"):
+        pick(trials, cold_share=1.5)
+    # the same traffic per cold item: the tuning model's 701 cold items drew 10% of the cases
+    assert served_cold_share(0.10, 701, 383) == pytest.approx(0.10 * 383 / 701)
+    assert served_cold_share(0.5, 10, 100) == 1.0 and served_cold_share(0.1, 0, 5) == 0.0
 
 
 def test_the_warm_bound_can_keep_cold_start_off():
@@ -285,7 +328,9 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
         reqs = [{"history": list(c.history), "profile": ""} for c in cases]
         added = set(range(900_100, 900_106))
         for cfg in (ColdStartConfig(weight=0.02, temperature=0.1, history=3),
-                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1)):
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1),
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3,
+                                    exclude_history=True)):
             rec.set_cold_start(cfg)
             got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
             assert got == cand.lists(answers, cfg, k=10), cfg
@@ -360,6 +405,10 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
         items = rng.choice(500, 10, replace=False).tolist()   # some of them cold
         s = np.sort(np.log(rng.dirichlet(np.ones(30))[:10]))[::-1].tolist()
         answers.append((items, s, s))
+    # the cases' histories hold some cold items (the exclusion masks them)
+    cand.known = [rng.choice(cand.cold, 4).tolist() for _ in range(40)] + [[]]
     for cfg in (ColdStartConfig(0.01, 0.05), ColdStartConfig(0.3, 0.5, 3),
-                ColdStartConfig(2.0, 0.1, 3, slots=3), ColdStartConfig(1.0, 0.2, slots=1)):
+                ColdStartConfig(2.0, 0.1, 3, slots=3), ColdStartConfig(1.0, 0.2, slots=1),
+                ColdStartConfig(2.0, 0.3, 3, exclude_history=True),
+                ColdStartConfig(1.0, 0.2, slots=1, exclude_history=True)):
         assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from genrec_lite.errors import InvalidArgumentError
@@ -150,6 +151,16 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         history = next(iter(ds.interactions.sequences().values()))
         assert len(rec.recommend([int(i) for i in history[-3:]])) == 10
     assert any("chosen" in line for line in said)
+    # cold start, priced at the final model's cold share, is what the bundle serves with
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+
+    proc = report["cold_start_procedure"]
+    assert proc["served_cold_items"] == len(np.load(tmp_path / "fit" / "model" /
+                                                    "untrained_items.npy"))
+    assert 0 <= proc["served_cold_share"] <= 1
+    with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
+        cold = report["cold_start"]
+        assert rec.cold_start == (None if cold is None else ColdStartConfig.from_dict(cold))
     # the serving point: every point scored and timed on validation, the chosen one by the rule,
     # written into the bundle and used for the test metrics
     from genrec_lite.fit import choose_point

@@ -72,7 +72,14 @@ def cold_start(dataset: str, segment: str) -> str:
     settings = res.get("settings")
     chosen = ("none (the model alone)" if settings is None else
               ", ".join(f"{k} {v}" for k, v in settings.items()))
-    return "\n".join(rows) + f"\n\nCold-start settings chosen on validation: {chosen}.\n"
+    proc = res.get("procedure")
+    share = "" if not proc else (
+        f" The price was paid at the cold share the served model was estimated to see "
+        f"({proc['served_cold_share']:.1%}: {proc['served_cold_items']:,} cold items against the "
+        f"tuning model's {proc['tuning_cold_items']:,}, whose validation share was "
+        f"{proc['validation_cold_share']:.1%})"
+        + (f"; on test it was {res['test_cold_share']:.1%}." if "test_cold_share" in res else "."))
+    return "\n".join(rows) + f"\n\nCold-start settings chosen on validation: {chosen}.{share}\n"
 
 
 def tuning(study: str) -> str:

@@ -26,8 +26,9 @@ Given a data set and a time budget:
    winner's tuning model, early stopping on validation NDCG@10, chooses how many updates help
    (none: RL is skipped); the final model then gets that many updates.
 7. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
-   served by the C++ runtime at the chosen point (eval/cold_start.py's procedure) and written
-   into the bundle.
+   served by the C++ runtime at the chosen point (eval/cold_start.py's procedure), its price
+   paid at the cold share the final model will serve (fewer of its items are cold:
+   ``served_cold_share``), and written into the bundle.
 8. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases.
@@ -222,10 +223,12 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     points compared (default SERVING_POINTS; ``((1, 20),)`` trains no multi-view model)."""
     from . import pipeline
     from .data import resolve_split
+    from .eval.cold_start import served_cold_share
     from .eval.metrics import metrics_table
     from .export.bundle import set_cold_start
     from .runtime import Recommender
     from .sid.build import SidConfig
+    from .train.checkpoint import UNTRAINED_ITEMS
     from .train.evaluate import validation_sample
     from .train.rl import rl_finetune
 
@@ -355,8 +358,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     tune_bundle = bundles[model_views]
     _set_point(tune_bundle, views, beam, model_views)
     with Recommender.load(tune_bundle, n_threads=threads) as rec:
-        cold = pipeline.tune_cold_start(rec, tune_bundle, valid, pipeline.bundle_profiles(rec, dataset))
-    report["cold_start"] = None if cold is None else cold.to_dict()
+        cold_trials = pipeline.cold_start_trials(rec, valid,
+                                                 pipeline.bundle_profiles(rec, dataset))
 
     # --- the final model --------------------------------------------------------------------
     # what is left, less the reserve for SIDs, export and scoring
@@ -371,6 +374,17 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["final"] = {"train": asdict(cfg), "sid_views": model_views, "minutes": res["minutes"],
                        "steps": res["steps"], "epochs_run": len(res["history"])}
     final_model = out / "model"
+    # the settings, priced at the cold share the final model will serve: it trains on more of
+    # the log than the tuning model, so fewer of its items are cold
+    served_cold = int(len(np.load(final_model / UNTRAINED_ITEMS)))
+    cold = pipeline.pick_cold_start(cold_trials, served_cold=served_cold)
+    report["cold_start"] = None if cold is None else cold.to_dict()
+    if cold_trials is not None:
+        report["cold_start_procedure"] = {
+            "tuning_cold_items": cold_trials["n_cold"], "served_cold_items": served_cold,
+            "validation_cold_share": round(cold_trials["cold_share"], 4),
+            "served_cold_share": round(served_cold_share(
+                cold_trials["cold_share"], cold_trials["n_cold"], served_cold), 4)}
     final_plan = resolve_split(final_spec, dataset)
     test = dataset.test_cases or final_plan.apply(dataset, None).test
 

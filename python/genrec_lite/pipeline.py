@@ -256,18 +256,44 @@ def serve_with_launch(bundle, catalog: "Catalog", launched: np.ndarray,
 
 def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartConfig | None":
     """Cold-start settings chosen on the validation cases (None: off, also without validation
-    cases), set on ``rec`` and written into the bundle, which serves with them from then on."""
-    from .eval.cold_start import choose_cold_start, runtime_answers
+    cases), set on ``rec`` and written into the bundle, which serves with them from then on
+    (``rec`` is the model that will serve: the validation cold share is the served one)."""
     from .export.bundle import set_cold_start
 
-    state = rec.catalog.state
-    chosen = None
-    if valid:
-        chosen, _ = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
-                                      state.sids, state.cold)
+    chosen = pick_cold_start(cold_start_trials(rec, valid, profiles))
     rec.set_cold_start(chosen)
     set_cold_start(bundle, chosen)
     return chosen
+
+
+def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:
+    """The cold-start procedure's trials (eval/cold_start.py) of ``rec`` on the validation
+    cases, with its cold item count and the share of the cases whose target is one of them
+    (None without validation cases): for `pick_cold_start`, now or once the served model is
+    known."""
+    from .eval.cold_start import choose_cold_start, runtime_answers
+
+    if not valid:
+        return None
+    state = rec.catalog.state
+    _, trials = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
+                                  state.sids, state.cold)
+    share = float(np.isin([c.target for c in valid], state.cold).mean())
+    return {"trials": trials, "n_cold": int(len(state.cold)), "cold_share": share}
+
+
+def pick_cold_start(tuned: dict | None, served_cold: int | None = None
+                    ) -> "ColdStartConfig | None":
+    """The settings `cold_start_trials` lead to (None: off), for a served model with
+    ``served_cold`` cold items where it is not the tuning model: the price is then paid at the
+    cold share that model will serve (eval/cold_start.served_cold_share)."""
+    from .eval.cold_start import pick, served_cold_share
+
+    if tuned is None:
+        return None
+    share = None if served_cold is None else served_cold_share(
+        tuned["cold_share"], tuned["n_cold"], served_cold)
+    return pick(tuned["trials"], cold_share=share)
 
 
 def popularity_baseline(dataset: "Dataset", plan: "SplitPlan", cases, k: int = 10) -> dict:

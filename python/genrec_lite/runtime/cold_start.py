@@ -14,7 +14,9 @@ kept beside the SID; for tables built without them, the residual-quantiser recon
 of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
 newest `history` known history items (0 without one). A cold item identical in content to a
 recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
-`slots` optionally caps how many cold items from outside the beam one list may take. All are
+`slots` optionally caps how many cold items from outside the beam one list may take;
+`exclude_history` gives the cold items of the request's own history no mass (the next item is
+rarely one just seen, and the likeness of an item to itself would put it first). All are
 chosen on validation data (eval/cold_start.py), never set by hand. Warm items keep the model's
 values and order; a cold item enters a list where its mass beats the model's for the items below
 it, and its mass does not depend on how many other cold items there are. numpy only: the runtime
@@ -38,6 +40,7 @@ class ColdStartConfig:
     temperature: float    # of the cosine in the content mass, > 0
     history: int = 1      # how many of the newest known history items the cosine looks at
     slots: int | None = None   # at most this many cold items from outside the beam a list
+    exclude_history: bool = False  # no content mass for the cold items of the request's history
 
     def __post_init__(self):
         for name in ("weight", "temperature"):
@@ -53,29 +56,35 @@ class ColdStartConfig:
                               or not 1 <= s <= 1000):
             raise InvalidArgumentError(f"cold start slots={s!r}; expected null or an integer in "
                                        "1..1000")
+        if not isinstance(self.exclude_history, (bool, np.bool_)):
+            raise InvalidArgumentError(f"cold start exclude_history={self.exclude_history!r}; "
+                                       "expected true or false")
 
     def describe(self) -> str:
         """The settings in words, for reports and logs."""
         return (f"weight {self.weight:g}, temperature {self.temperature:g}, "
                 f"{self.history} recent item" + ("s" if self.history > 1 else "")
-                + ("" if self.slots is None else f", at most {self.slots} cold a list"))
+                + ("" if self.slots is None else f", at most {self.slots} cold a list")
+                + (", history items excluded" if self.exclude_history else ""))
 
     def to_dict(self) -> dict:
-        """The settings as written to a manifest; slots only where set, so that uncapped
-        settings read the same in a bundle of any version."""
+        """The settings as written to a manifest; slots and exclude_history only where set, so
+        that settings without them read the same in a bundle of any version."""
         d = {"weight": float(self.weight), "temperature": float(self.temperature),
              "history": int(self.history)}
         if self.slots is not None:
             d["slots"] = int(self.slots)
+        if self.exclude_history:
+            d["exclude_history"] = True
         return d
 
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
         if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
-                or not set(d) <= {"weight", "temperature", "history", "slots"}:
+                or not set(d) <= {"weight", "temperature", "history", "slots", "exclude_history"}:
             raise InvalidArgumentError(f"cold start settings {d!r}; expected {{'weight': w, "
                                        "'temperature': t[, 'history': n, 'slots': n or "
-                                       "null]}")
+                                       "null, 'exclude_history': true or false]}")
         return cls(**d)
 
 
@@ -121,14 +130,31 @@ def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
     return math.log(cfg.weight) + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
 
 
+def without_history(cold_ids: np.ndarray, cold_scores: np.ndarray, history) -> np.ndarray:
+    """`cold_scores` (of the sorted `cold_ids`) with no mass (-inf) for the items of `history`:
+    a cold item the request has just seen is not recommended for its likeness to itself
+    (`exclude_history`)."""
+    h = np.asarray(list(history), dtype=np.int64)
+    if not len(h) or not len(cold_ids):
+        return cold_scores
+    at = np.minimum(np.searchsorted(cold_ids, h), len(cold_ids) - 1)
+    hit = at[cold_ids[at] == h]
+    if not len(hit):
+        return cold_scores
+    out = np.array(cold_scores, dtype=np.float64)
+    out[hit] = -math.inf
+    return out
+
+
 def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, eligible,
         k: int, slots: int | None = None) -> tuple[list[int], list[float], list[float]]:
     """One request's top k: the beam's (items, scores, logprobs) with the cold items' content
     masses (`content_scores`, cold_ids sorted) added, as log-sum-exp where the beam holds the item
     too (one value for a cold item's score and log-probability otherwise). `eligible(item)` says
     whether a cold item outside the beam may be answered (in the catalog, active, allowed, not
-    denied); only the best cold items are asked, in order, until k (or `slots`) are found. Ties
-    keep the beam's order, then the cold order."""
+    denied); only the best cold items are asked, in order, until k (or `slots`) are found, and
+    none without mass (-inf: `without_history`). Ties keep the beam's order, then the cold
+    order."""
     score: dict[int, float] = {}
     lp: dict[int, float] = {}
     order: list[int] = []
@@ -149,7 +175,7 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
                     lp[item] = float(np.logaddexp(lp[item], c))
         picked, room = 0, k if slots is None else min(k, slots)
         for j in _best_first(cold_scores, max(4 * k, 64)):
-            if picked >= room:
+            if picked >= room or cold_scores[j] == -math.inf:
                 break
             item = int(cold_ids[j])
             if item not in score and eligible(item):

@@ -54,7 +54,8 @@ from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
-from .cold_start import ColdStartConfig, content_scores, item_directions, mix, similarities
+from .cold_start import (ColdStartConfig, content_scores, item_directions, mix, similarities,
+                         without_history)
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -506,6 +507,8 @@ class Recommender:
         recent = history[-cfg.history:]
         cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
                                            if recent else None), cfg)
+        if cfg.exclude_history:
+            cold = without_history(state.cold, cold, history)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         def eligible(item: int) -> bool:
