@@ -239,25 +239,16 @@ def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None
     return rows
 
 
-def served_choice(trials: list[dict], valid_cases, valid_cold, served_cold: int) -> dict:
-    """The procedure's choice for a served model with `served_cold` cold items from the trials of
-    the tuning model (its cold items `valid_cold`): the price paid at the cold share the served
-    model will see (eval/cold_start.served_cold_share), as `genrec-lite fit` does."""
-    from genrec_lite.eval.cold_start import pick, served_cold_share
+def served_choice(trials: list[dict], valid_cases, valid_cold, ckpt: Path, added=()) -> dict:
+    """The procedure's choice for the served bundle of `ckpt` (with `added` items) from the
+    trials of the tuning model (its cold items `valid_cold`): the price paid at the cold share
+    the served model will see, as `genrec-lite fit` does (pipeline.pick_cold_start)."""
+    from genrec_lite import pipeline
 
-    share = float(np.isin([c.target for c in valid_cases], valid_cold).mean())
-    est = served_cold_share(share, len(valid_cold), served_cold)
-    cfg = pick(trials, cold_share=est)
-    return {"chosen": None if cfg is None else cfg.to_dict(), "validation_cold_share": share,
-            "tuning_cold_items": int(len(valid_cold)), "served_cold_items": int(served_cold),
-            "served_cold_share": est}
-
-
-def untrained(ckpt: Path, added=()) -> int:
-    """How many items a bundle of `ckpt` serves as cold: those it never trained on, and `added`."""
-    from genrec_lite.train.checkpoint import UNTRAINED_ITEMS
-
-    return int(len(np.union1d(np.load(ckpt / UNTRAINED_ITEMS), np.asarray(added, np.int64))))
+    cfg, shares = pipeline.pick_cold_start(
+        pipeline.cold_start_tuning(trials, valid_cases, valid_cold),
+        served_cold=pipeline.served_cold_items(ckpt, added))
+    return {"chosen": None if cfg is None else cfg.to_dict(), **shares}
 
 
 def _settings(d):
@@ -299,11 +290,14 @@ def cost_frontier(trials: list[dict]) -> list[dict]:
     return rows
 
 
-def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> dict:
+def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarray
+                        ) -> tuple[dict, tuple]:
     """The cold-start settings chosen on validation: the tuning split's model on the valid cases
     (targets after its training period, so its cold items are those it never trained on). Chosen
     on a seeded random half A and measured on the other half B against content kNN and the model
-    alone; then chosen again on all the valid cases for the test runs."""
+    alone; then chosen again on all the valid cases for the test runs. Returns (the report, the
+    trials on all the valid cases with those cases and the model's cold items: `served_choice`'s
+    first arguments)."""
     from benchmarks.baselines.content import ContentKNN
     from genrec_lite.eval.cold_start import GRID, choose_cold_start
 
@@ -322,7 +316,6 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
         cfg, trials = choose_cold_start([answers[i] for i in idx], [valid[i] for i in idx], sids,
                                         cold)
         chosen[part] = cfg
-        val["_trials"] = (trials, valid, cold)  # the last: all the cases (not written)
         front = cost_frontier(trials)
         val[part] = {"chosen": None if cfg is None else cfg.to_dict(),
                      "best_overall": front[0]["settings"],
@@ -340,10 +333,11 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
                      "models": rows_b}
     log(f"cold start chosen on validation half A: {val['chosen_on_half_a']['chosen']}; "
         f"on all: {val['chosen_on_all']['chosen']}")
-    return val
+    return val, (trials, valid, cold)   # the last trials: those on all the valid cases
 
 
-def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, val: dict) -> dict:
+def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, val: dict,
+                    tuning: tuple) -> dict:
     """The natural segment: test cases whose target never occurs in training."""
     ds, test = P["dataset"], P["test"]
     cold = cold_items(ds.catalog, P["final_train"])
@@ -357,7 +351,7 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
         out["models"][label] = segment_metrics(lists, test, {"natural": natural})
     ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes,
                        epochs=args.epochs)
-    out["procedure"] = served_choice(*val["_trials"], untrained(ckpt))
+    out["procedure"] = served_choice(*tuning, ckpt)
     chosen = out["procedure"]["chosen"]
     settings = _settings(chosen)
     answers, sids, served_cold, extra = served(bundle_of(ckpt, settings), test, ds.profiles)
@@ -425,7 +419,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     ckpt = train_model(ds.without_items(held), name, COMPACT[name]["split"], lwork, args.quick,
                        minutes=args.minutes, epochs=args.epochs)
-    out["procedure"] = served_choice(trials, valid, v_cold, untrained(ckpt, held))
+    out["procedure"] = served_choice(trials, valid, v_cold, ckpt, held)
     settings = _settings(out["procedure"]["chosen"])
     log(f"{name} launch: cold start chosen on the launch-shaped validation: "
         f"{out['procedure']['chosen']} (at validation's cold share: {chosen})")
@@ -500,9 +494,9 @@ def main(argv=None) -> int:
             "machine": report["machine"]}  # a run over some data sets keeps the others' results
         val = None
         if args.natural:
-            val = res["validation"] = validation_settings(name, P, work, args, vectors)
-            res["natural"] = natural_segment(name, P, work, args, vectors, val)
-            del val["_trials"]
+            val, tuning = validation_settings(name, P, work, args, vectors)
+            res["validation"] = val
+            res["natural"] = natural_segment(name, P, work, args, vectors, val, tuning)
         if args.launch:
             res["launch"] = launch_segment(name, P, work, args, vectors, val)
         md.append(tables(name, res))

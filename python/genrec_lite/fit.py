@@ -223,12 +223,10 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     points compared (default SERVING_POINTS; ``((1, 20),)`` trains no multi-view model)."""
     from . import pipeline
     from .data import resolve_split
-    from .eval.cold_start import served_cold_share
     from .eval.metrics import metrics_table
     from .export.bundle import set_cold_start
     from .runtime import Recommender
     from .sid.build import SidConfig
-    from .train.checkpoint import UNTRAINED_ITEMS
     from .train.evaluate import validation_sample
     from .train.rl import rl_finetune
 
@@ -376,15 +374,12 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     final_model = out / "model"
     # the settings, priced at the cold share the final model will serve: it trains on more of
     # the log than the tuning model, so fewer of its items are cold
-    served_cold = int(len(np.load(final_model / UNTRAINED_ITEMS)))
-    cold = pipeline.pick_cold_start(cold_trials, served_cold=served_cold)
+    cold, shares = pipeline.pick_cold_start(cold_trials,
+                                            served_cold=pipeline.served_cold_items(final_model))
     report["cold_start"] = None if cold is None else cold.to_dict()
-    if cold_trials is not None:
-        report["cold_start_procedure"] = {
-            "tuning_cold_items": cold_trials["n_cold"], "served_cold_items": served_cold,
-            "validation_cold_share": round(cold_trials["cold_share"], 4),
-            "served_cold_share": round(served_cold_share(
-                cold_trials["cold_share"], cold_trials["n_cold"], served_cold), 4)}
+    if shares is not None:
+        report["cold_start_procedure"] = {key: round(v, 4) if isinstance(v, float) else v
+                                          for key, v in shares.items()}
     final_plan = resolve_split(final_spec, dataset)
     test = dataset.test_cases or final_plan.apply(dataset, None).test
 

@@ -260,7 +260,7 @@ def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartCo
     (``rec`` is the model that will serve: the validation cold share is the served one)."""
     from .export.bundle import set_cold_start
 
-    chosen = pick_cold_start(cold_start_trials(rec, valid, profiles))
+    chosen, _ = pick_cold_start(cold_start_trials(rec, valid, profiles))
     rec.set_cold_start(chosen)
     set_cold_start(bundle, chosen)
     return chosen
@@ -268,9 +268,8 @@ def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartCo
 
 def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:
     """The cold-start procedure's trials (eval/cold_start.py) of ``rec`` on the validation
-    cases, with its cold item count and the share of the cases whose target is one of them
-    (None without validation cases): for `pick_cold_start`, now or once the served model is
-    known."""
+    cases, as `cold_start_tuning` (None without validation cases): for `pick_cold_start`, now or
+    once the served model is known."""
     from .eval.cold_start import choose_cold_start, runtime_answers
 
     if not valid:
@@ -278,22 +277,41 @@ def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:
     state = rec.catalog.state
     _, trials = choose_cold_start(runtime_answers(rec, valid, profiles=profiles), valid,
                                   state.sids, state.cold)
-    share = float(np.isin([c.target for c in valid], state.cold).mean())
-    return {"trials": trials, "n_cold": int(len(state.cold)), "cold_share": share}
+    return cold_start_tuning(trials, valid, state.cold)
+
+
+def cold_start_tuning(trials: list[dict], valid, cold) -> dict:
+    """The trials of a tuning model on the validation cases with what the served choice needs:
+    its cold item count and the share of the cases whose target is one of them."""
+    return {"trials": trials, "n_cold": int(len(cold)),
+            "cold_share": float(np.isin([c.target for c in valid], cold).mean())}
 
 
 def pick_cold_start(tuned: dict | None, served_cold: int | None = None
-                    ) -> "ColdStartConfig | None":
-    """The settings `cold_start_trials` lead to (None: off), for a served model with
-    ``served_cold`` cold items where it is not the tuning model: the price is then paid at the
-    cold share that model will serve (eval/cold_start.served_cold_share)."""
+                    ) -> "tuple[ColdStartConfig | None, dict | None]":
+    """(the settings `cold_start_tuning`'s trials lead to (None: off), the shares it used (None
+    where the served model is the tuning one)). For a served model with ``served_cold`` cold
+    items the price is paid at the cold share that model will serve
+    (eval/cold_start.served_cold_share)."""
     from .eval.cold_start import pick, served_cold_share
 
     if tuned is None:
-        return None
-    share = None if served_cold is None else served_cold_share(
-        tuned["cold_share"], tuned["n_cold"], served_cold)
-    return pick(tuned["trials"], cold_share=share)
+        return None, None
+    if served_cold is None:
+        return pick(tuned["trials"]), None
+    share = served_cold_share(tuned["cold_share"], tuned["n_cold"], served_cold)
+    return pick(tuned["trials"], cold_share=share), {
+        "validation_cold_share": tuned["cold_share"], "tuning_cold_items": tuned["n_cold"],
+        "served_cold_items": int(served_cold), "served_cold_share": share}
+
+
+def served_cold_items(model, added=()) -> int:
+    """How many items a bundle of the checkpoint ``model`` serves as cold: those it was never
+    trained to write (its untrained_items.npy) and ``added`` (ids given to add_items)."""
+    from .train.checkpoint import UNTRAINED_ITEMS
+
+    return int(len(np.union1d(np.load(Path(model) / UNTRAINED_ITEMS),
+                              np.asarray(list(added), dtype=np.int64))))
 
 
 def popularity_baseline(dataset: "Dataset", plan: "SplitPlan", cases, k: int = 10) -> dict:
