@@ -299,7 +299,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     trials on all the valid cases with those cases and the model's cold items: `served_choice`'s
     first arguments)."""
     from benchmarks.baselines.content import ContentKNN
-    from genrec_lite.eval.cold_start import GRID, choose_cold_start
+    from genrec_lite.eval.cold_start import GRID, choose_cold_start, repeat_rate
 
     ds = P["dataset"]
     ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes,
@@ -309,7 +309,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     natural = np.isin([c.target for c in valid], cold_items(ds.catalog, P["tune_train"]))
     half = np.random.default_rng(0).permutation(len(valid)) < len(valid) // 2
     val: dict = {"model": str(ckpt), "n_cases": len(valid), "n_natural_cases": int(natural.sum()),
-                 "n_cold_items": int(len(cold)), "grid": [g.to_dict() for g in GRID], **extra}
+                 "n_cold_items": int(len(cold)), "grid": [g.to_dict() for g in GRID],
+                 "repeat_rate": repeat_rate(valid, cold), **extra}
     chosen = {}
     for part, rows in (("chosen_on_half_a", half), ("chosen_on_all", np.ones(len(valid), bool))):
         idx = np.flatnonzero(rows)
@@ -400,7 +401,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
         out["models"][label] = segment_metrics(lists, test, {"launch": launch})
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
-    from genrec_lite.eval.cold_start import choose_cold_start
+    from genrec_lite.eval.cold_start import choose_cold_start, repeat_rate
 
     records = [ds.catalog.record(i) for i in held.tolist()]
     valid = P["valid"][:300] if args.quick else P["valid"]
@@ -413,6 +414,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     front = cost_frontier(trials)
     out["validation"] = {"model": str(tune), "n_cases": len(valid),
                          "n_launch_cases": int(np.isin([c.target for c in valid], held).sum()),
+                         "repeat_rate": repeat_rate(valid, v_cold),
                          "chosen": chosen,
                          "best_overall": front[0]["settings"],
                          "best_by_family": family_bests(trials), "frontier": front,

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from genrec_lite.errors import InvalidArgumentError
-from genrec_lite.eval.cold_start import ColdCandidates, choose_cold_start, pick, served_cold_share
-from genrec_lite.runtime.cold_start import (ColdStartConfig, content_scores, directions, mix,
-                                           similarities, without_history)
+from genrec_lite.eval.cold_start import (ColdCandidates, choose_cold_start, pick, repeat_rate,
+                                        served_cold_share)
+from genrec_lite.runtime.cold_start import (ColdStartConfig, content_scores, directions,
+                                           history_mass, history_rows, mix,
+                                           similarities)
 
 
 # --- the mixing code -------------------------------------------------------------------------
@@ -52,24 +54,55 @@ def test_slots_cap_the_cold_items_from_outside_the_beam():
     assert got == [3, 7, 8, 9, 1]
 
 
-def test_excluded_history_items_get_no_mass():
-    with pytest.raises(InvalidArgumentError, match="exclude_history"):
-        ColdStartConfig(0.1, 0.1, exclude_history="yes")
-    cfg = ColdStartConfig(0.3, 0.2, 3, slots=2, exclude_history=True)
-    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg and "excluded" in cfg.describe()
-    assert "exclude_history" not in ColdStartConfig(0.3, 0.2).to_dict()
+@pytest.mark.parametrize("bad", [-0.1, 1.5, True, "0", float("nan"), float("inf")])
+def test_repeat_is_checked(bad):
+    with pytest.raises(InvalidArgumentError, match="cold start repeat="):
+        ColdStartConfig(0.1, 0.1, repeat=bad)
+
+
+def test_history_items_get_the_repeat_mass():
+    cfg = ColdStartConfig(0.3, 0.2, 3, slots=2, repeat=0.04)
+    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg and "mass 0.04" in cfg.describe()
+    assert "repeat" not in ColdStartConfig(0.3, 0.2).to_dict()
+    assert "excluded" in ColdStartConfig(0.3, 0.2, repeat=0).describe()
+    # the flag of earlier bundles reads as repeat 0 or none; both at once is ambiguous
+    old = {"weight": 0.3, "temperature": 0.2, "exclude_history": True}
+    assert ColdStartConfig.from_dict(old).repeat == 0.0
+    assert ColdStartConfig.from_dict({**old, "exclude_history": False}).repeat is None
+    for bad in ({**old, "repeat": 0.0}, {**old, "exclude_history": "yes"}):
+        with pytest.raises(InvalidArgumentError, match="expected"):
+            ColdStartConfig.from_dict(bad)
     items, scores = [1, 2, 3], [-3.0, -4.0, -5.0]
     cold = np.array([3, 7, 8, 9])                          # 3 is in the beam too
     mass = np.log([0.5, 0.4, 0.3, 0.2])
-    # 7 was just seen (the history's last item): first without the exclusion, gone with it;
+    # 7 was just seen (the history's last item): first with its content mass, gone at 0;
     # 3, also seen, keeps the beam's own score; the others are untouched
     got, _, _ = mix(items, scores, scores, cold, mass, lambda i: True, k=5)
     assert got == [3, 7, 8, 9, 1]
-    kept = without_history(cold, mass, [5, 3, 7])
+    kept = history_mass(cold, mass, [5, 3, 7], 0.0)
     assert kept[1] == kept[0] == -math.inf and list(kept[2:]) == list(mass[2:])
     got, sc, _ = mix(items, scores, scores, cold, kept, lambda i: True, k=5)
     assert got == [8, 9, 1, 2, 3] and sc[-1] == -5.0
-    assert without_history(cold, mass, [5, 6]) is mass    # nothing to exclude: no copy
+    # at the repeat rate: 0.04, below the unseen cold items and the first warm one
+    rate = history_mass(cold, mass, [5, 7], 0.04)
+    np.testing.assert_allclose(np.exp(rate), [0.5, 0.04, 0.3, 0.2])
+    got, _, _ = mix(items, scores, scores, cold, rate, lambda i: True, k=5)
+    assert got == [3, 8, 9, 1, 7]
+    assert history_mass(cold, mass, [5, 6], 0.0) is mass    # nothing to change: no copy
+    assert history_mass(cold, mass, [7], None) is mass
+
+
+def test_the_repeat_rate_is_counted_on_the_cases():
+    case = lambda h, t: SimpleNamespace(history=h, target=t)  # noqa: E731
+    sids, cold = _table()                                    # cold: 100..104
+    # pairs: (100), (100, 101), (102), (): 4; the second case's target 101 is one of its own
+    cases = [case([1, 100], 2), case([100, 3, 101], 101), case([102], 100), case([1, 2], 103)]
+    assert repeat_rate(cases, cold) == 0.25
+    assert repeat_rate([case([1, 2], 100)], cold) is None     # no cold item seen: no evidence
+    assert repeat_rate(cases[:1], cold) == 0.0
+    # the procedure's grid carries it
+    _, trials = choose_cold_start([([5, 6], [-1.0, -2.0], [-1.0, -2.0])] * 4, cases, sids, cold)
+    assert {t["settings"].get("repeat") for t in trials[1:]} == {0.25}
 
 
 def test_directions_are_unit_sums_of_codewords():
@@ -329,8 +362,8 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
         added = set(range(900_100, 900_106))
         for cfg in (ColdStartConfig(weight=0.02, temperature=0.1, history=3),
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1),
-                    ColdStartConfig(weight=0.5, temperature=0.1, history=3,
-                                    exclude_history=True)):
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.0),
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.01)):
             rec.set_cold_start(cfg)
             got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
             assert got == cand.lists(answers, cfg, k=10), cfg
@@ -390,8 +423,9 @@ def test_without_items_hides_items_everywhere(synthetic):
 
 
 def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
-    """ColdCandidates.lists scores only each case's best cold items (the grid's speed); the lists
-    equal those of mixing in every cold item, with and without a cap."""
+    """ColdCandidates.lists scores only each case's best cold items, all cases at once (the grid's
+    speed); the lists equal those of mixing in every cold item one case at a time (`mix`, the
+    runtime's code), with and without a cap, at every share for the history's own."""
     rng = np.random.default_rng(3)
     cand = ColdCandidates.__new__(ColdCandidates)
     cand.cold = np.sort(rng.choice(500, 120, replace=False))
@@ -399,16 +433,23 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
     cand.dirs = d / np.linalg.norm(d, axis=1, keepdims=True)
     q = rng.standard_normal((40, 3, 8)).astype(np.float32)
     cand.queries = list(q / np.linalg.norm(q, axis=2, keepdims=True)) + [None]
-    cand._cos, cand._short = {}, ()
+    cand._cos, cand._short, cand._pack = {}, (), ()
     answers = []
-    for _ in range(41):
-        items = rng.choice(500, 10, replace=False).tolist()   # some of them cold
-        s = np.sort(np.log(rng.dirichlet(np.ones(30))[:10]))[::-1].tolist()
+    for n in range(41):
+        size = 10 if n % 5 else 4     # a beam shorter than k too
+        items = rng.choice(500, size, replace=False).tolist()   # some of them cold
+        s = np.sort(np.log(rng.dirichlet(np.ones(30))[:size]))[::-1].tolist()
         answers.append((items, s, s))
-    # the cases' histories hold some cold items (the exclusion masks them)
+    # the cases' histories hold some cold items (`repeat` sets their mass)
     cand.known = [rng.choice(cand.cold, 4).tolist() for _ in range(40)] + [[]]
+    cand.seen = [history_rows(cand.cold, h) for h in cand.known]
     for cfg in (ColdStartConfig(0.01, 0.05), ColdStartConfig(0.3, 0.5, 3),
                 ColdStartConfig(2.0, 0.1, 3, slots=3), ColdStartConfig(1.0, 0.2, slots=1),
-                ColdStartConfig(2.0, 0.3, 3, exclude_history=True),
-                ColdStartConfig(1.0, 0.2, slots=1, exclude_history=True)):
+                ColdStartConfig(2.0, 0.3, 3, repeat=0.0),
+                ColdStartConfig(1.0, 0.2, slots=1, repeat=0.0),
+                ColdStartConfig(2.0, 0.1, 3, repeat=0.01), ColdStartConfig(0.3, 0.2, repeat=0.9)):
         assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg
+        # the grid's table: the same lists, padded where shorter than k
+        items, valid = cand.table(answers, cfg)
+        assert (items[~valid] < 0).all() and ((~valid).any() or cfg.slots is None)
+        assert [r[ok].tolist() for r, ok in zip(items, valid)] == cand.lists(answers, cfg)

@@ -71,7 +71,10 @@ def cold_start(dataset: str, segment: str) -> str:
                     f"| {_pair(segs['all'])} |")
     settings = res.get("settings")
     chosen = ("none (the model alone)" if settings is None else
-              ", ".join(f"{k} {v}" for k, v in settings.items()))
+              ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in settings.items()))
+    if settings and "repeat" in settings:
+        chosen += " (the counted repeat rate: a cold item of the history gets that mass)"
     proc = res.get("procedure")
     share = "" if not proc else (
         f" The price was paid at the cold share the served model was estimated to see "

@@ -157,7 +157,15 @@ def rank_metrics(ranked: Sequence[Sequence[int]] | np.ndarray, targets: Sequence
     then ``n_cases`` (int). See the module docstring for ``duplicates``.
     """
     ks_ = _check_ks(ks)
-    ranks = target_ranks(ranked, targets, duplicates=duplicates, depth=max(ks_))
+    return rank_metrics_of(target_ranks(ranked, targets, duplicates=duplicates,
+                                        depth=max(ks_)), ks_)
+
+
+def rank_metrics_of(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict:
+    """:func:`rank_metrics` from the targets' 1-based ranks (0: absent), as
+    :func:`target_ranks` gives them."""
+    ks_ = _check_ks(ks)
+    ranks = np.asarray(ranks)
     n = len(ranks)
     if n == 0:
         raise InvalidArgumentError("no cases to score (ranked and targets are empty)")

@@ -15,8 +15,10 @@ of its codewords) and cos(z_i, h) the largest cosine between z_i and the content
 newest `history` known history items (0 without one). A cold item identical in content to a
 recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
 `slots` optionally caps how many cold items from outside the beam one list may take;
-`exclude_history` gives the cold items of the request's own history no mass (the next item is
-rarely one just seen, and the likeness of an item to itself would put it first). All are
+`repeat` (optional) is the probability a cold item of the request's own history gets instead of
+its content mass: its likeness to itself would give it `weight` and the first place, where the
+chance that the next item is one just seen is a rate of the catalog's users (about 1% an item on
+amazon, 0 on ml-100k), estimated on validation by counting (eval/cold_start.repeat_rate). All are
 chosen on validation data (eval/cold_start.py), never set by hand. Warm items keep the model's
 values and order; a cold item enters a list where its mass beats the model's for the items below
 it, and its mass does not depend on how many other cold items there are. numpy only: the runtime
@@ -40,7 +42,7 @@ class ColdStartConfig:
     temperature: float    # of the cosine in the content mass, > 0
     history: int = 1      # how many of the newest known history items the cosine looks at
     slots: int | None = None   # at most this many cold items from outside the beam a list
-    exclude_history: bool = False  # no content mass for the cold items of the request's history
+    repeat: float | None = None   # mass of a cold item of the request's history; None: content
 
     def __post_init__(self):
         for name in ("weight", "temperature"):
@@ -56,35 +58,47 @@ class ColdStartConfig:
                               or not 1 <= s <= 1000):
             raise InvalidArgumentError(f"cold start slots={s!r}; expected null or an integer in "
                                        "1..1000")
-        if not isinstance(self.exclude_history, (bool, np.bool_)):
-            raise InvalidArgumentError(f"cold start exclude_history={self.exclude_history!r}; "
-                                       "expected true or false")
+        r = self.repeat
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float, np.floating))
+                              or not 0.0 <= float(r) <= 1.0):
+            raise InvalidArgumentError(f"cold start repeat={r!r}; expected null or a number in "
+                                       "0..1")
 
     def describe(self) -> str:
         """The settings in words, for reports and logs."""
         return (f"weight {self.weight:g}, temperature {self.temperature:g}, "
                 f"{self.history} recent item" + ("s" if self.history > 1 else "")
                 + ("" if self.slots is None else f", at most {self.slots} cold a list")
-                + (", history items excluded" if self.exclude_history else ""))
+                + ("" if self.repeat is None else ", history items excluded"
+                   if self.repeat == 0 else f", history items at mass {self.repeat:.3g}"))
 
     def to_dict(self) -> dict:
-        """The settings as written to a manifest; slots and exclude_history only where set, so
-        that settings without them read the same in a bundle of any version."""
+        """The settings as written to a manifest; slots and repeat only where set, so that
+        settings without them read the same in a bundle of any version."""
         d = {"weight": float(self.weight), "temperature": float(self.temperature),
              "history": int(self.history)}
         if self.slots is not None:
             d["slots"] = int(self.slots)
-        if self.exclude_history:
-            d["exclude_history"] = True
+        if self.repeat is not None:
+            d["repeat"] = float(self.repeat)
         return d
 
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
+        keys = {"weight", "temperature", "history", "slots", "repeat"}
         if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
-                or not set(d) <= {"weight", "temperature", "history", "slots", "exclude_history"}:
+                or not set(d) <= keys | {"exclude_history"} \
+                or {"repeat", "exclude_history"} <= set(d):
             raise InvalidArgumentError(f"cold start settings {d!r}; expected {{'weight': w, "
                                        "'temperature': t[, 'history': n, 'slots': n or "
-                                       "null, 'exclude_history': true or false]}")
+                                       "null, 'repeat': null or 0..1]}")
+        d = dict(d)
+        if "exclude_history" in d:  # the flag of earlier bundles: true is repeat 0
+            ex = d.pop("exclude_history")
+            if not isinstance(ex, (bool, np.bool_)):
+                raise InvalidArgumentError(f"cold start exclude_history={ex!r}; expected true "
+                                           "or false")
+            d["repeat"] = 0.0 if ex else None
         return cls(**d)
 
 
@@ -130,19 +144,27 @@ def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:
     return math.log(cfg.weight) + (np.asarray(cos, dtype=np.float64) - 1.0) / cfg.temperature
 
 
-def without_history(cold_ids: np.ndarray, cold_scores: np.ndarray, history) -> np.ndarray:
-    """`cold_scores` (of the sorted `cold_ids`) with no mass (-inf) for the items of `history`:
-    a cold item the request has just seen is not recommended for its likeness to itself
-    (`exclude_history`)."""
+def history_rows(cold_ids: np.ndarray, history) -> np.ndarray:
+    """Positions in the sorted `cold_ids` of the items of `history` that are cold."""
     h = np.asarray(list(history), dtype=np.int64)
     if not len(h) or not len(cold_ids):
-        return cold_scores
+        return np.zeros(0, dtype=np.int64)
     at = np.minimum(np.searchsorted(cold_ids, h), len(cold_ids) - 1)
-    hit = at[cold_ids[at] == h]
+    return np.unique(at[cold_ids[at] == h])
+
+
+def history_mass(cold_ids: np.ndarray, cold_scores: np.ndarray, history,
+                 repeat: float | None) -> np.ndarray:
+    """`cold_scores` (log masses of the sorted `cold_ids`) with the items of `history` at mass
+    `repeat` (0: none, -inf; None: unchanged): a cold item the request has just seen is not
+    recommended for its likeness to itself, only at the rate users come back to one."""
+    if repeat is None:
+        return cold_scores
+    hit = history_rows(cold_ids, history)
     if not len(hit):
         return cold_scores
     out = np.array(cold_scores, dtype=np.float64)
-    out[hit] = -math.inf
+    out[hit] = math.log(repeat) if repeat > 0 else -math.inf
     return out
 
 
@@ -153,7 +175,7 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
     too (one value for a cold item's score and log-probability otherwise). `eligible(item)` says
     whether a cold item outside the beam may be answered (in the catalog, active, allowed, not
     denied); only the best cold items are asked, in order, until k (or `slots`) are found, and
-    none without mass (-inf: `without_history`). Ties keep the beam's order, then the cold
+    none without mass (-inf: `history_mass` at repeat 0). Ties keep the beam's order, then the cold
     order."""
     score: dict[int, float] = {}
     lp: dict[int, float] = {}

@@ -55,7 +55,7 @@ from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, item_directions, mix, similarities,
-                         without_history)
+                         history_mass)
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -507,8 +507,7 @@ class Recommender:
         recent = history[-cfg.history:]
         cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
                                            if recent else None), cfg)
-        if cfg.exclude_history:
-            cold = without_history(state.cold, cold, history)
+        cold = history_mass(state.cold, cold, history, cfg.repeat)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         def eligible(item: int) -> bool:
