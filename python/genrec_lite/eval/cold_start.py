@@ -90,10 +90,6 @@ def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int | None 
         rec.set_cold_start(saved)
 
 
-def _ALL(item: int) -> bool:
-    return True
-
-
 class ColdCandidates:
     """The cold items of one SID table and each case's query (its newest history items the table
     knows, oldest first), ready to score under any settings."""
@@ -124,7 +120,7 @@ class ColdCandidates:
         (`eligible(item)`: whether a cold item outside the beam may be answered; None: all)."""
         if cfg is None or len(self.cold) == 0:
             return [list(a[0][:k]) for a in answers]
-        if eligible is not None and eligible is not _ALL:
+        if eligible is not None:
             return [mix(*a, self.cold, history_mass(self.cold, content_scores(cos, cfg), h,
                                                     cfg.repeat), eligible, k, cfg.slots)[0]
                     for a, cos, h in zip(answers, self.cosines(cfg.history), self.known)]

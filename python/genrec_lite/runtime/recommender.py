@@ -54,8 +54,8 @@ from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
-from .cold_start import (ColdStartConfig, content_scores, item_directions, mix, similarities,
-                         history_mass)
+from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
+                         similarities)
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
