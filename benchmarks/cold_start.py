@@ -299,7 +299,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     trials on all the valid cases with those cases and the model's cold items: `served_choice`'s
     first arguments)."""
     from benchmarks.baselines.content import ContentKNN
-    from genrec_lite.eval.cold_start import GRID, choose_cold_start, repeat_rate
+    from genrec_lite.eval import cold_start as grid
+    from genrec_lite.eval.cold_start import choose_cold_start, repeat_rate
 
     ds = P["dataset"]
     ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes,
@@ -308,9 +309,12 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     answers, sids, cold, extra = served(bundle_of(ckpt), valid, ds.profiles)
     natural = np.isin([c.target for c in valid], cold_items(ds.catalog, P["tune_train"]))
     half = np.random.default_rng(0).permutation(len(valid)) < len(valid) // 2
+    rate = repeat_rate(valid, cold)
+    axes = {"weight": grid.WEIGHTS, "temperature": grid.TEMPERATURES, "history": grid.HISTORY,
+            "query": grid.QUERIES, "slots": grid.SLOTS, "repeat": rate,
+            "n_settings": len(grid.settings_grid(rate))}
     val: dict = {"model": str(ckpt), "n_cases": len(valid), "n_natural_cases": int(natural.sum()),
-                 "n_cold_items": int(len(cold)), "grid": [g.to_dict() for g in GRID],
-                 "repeat_rate": repeat_rate(valid, cold), **extra}
+                 "n_cold_items": int(len(cold)), "grid": axes, "repeat_rate": rate, **extra}
     chosen = {}
     for part, rows in (("chosen_on_half_a", half), ("chosen_on_all", np.ones(len(valid), bool))):
         idx = np.flatnonzero(rows)

@@ -15,7 +15,7 @@ from genrec_lite.eval.cold_start import (ColdCandidates, choose_cold_start, pick
                                         served_cold_share)
 from genrec_lite.runtime.cold_start import (ColdStartConfig, content_scores, directions,
                                            history_mass, history_rows, mix,
-                                           similarities)
+                                           query_directions, similarities)
 
 
 # --- the mixing code -------------------------------------------------------------------------
@@ -90,6 +90,32 @@ def test_history_items_get_the_repeat_mass():
     assert got == [3, 8, 9, 1, 7]
     assert history_mass(cold, mass, [5, 6], 0.0) is mass    # nothing to change: no copy
     assert history_mass(cold, mass, [7], None) is mass
+
+
+@pytest.mark.parametrize("bad", ["min", "", None, 1])
+def test_the_query_is_checked_and_round_trips(bad):
+    with pytest.raises(InvalidArgumentError, match="cold start query="):
+        ColdStartConfig(0.1, 0.1, query=bad)
+    cfg = ColdStartConfig(0.3, 0.2, 10, slots=3, repeat=0.0, query="mean")
+    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg and "mean of 10" in cfg.describe()
+    # "max" (the settings of earlier bundles) is not written, and reads back as the default
+    assert "query" not in ColdStartConfig(0.3, 0.2, 3).to_dict()
+    assert ColdStartConfig.from_dict({"weight": 0.3, "temperature": 0.2}).query == "max"
+
+
+def test_the_mean_query_compares_with_the_history_s_mean_direction():
+    recent = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    assert query_directions(recent, "max") is recent
+    np.testing.assert_allclose(query_directions(recent, "mean"), [[2 ** -0.5, 2 ** -0.5, 0]],
+                               rtol=1e-6)
+    assert query_directions(None, "mean") is None
+    assert query_directions(np.array([[1.0, 0.0], [-1.0, 0.0]]), "mean") is None  # cancel out
+    cold = np.array([[1.0, 0.0, 0.0], [2 ** -0.5, 2 ** -0.5, 0.0]], dtype=np.float32)
+    # "max": the item like one just seen first; "mean": the item like both
+    np.testing.assert_allclose(similarities(cold, query_directions(recent, "max")),
+                               [1.0, 2 ** -0.5], rtol=1e-6)
+    np.testing.assert_allclose(similarities(cold, query_directions(recent, "mean")),
+                               [2 ** -0.5, 1.0], rtol=1e-6)
 
 
 def test_the_repeat_rate_is_counted_on_the_cases():
@@ -363,7 +389,8 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
         for cfg in (ColdStartConfig(weight=0.02, temperature=0.1, history=3),
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1),
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.0),
-                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.01)):
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.01),
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, query="mean")):
             rec.set_cold_start(cfg)
             got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
             assert got == cand.lists(answers, cfg, k=10), cfg
@@ -447,7 +474,9 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
                 ColdStartConfig(2.0, 0.1, 3, slots=3), ColdStartConfig(1.0, 0.2, slots=1),
                 ColdStartConfig(2.0, 0.3, 3, repeat=0.0),
                 ColdStartConfig(1.0, 0.2, slots=1, repeat=0.0),
-                ColdStartConfig(2.0, 0.1, 3, repeat=0.01), ColdStartConfig(0.3, 0.2, repeat=0.9)):
+                ColdStartConfig(2.0, 0.1, 3, repeat=0.01), ColdStartConfig(0.3, 0.2, repeat=0.9),
+                ColdStartConfig(0.3, 0.1, 3, query="mean"),
+                ColdStartConfig(1.0, 0.05, 3, slots=1, repeat=0.01, query="mean")):
         assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg
         # the grid's table: the same lists, padded where shorter than k
         items, valid = cand.table(answers, cfg)

@@ -75,6 +75,8 @@ def cold_start(dataset: str, segment: str) -> str:
                         for k, v in settings.items()))
     if settings and "repeat" in settings:
         chosen += " (the counted repeat rate: a cold item of the history gets that mass)"
+    if settings and settings.get("query") == "mean":
+        chosen += " (query mean: the cosine to the mean direction of the history items)"
     proc = res.get("procedure")
     share = "" if not proc else (
         f" The price was paid at the cold share the served model was estimated to see "

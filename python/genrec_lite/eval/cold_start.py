@@ -2,8 +2,9 @@
 
 The procedure: the model's answers with cold start off, on validation cases whose targets come
 after its training data (so the items it never trained on are cold there as they will be when
-served); every setting of a fixed grid (weight x temperature x history depth x cap on the cold
-items a list), and cold start off, applied to those answers by the runtime's mixing (`mix`, done
+served); every setting of a fixed grid (weight x temperature x history depth x how the history is
+compared, its nearest item or its mean direction x cap on the cold items a list), and cold start
+off, applied to those answers by the runtime's mixing (`mix`, done
 for all the cases at once: the same operations on the same numbers, so the same lists; the tests
 compare them). The cold items of a case's own history get the rate at which such an item was
 the next one on these cases (`repeat_rate`, counted, not searched). The best overall setting is
@@ -31,8 +32,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..runtime.cold_start import (ColdStartConfig, _best_first, content_scores, history_mass,
-                                    history_rows, item_directions, mix, similarities)
+from ..runtime.cold_start import (QUERIES, ColdStartConfig, _best_first, content_scores,
+                                    history_mass, history_rows, item_directions, mix,
+                                    query_directions, similarities)
 from .metrics import rank_metrics_of
 
 WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -46,8 +48,10 @@ MAX_COST = 0.01
 
 
 def settings_grid(repeat: float | None = None) -> tuple[ColdStartConfig, ...]:
-    """Every setting the procedure tries, with the history's cold items at mass `repeat`."""
-    return tuple(ColdStartConfig(w, t, h, slots, repeat) for slots in SLOTS for h in HISTORY
+    """Every setting the procedure tries, with the history's cold items at mass `repeat` (the
+    mean of one item is the item: that query only once)."""
+    return tuple(ColdStartConfig(w, t, h, slots, repeat, query) for query in QUERIES
+                 for slots in SLOTS for h in HISTORY if query == "max" or h > 1
                  for w in WEIGHTS for t in TEMPERATURES)
 
 
@@ -103,16 +107,18 @@ class ColdCandidates:
                         for h in self.known]
         # the positions of each case's own history items among the cold ones (`repeat`)
         self.seen = [history_rows(self.cold, h) for h in self.known]
-        self._cos: dict[int, list[np.ndarray]] = {}
-        self._short: tuple = ()  # (history, k, answers, shortlists) of the last call
-        self._pack: tuple = ()   # (history, k, answers, packed arrays) of the last call
+        self._cos: dict[tuple[int, str], list[np.ndarray]] = {}
+        self._short: tuple = ()  # (view, k, answers, shortlists) of the last call
+        self._pack: tuple = ()   # (view, k, answers, packed arrays) of the last call
 
-    def cosines(self, history: int) -> list[np.ndarray]:
-        """Per case, each cold item's largest cosine to its newest `history` items (cached)."""
-        if history not in self._cos:
-            self._cos[history] = [similarities(self.dirs, None if q is None else q[-history:])
-                                  for q in self.queries]
-        return self._cos[history]
+    def cosines(self, history: int, query: str = "max") -> list[np.ndarray]:
+        """Per case, each cold item's cosine to its newest `history` items under `query` (the
+        largest, or to their mean direction; cached)."""
+        key = (history, query)
+        if key not in self._cos:
+            self._cos[key] = [similarities(self.dirs, query_directions(
+                None if q is None else q[-history:], query)) for q in self.queries]
+        return self._cos[key]
 
     def lists(self, answers, cfg: ColdStartConfig | None, k: int = 10,
               eligible=None) -> list[list[int]]:
@@ -123,7 +129,8 @@ class ColdCandidates:
         if eligible is not None:
             return [mix(*a, self.cold, history_mass(self.cold, content_scores(cos, cfg), h,
                                                     cfg.repeat), eligible, k, cfg.slots)[0]
-                    for a, cos, h in zip(answers, self.cosines(cfg.history), self.known)]
+                    for a, cos, h in zip(answers, self.cosines(cfg.history, cfg.query),
+                                         self.known)]
         items, valid = self.table(answers, cfg, k)
         return [row[ok].tolist() for row, ok in zip(items, valid)]
 
@@ -133,8 +140,8 @@ class ColdCandidates:
         and where a list is shorter than k, negative placeholders (valid False). `mix` over
         each case's shortlist, done for all the cases at once: the same operations on the same
         numbers, so the same lists (the tests compare them), about 30x faster over a grid."""
-        bi, bs, bvalid, bcold, ci, cc, cseen, cinb = self._packed(answers, 1 if cfg is None
-                                                                  else cfg.history, k)
+        view = (1, "max") if cfg is None else (cfg.history, cfg.query)
+        bi, bs, bvalid, bcold, ci, cc, cseen, cinb = self._packed(answers, view, k)
         if cfg is None or len(self.cold) == 0:
             items, valid = bi[:, :k], bvalid[:, :k]
         else:
@@ -160,15 +167,15 @@ class ColdCandidates:
         items = np.where(valid, items, -1 - np.arange(items.shape[1]))
         return items, valid
 
-    def _packed(self, answers, history: int, k: int) -> tuple:
+    def _packed(self, answers, view: tuple[int, str], k: int) -> tuple:
         """The answers and their shortlists (`_shortlists`) as padded arrays, for `table`:
         beam items, scores, valid, the shortlist column of a cold beam item (-1: warm); the
         shortlist's items, cosines (-inf: padding), whether in the history, in the beam.
-        Cached for the last `answers` list and history asked for."""
+        Cached for the last `answers` list and (history, query) `view` asked for."""
         cached = self._pack
-        if cached and cached[:2] == (history, k) and cached[2] is answers:
+        if cached and cached[:2] == (view, k) and cached[2] is answers:
             return cached[3]
-        short = self._shortlists(answers, history, k)
+        short = self._shortlists(answers, view, k)
         n = len(answers)
         width = max([len(a[0]) for a in answers] + [1])
         depth = max([len(s[0]) for s in short] + [1])
@@ -197,10 +204,10 @@ class ColdCandidates:
                 bcold[row, :m][hit] = at[hit]
                 cinb[row, at[hit]] = True
         packed = (bi, bs, bvalid, bcold, ci, cc, cseen, cinb)
-        self._pack = (history, k, answers, packed)
+        self._pack = (view, k, answers, packed)
         return packed
 
-    def _shortlists(self, answers, history: int, k: int
+    def _shortlists(self, answers, view: tuple[int, str], k: int
                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per case, the only cold items `mix` can use when every item is eligible, with their
         cosines and the positions of the case's own history items among them: the answer's own
@@ -210,10 +217,10 @@ class ColdCandidates:
         the whole cold set, faster over a grid (about 1.7x on 700 cold items); cached for the
         last `answers` list asked for."""
         cached = self._short
-        if cached and cached[:2] == (history, k) and cached[2] is answers:
+        if cached and cached[:2] == (view, k) and cached[2] is answers:
             return cached[3]
         out = []
-        for a, cos, seen in zip(answers, self.cosines(history), self.seen):
+        for a, cos, seen in zip(answers, self.cosines(*view), self.seen):
             m = k + len(a[0])
             others = cos
             if len(seen):
@@ -223,7 +230,7 @@ class ColdCandidates:
             own = np.flatnonzero(np.isin(self.cold, a[0]))
             sub = np.union1d(np.union1d(best, own), seen)
             out.append((self.cold[sub], cos[sub], np.searchsorted(sub, seen)))
-        self._short = (history, k, answers, out)
+        self._short = (view, k, answers, out)
         return out
 
 

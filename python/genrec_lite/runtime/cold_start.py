@@ -11,9 +11,10 @@ item a content mass:
 where p_model is the beam's constrained probability (the `score` of an answer), z_i the item's
 content vector (sid/content.py: the principal components of the embedding its SID was made from,
 kept beside the SID; for tables built without them, the residual-quantiser reconstruction, the sum
-of its codewords) and cos(z_i, h) the largest cosine between z_i and the content vectors of the
-newest `history` known history items (0 without one). A cold item identical in content to a
-recent item gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
+of its codewords) and cos(z_i, h) its cosine to the newest `history` known history items (0
+without one): with `query` "max" the largest cosine to any of them (the next item is like one
+just seen), with "mean" the cosine to their mean direction (the next item is like the user's
+recent taste as a whole). A cold item identical in content to the query gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
 `slots` optionally caps how many cold items from outside the beam one list may take;
 `repeat` (optional) is the probability a cold item of the request's own history gets instead of
 its content mass: its likeness to itself would give it `weight` and the first place, where the
@@ -36,6 +37,9 @@ from ..errors import InvalidArgumentError
 from ..sid.content import unit_rows
 
 
+QUERIES = ("max", "mean")
+
+
 @dataclass(frozen=True)
 class ColdStartConfig:
     weight: float         # content mass of a cold item identical to a recent history item, > 0
@@ -43,6 +47,7 @@ class ColdStartConfig:
     history: int = 1      # how many of the newest known history items the cosine looks at
     slots: int | None = None   # at most this many cold items from outside the beam a list
     repeat: float | None = None   # mass of a cold item of the request's history; None: content
+    query: str = "max"    # "max": largest cosine to a recent item; "mean": to their mean direction
 
     def __post_init__(self):
         for name in ("weight", "temperature"):
@@ -63,35 +68,43 @@ class ColdStartConfig:
                               or not 0.0 <= float(r) <= 1.0):
             raise InvalidArgumentError(f"cold start repeat={r!r}; expected null or a number in "
                                        "0..1")
+        if self.query not in QUERIES:
+            raise InvalidArgumentError(f"cold start query={self.query!r}; expected one of "
+                                       f"{', '.join(map(repr, QUERIES))}")
 
     def describe(self) -> str:
         """The settings in words, for reports and logs."""
         return (f"weight {self.weight:g}, temperature {self.temperature:g}, "
-                f"{self.history} recent item" + ("s" if self.history > 1 else "")
+                + ("the mean of " if self.query == "mean" else "")
+                + f"{self.history} recent item" + ("s" if self.history > 1 else "")
                 + ("" if self.slots is None else f", at most {self.slots} cold a list")
                 + ("" if self.repeat is None else ", history items excluded"
                    if self.repeat == 0 else f", history items at mass {self.repeat:.3g}"))
 
     def to_dict(self) -> dict:
-        """The settings as written to a manifest; slots and repeat only where set, so that
-        settings without them read the same in a bundle of any version."""
+        """The settings as written to a manifest; slots, repeat and a query other than "max"
+        only where set, so that settings without them read the same in a bundle of any
+        version."""
         d = {"weight": float(self.weight), "temperature": float(self.temperature),
              "history": int(self.history)}
         if self.slots is not None:
             d["slots"] = int(self.slots)
         if self.repeat is not None:
             d["repeat"] = float(self.repeat)
+        if self.query != "max":
+            d["query"] = self.query
         return d
 
     @classmethod
     def from_dict(cls, d) -> "ColdStartConfig":
-        keys = {"weight", "temperature", "history", "slots", "repeat"}
+        keys = {"weight", "temperature", "history", "slots", "repeat", "query"}
         if not isinstance(d, dict) or not {"weight", "temperature"} <= set(d) \
                 or not set(d) <= keys | {"exclude_history"} \
                 or {"repeat", "exclude_history"} <= set(d):
             raise InvalidArgumentError(f"cold start settings {d!r}; expected {{'weight': w, "
                                        "'temperature': t[, 'history': n, 'slots': n or "
-                                       "null, 'repeat': null or 0..1]}")
+                                       "null, 'repeat': null or 0..1, 'query': 'max' or "
+                                       "'mean']}")
         d = dict(d)
         if "exclude_history" in d:  # the flag of earlier bundles: true is repeat 0
             ex = d.pop("exclude_history")
@@ -139,6 +152,17 @@ def similarities(cold_dirs: np.ndarray, queries: np.ndarray | None) -> np.ndarra
     # row to float64, or a row-wise max over (items x 3), costs more than the product itself
     q = np.asarray(queries, dtype=np.float32).reshape(-1, cold_dirs.shape[1])
     return (q @ np.asarray(cold_dirs, dtype=np.float32).T).max(axis=0).astype(np.float64)
+
+
+def query_directions(recent: np.ndarray | None, query: str) -> np.ndarray | None:
+    """The directions the cold items are compared with: the newest history items' unit content
+    vectors ((m, dim); None: none) for "max", their mean direction ((1, dim)) for "mean"."""
+    if recent is None or len(recent) == 0 or query == "max":
+        return recent
+    m = np.asarray(recent, dtype=np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(m))
+    # opposite vectors cancel: no direction is no evidence, like an empty history
+    return None if norm < 1e-6 else (m / norm)[None, :]
 
 
 def content_scores(cos: np.ndarray, cfg: ColdStartConfig) -> np.ndarray:

@@ -55,7 +55,7 @@ from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
-                         similarities)
+                         query_directions, similarities)
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -505,8 +505,9 @@ class Recommender:
         """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
         items ranked by the content similarity to the newest known history items."""
         recent = history[-cfg.history:]
-        cold = content_scores(similarities(state.cold_dirs, item_directions(state.sids, recent)
-                                           if recent else None), cfg)
+        query = query_directions(item_directions(state.sids, recent) if recent else None,
+                                 cfg.query)
+        cold = content_scores(similarities(state.cold_dirs, query), cfg)
         cold = history_mass(state.cold, cold, history, cfg.repeat)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
