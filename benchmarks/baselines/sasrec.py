@@ -217,6 +217,11 @@ class SASRec:
         self.index = ItemIndex(item_ids)
         n_items = len(self.index)
         seqs = [s + 1 for s in sequences_as_indices(train, self.index)]
+        # items of no training sequence have embeddings nothing trained (only pushed down as
+        # negatives): as inputs they are noise, so a history is read without them
+        self.trained = np.zeros(n_items + 1, dtype=bool)
+        for s in seqs:
+            self.trained[s] = True
         inputs, targets = training_windows(seqs, cfg.max_len)
         if len(inputs) == 0:
             raise InvalidArgumentError("no training sequence has 2 or more items")
@@ -280,12 +285,14 @@ class SASRec:
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def scores(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        """(n, n_items) scores of the full catalog (columns in ``item_ids`` order)."""
+        """(n, n_items) scores of the full catalog (columns in ``item_ids`` order), each from
+        its history's items that occur in the training sequences."""
         if self.net is None:
             raise GenrecError("SASRec: call fit() before scores() or recommend()")
         self.net.eval()
         width = self.config.max_len
-        rows = [self.index.index(list(h)[-width:]) + 1 for h in histories]
+        rows = [r[self.trained[r]][-width:] for r in
+                (self.index.index(list(h)) + 1 for h in histories)]
         x = torch.from_numpy(_left_pad(rows, width))
         out = []
         for s in range(0, len(x), self.config.eval_batch_size):
