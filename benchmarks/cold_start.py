@@ -130,13 +130,14 @@ def sasrec_epochs(name: str, P: dict, quick: bool) -> tuple[int, str]:
 
 
 def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarray, work: Path,
-                   quick: bool) -> dict[str, np.ndarray]:
+                   quick: bool, seed: int = 0) -> dict[str, np.ndarray]:
     """Top-10 lists of content kNN, popularity and SASRec trained on P[train_key] (SASRec for
     sasrec_epochs), cached in `work`."""
     from benchmarks.baselines import Popularity, SASRec, SASRecConfig
     from benchmarks.baselines.content import ContentKNN
 
-    cache = work / f"baselines-{train_key}-{len(cases)}.npz"
+    cache = work / (f"baselines-{train_key}-{len(cases)}" + (f"-seed{seed}" if seed else "")
+                    + ".npz")
     if cache.is_file() and not quick:
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
@@ -148,7 +149,7 @@ def baseline_lists(name: str, P: dict, train_key: str, cases, vectors: np.ndarra
     params = dict(SASREC[name], **({"max_epochs": 2, "patience": 1} if quick else {}))
     t = time.perf_counter()
     epochs, source = sasrec_epochs(name, P, quick)
-    model = SASRec(SASRecConfig(seed=0, n_threads=2, **params)).fit(P[train_key], items,
+    model = SASRec(SASRecConfig(seed=seed, n_threads=2, **params)).fit(P[train_key], items,
                                                                     epochs=epochs)
     out["SASRec"] = model.recommend(hist, 10)
     log(f"SASRec: {epochs} epochs ({source}), {time.perf_counter() - t:.0f}s")
@@ -303,8 +304,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     from genrec_lite.eval.cold_start import choose_cold_start, repeat_rate
 
     ds = P["dataset"]
-    ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, minutes=args.minutes,
-                       epochs=args.epochs)
+    ckpt = train_model(ds, name, TUNE_SPLIT[name], work, args.quick, seed=args.seed,
+                       minutes=args.minutes, epochs=args.epochs)
     valid = P["valid"][:300] if args.quick else P["valid"]
     answers, sids, cold, extra = served(bundle_of(ckpt), valid, ds.profiles)
     natural = np.isin([c.target for c in valid], cold_items(ds.catalog, P["tune_train"]))
@@ -352,10 +353,10 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
     out: dict = {"n_cold_items": int(len(cold)), "n_cases": len(test),
                  "n_natural_cases": int(natural.sum()), "models": {}}
     for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
-                                       args.quick).items():
+                                       args.quick, args.seed).items():
         out["models"][label] = segment_metrics(lists, test, {"natural": natural})
-    ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, minutes=args.minutes,
-                       epochs=args.epochs)
+    ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, seed=args.seed,
+                       minutes=args.minutes, epochs=args.epochs)
     out["procedure"] = served_choice(*tuning, ckpt)
     chosen = out["procedure"]["chosen"]
     settings = _settings(chosen)
@@ -373,9 +374,9 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
 LAUNCH_SHARE = 0.10   # of the catalog hidden from training in the launch segment
 
 
-def launched_items(ds) -> np.ndarray:
+def launched_items(ds, seed: int = 0) -> np.ndarray:
     ids = ds.catalog.item_ids
-    return np.sort(np.random.default_rng(0).choice(ids, size=max(1, int(LAUNCH_SHARE * len(ids))),
+    return np.sort(np.random.default_rng(seed).choice(ids, size=max(1, int(LAUNCH_SHARE * len(ids))),
                                                    replace=False))
 
 
@@ -385,12 +386,12 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     add_items from their text; the test cases whose target is one of them, and all test cases."""
 
     ds, test = P["dataset"], P["test"]
-    held = launched_items(ds)
+    held = launched_items(ds, args.seed)
     hidden = set(held.tolist())
     launch = np.isin([c.target for c in test], held)
     log(f"{name} launch: {len(held)} items hidden from training, {int(launch.sum())} test cases "
         "have one as target")
-    lwork = work / "launch"
+    lwork = work / ("launch" if args.seed == 0 else f"launch-seed{args.seed}")
     lwork.mkdir(parents=True, exist_ok=True)
 
     def without(train):
@@ -401,7 +402,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     out: dict = {"n_held_items": len(held), "n_cases": len(test),
                  "n_launch_cases": int(launch.sum()), "models": {}}
     for label, lists in baseline_lists(name, P_l, "final_train", test, vectors, lwork,
-                                       args.quick).items():
+                                       args.quick, args.seed).items():
         out["models"][label] = segment_metrics(lists, test, {"launch": launch})
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
@@ -410,7 +411,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     records = [ds.catalog.record(i) for i in held.tolist()]
     valid = P["valid"][:300] if args.quick else P["valid"]
     tune = train_model(ds.without_items(held), name, TUNE_SPLIT[name], lwork, args.quick,
-                       minutes=args.minutes, epochs=args.epochs)
+                       seed=args.seed, minutes=args.minutes, epochs=args.epochs)
     v_answers, v_sids, v_cold, _ = served(bundle_of(tune), valid, ds.profiles, launched=records,
                                           check=0)
     cfg, trials = choose_cold_start(v_answers, valid, v_sids, v_cold)
@@ -424,7 +425,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                          "best_by_family": family_bests(trials), "frontier": front,
                          "natural_validation_chose": val and val["chosen_on_all"]["chosen"]}
     ckpt = train_model(ds.without_items(held), name, COMPACT[name]["split"], lwork, args.quick,
-                       minutes=args.minutes, epochs=args.epochs)
+                       seed=args.seed, minutes=args.minutes, epochs=args.epochs)
     out["procedure"] = served_choice(trials, valid, v_cold, ckpt, held)
     settings = _settings(out["procedure"]["chosen"])
     log(f"{name} launch: cold start chosen on the launch-shaped validation: "
@@ -478,6 +479,9 @@ def main(argv=None) -> int:
                     help="the launch segment (two more training runs and their bundles)")
     ap.add_argument("--natural", action=argparse.BooleanOptionalAction, default=True,
                     help="the natural segment and its validation (two training runs)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="a replicate: the models' and SASRec's seed, and which 10%% of the items "
+                         "the launch segment holds out")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "cold_start.json"))
     args = ap.parse_args(argv)
@@ -496,7 +500,7 @@ def main(argv=None) -> int:
         P = load_protocol(name, DATA)
         vectors = content_vectors(P["dataset"])
         res = report["datasets"][name] = {
-            "epochs": args.epochs or "the recipe's (quality.py COMPACT)",
+            "epochs": args.epochs or "the recipe's (quality.py COMPACT)", "seed": args.seed,
             "machine": report["machine"]}  # a run over some data sets keeps the others' results
         val = None
         if args.natural:

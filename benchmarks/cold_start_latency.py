@@ -26,7 +26,8 @@ if __package__ in (None, ""):  # run as a script: find the benchmarks package fr
 from benchmarks._common import machine_info, request_histories, table, write_json  # noqa: E402
 
 # where the bundle has none: the mass only changes ranks, not the work; three history items and
-# a mass for the history's own cold items are the most work a setting asks for
+# a mass for the history's own cold items, a typical setting (the work grows with the history
+# depth, 10 items at most; the mean query compares one direction instead of several)
 SETTINGS = {"weight": 0.01, "temperature": 0.1, "history": 3, "repeat": 0.01}
 
 

@@ -11,6 +11,9 @@ space inside an argument is written %20):
 Blocks (name, then arguments):
   cold-start DATASET SEGMENT   test HR@10 / NDCG@10 of every model on one cold-start segment
                                (natural or launch) and on all test cases (cold_start.json)
+  cold-start-frontier DATASET SEGMENT
+                               what each price (max_cost) buys on that segment's validation:
+                               the setting chosen and its all-case and cold-case HR/NDCG@10
   tuning STUDY                 one validation study of tuning.json: each run and its figures
   quality DATASET MODEL...     HR/NDCG@1,3,5,10 of the named models of quality.json's test run
                                (beam 20), the mean of the main model's seeds, and the published
@@ -73,10 +76,13 @@ def cold_start(dataset: str, segment: str) -> str:
     chosen = ("none (the model alone)" if settings is None else
               ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in settings.items()))
+    notes = []
     if settings and "repeat" in settings:
-        chosen += " (the counted repeat rate: a cold item of the history gets that mass)"
+        notes.append("repeat: the counted rate, the mass a cold item of the history gets")
     if settings and settings.get("query") == "mean":
-        chosen += " (query mean: the cosine to the mean direction of the history items)"
+        notes.append("query mean: the cosine to the mean direction of the history items")
+    if notes:
+        chosen += f" ({'; '.join(notes)})"
     proc = res.get("procedure")
     share = "" if not proc else (
         f" The price was paid at the cold share the served model was estimated to see "
@@ -160,7 +166,51 @@ def frontier() -> str:
                               f"{data['threads']} threads).\n")
 
 
-RENDERERS = {"cold-start": cold_start, "tuning": tuning, "quality": quality, "frontier": frontier}
+def _settings_words(d: dict | None) -> str:
+    if d is None:
+        return "off"
+    words = [f"{d['weight']:g}", f"{d['temperature']:g}",
+             ("mean of " if d.get("query") == "mean" else "") + str(d.get("history", 1))]
+    if d.get("slots") is not None:
+        words.append(f"cap {d['slots']}")
+    return ", ".join(words)
+
+
+def cold_start_frontier(dataset: str, segment: str) -> str:
+    data = _load("cold_start.json")["datasets"]
+    if dataset not in data or segment not in data[dataset]:
+        raise RenderError(f"cold_start.json has no {segment} segment for {dataset!r}")
+    val = (data[dataset][segment].get("validation") if segment == "launch"
+           else data[dataset].get("validation", {}).get("chosen_on_all"))
+    if not val or "frontier" not in val:
+        raise RenderError(f"cold_start.json has no validation frontier for {dataset} {segment}")
+    groups: list[list[dict]] = []   # consecutive prices that chose the same setting
+    for row in val["frontier"]:
+        if groups and groups[-1][0]["settings"] == row["settings"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    n_cold = val.get("n_launch_cases", val.get("n_natural_cases"))
+    rows = ["| price (max_cost) | chosen: weight, temperature, history[, cap] | all cases | "
+            f"cold targets{f' ({n_cold:,} cases)' if segment == 'launch' and n_cold else ''} |",
+            "|---|---|---|---|"]
+    for g in groups:
+        lo, hi = g[0]["max_cost"], g[-1]["max_cost"]
+        first = "0 (best overall)" if lo == 0 else f"{lo:.0%}"
+        price = first if lo == hi else f"{'0' if lo == 0 else f'{lo:.0%}'} to {hi:.0%}"
+        r = g[0]
+        cold = (f"{r['cold HR@10']:.4f} / {r['cold NDCG@10']:.4f}" if "cold HR@10" in r else "-")
+        rows.append(f"| {price} | {_settings_words(r['settings'])} | "
+                    f"{r['all HR@10']:.4f} / {r['all NDCG@10']:.4f} | {cold} |")
+    off = val.get("best_by_family", {}).get("off")
+    if off:
+        m = off["metrics"]
+        cold = _pair(m["cold"]) if "cold" in m else "-"
+        rows.append(f"| off | - | {_pair(m['all'])} | {cold} |")
+    return "\n".join(rows) + "\n"
+
+
+RENDERERS = {"cold-start": cold_start, "cold-start-frontier": cold_start_frontier, "tuning": tuning, "quality": quality, "frontier": frontier}
 
 
 def render_block(args: str) -> str:
