@@ -1,18 +1,19 @@
 """What cold start costs a request: batch-1 latency with the mixture on and off, side by side.
 
     python benchmarks/cold_start_latency.py --bundle runs/amazon-f16 [--cold 0 1000 10000]
-        [--requests 200] [--threads 1]
+        [--requests 200] [--threads 1] [--settings '{"weight": 0.1, ...}' ...]
 
 For each number of extra cold items (added to the bundle's own untrained items with add_items
 from random vectors, as a server adds new ads), the same request histories (amazon test cases,
 or random catalog histories) are sent one at a time to one Recommender with cold start off and
-on, alternating request by request so that both see the same machine. Reports p50 / p95 per
-setting and the ratio of the p50s. Writes benchmarks/results/cold_start_latency.json.
+on, alternating request by request so that both see the same machine (with several --settings,
+each is one more mode of the rotation). Reports p50 / p95 per setting and the ratio of the p50s. Writes benchmarks/results/cold_start_latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -31,9 +32,10 @@ from benchmarks._common import machine_info, request_histories, table, write_jso
 SETTINGS = {"weight": 0.01, "temperature": 0.1, "history": 3, "repeat": 0.01}
 
 
-def measure(bundle, cold_counts: list[int], n_requests: int, threads: int
-            ) -> tuple[list[dict], dict]:
-    """(a row per cold item count, the settings measured: the bundle's, else SETTINGS)."""
+def measure(bundle, cold_counts: list[int], n_requests: int, threads: int,
+            settings_list: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """(a row per cold item count and setting, the settings measured: `settings_list`, else the
+    bundle's, else SETTINGS)."""
     from genrec_lite.runtime import Recommender
     from genrec_lite.runtime.cold_start import ColdStartConfig
 
@@ -45,31 +47,34 @@ def measure(bundle, cold_counts: list[int], n_requests: int, threads: int
         hists = request_histories(state.sids.item_ids, n_requests)
         next_id, added = 10**12, 0
         rng = np.random.default_rng(0)
-        settings = rec.cold_start or ColdStartConfig.from_dict(SETTINGS)
+        configs = ([ColdStartConfig.from_dict(d) for d in settings_list] if settings_list
+                   else [rec.cold_start or ColdStartConfig.from_dict(SETTINGS)])
+        modes = [None, *configs]   # off, then each setting
         for count in sorted(cold_counts):
             if count > added:
                 n = count - added
                 rec.add_items([{"item_id": next_id + j, "title": f"new item {j}"} for j in range(n)],
                               vectors=rng.standard_normal((n, dim)).astype(np.float32))
                 next_id, added = next_id + n, count
-            times = {"off": [], "on": []}
+            times: list[list[float]] = [[] for _ in modes]
             for n, h in enumerate(hists + hists[:5]):             # the first five warm up
-                for mode in (("off", "on") if n % 2 else ("on", "off")):
-                    rec.set_cold_start(settings if mode == "on" else None)
+                for m in np.roll(np.arange(len(modes)), n).tolist():   # each mode first in turn
+                    rec.set_cold_start(modes[m])
                     t = time.perf_counter()
                     rec.recommend(h, k=10, beam=20)
                     if n >= 5:
-                        times[mode].append(time.perf_counter() - t)
-            p50 = {m: statistics.median(v) * 1e3 for m, v in times.items()}
-            p95 = {m: float(np.percentile(v, 95)) * 1e3 for m, v in times.items()}
-            rows.append({"cold_items": int(len(rec.catalog.state.cold)), "added": count,
-                         "requests": len(hists), "p50_ms_off": round(p50["off"], 3),
-                         "p50_ms_on": round(p50["on"], 3), "p95_ms_off": round(p95["off"], 3),
-                         "p95_ms_on": round(p95["on"], 3),
-                         "p50_ratio": round(p50["on"] / p50["off"], 4)})
+                        times[m].append(time.perf_counter() - t)
+            p50 = [statistics.median(v) * 1e3 for v in times]
+            p95 = [float(np.percentile(v, 95)) * 1e3 for v in times]
+            for m, cfg in enumerate(configs, start=1):
+                rows.append({"cold_items": int(len(rec.catalog.state.cold)), "added": count,
+                             "settings": cfg.to_dict(), "requests": len(hists),
+                             "p50_ms_off": round(p50[0], 3), "p50_ms_on": round(p50[m], 3),
+                             "p95_ms_off": round(p95[0], 3), "p95_ms_on": round(p95[m], 3),
+                             "p50_ratio": round(p50[m] / p50[0], 4)})
     finally:
         rec.close()
-    return rows, settings.to_dict()
+    return rows, [c.to_dict() for c in configs]
 
 
 def main(argv=None) -> int:
@@ -79,11 +84,16 @@ def main(argv=None) -> int:
                     help="cold items to add beyond the bundle's own")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
+    ap.add_argument("--settings", nargs="+", type=json.loads, default=None,
+                    help="cold-start settings to measure (JSON objects; default: the bundle's)")
     ap.add_argument("--out", default="cold_start_latency")
     args = ap.parse_args(argv)
-    rows, settings = measure(args.bundle, args.cold, args.requests, args.threads)
-    print(table(["cold items", "p50 off ms", "p50 on ms", "p95 off ms", "p95 on ms", "on / off"],
-                [[r["cold_items"], r["p50_ms_off"], r["p50_ms_on"], r["p95_ms_off"], r["p95_ms_on"],
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+    rows, settings = measure(args.bundle, args.cold, args.requests, args.threads, args.settings)
+    print(table(["cold items", "settings", "p50 off ms", "p50 on ms", "p95 off ms", "p95 on ms",
+                 "on / off"],
+                [[r["cold_items"], ColdStartConfig.from_dict(r["settings"]).describe(),
+                  r["p50_ms_off"], r["p50_ms_on"], r["p95_ms_off"], r["p95_ms_on"],
                   r["p50_ratio"]] for r in rows]))
     path = write_json(args.out, {"benchmark": "cold_start_latency", "bundle": str(args.bundle),
                                  "threads": args.threads, "settings": settings,
