@@ -9,11 +9,15 @@ space inside an argument is written %20):
     <!-- /render -->
 
 Blocks (name, then arguments):
-  cold-start DATASET SEGMENT   test HR@10 / NDCG@10 of every model on one cold-start segment
-                               (natural or launch) and on all test cases (cold_start.json)
+  cold-start DATASET SEGMENT [FILE]
+                               test HR@10 / NDCG@10 of every model on one cold-start segment
+                               (natural or launch) and on all test cases (FILE: a results file
+                               of the benchmark, cold_start.json by default)
   cold-start-frontier DATASET SEGMENT
                                what each price (max_cost) buys on that segment's validation:
                                the setting chosen and its all-case and cold-case HR/NDCG@10
+  cold-start-latency           cold_start_latency.json: batch-1 p50 with cold start off and
+                               under each setting measured, and their ratio
   tuning STUDY                 one validation study of tuning.json: each run and its figures
   quality DATASET MODEL...     HR/NDCG@1,3,5,10 of the named models of quality.json's test run
                                (beam 20), the mean of the main model's seeds, and the published
@@ -60,10 +64,10 @@ def _pair(m: dict, k: int = 10) -> str:
     return "0 / 0" if hr == 0 and nd == 0 else f"{hr:.4f} / {nd:.4f}"
 
 
-def cold_start(dataset: str, segment: str) -> str:
-    data = _load("cold_start.json")["datasets"]
+def cold_start(dataset: str, segment: str, results: str = "cold_start.json") -> str:
+    data = _load(results)["datasets"]
     if dataset not in data or segment not in data[dataset]:
-        raise RenderError(f"cold_start.json has no {segment} segment for {dataset!r}")
+        raise RenderError(f"{results} has no {segment} segment for {dataset!r}")
     res = data[dataset][segment]
     n_seg = res.get(f"n_{segment}_cases")
     head = (f"| test ({res['n_cases']:,} cases; {n_seg:,} {segment}), HR@10 / NDCG@10 | {segment} "
@@ -210,7 +214,21 @@ def cold_start_frontier(dataset: str, segment: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-RENDERERS = {"cold-start": cold_start, "cold-start-frontier": cold_start_frontier, "tuning": tuning, "quality": quality, "frontier": frontier}
+def cold_start_latency() -> str:
+    data = _load("cold_start_latency.json")
+    rows = ["| cold items | setting: weight, temperature, history[, cap] | p50 off | p50 on | "
+            "on / off |", "|---|---|---|---|---|"]
+    for r in data["rows"]:
+        words = _settings_words(r["settings"])
+        rows.append(f"| {r['cold_items']:,} | {words} | {r['p50_ms_off']:.2f} ms | "
+                    f"{r['p50_ms_on']:.2f} ms | {r['p50_ratio']:.2f} |")
+    return "\n".join(rows) + (f"\n\n{data['rows'][0]['requests']} requests a setting, batch 1, "
+                              f"{data['threads']} llama.cpp thread(s); modes rotated request by "
+                              "request.\n")
+
+
+RENDERERS = {"cold-start": cold_start, "cold-start-frontier": cold_start_frontier,
+             "cold-start-latency": cold_start_latency, "tuning": tuning, "quality": quality, "frontier": frontier}
 
 
 def render_block(args: str) -> str:

@@ -508,7 +508,7 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 @click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE[,HISTORY]",
               help="Cold-start settings chosen on validation (runtime/cold_start.py), or their "
-                   "JSON object (with slots, repeat); default: off.")
+                   "JSON object (with slots, repeat, query); default: off.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) -> None:
     """Write a self-contained serving bundle (atomically: nothing half-written on failure).
