@@ -376,8 +376,8 @@ LAUNCH_SHARE = 0.10   # of the catalog hidden from training in the launch segmen
 
 def launched_items(ds, seed: int = 0) -> np.ndarray:
     ids = ds.catalog.item_ids
-    return np.sort(np.random.default_rng(seed).choice(ids, size=max(1, int(LAUNCH_SHARE * len(ids))),
-                                                   replace=False))
+    size = max(1, int(LAUNCH_SHARE * len(ids)))
+    return np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
 
 
 def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,

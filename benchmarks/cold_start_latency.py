@@ -7,7 +7,8 @@ For each number of extra cold items (added to the bundle's own untrained items w
 from random vectors, as a server adds new ads), the same request histories (amazon test cases,
 or random catalog histories) are sent one at a time to one Recommender with cold start off and
 on, alternating request by request so that both see the same machine (with several --settings,
-each is one more mode of the rotation). Reports p50 / p95 per setting and the ratio of the p50s. Writes benchmarks/results/cold_start_latency.json.
+each is one more mode of the rotation). Reports p50 / p95 per setting and the ratio of the
+p50s. Writes benchmarks/results/cold_start_latency.json.
 """
 
 from __future__ import annotations

@@ -194,9 +194,9 @@ def cold_start_frontier(dataset: str, segment: str) -> str:
             groups[-1].append(row)
         else:
             groups.append([row])
-    n_cold = val.get("n_launch_cases", val.get("n_natural_cases"))
+    n_cold = val.get("n_launch_cases")   # the natural validation records no such count
     rows = ["| price (max_cost) | chosen: weight, temperature, history[, cap] | all cases | "
-            f"cold targets{f' ({n_cold:,} cases)' if segment == 'launch' and n_cold else ''} |",
+            f"cold targets{f' ({n_cold:,} cases)' if n_cold else ''} |",
             "|---|---|---|---|"]
     for g in groups:
         lo, hi = g[0]["max_cost"], g[-1]["max_cost"]
@@ -228,7 +228,8 @@ def cold_start_latency() -> str:
 
 
 RENDERERS = {"cold-start": cold_start, "cold-start-frontier": cold_start_frontier,
-             "cold-start-latency": cold_start_latency, "tuning": tuning, "quality": quality, "frontier": frontier}
+             "cold-start-latency": cold_start_latency, "tuning": tuning, "quality": quality,
+             "frontier": frontier}
 
 
 def render_block(args: str) -> str:

@@ -4,12 +4,11 @@ The procedure: the model's answers with cold start off, on validation cases whos
 after its training data (so the items it never trained on are cold there as they will be when
 served); every setting of a fixed grid (weight x temperature x history depth x how the history is
 compared, its nearest item or its mean direction x cap on the cold items a list), and cold start
-off, applied to those answers by the runtime's mixing (`mix`, done
-for all the cases at once: the same operations on the same numbers, so the same lists; the tests
-compare them). The cold items of a case's own history get the rate at which such an item was
-the next one on these cases (`repeat_rate`, counted, not searched). The best overall setting is
-the one with the best NDCG@10 over all the validation cases (ties: the better HR@10, then off, then the
-grid order). Kept: among the settings whose overall HR@10 and NDCG@10 are each within `max_cost`
+off, applied to those answers by the runtime's mixing (`mix`, done for all the cases at once:
+the same operations on the same numbers, so the same lists; the tests compare them). The cold
+items of a case's own history get the rate at which such an item was the next one on these
+cases (`repeat_rate`, counted, not searched). The best overall setting is the one with the best
+NDCG@10 over all the validation cases (ties: the better HR@10, then off, then the grid order). Kept: among the settings whose overall HR@10 and NDCG@10 are each within `max_cost`
 (default 1%) of the best overall setting's, the one that ranks the cold cases best (their NDCG@10,
 then HR@10, then the overall NDCG@10): a price for exposing new items, stated and paid on
 validation (on test it can differ: docs/cold_start.md); `max_cost=0` keeps the best overall

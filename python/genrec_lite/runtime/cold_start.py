@@ -14,8 +14,8 @@ kept beside the SID; for tables built without them, the residual-quantiser recon
 of its codewords) and cos(z_i, h) its cosine to the newest `history` known history items (0
 without one): with `query` "max" the largest cosine to any of them (the next item is like one
 just seen), with "mean" the cosine to their mean direction (the next item is like the user's
-recent taste as a whole). A cold item identical in content to the query gets `weight`; `temperature` sets how fast the mass falls with dissimilarity;
-`slots` optionally caps how many cold items from outside the beam one list may take;
+recent taste as a whole). A cold item identical in content to the query gets `weight`;
+`temperature` sets how fast the mass falls with dissimilarity; `slots` optionally caps how many cold items from outside the beam one list may take;
 `repeat` (optional) is the probability a cold item of the request's own history gets instead of
 its content mass: its likeness to itself would give it `weight` and the first place, where the
 chance that the next item is one just seen is a rate of the catalog's users (about 1% an item on
