@@ -131,6 +131,18 @@ def test_the_repeat_rate_is_counted_on_the_cases():
     assert {t["settings"].get("repeat") for t in trials[1:]} == {0.25}
 
 
+def test_the_grid_adds_the_near_kernel_to_broad_settings_only():
+    from genrec_lite.eval.cold_start import BROAD, NEAR, settings_grid
+
+    grid = settings_grid(0.01)
+    plain = [c for c in grid if c.near_weight is None]
+    near = [c for c in grid if c.near_weight is not None]
+    assert len(set(grid)) == len(grid) == len(plain) + len(near)
+    # each broad setting once with each near kernel; the narrow settings without one
+    assert len(near) == len(NEAR) * sum(c.temperature >= BROAD for c in plain)
+    assert all(c.temperature >= BROAD > c.near_temperature for c in near)
+
+
 def test_directions_are_unit_sums_of_codewords():
     cb = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     codes = np.array([[0, 1, 7], [2, 2, 0]])  # an extra collision level is ignored
@@ -139,6 +151,33 @@ def test_directions_are_unit_sums_of_codewords():
     np.testing.assert_allclose(d, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-6)
     with pytest.raises(InvalidArgumentError, match="codes of shape"):
         directions(cb, codes[:, :1])
+
+
+@pytest.mark.parametrize("bad", [dict(near_weight=0.3), dict(near_temperature=0.01),
+                                 dict(near_weight=0, near_temperature=0.01),
+                                 dict(near_weight=True, near_temperature=0.01),
+                                 dict(near_weight=0.3, near_temperature=float("nan")),
+                                 dict(near_weight=0.3, near_temperature=0.2)])
+def test_the_near_kernel_is_checked_and_round_trips(bad):
+    with pytest.raises(InvalidArgumentError, match="cold start near_"):
+        ColdStartConfig(0.1, 0.2, **bad)    # one without the other, not > 0, not narrower
+    cfg = ColdStartConfig(0.03, 0.5, 3, repeat=0.01, near_weight=0.3, near_temperature=0.02)
+    assert ColdStartConfig.from_dict(cfg.to_dict()) == cfg
+    assert "near-duplicates weight 0.3, temperature 0.02" in cfg.describe()
+    # settings without it write no key, so they read the same in bundles of every version
+    assert not {"near_weight", "near_temperature"} & set(ColdStartConfig(0.3, 0.2).to_dict())
+
+
+def test_the_near_kernel_adds_its_mass():
+    cos = np.array([1.0, 0.99, 0.9, 0.5])
+    broad, near = ColdStartConfig(0.03, 0.5), ColdStartConfig(0.03, 0.5, near_weight=0.3,
+                                                               near_temperature=0.02)
+    want = np.log(0.03 * np.exp((cos - 1) / 0.5) + 0.3 * np.exp((cos - 1) / 0.02))
+    np.testing.assert_allclose(content_scores(cos, near), want, rtol=1e-12)
+    gain = content_scores(cos, near) - content_scores(cos, broad)
+    # eleven times the mass of an identical item, under a tenth more at 0.9, nothing at 0.5
+    assert gain[0] == pytest.approx(math.log(11)) and gain[2] < 0.1 and gain[3] < 1e-9
+    assert (np.diff(content_scores(cos, near)) < 0).all()    # still falls with the cosine
 
 
 def test_content_mass_is_weight_at_cosine_one_and_falls_with_temperature():
@@ -390,7 +429,9 @@ def test_runtime_equals_the_reference_decoder_with_the_same_mixing(runtime_check
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, slots=1),
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.0),
                     ColdStartConfig(weight=0.5, temperature=0.1, history=3, repeat=0.01),
-                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, query="mean")):
+                    ColdStartConfig(weight=0.5, temperature=0.1, history=3, query="mean"),
+                    ColdStartConfig(weight=0.02, temperature=0.2, history=3, near_weight=1.0,
+                                    near_temperature=0.02)):
             rec.set_cold_start(cfg)
             got = [[r.item_id for r in a] for a in rec.recommend_batch(reqs)]
             assert got == cand.lists(answers, cfg, k=10), cfg
@@ -476,7 +517,10 @@ def test_the_shortlist_gives_the_lists_of_the_whole_cold_set():
                 ColdStartConfig(1.0, 0.2, slots=1, repeat=0.0),
                 ColdStartConfig(2.0, 0.1, 3, repeat=0.01), ColdStartConfig(0.3, 0.2, repeat=0.9),
                 ColdStartConfig(0.3, 0.1, 3, query="mean"),
-                ColdStartConfig(1.0, 0.05, 3, slots=1, repeat=0.01, query="mean")):
+                ColdStartConfig(1.0, 0.05, 3, slots=1, repeat=0.01, query="mean"),
+                ColdStartConfig(0.01, 0.2, 3, repeat=0.01, near_weight=1.0, near_temperature=0.02),
+                ColdStartConfig(0.03, 0.5, 10, slots=3, query="mean", near_weight=0.3,
+                                near_temperature=0.03)):
         assert cand.lists(answers, cfg) == cand.lists(answers, cfg, eligible=lambda i: True), cfg
         # the grid's table: the same lists, padded where shorter than k
         items, valid = cand.table(answers, cfg)

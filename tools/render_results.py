@@ -85,6 +85,8 @@ def cold_start(dataset: str, segment: str, results: str = "cold_start.json") -> 
         notes.append("repeat: the counted rate, the mass a cold item of the history gets")
     if settings and settings.get("query") == "mean":
         notes.append("query mean: the cosine to the mean direction of the history items")
+    if settings and "near_weight" in settings:
+        notes.append("near: the second, narrow kernel, for near-duplicates of a history item")
     if notes:
         chosen += f" ({'; '.join(notes)})"
     proc = res.get("procedure")
@@ -175,6 +177,8 @@ def _settings_words(d: dict | None) -> str:
         return "off"
     words = [f"{d['weight']:g}", f"{d['temperature']:g}",
              ("mean of " if d.get("query") == "mean" else "") + str(d.get("history", 1))]
+    if d.get("near_weight") is not None:
+        words.append(f"near {d['near_weight']:g} / {d['near_temperature']:g}")
     if d.get("slots") is not None:
         words.append(f"cap {d['slots']}")
     return ", ".join(words)
@@ -195,7 +199,8 @@ def cold_start_frontier(dataset: str, segment: str) -> str:
         else:
             groups.append([row])
     n_cold = val.get("n_launch_cases")   # the natural validation records no such count
-    rows = ["| price (max_cost) | chosen: weight, temperature, history[, cap] | all cases | "
+    rows = ["| price (max_cost) | chosen: weight, temperature, history"
+            "[, near weight / temperature][, cap] | all cases | "
             f"cold targets{f' ({n_cold:,} cases)' if n_cold else ''} |",
             "|---|---|---|---|"]
     for g in groups:
@@ -216,7 +221,8 @@ def cold_start_frontier(dataset: str, segment: str) -> str:
 
 def cold_start_latency() -> str:
     data = _load("cold_start_latency.json")
-    rows = ["| cold items | setting: weight, temperature, history[, cap] | p50 off | p50 on | "
+    rows = ["| cold items | setting: weight, temperature, history"
+            "[, near weight / temperature][, cap] | p50 off | p50 on | "
             "on / off |", "|---|---|---|---|---|"]
     for r in data["rows"]:
         words = _settings_words(r["settings"])

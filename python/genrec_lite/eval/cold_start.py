@@ -3,9 +3,10 @@
 The procedure: the model's answers with cold start off, on validation cases whose targets come
 after its training data (so the items it never trained on are cold there as they will be when
 served); every setting of a fixed grid (weight x temperature x history depth x how the history is
-compared, its nearest item or its mean direction x cap on the cold items a list), and cold start
-off, applied to those answers by the runtime's mixing (`mix`, done for all the cases at once:
-the same operations on the same numbers, so the same lists; the tests compare them). The cold
+compared, its nearest item or its mean direction x cap on the cold items a list, the broad
+settings also with a narrow kernel for near-duplicates), and cold start off, applied to those
+answers by the runtime's mixing (`mix`, done for all the cases at once: the same operations on
+the same numbers, so the same lists; the tests compare them). The cold
 items of a case's own history get the rate at which such an item was the next one on these
 cases (`repeat_rate`, counted, not searched). The best overall setting is the one with the best
 NDCG@10 over all the validation cases (ties: the better HR@10, then off, then the grid order). Kept: among the settings whose overall HR@10 and NDCG@10 are each within `max_cost`
@@ -46,12 +47,21 @@ SLOTS = (None, 1, 3)
 MAX_COST = 0.01
 
 
+# The narrow second kernel for near-duplicates of a recent item: masses at or above a confident
+# top item's probability, falling to 1/e by a cosine of 0.97-0.99; added only to a broad kernel
+# (temperature at least BROAD, 1/e no sooner than a cosine of 0.9), so the two scales stay apart
+NEAR = tuple((w, t) for w in (0.3, 1.0, 3.0) for t in (0.01, 0.02, 0.03))
+BROAD = 0.1
+
+
 def settings_grid(repeat: float | None = None) -> tuple[ColdStartConfig, ...]:
     """Every setting the procedure tries, with the history's cold items at mass `repeat` (the
-    mean of one item is the item: that query only once)."""
-    return tuple(ColdStartConfig(w, t, h, slots, repeat, query) for query in QUERIES
+    mean of one item is the item: that query only once); each broad setting also with each
+    near kernel."""
+    return tuple(ColdStartConfig(w, t, h, slots, repeat, query, *near) for query in QUERIES
                  for slots in SLOTS for h in HISTORY if query == "max" or h > 1
-                 for w in WEIGHTS for t in TEMPERATURES)
+                 for w in WEIGHTS for t in TEMPERATURES
+                 for near in ((None, None), *(NEAR if t >= BROAD else ())))
 
 
 GRID = settings_grid()   # without a repeat rate
