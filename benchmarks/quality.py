@@ -285,7 +285,10 @@ def run(name: str, args) -> dict:
 
 
 def table(name: str, res: dict) -> str:
-    rows = {k: v["test"] for k, v in res["models"].items()}
+    # a mean row's spread (min and max over its seeds) goes under the table, not in a cell
+    rows = {k: {m: x for m, x in v["test"].items() if m != "spread"}
+            for k, v in res["models"].items()}
+    spreads = {k: v["test"]["spread"] for k, v in res["models"].items() if "spread" in v["test"]}
     # ml-100k: the tuning model's test figures too (RecBole's protocol: never trained on the
     # valid item)
     rows.update({f"{k}, not retrained": v["test_tuning_model"] for k, v in res["models"].items()
@@ -293,6 +296,10 @@ def table(name: str, res: dict) -> str:
     if name == "amazon-industrial":
         rows.update(PUBLISHED)
     text = f"### {name}\n\n" + metrics_table(rows) + "\n"
+    for k, spread in spreads.items():
+        text += f"\n{k}, min to max over the seeds: " + ", ".join(
+            f"{m} {lo:.4f} to {hi:.4f}" for m, (lo, hi) in spread.items()
+            if m in ("HR@10", "NDCG@10", "NDCG@3")) + "\n"
     titles = {k: v["title_to_sid_accuracy"] for k, v in res["models"].items()
               if "title_to_sid_accuracy" in v}
     if titles:
