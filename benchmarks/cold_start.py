@@ -313,6 +313,7 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     rate = repeat_rate(valid, cold)
     axes = {"weight": grid.WEIGHTS, "temperature": grid.TEMPERATURES, "history": grid.HISTORY,
             "query": grid.QUERIES, "slots": grid.SLOTS, "repeat": rate,
+            "near": grid.NEAR, "near_from_temperature": grid.BROAD,
             "n_settings": len(grid.settings_grid(rate))}
     val: dict = {"model": str(ckpt), "n_cases": len(valid), "n_natural_cases": int(natural.sum()),
                  "n_cold_items": int(len(cold)), "grid": axes, "repeat_rate": rate, **extra}
