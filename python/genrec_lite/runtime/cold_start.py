@@ -45,6 +45,12 @@ from ..sid.content import unit_rows
 QUERIES = ("max", "mean")
 
 
+def _positive(v) -> bool:
+    """Whether a setting is a finite number > 0 (a bool is not a number here)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float, np.floating)) \
+        and 0.0 < float(v) < math.inf
+
+
 @dataclass(frozen=True)
 class ColdStartConfig:
     weight: float         # content mass of a cold item identical to a recent history item, > 0
@@ -59,8 +65,7 @@ class ColdStartConfig:
     def __post_init__(self):
         for name in ("weight", "temperature"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
-                    or not (0.0 < float(v) < math.inf):
+            if not _positive(v):
                 raise InvalidArgumentError(f"cold start {name}={v!r}; expected a finite number > 0")
         h = self.history
         if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= 1000:
@@ -80,8 +85,7 @@ class ColdStartConfig:
             raise InvalidArgumentError(f"cold start near_weight={near[0]!r}, near_temperature="
                                        f"{near[1]!r}; expected both or neither")
         for name, v in zip(("near_weight", "near_temperature"), near):
-            if v is not None and (isinstance(v, bool) or not isinstance(
-                    v, (int, float, np.floating)) or not (0.0 < float(v) < math.inf)):
+            if v is not None and not _positive(v):
                 raise InvalidArgumentError(f"cold start {name}={v!r}; expected null or a finite "
                                            "number > 0")
         if near[1] is not None and not float(near[1]) < float(self.temperature):
