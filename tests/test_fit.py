@@ -171,6 +171,12 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     views, beam = choose_point(rows)
     assert report["serving_chosen"] == {"views": views, "beam": beam}
     assert report["views_model"]["name"] == f"{report['chosen']}-views2"
+    # the budget: a candidate's slot each, and two for the two-view model (it reads every
+    # history twice an epoch), all within the search's share
+    slot = report["procedure"]["slot_minutes"]
+    assert slot == pytest.approx(30 * report["procedure"]["search_share"] / (len(grid) + 2), abs=0.01)
+    assert all(c["budget_minutes"] == pytest.approx(slot, abs=0.01) for c in report["candidates"])
+    assert report["views_model"]["budget_minutes"] == pytest.approx(2 * slot, abs=0.02)
     assert (test["views"], test["beam"]) == (views, beam)
     assert report["final"]["sid_views"] == views
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:

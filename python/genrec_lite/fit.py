@@ -13,8 +13,10 @@ Given a data set and a time budget:
    wins, ties going to the earlier candidate. The grid spans what the measured recipes differ in
    (prompt length, model width, schedule length), not any data set's name.
 4. **Serving point** (SID views x beam, ``SERVING_POINTS``). The winner's recipe also trains on
-   the tuning split written in K = 2 SID views (sid/views.py), in a search slot of its own (the
-   same minutes as a candidate). Every point is served by the C++ runtime on the validation
+   the tuning split written in K = 2 SID views (sid/views.py), in a search slot of its own: K
+   candidates' minutes, since it reads every history K times an epoch (at one candidate's
+   minutes it ran 6-7 of its 10 epochs, and a seed whose short schedule fell behind lost the
+   multi-view point). Every point is served by the C++ runtime on the validation
    sample (quality) and timed at batch 1 (p50, rounds alternating the points); the point with
    the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view point's p50
    wins, ties going to the cheaper one. Its views and beam are written into the bundle
@@ -84,8 +86,9 @@ LATENCY_LIMIT = 1.5    # a point's p50 (batch 1, k 10) at most this x the refere
 LATENCY_ROUNDS = 5     # rounds alternating the points, each one call per history per point
 LATENCY_HISTORIES = 40
 VALID_CASES = 1000     # validation cases each candidate is scored on every epoch (a fixed sample)
-SEARCH_SHARE = 0.45    # of the budget: the candidates' training
-FINAL_SHARE = 0.40     # of the budget: the final model's training (the rest: SIDs, export, scoring)
+SEARCH_SHARE = 0.55    # of the budget: the search's training (candidates, the multi-view model)
+FINAL_SHARE = 0.30     # of the budget at least: the final model's training, which also gets what
+                       # the search left unused (the rest, 15%: SIDs, export, scoring)
 
 
 def tuning_split(plan: "SplitPlan", dataset: "Dataset") -> tuple[str, str]:
@@ -277,15 +280,17 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                                if k.startswith(("HR@", "NDCG@")) or k == "epoch"},
                 "curve": [{k: r[k] for k in ("epoch", "minutes", "HR@10", "NDCG@10") if k in r}
                           for r in res["history"]],
-                "minutes": res["minutes"], "epochs_run": epochs_run,
+                "minutes": res["minutes"], "budget_minutes": round(cfg.max_minutes, 2),
+                "epochs_run": epochs_run,
                 "stopped_by_budget": epochs_run < cfg.epochs}
 
     # --- search on the tuning split ---------------------------------------------------------
     # one SID build serves both: view 0 of a K-view build is the one-view build of the same seed
     say(f"SIDs for the tuning split ({len(dataset.catalog):,} items, {multi} view(s))")
     tune_views = sids_for(tune_spec, "sids-tuning", multi)
-    slots = len(candidates) + (multi > 1)
-    share = minutes * SEARCH_SHARE / slots
+    # a candidate's slot; the K-view model gets K of them (it reads every history K times)
+    share = minutes * SEARCH_SHARE / (len(candidates) + (multi if multi > 1 else 0))
+    report["procedure"]["slot_minutes"] = round(share, 2)
     n_scored = min(VALID_CASES, len(valid))
     best = None
     for cand in candidates:
@@ -315,8 +320,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     if multi > 1:
         name = f"{chosen.name}-views{multi}"
         cfg = _train_config(chosen, tune_spec, eval_cases=n_scored, seed=seed,
-                            max_minutes=share, num_threads=threads)
-        say(f"{name}: the chosen recipe in {multi} SID views, up to {share:.1f} min")
+                            max_minutes=share * multi, num_threads=threads)
+        say(f"{name}: the chosen recipe in {multi} SID views, up to {share * multi:.1f} min")
         res = pipeline.train(dataset, tune_views, out / "search" / name, cfg, progress=False,
                              resume=False, device=device)
         report["views_model"] = train_row(name, chosen, cfg, res)
@@ -429,13 +434,15 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
              f"({report['split']['n_valid_cases']:,} validation cases), final model on "
              f"{report['split']['final']}. Budget {report['minutes_budget']:g} min, used "
              f"{report['minutes']:g}.", "",
-             "| candidate | validation HR@10 | validation NDCG@10 | best epoch | epochs run | minutes |",
+             "| candidate | validation HR@10 | validation NDCG@10 | best epoch | epochs run | "
+             "minutes (of its slot) |",
              "|---|---|---|---|---|---|"]
     for c in report["candidates"]:
         v = c["validation"]
         lines.append(f"| {c['name']}{' (chosen)' if c['name'] == report['chosen'] else ''} | "
                      f"{v.get('HR@10', float('nan')):.4f} | {v.get('NDCG@10', float('nan')):.4f} | "
-                     f"{v.get('epoch', '-')} | {c['epochs_run']} | {c['minutes']:g} |")
+                     f"{v.get('epoch', '-')} | {c['epochs_run']} | {c['minutes']:g} "
+                     f"({c['budget_minutes']:g}) |")
     if "rl" in report:
         r = report["rl"]
         lines += ["", f"RL: skipped; {r['skipped']}."] if "skipped" in r else [
@@ -461,7 +468,7 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
             v = report["views_model"]
             lines += ["", f"The multi-view model ({v['name']}): best epoch "
                           f"{v['validation'].get('epoch', '-')} of {v['epochs_run']} run, "
-                          f"{v['minutes']:g} min."]
+                          f"{v['minutes']:g} of its {v['budget_minutes']:g} min."]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
               ("off" if cold is None else ColdStartConfig.from_dict(cold).describe()) + "."]
