@@ -31,7 +31,11 @@ Given a data set and a time budget:
    served by the C++ runtime at the chosen point (eval/cold_start.py's procedure), its price
    paid at the cold share the final model will serve (fewer of its items are cold:
    ``served_cold_share``), and written into the bundle.
-8. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
+8. **Order**: the weight the answered items are re-ordered by their transition counts with
+   (runtime/transitions.py) is chosen on the validation cases with the same tuning model served
+   at that point and cold start (eval/transitions.py: best NDCG@10 over ``WEIGHTS``, 0 = off),
+   and written into the bundle.
+9. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases.
 
@@ -227,7 +231,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     from . import pipeline
     from .data import resolve_split
     from .eval.metrics import metrics_table
-    from .export.bundle import set_cold_start
+    from .eval.transitions import choose_transition_weight
+    from .export.bundle import set_cold_start, set_transition_weight
     from .runtime import Recommender
     from .sid.build import SidConfig
     from .train.evaluate import validation_sample
@@ -385,6 +390,15 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     if shares is not None:
         report["cold_start_procedure"] = {key: round(v, 4) if isinstance(v, float) else v
                                           for key, v in shares.items()}
+    # --- the transition weight: the order of the answered items, on validation with the
+    # winner's tuning model served as the final bundle will be (its point, the cold start chosen)
+    with Recommender.load(tune_bundle, n_threads=threads) as rec:
+        rec.set_cold_start(cold)
+        weight, rows = choose_transition_weight(rec, valid,
+                                                profiles=pipeline.bundle_profiles(rec, dataset))
+    report["transitions"] = {"weight": weight, "trials": rows}
+    say("transition weight (validation NDCG@10): " + "; ".join(
+        f"{r['weight']:g} {r['NDCG@10']:.4f}" for r in rows) + f"; chosen {weight or 0:g}")
     final_plan = resolve_split(final_spec, dataset)
     test = dataset.test_cases or final_plan.apply(dataset, None).test
 
@@ -395,6 +409,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     def export_final(model: Path, bundle: Path) -> None:
         pipeline.export(model, bundle, quant="f16")
         set_cold_start(bundle, cold)
+        set_transition_weight(bundle, weight)
         _set_point(bundle, views, beam, model_views)
 
     sft_test = None
@@ -469,6 +484,13 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
             lines += ["", f"The multi-view model ({v['name']}): best epoch "
                           f"{v['validation'].get('epoch', '-')} of {v['epochs_run']} run, "
                           f"{v['minutes']:g} of its {v['budget_minutes']:g} min."]
+    tr = report.get("transitions")
+    if tr is not None and tr["trials"]:
+        base = tr["trials"][0]["NDCG@10"]
+        lines += ["", "Order by transition counts, chosen on validation (NDCG@10 by weight): " +
+                  "; ".join(f"{r['weight']:g}: {r['NDCG@10']:.4f}" for r in tr["trials"]) +
+                  f"; weight {tr['weight'] or 0:g}" + (" (off)" if tr["weight"] is None else
+                  f" (+{max(r['NDCG@10'] for r in tr['trials']) - base:.4f})") + "."]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
               ("off" if cold is None else ColdStartConfig.from_dict(cold).describe()) + "."]

@@ -266,6 +266,20 @@ def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartCo
     return chosen
 
 
+def tune_transition_weight(rec: "Recommender", bundle, valid, profiles
+                           ) -> tuple[float | None, list[dict]]:
+    """The transition weight chosen on the validation cases (eval/transitions.py; None: off,
+    also without validation cases or a transition table) with the trials, set on ``rec`` and
+    written into the bundle (``rec`` serves as the bundle will: cold start already chosen)."""
+    from .eval.transitions import choose_transition_weight
+    from .export.bundle import set_transition_weight
+
+    weight, rows = choose_transition_weight(rec, valid, profiles=profiles) if valid else (None, [])
+    rec.set_transition_weight(weight)
+    set_transition_weight(bundle, weight)
+    return weight, rows
+
+
 def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:
     """The cold-start procedure's trials (eval/cold_start.py) of ``rec`` on the validation
     cases, as `cold_start_tuning` (None without validation cases): for `pick_cold_start`, now or

@@ -25,3 +25,18 @@ def evaluate_bundle(rec, cases, *, profiles=None, beam: int | None = None, k: in
     metrics = rank_metrics(ranked, [c.target for c in cases])
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return metrics
+
+
+def served_answers(rec, cases, *, profiles=None, k: int = 10, beam: int | None = None,
+                   batch_size: int = 32) -> list[tuple[list[int], list[float], list[float]]]:
+    """(items, scores, logprobs) a Recommender serves for each case, with its settings as they
+    are (the procedures that choose a setting switch it off around this call)."""
+    out = []
+    for s in range(0, len(cases), batch_size):
+        reqs = [{"history": list(c.history), "k": k, "beam": beam,
+                 "profile": profiles.get(c.user_id) if profiles is not None else None}
+                for c in cases[s:s + batch_size]]
+        for recs in rec.recommend_batch(reqs):
+            out.append(([r.item_id for r in recs], [r.score for r in recs],
+                        [r.logprob for r in recs]))
+    return out

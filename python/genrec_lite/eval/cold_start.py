@@ -35,6 +35,7 @@ from ..errors import InvalidArgumentError
 from ..runtime.cold_start import (QUERIES, ColdStartConfig, _best_first, content_scores,
                                     history_mass, history_rows, item_directions, mix,
                                     query_directions, similarities)
+from .bundle import served_answers
 from .metrics import rank_metrics_of
 
 WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -90,15 +91,8 @@ def runtime_answers(rec, cases, *, profiles=None, k: int = 10, beam: int | None 
     saved = rec.cold_start
     rec.set_cold_start(None)
     try:
-        out = []
-        for s in range(0, len(cases), batch_size):
-            reqs = [{"history": list(c.history), "k": k, "beam": beam,
-                     "profile": profiles.get(c.user_id) if profiles is not None else None}
-                    for c in cases[s:s + batch_size]]
-            for recs in rec.recommend_batch(reqs):
-                out.append(([r.item_id for r in recs], [r.score for r in recs],
-                            [r.logprob for r in recs]))
-        return out
+        return served_answers(rec, cases, profiles=profiles, k=k, beam=beam,
+                              batch_size=batch_size)
     finally:
         rec.set_cold_start(saved)
 

@@ -18,9 +18,10 @@ from .._io import atomic_directory, sha256_file, versions
 from ..errors import InvalidArgumentError
 from ..runtime.bundle import COLD_ITEMS, MANIFEST
 from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, FileFacts, Manifest,
-                                SidFacts, TokenizerFacts, checked_search_beam,
+                                SidFacts, TokenizerFacts, TransitionFacts, checked_search_beam,
                                 checked_search_views)
 from ..runtime.cold_start import ColdStartConfig
+from ..runtime.transitions import TRANSITIONS, Transitions, checked_weight
 
 QUANTS = ("f32", "f16", "q8_0")
 
@@ -76,6 +77,11 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         if (ckpt / UNTRAINED_ITEMS).is_file():  # older checkpoints did not record them
             shutil.copyfile(ckpt / UNTRAINED_ITEMS, tmp / COLD_ITEMS)
             cold = replace(cold, items=COLD_ITEMS, n_items=int(len(np.load(tmp / COLD_ITEMS))))
+        transitions = TransitionFacts()
+        if (ckpt / TRANSITIONS).is_file():  # older checkpoints did not record them
+            shutil.copyfile(ckpt / TRANSITIONS, tmp / TRANSITIONS)
+            transitions = TransitionFacts(file=TRANSITIONS,
+                                          pairs=len(Transitions.load(tmp / TRANSITIONS)))
         files = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
             files[f.relative_to(tmp).as_posix()] = FileFacts(f.stat().st_size, sha256_file(f))
@@ -99,6 +105,7 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
                          embedding_model=sid_cfg.get("embedding_model"),
                          input_dim=int(sid_cfg.get("input_dim") or sids.encoder.input_dim)),
             cold_start=cold,
+            transitions=transitions,
             files=files,
             versions=versions(),
             export_seconds=round(time.perf_counter() - t0, 1),
@@ -139,6 +146,22 @@ def set_cold_start(bundle: str | Path, settings) -> Manifest:
         settings = ColdStartConfig.from_dict(settings)
     return _edit_manifest(bundle, lambda m: replace(
         m, cold_start=replace(m.cold_start, settings=settings)))
+
+
+def set_transition_weight(bundle: str | Path, weight: float | None) -> Manifest:
+    """Write the weight a served answer is re-ordered by its transition counts with
+    (runtime/transitions.py; None or 0: off) into an exported bundle's manifest, e.g. once it was
+    chosen on validation. The manifest is replaced atomically; returns it. InvalidArgumentError
+    when a weight is given to a bundle without a transition table."""
+    weight = checked_weight(weight)
+
+    def change(m: Manifest) -> Manifest:
+        if weight is not None and m.transitions.file is None:
+            raise InvalidArgumentError(f"transition weight {weight!r} for {bundle}, which has no "
+                                       "transition table (exported from a checkpoint without "
+                                       f"{TRANSITIONS}); expected None")
+        return replace(m, transitions=replace(m.transitions, weight=weight))
+    return _edit_manifest(bundle, change)
 
 
 def set_search_views(bundle: str | Path, n: int | None) -> Manifest:

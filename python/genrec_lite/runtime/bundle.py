@@ -15,6 +15,8 @@ BUNDLE/
   items.jsonl          the catalog: item id, title and the text the SIDs were made from
   cold_items.npy       the catalog items the model was never trained to write (sorted int64 ids;
                        manifest "cold_start" names it, with the settings of runtime/cold_start.py)
+  transitions.npz      the training sequences' successor counts (manifest "transitions" names it,
+                       with the weight a served answer is re-ordered by: runtime/transitions.py)
 
 Bundles exported before the quantiser was served from sids/ also hold sid_encoder.onnx (and
 sid_encoder_view{v}.onnx): still listed and checked, no longer read.

@@ -150,6 +150,28 @@ class ColdStartFacts:
                 "settings": None if self.settings is None else self.settings.to_dict()}
 
 
+@dataclass(frozen=True)
+class TransitionFacts:
+    """The training log's successor counts (runtime/transitions.py) and the weight a served
+    answer is re-ordered by (None: not re-ordered)."""
+    file: str | None = None         # the bundle file of the table; None: the bundle has none
+    pairs: int | None = None
+    weight: float | None = None
+
+    @classmethod
+    def read(cls, f: _Fields | None) -> "TransitionFacts":
+        if f is None:
+            return cls()
+        weight = f.get("weight", float, nullable=True, default=None)
+        if weight is not None and not weight > 0:
+            raise f.error("weight", f"is {weight!r}; expected null or a number > 0")
+        return cls(file=f.get("file", str, nullable=True, default=None),
+                   pairs=f.get("pairs", int, nullable=True, default=None), weight=weight)
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "pairs": self.pairs, "weight": self.weight}
+
+
 class _Strings:
     """A record whose fields are all optional strings (None when absent or null)."""
 
@@ -230,6 +252,8 @@ class Manifest:
     use_profiles: bool = False      # absent: the CLI and benchmarks always read it as off
     profile_template: str | None = None   # None: a profile is written as 'field value' pairs
     cold_start: ColdStartFacts = field(default_factory=ColdStartFacts)
+    # absent in bundles exported before the table existed: no re-ordering
+    transitions: TransitionFacts = field(default_factory=TransitionFacts)
     # how many of a multi-view bundle's SID views a request decodes (the first n, fused); None:
     # all. Chosen on validation where serving cost matters (benchmarks/view_frontier.py)
     search_views: int | None = None
@@ -269,6 +293,7 @@ class Manifest:
             use_profiles=f.get("use_profiles", bool, default=False),
             profile_template=f.get("profile_template", str, nullable=True, default=None),
             cold_start=ColdStartFacts.read(f.child("cold_start", default=None)),
+            transitions=TransitionFacts.read(f.child("transitions", default=None)),
             search_views=_positive_or_null(f, "search_views"),
             search_beam=_positive_or_null(f, "search_beam"),
             data=DataFacts.read(f.child("data", default=None)),
@@ -288,6 +313,8 @@ class Manifest:
                 "max_history": self.max_history, "use_profiles": self.use_profiles,
                 "profile_template": self.profile_template, "sid": self.sid.to_dict(),
                 "cold_start": self.cold_start.to_dict(),
+                **({} if self.transitions.file is None
+                   else {"transitions": self.transitions.to_dict()}),
                 **({} if self.search_views is None else {"search_views": self.search_views}),
                 **({} if self.search_beam is None else {"search_beam": self.search_beam}),
                 "files": {n: {"bytes": x.bytes, "sha256": x.sha256} for n, x in self.files.items()},

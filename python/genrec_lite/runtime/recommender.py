@@ -21,6 +21,11 @@ untrained items, every item added since) would never be reached by the beam; wit
 settings (the bundle's, chosen on validation at export, or set_cold_start) each cold item gets a
 content mass beside the model's probability, and the answer is the top k of both.
 
+Order (runtime/transitions.py): with a transition weight (the bundle's, chosen on validation by
+`fit`, or set_transition_weight) the k items answered are re-ordered by how often the request's
+last item was followed by each of them in the training log; which items are answered does not
+change.
+
 Many workers: load once, then fork before the first request (the workers share the loaded pages
 copy-on-write); a worker forked after the parent decoded with several threads raises ForkError
 rather than hang on llama.cpp's threads, which stay in the parent.
@@ -56,6 +61,7 @@ from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
                          query_directions, similarities)
+from .transitions import Transitions, checked_weight, reorder
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -79,7 +85,8 @@ class Recommendation:
     one SID share both values.
     With cold start on, a cold item's values are the log of the model's probability plus its
     content mass (runtime/cold_start.py; no filter or catalog change moves the mass); warm items
-    keep the model's."""
+    keep the model's. With a transition weight, score also holds the re-ordering's term
+    (weight * log(1 + count), runtime/transitions.py); logprob never does."""
 
     item_id: int
     score: float
@@ -108,6 +115,9 @@ class _Loaded:
         except (InvalidArgumentError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"{bundle.path}/manifest.json: the prompt templates are damaged ({exc})") from exc
         self.cold_start = m.cold_start.settings
+        self.transitions = (None if m.transitions.file is None
+                            else Transitions.load(bundle.file(m.transitions.file)))
+        self.transition_weight = m.transitions.weight if self.transitions is not None else None
         n_views = len(catalog.state.views)
         if m.search_views is not None and m.search_views > n_views:
             raise ArtifactError(f"{bundle.path}/manifest.json: search_views is {m.search_views} "
@@ -255,6 +265,29 @@ class Recommender:
             settings = ColdStartConfig.from_dict(dict(settings))
         with self._write_lock, self._use() as loaded:
             loaded.cold_start = settings
+
+    @property
+    def transitions(self) -> Transitions | None:
+        """The bundle's transition table (None: exported without one)."""
+        return self._loaded.transitions
+
+    @property
+    def transition_weight(self) -> float | None:
+        """The weight the k items answered are re-ordered by their transition counts with
+        (runtime/transitions.py; None: the model's order)."""
+        return self._loaded.transition_weight
+
+    def set_transition_weight(self, weight: float | None) -> None:
+        """Re-order answers with another weight from the next request on (None or 0: off); a
+        reload takes the new bundle's own. InvalidArgumentError for a weight the bundle has no
+        transition table for."""
+        weight = checked_weight(weight)
+        with self._write_lock, self._use() as loaded:
+            if weight is not None and loaded.transitions is None:
+                raise InvalidArgumentError(
+                    f"transition weight {weight!r}, but the bundle {loaded.bundle.path} has no "
+                    "transition table (exported before they were recorded); expected None")
+            loaded.transition_weight = weight
 
     @property
     def search_views(self) -> int:
@@ -498,6 +531,10 @@ class Recommender:
         if cfg is not None and len(state.cold):
             fused = [self._mix_cold(state, cfg, f, h, q)
                      for f, h, q in zip(fused, histories, search_reqs)]
+        weight, table = loaded.transition_weight, loaded.transitions
+        if weight is not None and table is not None:
+            fused = [reorder(*f, table.counts_of(h[-1], f[0]), weight) if h else f
+                     for f, h in zip(fused, histories)]
         return [self._answer(state, *f) for f in fused]
 
     @staticmethod

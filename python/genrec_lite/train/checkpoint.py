@@ -5,6 +5,7 @@ CKPT/
   sids/            the SID views the model writes (SidViews: one SemanticIds folder, or several)
   items.jsonl      the catalog (titles for display, text for cold start)
   untrained_items.npy  catalog item ids never a next-item target in training (sorted int64)
+  transitions.npz  the training sequences' successor counts (runtime/transitions.py)
   tokenizer/       the tokenizer, SID tokens included
   best/            weights of the best validation score (what eval and export load)
   last/            weights + optimiser/scheduler/RNG state of the latest step (what resume loads)

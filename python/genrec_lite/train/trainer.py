@@ -21,6 +21,7 @@ import numpy as np
 from .._io import atomic_directory, read_json, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, require
 from ..prompts import PromptSet
+from ..runtime.transitions import TRANSITIONS, Transitions
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION, UNTRAINED_ITEMS
 from .._memory import give_back_memory
 from ..data._grouping import index_dtype, permutation
@@ -411,6 +412,9 @@ class Trainer:
         self.tok.save_pretrained(str(self.out / "tokenizer"))
         self.dataset.catalog.save(self.out / "items.jsonl")
         np.save(self.out / UNTRAINED_ITEMS, self.untrained_items())
+        # the training split's successor counts: the served answer's order may use them
+        # (runtime/transitions.py)
+        Transitions.from_sequences(self.split.train.values()).save(self.out / TRANSITIONS)
         write_json(self.out / "genrec.json", self.run_config())
 
     def untrained_items(self) -> np.ndarray:
