@@ -72,11 +72,11 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
         rec.set_cold_start(rep.get("cold_start"))
         table_ = rec.transitions or _table_of(ds, rep["split"]["tuning"], hist)
         answers = answers_unordered(rec, valid, profiles=bundle_profiles(rec, ds))
-        last = last_known(rec, valid)
+        last, cold = last_known(rec, valid), rec.catalog.state.cold
     targets = [c.target for c in valid]
     rows, best = [], None
     for w in WEIGHTS:
-        m = rank_metrics(reordered(answers, last, table_, w), targets)
+        m = rank_metrics(reordered(answers, last, table_, w, cold), targets)
         rows.append({"weight": w, **{k: m[k] for k in KS}})
         if best is None or m["NDCG@10"] > best[1]:
             best = (w, m["NDCG@10"])
@@ -86,13 +86,24 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     with Recommender.load(fit_dir / "bundle", n_threads=threads) as rec:
         table_ = rec.transitions or _table_of(ds, rep["split"]["final"], hist)
         answers = answers_unordered(rec, test, profiles=bundle_profiles(rec, ds))
-        last = last_known(rec, test)
+        last, cold = last_known(rec, test), rec.catalog.state.cold
     targets = [c.target for c in test]
     out["test_cases"] = len(test)
     out["test_without"] = {k: v for k, v in rank_metrics(
-        reordered(answers, last, table_, None), targets).items() if k in KS}
+        reordered(answers, last, table_, None, cold), targets).items() if k in KS}
     out["test_with"] = {k: v for k, v in rank_metrics(
-        reordered(answers, last, table_, weight), targets).items() if k in KS}
+        reordered(answers, last, table_, weight, cold), targets).items() if k in KS}
+    # the cases whose target is one of the bundle's cold items (never a next item in training):
+    # the order must leave them where the cold-start mixture put them
+    cold_t = np.isin(targets, cold)
+    out["cold_target_cases"] = int(cold_t.sum())
+    if cold_t.any():
+        sub = [a for a, n in zip(answers, cold_t) if n]
+        sub_last = [x for x, n in zip(last, cold_t) if n]
+        sub_t = [t for t, n in zip(targets, cold_t) if n]
+        for key, w in (("cold_target_without", None), ("cold_target_with", weight)):
+            out[key] = {k: v for k, v in rank_metrics(
+                reordered(sub, sub_last, table_, w, cold), sub_t).items() if k in KS}
     out["pairs"] = {"final": len(table_)}
     return out
 
@@ -138,6 +149,13 @@ def main(argv=None) -> int:
     for name, key in (("model", "test_without"), ("by transitions", "test_with")):
         body.append(["mean", "", name, *(f"{np.mean([r[key][k] for r in runs]):.4f}" for k in KS)])
     print(table(head, body))
+    cold_rows = [[r["seed"], r["cold_target_cases"], name, *(f"{r[key][k]:.4f}" for k in KS)]
+                 for r in runs if r.get("cold_target_cases")
+                 for name, key in (("model", "cold_target_without"),
+                                   ("by transitions", "cold_target_with"))]
+    if cold_rows:
+        print("\ntest cases whose target is a cold item of the bundle:")
+        print(table(["seed", "cases", "order", *KS], cold_rows))
     result = {"benchmark": "transition_order", "runs": runs,
               "mean": {key: {k: float(np.mean([r[key][k] for r in runs])) for k in KS}
                        for key in ("test_without", "test_with")},

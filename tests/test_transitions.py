@@ -148,7 +148,8 @@ def test_a_weight_reorders_the_served_items_exactly_as_offline(runtime_checkpoin
               rec.recommend_batch([{"history": list(c.history), "k": 10} for c in cases])]
         assert rec.transition_weight == 4.0
         # the same items, in the order the offline re-ordering gives them
-        assert on == reordered(off, last_known(rec, cases), rec.transitions, 4.0)
+        assert on == reordered(off, last_known(rec, cases), rec.transitions, 4.0,
+                               rec.catalog.state.cold)
         assert all(sorted(a) == sorted(b[0]) for a, b in zip(on, off))
         assert sum(a != b[0] for a, b in zip(on, off)) > 0  # the check is not vacuous
         weight, rows = choose_transition_weight(rec, cases, weights=(0, 1, 4))
@@ -199,3 +200,20 @@ def test_a_weight_needs_a_table(runtime_bundle, tmp_path):
         rec.set_transition_weight(None)
     with pytest.raises(InvalidArgumentError, match="no transition table"):
         set_transition_weight(bundle, 1.0)
+
+
+def test_reorder_leaves_the_kept_places_alone():
+    from genrec_lite.runtime.transitions import cold_positions
+
+    items, scores, lps = [10, 20, 11, 12], [-1.0, -1.2, -1.5, -2.0], [-1.0, -1.2, -1.5, -2.0]
+    cold = np.array([20, 99], dtype=np.int64)
+    keep = cold_positions(items, cold)
+    assert keep.tolist() == [False, True, False, False]
+    counts = np.array([0, 0, 0, 50])          # the last warm item has the evidence
+    got, got_scores, _ = reorder(items, scores, lps, counts, 1.0, keep)
+    assert got == [12, 20, 10, 11]            # 20 (cold) stays second; the warm ones re-ordered
+    assert got_scores[1] == -1.2 and got_scores[0] == pytest.approx(-2.0 + math.log(51))
+    # without the mask the cold item would have been pushed down
+    assert reorder(items, scores, lps, counts, 1.0)[0] == [12, 10, 20, 11]
+    assert cold_positions(items, np.zeros(0, dtype=np.int64)) is None
+    assert cold_positions([1, 2], cold) is None

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 from ..errors import InvalidArgumentError
-from ..runtime.transitions import WEIGHTS, checked_weight, reorder
+from ..runtime.transitions import WEIGHTS, checked_weight, cold_positions, reorder
 from .bundle import served_answers
 from .metrics import rank_metrics
 
@@ -32,17 +34,20 @@ def answers_unordered(rec: "Recommender", cases, *, profiles=None, k: int = 10
         rec.set_transition_weight(saved)
 
 
-def reordered(answers, last_items: Sequence[int | None], table, weight: float | None
-              ) -> list[list[int]]:
+def reordered(answers, last_items: Sequence[int | None], table, weight: float | None,
+              cold_ids=None) -> list[list[int]]:
     """Each case's item ids as the Recommender orders them at `weight`: by the table's counts
-    from the case's newest history item the bundle knows (`last_items`; None: none)."""
+    from the case's newest history item the bundle knows (`last_items`; None: none), the items
+    in the sorted `cold_ids` (the catalog's cold set) kept in their places."""
     weight = checked_weight(weight)
+    cold = np.zeros(0, dtype=np.int64) if cold_ids is None else np.asarray(cold_ids, np.int64)
     out = []
     for (items, scores, logprobs), last in zip(answers, last_items):
         if weight is None or table is None or last is None:
             out.append(list(items))
             continue
-        out.append(reorder(items, scores, logprobs, table.counts_of(last, items), weight)[0])
+        out.append(reorder(items, scores, logprobs, table.counts_of(last, items), weight,
+                           cold_positions(items, cold))[0])
     return out
 
 
@@ -65,10 +70,11 @@ def choose_transition_weight(rec: "Recommender", cases, *, profiles=None,
         return None, []
     answers = answers_unordered(rec, cases, profiles=profiles)
     last = last_known(rec, cases)
+    cold = rec.catalog.state.cold
     targets = [c.target for c in cases]
     rows, best = [], None
     for w in sorted(set(float(x) for x in weights)):
-        m = rank_metrics(reordered(answers, last, table, w), targets)
+        m = rank_metrics(reordered(answers, last, table, w, cold), targets)
         rows.append({"weight": w, **{key: v for key, v in m.items() if key != "n_cases"}})
         if best is None or m["NDCG@10"] > best[1]:
             best = (w, m["NDCG@10"])

@@ -22,9 +22,9 @@ settings (the bundle's, chosen on validation at export, or set_cold_start) each 
 content mass beside the model's probability, and the answer is the top k of both.
 
 Order (runtime/transitions.py): with a transition weight (the bundle's, chosen on validation by
-`fit`, or set_transition_weight) the k items answered are re-ordered by how often the request's
-last item was followed by each of them in the training log; which items are answered does not
-change.
+`fit`, or set_transition_weight) the warm items among the k answered are re-ordered by how
+often the request's last item was followed by each of them in the training log; which items are
+answered, and the cold items' places, do not change.
 
 Many workers: load once, then fork before the first request (the workers share the loaded pages
 copy-on-write); a worker forked after the parent decoded with several threads raises ForkError
@@ -61,7 +61,7 @@ from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
                          query_directions, similarities)
-from .transitions import Transitions, checked_weight, reorder
+from .transitions import Transitions, checked_weight, cold_positions, reorder
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -85,8 +85,9 @@ class Recommendation:
     one SID share both values.
     With cold start on, a cold item's values are the log of the model's probability plus its
     content mass (runtime/cold_start.py; no filter or catalog change moves the mass); warm items
-    keep the model's. With a transition weight, score also holds the re-ordering's term
-    (weight * log(1 + count), runtime/transitions.py); logprob never does."""
+    keep the model's. With a transition weight, a warm item's score also holds the re-ordering's
+    term (weight * log(1 + count), runtime/transitions.py; logprob never does), and cold items
+    keep their places, so a list can then hold a cold item above a warm one of higher score."""
 
     item_id: int
     score: float
@@ -533,7 +534,8 @@ class Recommender:
                      for f, h, q in zip(fused, histories, search_reqs)]
         weight, table = loaded.transition_weight, loaded.transitions
         if weight is not None and table is not None:
-            fused = [reorder(*f, table.counts_of(h[-1], f[0]), weight) if h else f
+            fused = [reorder(*f, table.counts_of(h[-1], f[0]), weight,
+                             cold_positions(f[0], state.cold)) if h else f
                      for f, h in zip(fused, histories)]
         return [self._answer(state, *f) for f in fused]
 
