@@ -217,3 +217,30 @@ def test_reorder_leaves_the_kept_places_alone():
     assert reorder(items, scores, lps, counts, 1.0)[0] == [12, 10, 20, 11]
     assert cold_positions(items, np.zeros(0, dtype=np.int64)) is None
     assert cold_positions([1, 2], cold) is None
+
+
+def test_export_writes_a_weight_and_refuses_a_bad_one_before_writing(runtime_checkpoint, tmp_path):
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.cli import main
+    from genrec_lite.runtime.bundle import Bundle
+
+    out = tmp_path / "b"
+    assert main(["export", "--model", str(runtime_checkpoint), "--out", str(out), "--quant", "f32",
+                 "--transition-weight", "-1", "--quiet"]) != 0
+    assert not out.exists()                     # nothing half-written
+    assert main(["export", "--model", str(runtime_checkpoint), "--out", str(out), "--quant", "f32",
+                 "--transition-weight", "2", "--quiet"]) == 0
+    assert Bundle.open(out).manifest.transitions.weight == 2.0
+
+
+def test_export_refuses_a_weight_for_a_checkpoint_without_counts(runtime_checkpoint, tmp_path):
+    import shutil
+
+    from genrec_lite.export.bundle import export_bundle
+
+    old = tmp_path / "old-ckpt"
+    shutil.copytree(runtime_checkpoint, old)
+    (old / "transitions.npz").unlink()          # trained before the counts were recorded
+    with pytest.raises(InvalidArgumentError, match="no transitions.npz"):
+        export_bundle(old, tmp_path / "b", transition_weight=1.0)
+    assert not (tmp_path / "b").exists()

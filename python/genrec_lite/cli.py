@@ -509,8 +509,13 @@ def _eval_bundle(bundle, data, cases, out, beam, limit, batch_size, n_ctx, quiet
 @click.option("--cold-start", "cold_start", default=None, metavar="WEIGHT,TEMPERATURE[,HISTORY]",
               help="Cold-start settings chosen on validation (runtime/cold_start.py), or their "
                    "JSON object (with slots, repeat, query); default: off.")
+@click.option("--transition-weight", "transition_weight", default=None, type=float,
+              metavar="W", help="Re-order each answer by the training log's transition counts "
+                                "with this weight (runtime/transitions.py; `fit` chooses it on "
+                                "validation); default: off.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
-def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) -> None:
+def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, transition_weight,
+               quiet) -> None:
     """Write a self-contained serving bundle (atomically: nothing half-written on failure).
 
     \b
@@ -538,7 +543,7 @@ def export_cmd(model_path, out, quant, with_onnx, weights, cold_start, quiet) ->
             raise InvalidArgumentError(f"--cold-start {cold_start!r}; expected WEIGHT,TEMPERATURE"
                                        "[,HISTORY] (e.g. 0.3,0.03,10)") from None
     m = pipeline.export(model_path, out, quant=quant, onnx=with_onnx, which=weights,
-                        cold_start=settings, progress=say)
+                        cold_start=settings, transition_weight=transition_weight, progress=say)
     click.echo(f"bundle written to {out}: {len(m.files)} files, {m.total_bytes / 2**20:.1f} MiB, "
                f"{m.export_seconds} s")
 

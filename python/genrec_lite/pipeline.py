@@ -197,12 +197,14 @@ def evaluate_recommender(rec: "Recommender", dataset: "Dataset", cases, *, beam:
 
 # --- export -------------------------------------------------------------------------------------
 def export(model_path, out, *, quant: str = "f16", onnx: bool = False, which: str = "best",
-           cold_start=None, progress: Callable[[str], None] | None = None) -> "Manifest":
+           cold_start=None, transition_weight: float | None = None,
+           progress: Callable[[str], None] | None = None) -> "Manifest":
     """Write the serving bundle of a checkpoint (atomically); returns its manifest."""
     from .export.bundle import export_bundle
 
     return export_bundle(model_path, out, quant=quant, onnx=onnx, which=which,
-                         cold_start=cold_start, progress=progress)
+                         cold_start=cold_start, transition_weight=transition_weight,
+                         progress=progress)
 
 
 # --- the quickstart's own steps -----------------------------------------------------------------

@@ -28,10 +28,13 @@ QUANTS = ("f32", "f16", "q8_0")
 
 def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx: bool = False,
                   which: str = "best", text_encoder: bool = True, cold_start=None,
-                  progress=None) -> Manifest:
+                  transition_weight: float | None = None, progress=None) -> Manifest:
     """Write the bundle; returns its manifest. `progress(msg)` is told about each stage.
     cold_start: the ColdStartConfig (or its dict) the served bundle mixes cold items in with,
-    chosen on validation (eval/cold_start.py); None leaves cold items to the model alone."""
+    chosen on validation (eval/cold_start.py); None leaves cold items to the model alone.
+    transition_weight: the weight the served answer is re-ordered by its transition counts
+    with (runtime/transitions.py, eval/transitions.py); None or 0: off; a weight needs a
+    checkpoint that recorded the counts."""
     from ..sid.embed import DEFAULT_MODEL, resolve_model
     from ..train.checkpoint import UNTRAINED_ITEMS, load_model
     from .gguf_export import write_gguf
@@ -41,6 +44,11 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         raise InvalidArgumentError(f"quant={quant!r}; expected one of {QUANTS}")
     if cold_start is not None and not isinstance(cold_start, ColdStartConfig):
         cold_start = ColdStartConfig.from_dict(cold_start)
+    transition_weight = checked_weight(transition_weight)
+    if transition_weight is not None and not (Path(ckpt) / TRANSITIONS).is_file():
+        raise InvalidArgumentError(f"transition weight {transition_weight!r}, but {ckpt} has no "
+                                   f"{TRANSITIONS} (trained before the counts were recorded); "
+                                   "expected none")
     say = progress or (lambda msg: None)
     ckpt = Path(ckpt)
     t0 = time.perf_counter()
@@ -81,7 +89,8 @@ def export_bundle(ckpt: str | Path, out: str | Path, *, quant: str = "f16", onnx
         if (ckpt / TRANSITIONS).is_file():  # older checkpoints did not record them
             shutil.copyfile(ckpt / TRANSITIONS, tmp / TRANSITIONS)
             transitions = TransitionFacts(file=TRANSITIONS,
-                                          pairs=len(Transitions.load(tmp / TRANSITIONS)))
+                                          pairs=len(Transitions.load(tmp / TRANSITIONS)),
+                                          weight=transition_weight)
         files = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
             files[f.relative_to(tmp).as_posix()] = FileFacts(f.stat().st_size, sha256_file(f))
