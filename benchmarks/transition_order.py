@@ -49,10 +49,10 @@ def _table_of(dataset, spec: str, max_history: int):
 def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     from genrec_lite.data import Dataset, resolve_split
     from genrec_lite.eval.metrics import rank_metrics
-    from genrec_lite.eval.transitions import answers_unordered, last_known, reordered
+    from genrec_lite.eval.transitions import (answers_unordered, last_known, reordered,
+                                              weight_trials)
     from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
-    from genrec_lite.runtime.transitions import WEIGHTS, checked_weight
 
     rep = json.loads((fit_dir / "report.json").read_text())
     ds = Dataset.load(data_root / rep["data"])
@@ -73,14 +73,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
         table_ = rec.transitions or _table_of(ds, rep["split"]["tuning"], hist)
         answers = answers_unordered(rec, valid, profiles=bundle_profiles(rec, ds))
         last, cold = last_known(rec, valid), rec.catalog.state.cold
-    targets = [c.target for c in valid]
-    rows, best = [], None
-    for w in WEIGHTS:
-        m = rank_metrics(reordered(answers, last, table_, w, cold), targets)
-        rows.append({"weight": w, **{k: m[k] for k in KS}})
-        if best is None or m["NDCG@10"] > best[1]:
-            best = (w, m["NDCG@10"])
-    weight = checked_weight(best[0])
+    weight, rows = weight_trials(answers, last, cold, [c.target for c in valid], table_)
     out.update(valid_cases=len(valid), valid=rows, weight=weight)
 
     with Recommender.load(fit_dir / "bundle", n_threads=threads) as rec:

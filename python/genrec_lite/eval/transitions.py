@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..runtime.transitions import WEIGHTS, checked_weight, cold_positions, reorder
+from ..runtime.transitions import WEIGHTS, checked_weight, ordered
 from .bundle import served_answers
 from .metrics import rank_metrics
 
@@ -36,19 +36,13 @@ def answers_unordered(rec: "Recommender", cases, *, profiles=None, k: int = 10
 
 def reordered(answers, last_items: Sequence[int | None], table, weight: float | None,
               cold_ids=None) -> list[list[int]]:
-    """Each case's item ids as the Recommender orders them at `weight`: by the table's counts
-    from the case's newest history item the bundle knows (`last_items`; None: none), the items
-    in the sorted `cold_ids` (the catalog's cold set) kept in their places."""
+    """Each case's item ids as the Recommender orders them at `weight` (runtime `ordered`): by
+    the table's counts from the case's newest history item the bundle knows (`last_items`;
+    None: none), the items in the sorted `cold_ids` (the catalog's cold set) kept in their
+    places."""
     weight = checked_weight(weight)
     cold = np.zeros(0, dtype=np.int64) if cold_ids is None else np.asarray(cold_ids, np.int64)
-    out = []
-    for (items, scores, logprobs), last in zip(answers, last_items):
-        if weight is None or table is None or last is None:
-            out.append(list(items))
-            continue
-        out.append(reorder(items, scores, logprobs, table.counts_of(last, items), weight,
-                           cold_positions(items, cold))[0])
-    return out
+    return [list(ordered(a, last, table, weight, cold)[0]) for a, last in zip(answers, last_items)]
 
 
 def last_known(rec: "Recommender", cases) -> list[int | None]:
@@ -58,24 +52,27 @@ def last_known(rec: "Recommender", cases) -> list[int | None]:
     return [next((int(i) for i in reversed(list(c.history)) if i in sids), None) for c in cases]
 
 
+def weight_trials(answers, last_items, cold_ids, targets, table,
+                  weights: Sequence[float] = WEIGHTS) -> tuple[float | None, list[dict]]:
+    """(the weight whose re-ordering of `answers` gives the best NDCG@10, ties to the smaller,
+    None for 0; one row per weight with its HR/NDCG@1,3,5,10)."""
+    rows, best = [], None
+    for w in sorted(set(float(x) for x in weights)):
+        m = rank_metrics(reordered(answers, last_items, table, w, cold_ids), targets)
+        rows.append({"weight": w, **{key: v for key, v in m.items() if key != "n_cases"}})
+        if best is None or m["NDCG@10"] > best[1]:
+            best = (w, m["NDCG@10"])
+    return checked_weight(best[0]), rows
+
+
 def choose_transition_weight(rec: "Recommender", cases, *, profiles=None,
                              weights: Sequence[float] = WEIGHTS) -> tuple[float | None, list[dict]]:
-    """(the weight with the best validation NDCG@10, None for 0; one row per weight with its
-    HR/NDCG@1,3,5,10). InvalidArgumentError without cases; (None, []) for a bundle without a
-    transition table."""
+    """`weight_trials` on the Recommender's own answers to `cases` and its own table.
+    InvalidArgumentError without cases; (None, []) for a bundle without a transition table."""
     if not cases:
         raise InvalidArgumentError("no validation cases to choose the transition weight on")
     table = rec.transitions
     if table is None:
         return None, []
-    answers = answers_unordered(rec, cases, profiles=profiles)
-    last = last_known(rec, cases)
-    cold = rec.catalog.state.cold
-    targets = [c.target for c in cases]
-    rows, best = [], None
-    for w in sorted(set(float(x) for x in weights)):
-        m = rank_metrics(reordered(answers, last, table, w, cold), targets)
-        rows.append({"weight": w, **{key: v for key, v in m.items() if key != "n_cases"}})
-        if best is None or m["NDCG@10"] > best[1]:
-            best = (w, m["NDCG@10"])
-    return checked_weight(best[0]), rows
+    return weight_trials(answers_unordered(rec, cases, profiles=profiles), last_known(rec, cases),
+                         rec.catalog.state.cold, [c.target for c in cases], table, weights)

@@ -61,7 +61,7 @@ from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
                          query_directions, similarities)
-from .transitions import Transitions, checked_weight, cold_positions, reorder
+from .transitions import Transitions, checked_weight, ordered
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -534,8 +534,7 @@ class Recommender:
                      for f, h, q in zip(fused, histories, search_reqs)]
         weight, table = loaded.transition_weight, loaded.transitions
         if weight is not None and table is not None:
-            fused = [reorder(*f, table.counts_of(h[-1], f[0]), weight,
-                             cold_positions(f[0], state.cold)) if h else f
+            fused = [ordered(f, h[-1] if h else None, table, weight, state.cold)
                      for f, h in zip(fused, histories)]
         return [self._answer(state, *f) for f in fused]
 

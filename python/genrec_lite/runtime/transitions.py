@@ -116,10 +116,7 @@ class Transitions:
         if s == len(self.sources) or self.sources[s] != last or not len(items):
             return out
         lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
-        row = self.targets[lo:hi]
-        q = np.asarray(items, dtype=np.int64)
-        at = np.minimum(np.searchsorted(row, q), len(row) - 1)
-        found = row[at] == q
+        at, found = _find_sorted(self.targets[lo:hi], items)
         out[found] = self.counts[lo + at[found]]
         return out
 
@@ -161,11 +158,27 @@ def reorder(items: Sequence[int], scores: Sequence[float], logprobs: Sequence[fl
             [float(logprobs[i]) for i in order])
 
 
+def ordered(answer: tuple, last: int | None, table: "Transitions | None",
+            weight: float | None, cold_ids: np.ndarray) -> tuple:
+    """One answer (items, scores, logprobs) as the Recommender serves it at `weight`: re-ordered
+    by the table's counts from `last` (the newest history item the bundle knows; None: none),
+    the items in the sorted `cold_ids` kept in their places; unchanged when off."""
+    if weight is None or table is None or last is None:
+        return answer
+    items = answer[0]
+    return reorder(*answer, table.counts_of(last, items), weight, cold_positions(items, cold_ids))
+
+
 def cold_positions(items: Sequence[int], cold_ids: np.ndarray) -> np.ndarray | None:
     """The mask of `items` that are in the sorted `cold_ids` (None when there are none)."""
     if not len(cold_ids) or not len(items):
         return None
-    q = np.asarray(items, dtype=np.int64)
-    at = np.minimum(np.searchsorted(cold_ids, q), len(cold_ids) - 1)
-    mask = cold_ids[at] == q
+    mask = _find_sorted(cold_ids, items)[1]
     return mask if mask.any() else None
+
+
+def _find_sorted(sorted_ids: np.ndarray, query) -> tuple[np.ndarray, np.ndarray]:
+    """(each query id's position in the non-empty sorted `sorted_ids`, whether it is there)."""
+    q = np.asarray(query, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
+    return at, sorted_ids[at] == q
