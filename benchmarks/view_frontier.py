@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_info, median, table, write_json  # noqa: E402
+from benchmarks._common import machine_info, median, pyplot, table, write_json  # noqa: E402
 from benchmarks.quality import COLLAB, COMPACT, DATA, build_sids, log  # noqa: E402
 
 PLOT = ROOT / "docs" / "img" / "view_frontier.png"
@@ -199,13 +199,8 @@ def main(argv=None) -> int:
 
 def plot(points_: list[dict], n_views: int, name: str) -> None:
     """HR@10 and NDCG@10 against p50, the one-view model's p50 x 1.5 marked."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is optional
-        log("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     base = points_[0]["p50_ms"]

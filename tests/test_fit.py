@@ -82,7 +82,11 @@ def test_fit_refuses_a_budget_it_cannot_use(tmp_path, minutes):
     (dict(points=((2, 10), (1, 20))), "one-view point first"),
     (dict(points=((1, 20), (2, 5))), "beam in 10..256"),
     (dict(points=((1, 20), (1, 20))), "repeats"),
-    (dict(points=((1, 20, 3),)), "pairs"),
+    (dict(points=((1, 20, 3),)), "side beam"),
+    (dict(points=((1, 20), (2, 10, 12))), "side beam"),
+    (dict(points=((1, 20), (2, 10, 0))), "side beam"),
+    (dict(points=((1, 20), (2, 10, 5, 1))), "triples"),
+    (dict(points=((1, 20), 3)), "triples"),
     (dict(points=((1.5, 20),)), "views in 1..16"),
     (dict(sid_config={"views": 2}), "views=2"),
 ])
@@ -98,17 +102,21 @@ def test_fit_refuses_bad_serving_points(tmp_path, kw, match):
 def test_choose_point_takes_the_best_within_the_latency_limit():
     from genrec_lite.fit import choose_point
 
-    def row(views, beam, ndcg, ratio):
-        return {"views": views, "beam": beam, "NDCG@10": ndcg, "vs_reference": ratio}
+    def row(views, beam, ndcg, ratio, side=None):
+        return {"views": views, "beam": beam, "side_beam": side, "NDCG@10": ndcg,
+                "vs_reference": ratio}
 
     rows = [row(1, 20, 0.10, 1.0), row(2, 10, 0.11, 1.4), row(2, 20, 0.12, 2.1)]
-    assert choose_point(rows) == (2, 10)            # the best one is over the limit
-    assert choose_point(rows, limit=2.5) == (2, 20)
-    assert choose_point(rows, limit=1.2) == (1, 20)  # the reference always qualifies
+    assert choose_point(rows) == (2, 10, None)            # the best one is over the limit
+    assert choose_point(rows, limit=2.5) == (2, 20, None)
+    assert choose_point(rows, limit=1.2) == (1, 20, None)  # the reference always qualifies
+    rows.append(row(3, 10, 0.115, 1.45, side=5))
+    assert choose_point(rows) == (3, 10, 5)
     rows[1]["NDCG@10"] = 0.10
-    assert choose_point(rows) == (1, 20)            # a tie goes to the earlier, cheaper point
+    rows.pop()
+    assert choose_point(rows) == (1, 20, None)            # a tie goes to the earlier point
     rows[0]["vs_reference"] = float("nan")
-    assert choose_point(rows[:1]) == (1, 20)
+    assert choose_point(rows[:1]) == (1, 20, None)
 
 
 def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
@@ -128,7 +136,7 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
                   eval_cases=30, lr=1e-3)
     report = fit(ds, tmp_path / "fit", minutes=30, threads=2, candidates=grid,
                  sid_config={"codebook_size": 16, "epochs": 30}, rl=rl,
-                 points=((1, 20), (2, 10), (2, 20)), log=said.append)
+                 points=((1, 20), (2, 10), (2, 20), (2, 10, 4)), log=said.append)
     assert report["split"]["tuning"] == "leave-one-out"
     assert report["split"]["final"] == "leave-one-out:final"
     scores = {c["name"]: c["validation"]["NDCG@10"] for c in report["candidates"]}
@@ -166,21 +174,25 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     from genrec_lite.fit import choose_point
 
     rows = report["serving"]
-    assert [(r["views"], r["beam"]) for r in rows] == [(1, 20), (2, 10), (2, 20)]
+    assert [(r["views"], r["beam"], r["side_beam"]) for r in rows] == [
+        (1, 20, None), (2, 10, None), (2, 20, None), (2, 10, 4)]
     assert rows[0]["vs_reference"] == 1.0 and all(r["p50_ms"] > 0 for r in rows)
-    views, beam = choose_point(rows)
-    assert report["serving_chosen"] == {"views": views, "beam": beam}
+    views, beam, side = choose_point(rows)
+    assert report["serving_chosen"] == {"views": views, "beam": beam, "side_beam": side}
     assert report["views_model"]["name"] == f"{report['chosen']}-views2"
-    # the budget: a candidate's slot each, and two for the two-view model (it reads every
-    # history twice an epoch), all within the search's share
+    # the budget: a candidate's slot each, and for the two-view model (it reads every history
+    # twice an epoch) two, or what is left of the search's share where the candidates gave some
+    # back
     slot = report["procedure"]["slot_minutes"]
-    assert slot == pytest.approx(30 * report["procedure"]["search_share"] / (len(grid) + 2), abs=0.01)
+    search = 30 * report["procedure"]["search_share"]
+    assert slot == pytest.approx(search / (len(grid) + 2), abs=0.01)
     assert all(c["budget_minutes"] == pytest.approx(slot, abs=0.01) for c in report["candidates"])
-    assert report["views_model"]["budget_minutes"] == pytest.approx(2 * slot, abs=0.02)
-    assert (test["views"], test["beam"]) == (views, beam)
+    spent = sum(c["minutes"] for c in report["candidates"])
+    assert 2 * slot - 0.02 <= report["views_model"]["budget_minutes"] <= search - spent + 0.02
+    assert (test["views"], test["beam"], test["side_beam"]) == (views, beam, side)
     assert report["final"]["sid_views"] == views
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
-        assert (rec.search_views, rec.search_beam) == (views, beam)
+        assert (rec.search_views, rec.search_beam, rec.search_side_beam) == (views, beam, side)
     assert "| SID views |" in (tmp_path / "fit" / "report.md").read_text()
     if views > 1:  # RL takes one-view models: skipped, and said so
         assert "skipped" in report["rl"] and report["rl"]["steps_chosen"] == 0

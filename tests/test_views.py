@@ -322,3 +322,51 @@ def test_bundle_search_beam_is_the_default_beam(two_views):
     (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_beam=0)))
     with pytest.raises(ArtifactError, match="search_beam"):
         Recommender.load(bundle, n_threads=1)
+
+
+def test_side_beam_searches_the_other_views_narrower(two_views):
+    """With a side beam, the first view keeps the request's beam (its k items are all there)
+    and the other views search at most the side beam: the runtime's answers are the reference
+    decoder's with the same widths, they differ from the full-width fusion, and the setting
+    travels in the manifest and is refused by name when bad."""
+    pytest.importorskip("llama_cpp")
+    from genrec_lite.cli import main
+    from genrec_lite.data import leave_one_out, make_synthetic
+    from genrec_lite.export.bundle import set_search_side_beam
+    from genrec_lite.prompts import PromptSet, profile_text
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.train.checkpoint import load_model
+    from genrec_lite.train.evaluate import recommend_cases
+
+    bundle = two_views / "side-bundle"
+    assert main(["export", "--model", str(two_views / "ckpt"), "--out", str(bundle), "--quant",
+                 "f32", "--quiet"]) == 0
+    ds = make_synthetic()
+    cases = leave_one_out(ds.interactions, max_len=10).test[:40]
+    model, tok, views, meta = load_model(two_views / "ckpt")
+    prompts = PromptSet.load(meta["prompts"])
+    ref = {side: recommend_cases(model, tok, views, cases, prompts, profiles=ds.profiles, k=10,
+                                 beam=10, side_beam=side)[0] for side in (None, 3)}
+    reqs = [{"history": list(c.history), "profile": profile_text(ds.profiles.get(c.user_id)),
+             "beam": 10} for c in cases]
+    assert set_search_side_beam(bundle, 3).search_side_beam == 3
+    with Recommender.load(bundle, n_threads=1) as rec:
+        assert rec.search_side_beam == 3
+        got = {3: rec.recommend_batch(reqs)}
+        rec.set_search_side_beam(None)
+        got[None] = rec.recommend_batch(reqs)
+        for bad in (0, 1.5, True):
+            with pytest.raises(InvalidArgumentError, match="search beam"):
+                rec.set_search_side_beam(bad)
+    for side in (None, 3):
+        items = [[x.item_id for x in g] for g in got[side]]
+        assert all(len(i) == 10 for i in items)  # the first view's beam holds k
+        same = [r == i for (r, _), i in zip(ref[side], items)]
+        assert np.mean(same) >= 0.95, (side, np.mean(same))
+    assert [[x.item_id for x in g] for g in got[3]] != [[x.item_id for x in g] for g in got[None]]
+    with pytest.raises(InvalidArgumentError, match="search beam"):
+        set_search_side_beam(bundle, 0)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_side_beam=0)))
+    with pytest.raises(ArtifactError, match="search_side_beam"):
+        Recommender.load(bundle, n_threads=1)

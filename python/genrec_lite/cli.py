@@ -648,10 +648,11 @@ def rl_cmd(model_path, data, out, steps, reward, group, lr, kl, minutes, threads
 @click.option("--rl", "with_rl", is_flag=True,
               help="Also RL after SFT: the updates that help are counted on the tuning model's "
                    "validation (10% of the budget), then given to the final model.")
-@click.option("--points", default="1x20,2x10,2x20", show_default=True,
-              help="Serving points compared on validation, VIEWSxBEAM, the one-view reference "
-                   "first; the best NDCG@10 within 1.5x its p50 is shipped. '1x20' alone trains "
-                   "no multi-view model.")
+@click.option("--points", default=None,
+              help="Serving points compared on validation, VIEWSxBEAM or VIEWSxBEAM/SIDE (the "
+                   "views after the first at beam SIDE), the one-view reference first; the best "
+                   "NDCG@10 within 1.5x its p50 is shipped. Default: fit.SERVING_POINTS. '1x20' "
+                   "alone trains no multi-view model.")
 @_log_options
 def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, points, time_unit,
             kcore) -> None:
@@ -673,10 +674,12 @@ def fit_cmd(data, out, minutes, split, device, threads, seed, with_rl, points, t
     from .fit import fit
 
     try:
-        pairs = tuple(tuple(int(x) for x in p.strip().lower().split("x")) for p in points.split(","))
+        pairs = None if points is None else tuple(
+            tuple(int(x) for x in p.strip().lower().replace("/", "x").split("x"))
+            for p in points.split(","))
     except ValueError:
-        raise click.BadParameter(f"{points!r}; expected VIEWSxBEAM pairs such as 1x20,2x10",
-                                 param_hint="--points") from None
+        raise click.BadParameter(f"{points!r}; expected VIEWSxBEAM or VIEWSxBEAM/SIDE points "
+                                 "such as 1x20,2x10,3x10/5", param_hint="--points") from None
     dataset = _load_data(data, time_unit, kcore)
     rl = None
     if with_rl:

@@ -13,14 +13,17 @@ Given a data set and a time budget:
    wins, ties going to the earlier candidate. The grid spans what the measured recipes differ in
    (prompt length, model width, schedule length), not any data set's name.
 4. **Serving point** (SID views x beam, ``SERVING_POINTS``). The winner's recipe also trains on
-   the tuning split written in K = 2 SID views (sid/views.py), in a search slot of its own: K
-   candidates' minutes, since it reads every history K times an epoch (at one candidate's
-   minutes it ran 6-7 of its 10 epochs, and a seed whose short schedule fell behind lost the
-   multi-view point). Every point is served by the C++ runtime on the validation
-   sample (quality) and timed at batch 1 (p50, rounds alternating the points); the point with
-   the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view point's p50
-   wins, ties going to the cheaper one. Its views and beam are written into the bundle
-   (search_views, search_beam).
+   the tuning split written in K SID views (sid/views.py; K the most views of any point, 3 by
+   default), in ``MULTI_SLOTS`` candidates' minutes or what the candidates left of the search's
+   share if more (it reads every history K times an epoch; at one candidate's minutes a
+   two-view model ran 6-7 of its 10 epochs, and a seed whose short schedule fell behind lost
+   the multi-view point). A point names the views a request decodes, the first view's beam
+   (it holds the answer's k) and optionally a narrower beam for the other views, which only
+   vote in the fusion (the side beam). Every point is served by the C++ runtime on the
+   validation sample (quality) and timed at batch 1 (p50, rounds alternating the points); the
+   point with the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view
+   point's p50 wins, ties going to the earlier one. Its views and beams are written into the
+   bundle (search_views, search_beam, search_side_beam).
 5. **Final model.** The winner's recipe trains on the final split (no validation there: its
    validation period is training data) with the rest of the budget, and is exported to
    ``OUT/bundle``.
@@ -81,16 +84,21 @@ CANDIDATES = (
         "hidden_size": 128, "num_layers": 4, "num_heads": 2, "num_kv_heads": 2, "dropout": 0.1})),
 )
 SID_CONFIG = dict(levels=3, codebook_size=256, collisions="none", collab_weight=1.0)
-# The serving points compared, (SID views, beam per view); the first is the one-view reference
-# the latency limit is taken against. A K-view request decodes its views in one C++ call and
-# fuses their beams: 2 views at beam 10 was the best quality inside 1.5x the one-view p50 on
-# amazon-industrial (docs/quality.md, benchmarks/view_frontier.py and view_batching.py).
-SERVING_POINTS = ((1, 20), (2, 10), (2, 20))
+# The serving points compared, (SID views, beam[, side beam]); the first is the one-view
+# reference the latency limit is taken against. A K-view request decodes its views in one C++
+# call and fuses their beams; the first view's beam holds the answer's k, so the others (the
+# side beam) can search narrower and only vote. On amazon-industrial validation, three views at
+# beams 10/5/5 gave +4.7% NDCG@10 over two at 10/10 for 1.40x against 1.28x one view's p50
+# (docs/quality.md); the data and this machine's timing decide.
+SERVING_POINTS = ((1, 20), (2, 10), (2, 10, 5), (3, 10, 5), (3, 10, 10))
 LATENCY_LIMIT = 1.5    # a point's p50 (batch 1, k 10) at most this x the reference point's
 LATENCY_ROUNDS = 5     # rounds alternating the points, each one call per history per point
 LATENCY_HISTORIES = 40
 VALID_CASES = 1000     # validation cases each candidate is scored on every epoch (a fixed sample)
 SEARCH_SHARE = 0.55    # of the budget: the search's training (candidates, the multi-view model)
+# the multi-view model's slots at least (it reads every history K times an epoch); it also gets
+# what the candidates leave of theirs, and a schedule that still does not fit is shortened
+MULTI_SLOTS = 2
 FINAL_SHARE = 0.30     # of the budget at least: the final model's training, which also gets what
                        # the search left unused (the rest, 15%: SIDs, export, scoring)
 
@@ -135,24 +143,33 @@ def _train_config(cand: Candidate, split: str, **over):
     return TrainConfig(**settings)
 
 
-def _checked_points(points) -> tuple[tuple[int, int], ...]:
-    """Serving points as (views, beam) pairs; the first, the reference, has one view. Every beam
-    holds the k of 10 the points are scored and timed at."""
+def _checked_points(points) -> tuple[tuple[int, int, int | None], ...]:
+    """Serving points as (views, beam, side beam) triples (a pair: no side beam, every view at
+    the beam); the first, the reference, has one view. Every beam holds the k of 10 the points
+    are scored and timed at; a side beam (the views after the first) is at most the beam."""
     try:
-        out = tuple((v, b) for v, b in points)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"points={points!r}; expected (views, beam) pairs") from None
-    for v, b in out:
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (v, b)) or not (
-                1 <= v <= 16 and 10 <= b <= 256):
-            raise InvalidArgumentError(f"serving point {(v, b)!r}; expected (views in 1..16, "
-                                       "beam in 10..256)")
+        out = tuple(_point(*p) for p in points)
+    except TypeError:
+        raise InvalidArgumentError(f"points={points!r}; expected (views, beam) pairs or "
+                                   "(views, beam, side beam) triples") from None
+    for v, b, side in out:
+        whole = all(isinstance(x, int) and not isinstance(x, bool)
+                    for x in (v, b, 1 if side is None else side))
+        if not whole or not (1 <= v <= 16 and 10 <= b <= 256) or (
+                side is not None and (v == 1 or not 1 <= side <= b)):
+            raise InvalidArgumentError(
+                f"serving point {(v, b, side)!r}; expected (views in 1..16, beam in 10..256, "
+                "side beam None or, with several views, in 1..beam)")
     if not out or out[0][0] != 1:
         raise InvalidArgumentError(f"points={points!r}; expected a one-view point first (the "
                                    "reference the latency limit is taken against)")
     if len(set(out)) != len(out):
         raise InvalidArgumentError(f"points={points!r} repeats a point")
     return out
+
+
+def _point(views, beam, side=None) -> tuple:
+    return views, beam, side
 
 
 def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None = None,
@@ -166,27 +183,33 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
     from .runtime import Recommender
 
     multi = max(bundles)
+    points = _checked_points(points)
     recs: dict = {}
     try:
         for key, path in bundles.items():
             recs[key] = Recommender.load(path, n_threads=threads)
         served = []  # (recommender, profiles) of each point
-        for views, beam in points:
+        for views, beam, side in points:
             rec = recs[1 if views == 1 else multi]
             if views > len(rec.catalog.state.views):
                 raise InvalidArgumentError(f"serving point ({views}, {beam}): the multi-view "
                                            f"bundle holds {len(rec.catalog.state.views)} views")
             served.append((rec, pipeline.bundle_profiles(rec, dataset)))
-        rows = []
-        for (views, beam), (rec, _) in zip(points, served):
+
+        def use(rec, views: int, side: int | None) -> None:
             rec.set_search_views(views)
+            rec.set_search_side_beam(side)
+
+        rows = []
+        for (views, beam, side), (rec, _) in zip(points, served):
+            use(rec, views, side)
             m = pipeline.evaluate_recommender(rec, dataset, cases, beam=beam)
-            rows.append({"views": views, "beam": beam,
+            rows.append({"views": views, "beam": beam, "side_beam": side,
                          **{k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}})
         times: list[list[float]] = [[] for _ in points]
         for r in range(rounds + 1):  # round 0 warms the contexts up, untimed
-            for i, ((views, beam), (rec, prof)) in enumerate(zip(points, served)):
-                rec.set_search_views(views)
+            for i, ((views, beam, side), (rec, prof)) in enumerate(zip(points, served)):
+                use(rec, views, side)
                 for c in cases[:n_timed]:
                     req = {"history": list(c.history), "k": 10, "beam": beam,
                            "profile": None if prof is None else prof.get(c.user_id)}
@@ -204,26 +227,28 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
             rec.close()
 
 
-def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int]:
-    """(views, beam) of the row with the best NDCG@10 among those within `limit` x the
-    reference's p50 (the reference always qualifies); ties go to the earlier, cheaper point."""
+def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int, int | None]:
+    """(views, beam, side beam) of the row with the best NDCG@10 among those within `limit` x
+    the reference's p50 (the reference always qualifies); ties go to the earlier point (the
+    grid lists the cheaper first)."""
     ok = [(i, r) for i, r in enumerate(rows) if i == 0 or r["vs_reference"] <= limit]
     _, best = max(ok, key=lambda ir: (ir[1]["NDCG@10"], -ir[0]))
-    return best["views"], best["beam"]
+    return best["views"], best["beam"], best.get("side_beam")
 
 
-def _set_point(bundle: Path, views: int, beam: int, model_views: int) -> None:
+def _set_point(bundle: Path, views: int, beam: int, side: int | None, model_views: int) -> None:
     """Write the chosen serving point into a bundle of a `model_views`-view model."""
-    from .export.bundle import set_search_beam, set_search_views
+    from .export.bundle import set_search_beam, set_search_side_beam, set_search_views
 
     set_search_views(bundle, None if views == model_views else views)
     set_search_beam(bundle, beam)
+    set_search_side_beam(bundle, side)
 
 
 def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         device: str = "auto", threads: int | None = None, seed: int = 0,
         candidates: tuple[Candidate, ...] | None = None, sid_config: dict | None = None,
-        points: tuple[tuple[int, int], ...] | None = None, rl: "RLConfig | None" = None,
+        points: tuple[tuple, ...] | None = None, rl: "RLConfig | None" = None,
         log: Callable[[str], None] | None = None) -> dict:
     """Run the procedure of this module on ``dataset``; everything goes under ``out``. Returns
     the report (also written to out/report.json and out/report.md). ``points``: the serving
@@ -271,7 +296,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["procedure"]["serving"] = {"points": [list(p) for p in points],
                                       "latency_limit": LATENCY_LIMIT,
                                       "selection": "best validation NDCG@10 within the limit"}
-    multi = max(v for v, _ in points)  # the multi-view model's views (1: no such model)
+    multi = max(p[0] for p in points)  # the multi-view model's views (1: no such model)
 
     def sids_for(spec: str, where: str, views: int = 1):
         return pipeline.build_sids(dataset.catalog, SidConfig(**sid_cfg, seed=seed, views=views),
@@ -294,8 +319,9 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     say(f"SIDs for the tuning split ({len(dataset.catalog):,} items, {multi} view(s))")
     tune_views = sids_for(tune_spec, "sids-tuning", multi)
     # a candidate's slot; the K-view model gets K of them (it reads every history K times)
-    share = minutes * SEARCH_SHARE / (len(candidates) + (multi if multi > 1 else 0))
+    share = minutes * SEARCH_SHARE / (len(candidates) + (MULTI_SLOTS if multi > 1 else 0))
     report["procedure"]["slot_minutes"] = round(share, 2)
+    search_end = time.perf_counter() + minutes * SEARCH_SHARE * 60
     n_scored = min(VALID_CASES, len(valid))
     best = None
     for cand in candidates:
@@ -323,10 +349,12 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     pipeline.export(tune_model, tune_bundle, quant="f16")
     bundles = {1: tune_bundle}
     if multi > 1:
+        # MULTI_SLOTS slots, or what the candidates left of the search's share if more
+        views_minutes = max(share * MULTI_SLOTS, (search_end - time.perf_counter()) / 60)
         name = f"{chosen.name}-views{multi}"
         cfg = _train_config(chosen, tune_spec, eval_cases=n_scored, seed=seed,
-                            max_minutes=share * multi, num_threads=threads)
-        say(f"{name}: the chosen recipe in {multi} SID views, up to {share * multi:.1f} min")
+                            max_minutes=views_minutes, num_threads=threads)
+        say(f"{name}: the chosen recipe in {multi} SID views, up to {views_minutes:.1f} min")
         res = pipeline.train(dataset, tune_views, out / "search" / name, cfg, progress=False,
                              resume=False, device=device)
         report["views_model"] = train_row(name, chosen, cfg, res)
@@ -335,11 +363,11 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     sample = validation_sample(valid, n_scored, seed)  # the one the candidates were scored on
     rows = serving_points(bundles, points, sample, dataset, threads=threads)
     report["serving"] = rows
-    views, beam = choose_point(rows)
-    report["serving_chosen"] = {"views": views, "beam": beam}
+    views, beam, side = choose_point(rows)
+    report["serving_chosen"] = {"views": views, "beam": beam, "side_beam": side}
     say("serving points (validation NDCG@10, p50 vs one view): " + "; ".join(
-        f"{r['views']}v b{r['beam']} {r['NDCG@10']:.4f} {r['vs_reference']:.2f}x" for r in rows)
-        + f"; chosen {views} view(s) at beam {beam}")
+        f"{r['views']}v b{_beams(r)} {r['NDCG@10']:.4f} {r['vs_reference']:.2f}x" for r in rows)
+        + f"; chosen {views} view(s) at beam {_beams(report['serving_chosen'])}")
     model_views = 1 if views == 1 else multi
 
     # --- RL on the winner's tuning model: how many updates help ------------------------------
@@ -364,7 +392,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
 
     # --- cold start, chosen on validation with the winner's tuning model --------------------
     tune_bundle = bundles[model_views]
-    _set_point(tune_bundle, views, beam, model_views)
+    _set_point(tune_bundle, views, beam, side, model_views)
     with Recommender.load(tune_bundle, n_threads=threads) as rec:
         cold_trials = pipeline.cold_start_trials(rec, valid,
                                                  pipeline.bundle_profiles(rec, dataset))
@@ -410,7 +438,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         pipeline.export(model, bundle, quant="f16")
         set_cold_start(bundle, cold)
         set_transition_weight(bundle, weight)
-        _set_point(bundle, views, beam, model_views)
+        _set_point(bundle, views, beam, side, model_views)
 
     sft_test = None
     if rl_steps:
@@ -430,13 +458,19 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         say(f"scoring {len(test):,} test cases with the C++ runtime")
         ours = score(out / "bundle")
         pop = pipeline.popularity_baseline(dataset, final_plan, test)
-        report["test"] = {"views": views, "beam": beam, "n_cases": len(test),
+        report["test"] = {"views": views, "beam": beam, "side_beam": side, "n_cases": len(test),
                           "genrec-lite": ours, "popularity": pop}
         if sft_test is not None:
             report["test"]["genrec-lite before RL"] = sft_test
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     _write_report(out, report, metrics_table)
     return report
+
+
+def _beams(point: dict) -> str:
+    """A point's beam as the report writes it: '10', or '10/5' with a side beam."""
+    side = point.get("side_beam")
+    return f"{point['beam']}" if side is None else f"{point['beam']}/{side}"
 
 
 def _write_report(out: Path, report: dict, metrics_table) -> None:
@@ -472,11 +506,12 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                       "validation cases (C++ runtime, k 10; p50 of one request at batch 1, "
                       f"limit {report['procedure']['serving']['latency_limit']:g}x the first "
                       "point's):", "",
-                  "| SID views | beam | HR@1 | HR@10 | NDCG@1 | NDCG@10 | p50 ms | vs one view |",
+                  "| SID views | beam (first/other views) | HR@1 | HR@10 | NDCG@1 | NDCG@10 | p50 ms | vs one view |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in report["serving"]:
-            mark = " (chosen)" if (r["views"], r["beam"]) == (c["views"], c["beam"]) else ""
-            lines.append(f"| {r['views']}{mark} | {r['beam']} | {r['HR@1']:.4f} | "
+            same = all(r.get(key) == c.get(key) for key in ("views", "beam", "side_beam"))
+            mark = " (chosen)" if same else ""
+            lines.append(f"| {r['views']}{mark} | {_beams(r)} | {r['HR@1']:.4f} | "
                          f"{r['HR@10']:.4f} | {r['NDCG@1']:.4f} | {r['NDCG@10']:.4f} | "
                          f"{r['p50_ms']:g} | {r['vs_reference']:.2f}x |")
         if "views_model" in report:
@@ -497,7 +532,7 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
     if "test" in report:
         t = report["test"]
         lines += ["", f"Test ({t['n_cases']:,} cases, the served bundle: {t.get('views', 1)} "
-                      f"SID view(s), beam {t['beam']}):", "",
+                      f"SID view(s), beam {_beams(t)}):", "",
                   metrics_table({"genrec-lite (fit)": t["genrec-lite"],
                                  **({"genrec-lite before RL (same run)": t["genrec-lite before RL"]}
                                     if "genrec-lite before RL" in t else {}),

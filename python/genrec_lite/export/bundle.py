@@ -187,3 +187,12 @@ def set_search_beam(bundle: str | Path, beam: int | None) -> Manifest:
     cost matters. The manifest is replaced atomically; returns it."""
     beam = checked_search_beam(beam)
     return _edit_manifest(bundle, lambda m: replace(m, search_beam=beam))
+
+
+def set_search_side_beam(bundle: str | Path, beam: int | None) -> Manifest:
+    """Write the beam of every SID view after the first (None: the request's beam) into an
+    exported bundle's manifest: the first view's beam holds the request's k, the others only
+    vote in the fusion, so a narrower one there buys views at less cost (fit's serving points).
+    The manifest is replaced atomically; returns it."""
+    beam = checked_search_beam(beam)
+    return _edit_manifest(bundle, lambda m: replace(m, search_side_beam=beam))

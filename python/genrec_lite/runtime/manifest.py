@@ -211,7 +211,8 @@ class CheckpointFacts(_Strings):
 
 
 def _positive_or_null(f: "_Fields", key: str) -> int | None:
-    """An optional integer setting (search_views, search_beam): null, or >= 1."""
+    """An optional integer setting (search_views, search_beam, search_side_beam): null, or
+    >= 1."""
     n = f.get(key, int, nullable=True, default=None)
     if n is not None and n < 1:
         raise f.error(key, f"is {n}; expected null or an integer >= 1")
@@ -260,6 +261,10 @@ class Manifest:
     # the beam (per view) of a request that names none; None: DEFAULT_BEAM. With search_views,
     # the serving point chosen where serving cost matters (fit.py's views stage)
     search_beam: int | None = None
+    # the beam of every view after the first (None: the request's beam). The first view's beam
+    # holds the request's k, the others only vote in the fusion: a narrower beam there makes
+    # more views affordable (fit.py's serving points)
+    search_side_beam: int | None = None
     data: DataFacts = field(default_factory=DataFacts)
     checkpoint: CheckpointFacts = field(default_factory=CheckpointFacts)
     backbone: dict = field(default_factory=dict)
@@ -296,6 +301,7 @@ class Manifest:
             transitions=TransitionFacts.read(f.child("transitions", default=None)),
             search_views=_positive_or_null(f, "search_views"),
             search_beam=_positive_or_null(f, "search_beam"),
+            search_side_beam=_positive_or_null(f, "search_side_beam"),
             data=DataFacts.read(f.child("data", default=None)),
             checkpoint=CheckpointFacts.read(f.child("checkpoint", default=None)),
             backbone=f.get("backbone", dict, default={}),
@@ -317,6 +323,8 @@ class Manifest:
                    else {"transitions": self.transitions.to_dict()}),
                 **({} if self.search_views is None else {"search_views": self.search_views}),
                 **({} if self.search_beam is None else {"search_beam": self.search_beam}),
+                **({} if self.search_side_beam is None
+                   else {"search_side_beam": self.search_side_beam}),
                 "files": {n: {"bytes": x.bytes, "sha256": x.sha256} for n, x in self.files.items()},
                 "versions": self.versions, "export_seconds": self.export_seconds, **self.extra}
 

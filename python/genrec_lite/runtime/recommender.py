@@ -125,6 +125,7 @@ class _Loaded:
                                 f"but the bundle has {n_views} SID views")
         self.search_views = m.search_views or n_views
         self.search_beam = m.search_beam or DEFAULT_BEAM
+        self.side_beam = m.search_side_beam  # None: the request's beam in every view
         # how training wrote a user's profile record as text (None: 'field value' pairs)
         self.profile_template = m.profile_template
         self.max_history = m.max_history
@@ -316,6 +317,20 @@ class Recommender:
         beam = checked_search_beam(beam) or DEFAULT_BEAM
         with self._write_lock, self._use() as loaded:
             loaded.search_beam = beam
+
+    @property
+    def search_side_beam(self) -> int | None:
+        """The beam of every SID view after the first (None: the request's beam, as in the
+        first). The first view's beam holds the request's k; the others only vote in the
+        fusion, at most their side beam each (never more than the request's beam)."""
+        return self._loaded.side_beam
+
+    def set_search_side_beam(self, beam: int | None) -> None:
+        """The side views' beam from the next request on (None: the request's beam). A reload
+        takes the new bundle's own setting."""
+        beam = checked_search_beam(beam)
+        with self._write_lock, self._use() as loaded:
+            loaded.side_beam = beam
 
     @contextmanager
     def _use(self):
@@ -511,17 +526,15 @@ class Recommender:
         if not search_reqs:
             return []
         n_views = loaded.search_views
-        # several views: each keeps its whole beam for the fusion
-        view_reqs = search_reqs if n_views == 1 else [dict(q, k=q["beam"]) for q in search_reqs]
         answers: list[list] = [[] for _ in search_reqs]
         # every view of every request in one search: the views share the decode calls, and a
         # request's views stay together (in one group of the context)
         texts, space_of, reqs = [], [], []
-        for h, r, q in zip(histories, requests, view_reqs):
+        for h, r, q in zip(histories, requests, search_reqs):
             for v, view in enumerate(state.views[:n_views]):
                 texts.append(self._text(loaded, view, h[-loaded.max_history:], r["profile"]))
                 space_of.append(v)
-                reqs.append(q)
+                reqs.append(_view_request(q, v, n_views, loaded.side_beam))
         spaces = [(*state.tries[v], loaded.token_tables[v]) for v in range(n_views)]
         flat = loaded.backend.search_spaces(spaces, space_of, texts, reqs)
         for n, res in enumerate(flat):
@@ -785,6 +798,15 @@ def _token_table(sids: SemanticIds, token_id, source: str):
             table[level, code] = tid
     return core().TokenTable(table)
 
+
+def _view_request(q: dict, view: int, n_views: int, side_beam: int | None) -> dict:
+    """The search request of one SID view of a request `q`. One view answers q itself. With
+    several, each keeps its whole beam for the fusion; the first view's beam holds q's k (the
+    answer's items), the others search at most `side_beam` (they only vote)."""
+    if n_views == 1:
+        return q
+    beam = q["beam"] if view == 0 or side_beam is None else min(side_beam, q["beam"])
+    return dict(q, k=beam, beam=beam)
 
 def _positive(value, name: str, limit: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \

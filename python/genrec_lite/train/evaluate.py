@@ -31,25 +31,27 @@ def case_prompts(cases, sids, prompts: PromptSet, *, profiles=None, profile_temp
 
 def recommend_cases(model, tokenizer, sids, cases, prompts: PromptSet, *, profiles=None,
                     profile_template=None, max_history=10, beam=20, k=10, batch_size=32,
-                    constrained=True, progress=False) -> tuple[list[tuple[list[int], list[float]]],
-                                                               list[bool]]:
+                    constrained=True, progress=False, side_beam: int | None = None
+                    ) -> tuple[list[tuple[list[int], list[float]]], list[bool]]:
     """The reference decoder's top-k (items, scores) per case, and per case whether the best
     beam was a real item (free decoding). With several SID views (SidViews) each view is
-    decoded from the history written in it, its whole beam kept, and the views fused."""
+    decoded from the history written in it, its whole beam kept, and the views fused; the views
+    after the first search at most `side_beam` (None: `beam`), as the runtime's do."""
     from tqdm.auto import tqdm
 
     from ..sid import SidViews, fuse
 
     views = SidViews.of(sids)
-    per_view = k if len(views) == 1 else max(k, beam)
     answers, valid = [[] for _ in cases], [True] * len(cases)
     bar = tqdm(total=len(views) * len(cases), desc="eval", unit="case", disable=not progress)
-    for view in views:
+    for v, view in enumerate(views):
+        width = beam if v == 0 or side_beam is None else min(side_beam, beam)
+        per_view = k if len(views) == 1 else max(k, width) if v == 0 else width
         dec = ReferenceDecoder(model, tokenizer, view)
         texts = case_prompts(cases, view, prompts, profiles=profiles,
                              profile_template=profile_template, max_history=max_history)
         for s in range(0, len(texts), batch_size):
-            recs = dec.recommend(texts[s:s + batch_size], k=per_view, beam=beam,
+            recs = dec.recommend(texts[s:s + batch_size], k=per_view, beam=width,
                                  batch_size=batch_size, constrained=constrained)
             for i, r in enumerate(recs, s):
                 answers[i].append((r.items, r.scores))
@@ -61,14 +63,15 @@ def recommend_cases(model, tokenizer, sids, cases, prompts: PromptSet, *, profil
 
 def evaluate_cases(model, tokenizer, sids, cases, prompts: PromptSet, *, profiles=None,
                    profile_template=None, max_history=10, beam=20, k=10, batch_size=32,
-                   constrained=True, progress=False) -> dict:
+                   constrained=True, progress=False, side_beam: int | None = None) -> dict:
     """HR@K / NDCG@K (K = 1, 3, 5, 10) over `cases`; with constrained=False also the share of
-    free generations whose best beam is not a real item (in any view)."""
+    free generations whose best beam is not a real item (in any view). `side_beam`: see
+    recommend_cases."""
     t0 = time.perf_counter()
     recs, valid = recommend_cases(model, tokenizer, sids, cases, prompts, profiles=profiles,
                                   profile_template=profile_template, max_history=max_history,
                                   beam=beam, k=k, batch_size=batch_size, constrained=constrained,
-                                  progress=progress)
+                                  progress=progress, side_beam=side_beam)
     metrics = rank_metrics([items for items, _ in recs], [c.target for c in cases])
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     if not constrained:
