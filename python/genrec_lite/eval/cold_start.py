@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._sorted import find_sorted
 from ..errors import InvalidArgumentError
 from ..runtime.cold_start import (QUERIES, ColdStartConfig, _best_first, content_scores,
                                     history_mass, history_rows, item_directions, mix,
@@ -202,8 +203,7 @@ class ColdCandidates:
             cc[row, :len(ids)] = cos
             cseen[row, seen] = True
             if len(ids):
-                at = np.minimum(np.searchsorted(ids, bi[row, :m]), len(ids) - 1)
-                hit = ids[at] == bi[row, :m]
+                at, hit = find_sorted(ids, bi[row, :m])
                 bcold[row, :m][hit] = at[hit]
                 cinb[row, at[hit]] = True
         packed = (bi, bs, bvalid, bcold, ci, cc, cseen, cinb)

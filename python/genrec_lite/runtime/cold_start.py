@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._sorted import find_sorted
 from ..errors import InvalidArgumentError
 from ..sid.content import unit_rows
 
@@ -218,8 +219,8 @@ def history_rows(cold_ids: np.ndarray, history) -> np.ndarray:
     h = np.asarray(list(history), dtype=np.int64)
     if not len(h) or not len(cold_ids):
         return np.zeros(0, dtype=np.int64)
-    at = np.minimum(np.searchsorted(cold_ids, h), len(cold_ids) - 1)
-    return np.unique(at[cold_ids[at] == h])
+    at, found = find_sorted(cold_ids, h)
+    return np.unique(at[found])
 
 
 def history_mass(cold_ids: np.ndarray, cold_scores: np.ndarray, history,
@@ -258,9 +259,9 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
     if n:
         if order:
             beam = np.fromiter(order, dtype=np.int64, count=len(order))
-            at = np.minimum(np.searchsorted(cold_ids, beam), n - 1)
-            for item, j in zip(order, at.tolist()):
-                if cold_ids[j] == item:  # a cold item the beam reached: both masses
+            at, found = find_sorted(cold_ids, beam)
+            for item, j, hit in zip(order, at.tolist(), found.tolist()):
+                if hit:  # a cold item the beam reached: both masses
                     c = float(cold_scores[j])
                     score[item] = float(np.logaddexp(score[item], c))
                     lp[item] = float(np.logaddexp(lp[item], c))

@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from .._sorted import find_sorted
 from ..errors import ArtifactError
 
 _PREFIX = b'{"item_id": '  # how json.dumps (and so every writer here) starts a record
@@ -145,8 +146,8 @@ class ItemRecords(Mapping):
         n = len(ids)
         own = np.fromiter((k for k, (v, _) in self._added.items() if v <= self._upto), np.int64)
         if len(self._ids):
-            k = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-            in_file = (self._ids[k] == ids) & ~np.isin(ids, own)
+            k, found = find_sorted(self._ids, ids)
+            in_file = found & ~np.isin(ids, own)
             starts, ends = self._starts[k], self._ends[k]
         else:
             in_file = np.zeros(n, bool)

@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .._sorted import find_sorted
 from ..errors import ArtifactError, InvalidArgumentError
 
 TRANSITIONS = "transitions.npz"
@@ -116,7 +117,7 @@ class Transitions:
         if s == len(self.sources) or self.sources[s] != last or not len(items):
             return out
         lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
-        at, found = _find_sorted(self.targets[lo:hi], items)
+        at, found = find_sorted(self.targets[lo:hi], items)
         out[found] = self.counts[lo + at[found]]
         return out
 
@@ -173,12 +174,5 @@ def cold_positions(items: Sequence[int], cold_ids: np.ndarray) -> np.ndarray | N
     """The mask of `items` that are in the sorted `cold_ids` (None when there are none)."""
     if not len(cold_ids) or not len(items):
         return None
-    mask = _find_sorted(cold_ids, items)[1]
+    mask = find_sorted(cold_ids, items)[1]
     return mask if mask.any() else None
-
-
-def _find_sorted(sorted_ids: np.ndarray, query) -> tuple[np.ndarray, np.ndarray]:
-    """(each query id's position in the non-empty sorted `sorted_ids`, whether it is there)."""
-    q = np.asarray(query, dtype=np.int64)
-    at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
-    return at, sorted_ids[at] == q

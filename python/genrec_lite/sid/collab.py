@@ -20,6 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._sorted import find_sorted
 from ..errors import InvalidArgumentError
 
 CHUNK = 65_536  # rows per step of the dense float64 work on item vectors
@@ -80,8 +81,7 @@ def _window_pairs(sequences: Iterable[Sequence[int]], item_ids: np.ndarray, wind
     owner = np.repeat(np.arange(len(seqs), dtype=np.int64), lengths)
     del seqs
     order = np.argsort(item_ids, kind="stable")
-    at = np.minimum(np.searchsorted(item_ids[order], flat), max(len(item_ids) - 1, 0))
-    known = item_ids[order][at] == flat if len(item_ids) else np.zeros(len(flat), bool)
+    at, known = find_sorted(item_ids[order], flat)
     pos, owner = order[at[known]].astype(index_type), owner[known]
     parts = []
     for d in range(1, window + 1):

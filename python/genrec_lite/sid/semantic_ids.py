@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .._ext import core
+from .._sorted import find_sorted
 from .._io import atomic_directory, read_manifest, sha256_file, versions, write_json
 from ..errors import ArtifactError, InvalidArgumentError, UnknownItemError
 from .collisions import check_mode, extra_level, sid_report
@@ -79,8 +80,7 @@ class _Index:
         out = np.full(len(ids), -1, np.int64)
         for sorted_ids, rows in ((self.ids, self.rows), (self.tail_ids, self.tail_rows)):
             if len(sorted_ids) and len(ids):
-                k = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-                hit = sorted_ids[k] == ids
+                k, hit = find_sorted(sorted_ids, ids)
                 out[hit] = k[hit] if rows is None else rows[k[hit]]
         return out
 
