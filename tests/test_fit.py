@@ -152,6 +152,32 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     assert test["n_cases"] == 120 and 0 <= test["genrec-lite"]["HR@10"] <= 1
     assert {"HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10"} <= set(
         test["genrec-lite"])
+    # cold start's own account: the same bundle with it off, and the cases whose target is new
+    from genrec_lite.data import resolve_split
+
+    final_split = resolve_split("leave-one-out:final", ds).apply(ds, None)
+    seen = {int(i) for seq in final_split.train.values() for i in seq}
+    new = test["new targets"]
+    assert new["n_cases"] == sum(c.target not in seen for c in final_split.test)
+    assert ("genrec-lite, cold start off" in test) == (report["cold_start"] is not None)
+    if new["n_cases"]:
+        assert set(new) - {"n_cases"} == {k for k in ("genrec-lite", "genrec-lite, cold start off")
+                                          if k in test}
+    # a bundle that serves cold start is also scored with it off, on the same cases
+    import shutil
+
+    from genrec_lite.export.bundle import set_cold_start
+    from genrec_lite.fit import _scored_parts
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+
+    shutil.copytree(tmp_path / "fit" / "bundle", tmp_path / "cold-bundle")
+    set_cold_start(tmp_path / "cold-bundle", ColdStartConfig(weight=1.0, temperature=0.1))
+    mask = np.array([c.target not in seen for c in final_split.test])
+    parts = _scored_parts(tmp_path / "cold-bundle", ds, final_split.test, mask, 1)
+    assert {"all", "genrec-lite, cold start off", "new targets"} == set(parts)
+    if report["cold_start"] is None:  # off is what the fit's own bundle served
+        off = parts["genrec-lite, cold start off"]
+        assert off["NDCG@10"] == pytest.approx(test["genrec-lite"]["NDCG@10"])
     assert json.loads((tmp_path / "fit" / "report.json").read_text())["chosen"] == report["chosen"]
     assert "(chosen)" in (tmp_path / "fit" / "report.md").read_text()
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:

@@ -40,7 +40,9 @@ Given a data set and a time budget:
    and written into the bundle.
 9. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
-   served bundle (at its serving point) beside popularity on the same cases.
+   served bundle (at its serving point) beside popularity on the same cases, the same bundle
+   with cold start off, and both on the test cases whose target never occurs in the final
+   model's training (new items: what cold start is for).
 
 A stage that fails leaves the earlier ones on disk; the bundle is written atomically.
 """
@@ -456,15 +458,52 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     # --- test metrics of the served bundle --------------------------------------------------
     if test:
         say(f"scoring {len(test):,} test cases with the C++ runtime")
-        ours = score(out / "bundle")
+        # the cases whose target never occurs in the final model's training sequences (new
+        # items: only cold start reaches them), and the same bundle with cold start off
+        seen = {int(i) for seq in final_plan.apply(dataset, None).train.values() for i in seq}
+        new_target = np.array([c.target not in seen for c in test])
+        parts = _scored_parts(out / "bundle", dataset, test, new_target, threads)
+        ours = parts.pop("all")
         pop = pipeline.popularity_baseline(dataset, final_plan, test)
         report["test"] = {"views": views, "beam": beam, "side_beam": side, "n_cases": len(test),
-                          "genrec-lite": ours, "popularity": pop}
+                          "genrec-lite": ours, "popularity": pop, **parts}
         if sft_test is not None:
             report["test"]["genrec-lite before RL"] = sft_test
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     _write_report(out, report, metrics_table)
     return report
+
+
+def _scored_parts(bundle: Path, dataset, cases, new_target: np.ndarray,
+                  threads: int | None) -> dict:
+    """The served bundle's test metrics ("all"); where it serves cold start, the same bundle
+    with it off ("genrec-lite, cold start off"); and both on the cases whose target is new to
+    the final model ("new targets": n_cases and each one's metrics)."""
+    from . import pipeline
+    from .eval.metrics import rank_metrics
+    from .runtime import Recommender
+
+    targets = [c.target for c in cases]
+    runs: dict = {}
+    with Recommender.load(bundle, n_threads=threads) as rec:
+        settings = [("genrec-lite", rec.cold_start)]
+        if rec.cold_start is not None:
+            settings.append(("genrec-lite, cold start off", None))
+        for name, cold in settings:
+            rec.set_cold_start(cold)
+            ranked: list = []
+            runs[name] = (pipeline.evaluate_recommender(rec, dataset, cases, ranked=ranked),
+                          ranked)
+    out: dict = {"all": runs["genrec-lite"][0]}
+    if "genrec-lite, cold start off" in runs:
+        out["genrec-lite, cold start off"] = runs["genrec-lite, cold start off"][0]
+    rows = np.flatnonzero(new_target)
+    out["new targets"] = {"n_cases": int(len(rows))}
+    if len(rows):
+        for name, (_, ranked) in runs.items():
+            out["new targets"][name] = rank_metrics([ranked[i] for i in rows],
+                                                    [targets[i] for i in rows])
+    return out
 
 
 def _beams(point: dict) -> str:
@@ -536,5 +575,13 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                   metrics_table({"genrec-lite (fit)": t["genrec-lite"],
                                  **({"genrec-lite before RL (same run)": t["genrec-lite before RL"]}
                                     if "genrec-lite before RL" in t else {}),
+                                 **({"genrec-lite, cold start off (same bundle)":
+                                     t["genrec-lite, cold start off"]}
+                                    if "genrec-lite, cold start off" in t else {}),
                                  "popularity": t["popularity"]})]
+        new = t.get("new targets") or {}
+        if new.get("n_cases"):
+            lines += ["", f"Test cases whose target never occurs in the final model's training "
+                          f"({new['n_cases']:,}; new items, reached only by cold start):", "",
+                      metrics_table({name: m for name, m in new.items() if name != "n_cases"})]
     (out / "report.md").write_text("\n".join(lines) + "\n")
