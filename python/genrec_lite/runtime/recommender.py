@@ -54,7 +54,7 @@ from .._io import atomic_directory, write_json
 from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet, profile_text
-from ..sid import SemanticIds, SidViews, fuse
+from ..sid import SemanticIds, SidViews, fuse, view_beam
 from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
@@ -805,8 +805,9 @@ def _view_request(q: dict, view: int, n_views: int, side_beam: int | None) -> di
     answer's items), the others search at most `side_beam` (they only vote)."""
     if n_views == 1:
         return q
-    beam = q["beam"] if view == 0 or side_beam is None else min(side_beam, q["beam"])
+    beam = view_beam(view, q["beam"], side_beam)
     return dict(q, k=beam, beam=beam)
+
 
 def _positive(value, name: str, limit: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \

@@ -7,6 +7,6 @@
 from .collisions import sid_report
 from .encoder import SidEncoder
 from .semantic_ids import FORMAT_VERSION, SemanticIds
-from .views import SidViews, fuse
+from .views import SidViews, fuse, view_beam
 
-__all__ = ["SemanticIds", "SidViews", "SidEncoder", "fuse", "sid_report", "FORMAT_VERSION"]
+__all__ = ["SemanticIds", "SidViews", "SidEncoder", "fuse", "view_beam", "sid_report", "FORMAT_VERSION"]

@@ -133,6 +133,13 @@ class SidViews:
         return cls(views)
 
 
+def view_beam(view: int, beam: int, side_beam: int | None) -> int:
+    """The beam SID view `view` of a multi-view request searches: the request's `beam` in the
+    first view (it holds the answer's k), at most `side_beam` in the others (they only vote in
+    the fusion; None: the request's beam)."""
+    return beam if view == 0 or side_beam is None else min(side_beam, beam)
+
+
 def fuse(answers: Sequence[tuple[Sequence[int], Sequence[float]]
                    | tuple[Sequence[int], Sequence[float], Sequence[float]]], k: int
          ) -> tuple[list[int], list[float]] | tuple[list[int], list[float], list[float]]:

@@ -39,13 +39,13 @@ def recommend_cases(model, tokenizer, sids, cases, prompts: PromptSet, *, profil
     after the first search at most `side_beam` (None: `beam`), as the runtime's do."""
     from tqdm.auto import tqdm
 
-    from ..sid import SidViews, fuse
+    from ..sid import SidViews, fuse, view_beam
 
     views = SidViews.of(sids)
     answers, valid = [[] for _ in cases], [True] * len(cases)
     bar = tqdm(total=len(views) * len(cases), desc="eval", unit="case", disable=not progress)
     for v, view in enumerate(views):
-        width = beam if v == 0 or side_beam is None else min(side_beam, beam)
+        width = view_beam(v, beam, side_beam)
         per_view = k if len(views) == 1 else max(k, width) if v == 0 else width
         dec = ReferenceDecoder(model, tokenizer, view)
         texts = case_prompts(cases, view, prompts, profiles=profiles,
