@@ -43,6 +43,8 @@ if __package__ in (None, ""):  # run as a script: find the benchmarks package fr
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from genrec_lite.eval import segment_metrics  # noqa: E402
+from genrec_lite.eval.cold_start import trained_items  # noqa: E402
 
 from benchmarks.quality import (COLLAB, COMPACT, DATA, RESULTS, SASREC, build_sids,  # noqa: E402
                                 log)
@@ -78,27 +80,7 @@ def train_model(dataset, name: str, split: str, work: Path, quick: bool, seed: i
     return out
 
 
-
 # --- segments and scoring -----------------------------------------------------------------------
-def trained_items(train) -> set[int]:
-    """Items that occur in the training sequences (user -> item ids)."""
-    return {int(i) for seq in train.values() for i in np.asarray(seq).tolist()}
-
-
-def segment_metrics(ranked, cases, segments: dict[str, np.ndarray]) -> dict:
-    """rank_metrics of `ranked` (one list per case) over every case and over each segment mask."""
-    from genrec_lite.eval import rank_metrics
-
-    targets = np.array([c.target for c in cases], dtype=np.int64)
-    rows = [list(r) for r in ranked]
-    out = {"all": rank_metrics(rows, targets)}
-    for name, mask in segments.items():
-        idx = np.flatnonzero(mask)
-        if idx.size:
-            out[name] = rank_metrics([rows[i] for i in idx], targets[idx])
-    return out
-
-
 def content_vectors(dataset, template: str = "{title}[. Brand: {brand}]") -> np.ndarray:
     """all-MiniLM-L6-v2 vectors of each catalog item's text (title + brand by default: the content
     baseline of issue 27), unit length, in catalog order; cached on disk by sid/embed.py."""
@@ -229,14 +211,15 @@ def model_rows(answers, sids, cold, cases, settings, segments, best_overall=None
     from genrec_lite.eval.cold_start import ColdCandidates
 
     cand = ColdCandidates(sids, cold, cases)
-    rows = {"genrec-lite compact (one view)": segment_metrics(cand.lists(answers, None), cases,
+    targets = [c.target for c in cases]
+    rows = {"genrec-lite compact (one view)": segment_metrics(cand.lists(answers, None), targets,
                                                               segments)}
     if settings is not None:
         rows["genrec-lite compact (one view) + cold start"] = segment_metrics(
-            cand.lists(answers, settings), cases, segments)
+            cand.lists(answers, settings), targets, segments)
     for label, other in ((BEST_OVERALL, best_overall), (VALID_SHARE, valid_share)):
         if other is not None and other != settings:
-            rows[label] = segment_metrics(cand.lists(answers, other), cases, segments)
+            rows[label] = segment_metrics(cand.lists(answers, other), targets, segments)
     return rows
 
 
@@ -331,7 +314,8 @@ def validation_settings(name: str, P: dict, work: Path, args, vectors: np.ndarra
     cases_b = [valid[i] for i in idx_b]
     seg_b = {"natural": natural[idx_b]}
     rows_b = {m.name: segment_metrics(m.fit(P["tune_train"], ds.catalog.item_ids)
-                                      .recommend([c.history for c in cases_b], 10), cases_b, seg_b)
+                                      .recommend([c.history for c in cases_b], 10),
+                                      [c.target for c in cases_b], seg_b)
               for m in (ContentKNN(vectors), ContentKNN(vectors, exclude_history=True))}
     rows_b.update(model_rows([answers[i] for i in idx_b], sids, cold, cases_b,
                              chosen["chosen_on_half_a"], seg_b,
@@ -355,7 +339,7 @@ def natural_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray, v
                  "n_natural_cases": int(natural.sum()), "models": {}}
     for label, lists in baseline_lists(name, P, "final_train", test, vectors, work,
                                        args.quick, args.seed).items():
-        out["models"][label] = segment_metrics(lists, test, {"natural": natural})
+        out["models"][label] = segment_metrics(lists, [c.target for c in test], {"natural": natural})
     ckpt = train_model(ds, name, COMPACT[name]["split"], work, args.quick, seed=args.seed,
                        minutes=args.minutes, epochs=args.epochs)
     out["procedure"] = served_choice(*tuning, ckpt)
@@ -404,7 +388,7 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
                  "n_launch_cases": int(launch.sum()), "models": {}}
     for label, lists in baseline_lists(name, P_l, "final_train", test, vectors, lwork,
                                        args.quick, args.seed).items():
-        out["models"][label] = segment_metrics(lists, test, {"launch": launch})
+        out["models"][label] = segment_metrics(lists, [c.target for c in test], {"launch": launch})
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
     from genrec_lite.eval.cold_start import choose_cold_start, repeat_rate

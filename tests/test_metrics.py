@@ -226,3 +226,15 @@ def test_metrics_module_does_not_import_torch():
             "print('torch' in sys.modules)" % str(root))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_segment_metrics_scores_every_case_and_each_segment():
+    from genrec_lite.eval import rank_metrics, segment_metrics
+
+    ranked = [[1, 2, 3], [4, 5, 6], [7, 8, 9], [1, 4, 7]]
+    targets = [2, 9, 5, 1]
+    mask = np.array([True, False, True, False])
+    out = segment_metrics(ranked, targets, {"some": mask, "none": np.zeros(4, bool)})
+    assert set(out) == {"all", "some"}  # an empty segment is left out
+    assert out["all"] == rank_metrics(ranked, targets)
+    assert out["some"] == rank_metrics([ranked[0], ranked[2]], [2, 5])

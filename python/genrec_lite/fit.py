@@ -257,6 +257,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     points compared (default SERVING_POINTS; ``((1, 20),)`` trains no multi-view model)."""
     from . import pipeline
     from .data import resolve_split
+    from .eval.cold_start import trained_items
     from .eval.metrics import metrics_table
     from .eval.transitions import choose_transition_weight
     from .export.bundle import set_cold_start, set_transition_weight
@@ -430,7 +431,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     say("transition weight (validation NDCG@10): " + "; ".join(
         f"{r['weight']:g} {r['NDCG@10']:.4f}" for r in rows) + f"; chosen {weight or 0:g}")
     final_plan = resolve_split(final_spec, dataset)
-    test = dataset.test_cases or final_plan.apply(dataset, None).test
+    final_split = final_plan.apply(dataset, None)
+    test = dataset.test_cases or final_split.test
 
     def score(bundle: Path) -> dict:
         with Recommender.load(bundle, n_threads=threads) as rec:
@@ -460,7 +462,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         say(f"scoring {len(test):,} test cases with the C++ runtime")
         # the cases whose target never occurs in the final model's training sequences (new
         # items: only cold start reaches them), and the same bundle with cold start off
-        seen = {int(i) for seq in final_plan.apply(dataset, None).train.values() for i in seq}
+        seen = trained_items(final_split.train)
         new_target = np.array([c.target not in seen for c in test])
         parts = _scored_parts(out / "bundle", dataset, test, new_target, threads)
         ours = parts.pop("all")
@@ -480,7 +482,7 @@ def _scored_parts(bundle: Path, dataset, cases, new_target: np.ndarray,
     with it off ("genrec-lite, cold start off"); and both on the cases whose target is new to
     the final model ("new targets": n_cases and each one's metrics)."""
     from . import pipeline
-    from .eval.metrics import rank_metrics
+    from .eval.metrics import segment_metrics
     from .runtime import Recommender
 
     targets = [c.target for c in cases]
@@ -497,12 +499,11 @@ def _scored_parts(bundle: Path, dataset, cases, new_target: np.ndarray,
     out: dict = {"all": runs["genrec-lite"][0]}
     if "genrec-lite, cold start off" in runs:
         out["genrec-lite, cold start off"] = runs["genrec-lite, cold start off"][0]
-    rows = np.flatnonzero(new_target)
-    out["new targets"] = {"n_cases": int(len(rows))}
-    if len(rows):
-        for name, (_, ranked) in runs.items():
-            out["new targets"][name] = rank_metrics([ranked[i] for i in rows],
-                                                    [targets[i] for i in rows])
+    out["new targets"] = {"n_cases": int(new_target.sum())}
+    for name, (_, ranked) in runs.items():
+        part = segment_metrics(ranked, targets, {"new": new_target}).get("new")
+        if part is not None:
+            out["new targets"][name] = part
     return out
 
 

@@ -6,8 +6,8 @@ classical baselines in ``benchmarks/baselines``.
 
 from __future__ import annotations
 
-from .metrics import (DEFAULT_KS, metric_names, metrics_table, rank_metrics, target_ranks,
-                      top_k_from_scores)
+from .metrics import (DEFAULT_KS, metric_names, metrics_table, rank_metrics, segment_metrics,
+                      target_ranks, top_k_from_scores)
 
-__all__ = ["DEFAULT_KS", "metric_names", "metrics_table", "rank_metrics", "target_ranks",
-           "top_k_from_scores"]
+__all__ = ["DEFAULT_KS", "metric_names", "metrics_table", "rank_metrics", "segment_metrics",
+           "target_ranks", "top_k_from_scores"]

@@ -69,6 +69,12 @@ def settings_grid(repeat: float | None = None) -> tuple[ColdStartConfig, ...]:
 GRID = settings_grid()   # without a repeat rate
 
 
+def trained_items(train) -> set[int]:
+    """The items that occur in a split's training sequences (user -> item ids): a case whose
+    target is not among them is a natural cold case (only cold start can reach it)."""
+    return {int(i) for seq in train.values() for i in np.asarray(seq).tolist()}
+
+
 def repeat_rate(cases, cold_ids) -> float | None:
     """The chance that a cold item of a case's history is its next item: the cases whose target
     is one of their history's cold items over the (case, cold history item) pairs (None without

@@ -161,6 +161,20 @@ def rank_metrics(ranked: Sequence[Sequence[int]] | np.ndarray, targets: Sequence
                                         depth=max(ks_)), ks_)
 
 
+def segment_metrics(ranked: Sequence[Sequence[int]], targets: Sequence[int] | np.ndarray,
+                    segments: Mapping[str, np.ndarray]) -> dict:
+    """:func:`rank_metrics` over every case ("all") and over each segment (a boolean mask over
+    the cases; a segment that holds no case is left out)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    rows = [list(r) for r in ranked]
+    out = {"all": rank_metrics(rows, targets)}
+    for name, mask in segments.items():
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            out[name] = rank_metrics([rows[i] for i in idx], targets[idx])
+    return out
+
+
 def rank_metrics_of(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict:
     """:func:`rank_metrics` from the targets' 1-based ranks (0: absent), as
     :func:`target_ranks` gives them."""
