@@ -113,6 +113,32 @@ def pyplot():
     return plt
 
 
+def frontier_plot(points: Sequence[dict], path: Path, *, xlabel: str, ylabel: str, limit: float,
+                  limit_label: str, title: str, metrics: Sequence[str] = ("HR@10", "NDCG@10")) -> None:
+    """Quality against latency, one panel per metric, a vertical line at the latency limit.
+    Each point: x, a value per metric, label, and marker / color (matplotlib's)."""
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, metric in zip(axes, metrics):
+        for p in points:
+            ax.scatter(p["x"], p[metric], marker=p["marker"], color=p["color"])
+            ax.annotate(p["label"], (p["x"], p[metric]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.axvline(limit, color="tab:red", ls="--", lw=1, label=limit_label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{ylabel} {metric}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def write_json(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

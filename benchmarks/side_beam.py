@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_info, pyplot, table, write_json  # noqa: E402
+from benchmarks._common import frontier_plot, machine_info, table, write_json  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 KS = ("HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10")
@@ -113,27 +113,14 @@ def main(argv=None) -> int:
 
 def plot(rows: list[dict], name: str, path: Path) -> None:
     """Validation HR@10 and NDCG@10 against the p50 ratio, the 1.5x limit marked."""
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("HR@10", "NDCG@10")):
-        for r in rows:
-            side = r.get("side_beam") is not None
-            ax.scatter(r["vs_reference"], r[metric], marker="o" if side else "s",
-                       color="tab:orange" if side else "tab:blue")
-            ax.annotate(f"{r['views']}v b{beams(r)}", (r["vs_reference"], r[metric]),
-                        textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.axvline(1.5, color="tab:red", ls="--", lw=1, label="fit's limit, 1.5x")
-        ax.set_xlabel("p50 / one-view p50 (batch 1, 2 threads)")
-        ax.set_ylabel(f"validation {metric}")
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{name}: serving points of one fit run (orange: side views at a narrower beam)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    frontier_plot(
+        [{"x": r["vs_reference"], "HR@10": r["HR@10"], "NDCG@10": r["NDCG@10"],
+          "label": f"{r['views']}v b{beams(r)}",
+          "marker": "o" if r.get("side_beam") is not None else "s",
+          "color": "tab:orange" if r.get("side_beam") is not None else "tab:blue"} for r in rows],
+        path, xlabel="p50 / one-view p50 (batch 1, 2 threads)", ylabel="validation", limit=1.5,
+        limit_label="fit's limit, 1.5x",
+        title=f"{name}: serving points of one fit run (orange: side views at a narrower beam)")
 
 
 if __name__ == "__main__":

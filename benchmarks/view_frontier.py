@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: the benchmarks package is at the repo root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_info, median, pyplot, table, write_json  # noqa: E402
+from benchmarks._common import frontier_plot, machine_info, median, table, write_json  # noqa: E402
 from benchmarks.quality import COLLAB, COMPACT, DATA, build_sids, log  # noqa: E402
 
 PLOT = ROOT / "docs" / "img" / "view_frontier.png"
@@ -199,30 +199,16 @@ def main(argv=None) -> int:
 
 def plot(points_: list[dict], n_views: int, name: str) -> None:
     """HR@10 and NDCG@10 against p50, the one-view model's p50 x 1.5 marked."""
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    base = points_[0]["p50_ms"]
-    for ax, metric in zip(axes, ("HR@10", "NDCG@10")):
-        for p in points_:
-            one = p["model"] != "multi-view"
-            ax.scatter(p["p50_ms"], p["test"][metric], marker="s" if one else "o",
-                       color="tab:gray" if one else "tab:blue")
-            ax.annotate(p["model"] if one else f"{p['views_decoded']}v b{p['beam']}",
-                        (p["p50_ms"], p["test"][metric]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
-        ax.axvline(1.5 * base, color="tab:red", ls="--", lw=1, label="1.5x one-view p50")
-        ax.set_xlabel("p50 ms, batch 1, 2 threads")
-        ax.set_ylabel(f"test {metric}")
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{name}: a {n_views}-view model decoding fewer views or beams, "
-                 "and a one-view model of the same backbone")
-    fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
-    log(f"wrote {PLOT}")
+    rows = []
+    for p in points_:
+        one = p["model"] != "multi-view"
+        rows.append({"x": p["p50_ms"], **{m: p["test"][m] for m in ("HR@10", "NDCG@10")},
+                     "label": p["model"] if one else f"{p['views_decoded']}v b{p['beam']}",
+                     "marker": "s" if one else "o", "color": "tab:gray" if one else "tab:blue"})
+    frontier_plot(rows, PLOT, xlabel="p50 ms, batch 1, 2 threads", ylabel="test",
+                  limit=1.5 * points_[0]["p50_ms"], limit_label="1.5x one-view p50",
+                  title=f"{name}: a {n_views}-view model decoding fewer views or beams, "
+                        "and a one-view model of the same backbone")
 
 
 if __name__ == "__main__":
