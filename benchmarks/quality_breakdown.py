@@ -13,8 +13,8 @@ cases into segments:
   - seen transition: (last item -> target) occurs in the training sequences (and is no repeat);
   - unseen transition: the rest;
   - target / last item whose SID names several items (collision mode `none`; the first bundle's SIDs).
-Prints HR@1 / HR@10 / NDCG@10 per segment and model, and writes
-benchmarks/results/quality_breakdown.json.
+Prints HR@1 / HR@10 / NDCG@10 per segment and model, and writes HR/NDCG@1,3,5,10 per segment and
+model to benchmarks/results/quality_breakdown.json.
 """
 
 from __future__ import annotations
@@ -35,17 +35,6 @@ from benchmarks._common import machine_info, table, write_json  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 
 
-def segment_metrics(lists: list, targets: np.ndarray, mask: np.ndarray) -> dict:
-    """The project's metrics (genrec_lite.eval.metrics) on the cases selected by mask."""
-    from genrec_lite.eval.metrics import rank_metrics
-
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        return {"n": 0}
-    m = rank_metrics([lists[i] for i in idx], targets[idx], ks=(1, 10))
-    return {"n": m.pop("n_cases"), **m}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", action="append", default=None,
@@ -60,6 +49,7 @@ def main(argv=None) -> int:
     from benchmarks.baselines.markov import Markov
     from benchmarks.baselines.run import load_protocol
     from benchmarks.quality import SASREC
+    from genrec_lite.eval.metrics import segment_metrics
     from genrec_lite.runtime import Recommender
 
     P = load_protocol("amazon-industrial", DATA)
@@ -97,21 +87,21 @@ def main(argv=None) -> int:
     seen = np.array([markov.transition_counts(int(a)).get(int(t), 0) > 0
                      for a, t in zip(last, targets)]) & ~repeat
     segments = {
-        "all": np.ones(len(cases), bool),
         "repeat (target = last item)": repeat,
         "seen transition (last -> target in training)": seen,
         "unseen transition": ~repeat & ~seen,
         "target's SID names several items": np.array([shared.get(int(t), False) for t in targets]),
         "last item's SID names several items": np.array([shared.get(int(a), False) for a in last]),
     }
-    res = {seg: {name: segment_metrics(lst, targets, mask) for name, lst in lists.items()}
-           for seg, mask in segments.items()}
+    per_model = {name: segment_metrics(lst, targets, segments) for name, lst in lists.items()}
+    res = {seg: {name: m.get(seg, {"n_cases": 0}) for name, m in per_model.items()}
+           for seg in ["all", *segments]}
     rows = []
     for seg, by_model in res.items():
-        n = next(iter(by_model.values()))["n"]
+        n = next(iter(by_model.values()))["n_cases"]
         rows.append([seg, n, f"{n / len(cases):.1%}",
                      *[f"{by_model[m]['HR@1']:.3f} / {by_model[m]['HR@10']:.3f} / "
-                       f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n"] else "-" for m in lists]])
+                       f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n_cases"] else "-" for m in lists]])
     print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in lists]], rows))
     path = write_json("quality_breakdown", {
         "benchmark": "quality_breakdown", "machine": machine_info(), "bundles": bundles,
