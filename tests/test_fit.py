@@ -220,6 +220,11 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
         assert (rec.search_views, rec.search_beam, rec.search_side_beam) == (views, beam, side)
     assert "| SID views |" in (tmp_path / "fit" / "report.md").read_text()
+    # the timeline: every progress message, in order, with the minutes elapsed
+    assert [msg for _, msg in report["timeline"]] == said
+    minutes = [m for m, _ in report["timeline"]]
+    assert minutes == sorted(minutes) and 0 <= minutes[0] and minutes[-1] <= report["minutes"]
+    assert "Timeline" in (tmp_path / "fit" / "report.md").read_text()
     if views > 1:  # RL takes one-view models: skipped, and said so
         assert "skipped" in report["rl"] and report["rl"]["steps_chosen"] == 0
         return

@@ -42,7 +42,8 @@ Given a data set and a time budget:
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases, the same bundle
    with cold start off, and both on the test cases whose target never occurs in the final
-   model's training (new items: what cold start is for).
+   model's training (new items: what cold start is for); and the timeline, every progress
+   message with the minutes elapsed (where the budget went).
 
 A stage that fails leaves the earlier ones on disk; the bundle is written atomically.
 """
@@ -266,7 +267,6 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     from .train.evaluate import validation_sample
     from .train.rl import rl_finetune
 
-    say = log or (lambda msg: None)
     if not minutes > 0:
         raise InvalidArgumentError(f"minutes={minutes!r}; expected a budget > 0")
     candidates = tuple(candidates or CANDIDATES)
@@ -279,6 +279,14 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     out = Path(out)
     t0 = time.perf_counter()
     left = lambda: minutes - (time.perf_counter() - t0) / 60  # noqa: E731
+    # every progress message, with the minutes elapsed when it was said: where the budget went
+    timeline: list = []
+
+    def say(msg: str) -> None:
+        timeline.append([round((time.perf_counter() - t0) / 60, 2), msg])
+        if log is not None:
+            log(msg)
+
     plan = resolve_split(split, dataset)
     tune_spec, final_spec = tuning_split(plan, dataset)
     valid = resolve_split(tune_spec, dataset).apply(dataset, None).valid
@@ -472,6 +480,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         if sft_test is not None:
             report["test"]["genrec-lite before RL"] = sft_test
     report["minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    report["timeline"] = timeline
     _write_report(out, report, metrics_table)
     return report
 
@@ -585,4 +594,7 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
             lines += ["", f"Test cases whose target never occurs in the final model's training "
                           f"({new['n_cases']:,}; new items, reached only by cold start):", "",
                       metrics_table({name: m for name, m in new.items() if name != "n_cases"})]
+    if report.get("timeline"):
+        lines += ["", "Timeline (minutes elapsed when each stage began):", ""]
+        lines += [f"- {m:.2f}: {msg}" for m, msg in report["timeline"]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
