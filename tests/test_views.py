@@ -108,6 +108,21 @@ pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
 TINY = ["--hidden", "48", "--layers", "2", "--heads", "4", "--prompts", "en-seq"]
 
 
+def refused_at_load(bundle, match: str, **fields) -> None:
+    """The bundle with `fields` written into its manifest is refused at load, by name (an
+    ArtifactError matching `match`); the manifest is put back."""
+    from genrec_lite.runtime import Recommender
+
+    path = bundle / "manifest.json"
+    text = path.read_text()
+    path.write_text(json.dumps(dict(json.loads(text), **fields)))
+    try:
+        with pytest.raises(ArtifactError, match=match):
+            Recommender.load(bundle, n_threads=1)
+    finally:
+        path.write_text(text)
+
+
 @pytest.fixture(scope="module")
 def two_views(tmp_path_factory):
     from conftest import train_tiny
@@ -281,11 +296,7 @@ def test_bundle_fuses_views_like_the_reference(two_views):
         assert one.search_views == 1
     with pytest.raises(InvalidArgumentError, match="1..2"):
         set_search_views(bundle, 3)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_views=3)))
-    with pytest.raises(ArtifactError, match="search_views is 3"):
-        Recommender.load(bundle, n_threads=1)
-    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_views=None)))
+    refused_at_load(bundle, "search_views is 3", search_views=3)
 
 
 def test_bundle_search_beam_is_the_default_beam(two_views):
@@ -318,10 +329,7 @@ def test_bundle_search_beam_is_the_default_beam(two_views):
                 rec.set_search_beam(bad)
     with pytest.raises(InvalidArgumentError, match="search beam"):
         set_search_beam(bundle, 0)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_beam=0)))
-    with pytest.raises(ArtifactError, match="search_beam"):
-        Recommender.load(bundle, n_threads=1)
+    refused_at_load(bundle, "search_beam", search_beam=0)
 
 
 def test_side_beam_searches_the_other_views_narrower(two_views):
@@ -366,7 +374,4 @@ def test_side_beam_searches_the_other_views_narrower(two_views):
     assert [[x.item_id for x in g] for g in got[3]] != [[x.item_id for x in g] for g in got[None]]
     with pytest.raises(InvalidArgumentError, match="search beam"):
         set_search_side_beam(bundle, 0)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "manifest.json").write_text(json.dumps(dict(manifest, search_side_beam=0)))
-    with pytest.raises(ArtifactError, match="search_side_beam"):
-        Recommender.load(bundle, n_threads=1)
+    refused_at_load(bundle, "search_side_beam", search_side_beam=0)
