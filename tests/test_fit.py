@@ -119,6 +119,15 @@ def test_choose_point_takes_the_best_within_the_latency_limit():
     assert choose_point(rows[:1]) == (1, 20, None)
 
 
+def test_near_limit_picks_the_points_a_noisy_timing_could_misplace():
+    from genrec_lite.fit import near_limit
+
+    ratios = [1.0, 1.42, 1.44, 1.504, 1.57, 1.58, 2.1]
+    assert near_limit(ratios, 1.5, 0.05) == [2, 3, 4]   # within 1.425..1.575
+    assert near_limit(ratios, 1.5, 0.0) == []
+    assert near_limit([1.0], 1.0, 0.05) == []           # the reference is never re-timed
+
+
 def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("llama_cpp")
@@ -203,6 +212,13 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     assert [(r["views"], r["beam"], r["side_beam"]) for r in rows] == [
         (1, 20, None), (2, 10, None), (2, 20, None), (2, 10, 4)]
     assert rows[0]["vs_reference"] == 1.0 and all(r["p50_ms"] > 0 for r in rows)
+    # every point had its rounds; one near the limit had more, and the reference with it
+    timing = report["procedure"]["serving"]["timing"]
+    base = timing["rounds"] * min(timing["histories"], report["procedure"]["valid_cases_scored"])
+    more = timing["more_rounds"] * base // timing["rounds"]
+    assert all(r["timed_calls"] in (base, base + more) for r in rows)
+    assert (rows[0]["timed_calls"] == base + more) == any(
+        r["timed_calls"] > base for r in rows[1:])
     views, beam, side = choose_point(rows)
     assert report["serving_chosen"] == {"views": views, "beam": beam, "side_beam": side}
     assert report["views_model"]["name"] == f"{report['chosen']}-views2"
@@ -213,6 +229,10 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     search = 30 * report["procedure"]["search_share"]
     assert slot == pytest.approx(search / (len(grid) + 2), abs=0.01)
     assert all(c["budget_minutes"] == pytest.approx(slot, abs=0.01) for c in report["candidates"])
+    # the final model's budget keeps back its SIDs (priced at the tuning split's) and the rest
+    kept = report["final"]["reserved_minutes"]
+    assert kept["rest"] == pytest.approx(30 * report["procedure"]["rest_share"], abs=0.01)
+    assert kept["sids"] > 0 and (kept["rl"] == 0 or report["rl"]["steps_chosen"] > 0)
     spent = sum(c["minutes"] for c in report["candidates"])
     assert 2 * slot - 0.02 <= report["views_model"]["budget_minutes"] <= search - spent + 0.02
     assert (test["views"], test["beam"], test["side_beam"]) == (views, beam, side)
