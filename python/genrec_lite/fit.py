@@ -27,8 +27,8 @@ Given a data set and a time budget:
    bundle (search_views, search_beam, search_side_beam).
 5. **Final model.** The winner's recipe trains on the final split (no validation there: its
    validation period is training data) with the rest of the budget, less the final split's SIDs
-   (priced at what the tuning split's took) and ``REST_SHARE`` for what follows, and is
-   exported to ``OUT/bundle``.
+   (priced at what the tuning split's took), the RL updates chosen (priced at what they cost
+   the tuning model) and ``REST_SHARE`` for what follows, and is exported to ``OUT/bundle``.
 6. **RL** (optional, ``rl``; one-view points only): GRPO after SFT (train/rl.py) on the
    winner's tuning model, early stopping on validation NDCG@10, chooses how many updates help
    (none: RL is skipped); the final model then gets that many updates.
@@ -246,18 +246,17 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
                         if r:
                             times[i].append(time.perf_counter() - t)
 
-        def ratios() -> list[float]:
-            ref = float(np.median(times[0]))
-            return [float(np.median(ts)) / ref for ts in times]
+        def p50s() -> list[float]:
+            return [float(np.median(ts)) for ts in times]
 
         timed(list(range(len(points))), rounds)
-        near = near_limit(ratios(), limit) if more_rounds > 0 else []
+        p50 = p50s()
+        near = near_limit([p / p50[0] for p in p50], limit) if more_rounds > 0 else []
         if near:
             timed([0, *near], more_rounds)
-        ref = float(np.median(times[0]))
-        for row, ts in zip(rows, times):
-            p50 = float(np.median(ts))
-            row.update(p50_ms=round(p50 * 1e3, 3), vs_reference=round(p50 / ref, 3),
+            p50 = p50s()
+        for row, ts, p in zip(rows, times, p50):
+            row.update(p50_ms=round(p * 1e3, 3), vs_reference=round(p / p50[0], 3),
                        timed_calls=len(ts))
         return rows
     finally:
