@@ -102,3 +102,20 @@ def rec(runtime_bundle):
     r = Recommender.load(runtime_bundle, n_threads=1, n_contexts=2)
     yield r
     r.close()
+
+
+def bundle_without_transitions(bundle: Path, out: Path) -> Path:
+    """A copy of `bundle` as exported before transition tables existed: no file, no manifest
+    entry."""
+    import shutil
+    from dataclasses import replace
+
+    from genrec_lite.runtime.bundle import Bundle
+    from genrec_lite.runtime.manifest import TransitionFacts
+
+    shutil.copytree(bundle, out)
+    m = Bundle.open(out).manifest
+    (out / "transitions.npz").unlink()
+    replace(m, transitions=TransitionFacts(),
+            files={k: v for k, v in m.files.items() if k != "transitions.npz"}).save(out)
+    return out

@@ -170,8 +170,21 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     assert new["n_cases"] == sum(c.target not in seen for c in final_split.test)
     assert ("genrec-lite, cold start off" in test) == (report["cold_start"] is not None)
     if new["n_cases"]:
-        assert set(new) - {"n_cases"} == {k for k in ("genrec-lite", "genrec-lite, cold start off")
-                                          if k in test}
+        assert set(new) - {"n_cases"} == {k for k in ("genrec-lite", "genrec-lite, cold start off",
+                                                      "genrec-lite, re-ranker off") if k in test}
+    # the re-ranker: cross-validated on validation against the model's order, the bundle serves
+    # what was kept, and a kept one is scored without it too
+    from genrec_lite.eval.rerank import LAMBDAS
+
+    rr = report["rerank"]
+    assert [r["lambda"] for r in rr["trials"]] == [None, *LAMBDAS]
+    best = max(rr["trials"][1:], key=lambda r: r["NDCG@10"])
+    assert (rr["chosen"] is None) == (best["NDCG@10"] <= rr["trials"][0]["NDCG@10"])
+    assert ("genrec-lite, re-ranker off" in test) == (rr["chosen"] is not None)
+    with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
+        assert (rec.reranker is None) == (rr["chosen"] is None)
+        if rec.reranker is not None:
+            assert rec.reranker.to_dict() == rr["chosen"]
     # a bundle that serves cold start is also scored with it off, on the same cases
     import shutil
 
@@ -183,7 +196,8 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     set_cold_start(tmp_path / "cold-bundle", ColdStartConfig(weight=1.0, temperature=0.1))
     mask = np.array([c.target not in seen for c in final_split.test])
     parts = _scored_parts(tmp_path / "cold-bundle", ds, final_split.test, mask, 1)
-    assert {"all", "genrec-lite, cold start off", "new targets"} == set(parts)
+    assert {"all", "genrec-lite, cold start off", "new targets"} | (
+        set() if rr["chosen"] is None else {"genrec-lite, re-ranker off"}) == set(parts)
     if report["cold_start"] is None:  # off is what the fit's own bundle served
         off = parts["genrec-lite, cold start off"]
         assert off["NDCG@10"] == pytest.approx(test["genrec-lite"]["NDCG@10"])

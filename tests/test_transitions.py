@@ -178,21 +178,11 @@ def resolve_cases(seqs, n: int = 60):
 
 
 def test_a_weight_needs_a_table(runtime_bundle, tmp_path):
-    import shutil
-
+    from conftest import bundle_without_transitions
     from genrec_lite.export.bundle import set_transition_weight
     from genrec_lite.runtime import Recommender
-    from genrec_lite.runtime.bundle import Bundle
 
-    bundle = tmp_path / "old"
-    shutil.copytree(runtime_bundle, bundle)
-    # a bundle exported before the table existed: no file, no manifest entry
-    m = Bundle.open(bundle).manifest
-    (bundle / "transitions.npz").unlink()
-    from dataclasses import replace
-
-    replace(m, transitions=TransitionFacts(),
-            files={k: v for k, v in m.files.items() if k != "transitions.npz"}).save(bundle)
+    bundle = bundle_without_transitions(runtime_bundle, tmp_path / "old")
     with Recommender.load(bundle, n_threads=1) as rec:
         assert rec.transitions is None and rec.transition_weight is None
         with pytest.raises(InvalidArgumentError, match="no transition table"):

@@ -756,7 +756,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
     pipeline.export(out / "model", out / "bundle", quant="f16",
                     progress=lambda msg: click.echo(f"      {msg}", err=True))
     step(4, f"launching {len(launched)} new items from their text, choosing cold start and "
-            "the order on validation, evaluating with the C++ runtime")
+            "the re-ranker on validation, evaluating with the C++ runtime")
     rec = pipeline.serve_with_launch(out / "bundle", full.catalog, launched, threads)
     chosen = pipeline.tune_cold_start(rec, out / "bundle", valid,
                                       pipeline.bundle_profiles(rec, full))
@@ -766,12 +766,12 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                                        if valid
                                        else "off (the split has no validation cases to choose it on)"),
                err=True)
-    weight, trials = pipeline.tune_transition_weight(rec, out / "bundle", valid,
-                                                     pipeline.bundle_profiles(rec, full))
-    click.echo("      order by transition counts: " + (
-        f"weight {weight:g} (validation NDCG@10 {trials[0]['NDCG@10']:.4f} -> "
-        f"{max(r['NDCG@10'] for r in trials):.4f})" if weight is not None
-        else "off (no weight ranked the validation cases better)" if trials
+    reranker, trials = pipeline.tune_reranker(rec, out / "bundle", valid,
+                                              pipeline.bundle_profiles(rec, full))
+    click.echo("      re-ranker: " + (
+        f"kept (validation NDCG@10, cross-validated: {trials[0]['NDCG@10']:.4f} -> "
+        f"{max(r['NDCG@10'] for r in trials):.4f})" if reranker is not None
+        else "off (it did not rank the validation cases better)" if trials
         else "off (no validation cases or no transition table)"), err=True)
     new = np.isin([c.target for c in cases], launched)
     ours = pipeline.evaluate_recommender(rec, full, cases, progress=True, ranked=(ranked := []))

@@ -36,10 +36,13 @@ Given a data set and a time budget:
    served by the C++ runtime at the chosen point (eval/cold_start.py's procedure), its price
    paid at the cold share the final model will serve (fewer of its items are cold:
    ``served_cold_share``), and written into the bundle.
-8. **Order**: the weight the answered items are re-ordered by their transition counts with
-   (runtime/transitions.py) is chosen on the validation cases with the same tuning model served
-   at that point and cold start (eval/transitions.py: best NDCG@10 over ``WEIGHTS``, 0 = off),
-   and written into the bundle.
+8. **Re-ranking**: a linear re-ranker over the pool (every item the views' beams reached and the
+   newest history item's most frequent successors; runtime/rerank.py) is fitted on the
+   validation cases with the same tuning model served at that point and cold start
+   (eval/rerank.py: a conditional logit, its L2 penalty chosen by two-fold cross-validation on
+   NDCG@10 over ``rerank.LAMBDAS``, kept only when it beats the model's own order there) and
+   written into the bundle. It replaces the transition weight (runtime/transitions.py) of
+   earlier versions: the transition counts are among its features.
 9. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases, the same bundle
@@ -110,7 +113,7 @@ SEARCH_SHARE = 0.55    # of the budget: the search's training (candidates, the m
 # the multi-view model's slots at least (it reads every history K times an epoch); it also gets
 # what the candidates leave of theirs, and a schedule that still does not fit is shortened
 MULTI_SLOTS = 2
-# Kept back from the final model's training for what follows it (the transition weight's trials,
+# Kept back from the final model's training for what follows it (the re-ranker's fit,
 # export, test scoring): 0.8-1.5 of 60 min in the amazon-industrial fits. The final split's SIDs
 # are kept back too, priced at what the tuning split's took (the same catalog, as many views or
 # fewer). A fixed 15% for both left 4-5 minutes of every 60 unused while the final model ran 8-9
@@ -294,8 +297,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     from .data import resolve_split
     from .eval.cold_start import trained_items
     from .eval.metrics import metrics_table
-    from .eval.transitions import choose_transition_weight
-    from .export.bundle import set_cold_start, set_transition_weight
+    from .eval.rerank import choose_reranker, rerank_inputs
+    from .export.bundle import set_cold_start, set_reranker
     from .runtime import Recommender
     from .sid.build import SidConfig
     from .train.evaluate import validation_sample
@@ -474,15 +477,18 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     if shares is not None:
         report["cold_start_procedure"] = {key: round(v, 4) if isinstance(v, float) else v
                                           for key, v in shares.items()}
-    # --- the transition weight: the order of the answered items, on validation with the
-    # winner's tuning model served as the final bundle will be (its point, the cold start chosen)
+    # --- the re-ranker, fitted on validation with the winner's tuning model served as the
+    # final bundle will be (its point, the cold start chosen)
     with Recommender.load(tune_bundle, n_threads=threads) as rec:
         rec.set_cold_start(cold)
-        weight, rows = choose_transition_weight(rec, valid,
-                                                profiles=pipeline.bundle_profiles(rec, dataset))
-    report["transitions"] = {"weight": weight, "trials": rows}
-    say("transition weight (validation NDCG@10): " + "; ".join(
-        f"{r['weight']:g} {r['NDCG@10']:.4f}" for r in rows) + f"; chosen {weight or 0:g}")
+        rec.set_transition_weight(None)
+        inputs = rerank_inputs(rec, valid, profiles=pipeline.bundle_profiles(rec, dataset))
+    reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=seed)
+    report["rerank"] = {"chosen": None if reranker is None else reranker.to_dict(),
+                        "trials": rows}
+    say("re-ranker (cross-validated NDCG@10 by L2 penalty): " + "; ".join(
+        f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')} {r['NDCG@10']:.4f}"
+        for r in rows) + ("; off" if reranker is None else "; kept"))
     final_plan = resolve_split(final_spec, dataset)
     final_split = final_plan.apply(dataset, None)
     test = dataset.test_cases or final_split.test
@@ -494,7 +500,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     def export_final(model: Path, bundle: Path) -> None:
         pipeline.export(model, bundle, quant="f16")
         set_cold_start(bundle, cold)
-        set_transition_weight(bundle, weight)
+        set_reranker(bundle, reranker)
         _set_point(bundle, views, beam, side, model_views)
 
     sft_test = None
@@ -514,7 +520,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     if test:
         say(f"scoring {len(test):,} test cases with the C++ runtime")
         # the cases whose target never occurs in the final model's training sequences (new
-        # items: only cold start reaches them), and the same bundle with cold start off
+        # items: only cold start reaches them), and the same bundle with cold start off and
+        # with the re-ranker off
         seen = trained_items(final_split.train)
         new_target = np.array([c.target not in seen for c in test])
         parts = _scored_parts(out / "bundle", dataset, test, new_target, threads)
@@ -533,7 +540,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
 def _scored_parts(bundle: Path, dataset, cases, new_target: np.ndarray,
                   threads: int | None) -> dict:
     """The served bundle's test metrics ("all"); where it serves cold start, the same bundle
-    with it off ("genrec-lite, cold start off"); and both on the cases whose target is new to
+    with it off ("genrec-lite, cold start off"); where it serves a re-ranker, the same bundle
+    without it ("genrec-lite, re-ranker off"); and each on the cases whose target is new to
     the final model ("new targets": n_cases and each one's metrics)."""
     from . import pipeline
     from .eval.metrics import segment_metrics
@@ -542,17 +550,22 @@ def _scored_parts(bundle: Path, dataset, cases, new_target: np.ndarray,
     targets = [c.target for c in cases]
     runs: dict = {}
     with Recommender.load(bundle, n_threads=threads) as rec:
-        settings = [("genrec-lite", rec.cold_start)]
+        served = (rec.cold_start, rec.reranker)
+        settings = [("genrec-lite", served)]
         if rec.cold_start is not None:
-            settings.append(("genrec-lite, cold start off", None))
-        for name, cold in settings:
+            settings.append(("genrec-lite, cold start off", (None, served[1])))
+        if rec.reranker is not None:
+            settings.append(("genrec-lite, re-ranker off", (served[0], None)))
+        for name, (cold, reranker) in settings:
             rec.set_cold_start(cold)
+            rec.set_reranker(reranker)
             ranked: list = []
             runs[name] = (pipeline.evaluate_recommender(rec, dataset, cases, ranked=ranked),
                           ranked)
     out: dict = {"all": runs["genrec-lite"][0]}
-    if "genrec-lite, cold start off" in runs:
-        out["genrec-lite, cold start off"] = runs["genrec-lite, cold start off"][0]
+    for name in ("genrec-lite, cold start off", "genrec-lite, re-ranker off"):
+        if name in runs:
+            out[name] = runs[name][0]
     out["new targets"] = {"n_cases": int(new_target.sum())}
     for name, (_, ranked) in runs.items():
         part = segment_metrics(ranked, targets, {"new": new_target}).get("new")
@@ -613,13 +626,12 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
             lines += ["", f"The multi-view model ({v['name']}): best epoch "
                           f"{v['validation'].get('epoch', '-')} of {v['epochs_run']} run, "
                           f"{v['minutes']:g} of its {v['budget_minutes']:g} min."]
-    tr = report.get("transitions")
-    if tr is not None and tr["trials"]:
-        base = tr["trials"][0]["NDCG@10"]
-        lines += ["", "Order by transition counts, chosen on validation (NDCG@10 by weight): " +
-                  "; ".join(f"{r['weight']:g}: {r['NDCG@10']:.4f}" for r in tr["trials"]) +
-                  f"; weight {tr['weight'] or 0:g}" + (" (off)" if tr["weight"] is None else
-                  f" (+{max(r['NDCG@10'] for r in tr['trials']) - base:.4f})") + "."]
+    rr = report.get("rerank")
+    if rr is not None and rr["trials"]:
+        lines += ["", "Re-ranker, cross-validated on validation (NDCG@10 by L2 penalty): " +
+                  "; ".join(f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')}: "
+                            f"{r['NDCG@10']:.4f}" for r in rr["trials"]) +
+                  ("; kept off." if rr["chosen"] is None else "; kept, refitted on all cases.")]
     cold = report.get("cold_start")
     lines += ["", "Cold start chosen on validation: " +
               ("off" if cold is None else ColdStartConfig.from_dict(cold).describe()) + "."]
@@ -633,6 +645,9 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                                  **({"genrec-lite, cold start off (same bundle)":
                                      t["genrec-lite, cold start off"]}
                                     if "genrec-lite, cold start off" in t else {}),
+                                 **({"genrec-lite, re-ranker off (same bundle)":
+                                     t["genrec-lite, re-ranker off"]}
+                                    if "genrec-lite, re-ranker off" in t else {}),
                                  "popularity": t["popularity"]})]
         new = t.get("new targets") or {}
         if new.get("n_cases"):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Recommender
     from .runtime.cold_start import ColdStartConfig
     from .runtime.manifest import Manifest
+    from .runtime.rerank import Reranker
     from .sid import SidViews
     from .sid.build import SidConfig
     from .train.trainer import TrainConfig
@@ -268,18 +269,22 @@ def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartCo
     return chosen
 
 
-def tune_transition_weight(rec: "Recommender", bundle, valid, profiles
-                           ) -> tuple[float | None, list[dict]]:
-    """The transition weight chosen on the validation cases (eval/transitions.py; None: off,
-    also without validation cases or a transition table) with the trials, set on ``rec`` and
+def tune_reranker(rec: "Recommender", bundle, valid, profiles, seed: int = 0
+                  ) -> tuple["Reranker | None", list[dict]]:
+    """The re-ranker fitted on the validation cases (eval/rerank.py; None: off, also without
+    validation cases or a transition table) with its cross-validation rows, set on ``rec`` and
     written into the bundle (``rec`` serves as the bundle will: cold start already chosen)."""
-    from .eval.transitions import choose_transition_weight
-    from .export.bundle import set_transition_weight
+    from .eval.rerank import choose_reranker, rerank_inputs
+    from .export.bundle import set_reranker
 
-    weight, rows = choose_transition_weight(rec, valid, profiles=profiles) if valid else (None, [])
-    rec.set_transition_weight(weight)
-    set_transition_weight(bundle, weight)
-    return weight, rows
+    if not valid or rec.transitions is None:
+        return None, []
+    rec.set_transition_weight(None)
+    inputs = rerank_inputs(rec, valid, profiles=profiles)
+    chosen, rows = choose_reranker(inputs, [c.target for c in valid], seed=seed)
+    rec.set_reranker(chosen)
+    set_reranker(bundle, chosen)
+    return chosen, rows
 
 
 def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:

@@ -21,6 +21,7 @@ from ..runtime.manifest import (CheckpointFacts, ColdStartFacts, DataFacts, File
                                 SidFacts, TokenizerFacts, TransitionFacts, checked_search_beam,
                                 checked_search_views)
 from ..runtime.cold_start import ColdStartConfig
+from ..runtime.rerank import Reranker
 from ..runtime.transitions import TRANSITIONS, Transitions, checked_weight
 
 QUANTS = ("f32", "f16", "q8_0")
@@ -170,6 +171,23 @@ def set_transition_weight(bundle: str | Path, weight: float | None) -> Manifest:
                                        "transition table (exported from a checkpoint without "
                                        f"{TRANSITIONS}); expected None")
         return replace(m, transitions=replace(m.transitions, weight=weight))
+    return _edit_manifest(bundle, change)
+
+
+def set_reranker(bundle: str | Path, reranker) -> Manifest:
+    """Write the re-ranker (runtime/rerank.py: a Reranker, its dict, or None: off) into an
+    exported bundle's manifest, e.g. once it was fitted on validation (eval/rerank.py). The
+    manifest is replaced atomically; returns it. InvalidArgumentError for settings this version
+    cannot serve, or a re-ranker for a bundle without a transition table (its count features)."""
+    if reranker is not None and not isinstance(reranker, Reranker):
+        reranker = Reranker.from_dict(reranker)
+
+    def change(m: Manifest) -> Manifest:
+        if reranker is not None and m.transitions.file is None:
+            raise InvalidArgumentError(f"a re-ranker for {bundle}, which has no transition table "
+                                       f"(exported from a checkpoint without {TRANSITIONS}); "
+                                       "expected None")
+        return replace(m, rerank=reranker)
     return _edit_manifest(bundle, change)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from .._io import atomic_file, read_manifest, write_json
 from ..errors import ArtifactError, InvalidArgumentError
 from .cold_start import ColdStartConfig
+from .rerank import Reranker
 
 FORMAT_NAME = "genrec-lite.bundle"
 FORMAT_VERSION = 1
@@ -210,6 +211,16 @@ class CheckpointFacts(_Strings):
     weights: str | None = None
 
 
+def _reranker(f: _Fields) -> Reranker | None:
+    value = f.get("rerank", dict, nullable=True, default=None)
+    if value is None:
+        return None
+    try:
+        return Reranker.from_dict(value)
+    except InvalidArgumentError as exc:
+        raise f.error("rerank", f"is not a re-ranker this version serves: {exc}") from exc
+
+
 def _positive_or_null(f: "_Fields", key: str) -> int | None:
     """An optional integer setting (search_views, search_beam, search_side_beam): null, or
     >= 1."""
@@ -255,6 +266,8 @@ class Manifest:
     cold_start: ColdStartFacts = field(default_factory=ColdStartFacts)
     # absent in bundles exported before the table existed: no re-ordering
     transitions: TransitionFacts = field(default_factory=TransitionFacts)
+    # the second stage over the answer (runtime/rerank.py); absent or null: none
+    rerank: Reranker | None = None
     # how many of a multi-view bundle's SID views a request decodes (the first n, fused); None:
     # all. Chosen on validation where serving cost matters (benchmarks/view_frontier.py)
     search_views: int | None = None
@@ -299,6 +312,7 @@ class Manifest:
             profile_template=f.get("profile_template", str, nullable=True, default=None),
             cold_start=ColdStartFacts.read(f.child("cold_start", default=None)),
             transitions=TransitionFacts.read(f.child("transitions", default=None)),
+            rerank=_reranker(f),
             search_views=_positive_or_null(f, "search_views"),
             search_beam=_positive_or_null(f, "search_beam"),
             search_side_beam=_positive_or_null(f, "search_side_beam"),
@@ -321,6 +335,7 @@ class Manifest:
                 "cold_start": self.cold_start.to_dict(),
                 **({} if self.transitions.file is None
                    else {"transitions": self.transitions.to_dict()}),
+                **({} if self.rerank is None else {"rerank": self.rerank.to_dict()}),
                 **({} if self.search_views is None else {"search_views": self.search_views}),
                 **({} if self.search_beam is None else {"search_beam": self.search_beam}),
                 **({} if self.search_side_beam is None

@@ -21,10 +21,13 @@ untrained items, every item added since) would never be reached by the beam; wit
 settings (the bundle's, chosen on validation at export, or set_cold_start) each cold item gets a
 content mass beside the model's probability, and the answer is the top k of both.
 
-Order (runtime/transitions.py): with a transition weight (the bundle's, chosen on validation by
-`fit`, or set_transition_weight) the warm items among the k answered are re-ordered by how
-often the request's last item was followed by each of them in the training log; which items are
-answered, and the cold items' places, do not change.
+Re-ranking (runtime/rerank.py): with a re-ranker (the bundle's, fitted on validation by `fit`,
+or set_reranker) the warm items of the whole pool (every item the views' beams reached, and the
+newest history item's most frequent successors in the training log) are scored by a linear model
+of the model's probability, the transition counts, popularity and content similarity, and fill
+the places of the top k the cold items do not hold. Without one, an older bundle's transition
+weight (runtime/transitions.py) re-orders the warm items among the k answered by how often the
+request's last item was followed by each of them; which items are answered does not change.
 
 Many workers: load once, then fork before the first request (the workers share the loaded pages
 copy-on-write); a worker forked after the parent decoded with several threads raises ForkError
@@ -62,6 +65,8 @@ from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
 from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
                          query_directions, similarities)
 from .transitions import Transitions, checked_weight, ordered
+from . import rerank as _rerank
+from .rerank import Reranker
 
 UNKNOWN_POLICIES = ("skip", "error")
 REQUEST_KEYS = frozenset({"history", "profile", "k", "beam", "allow", "deny"})
@@ -87,7 +92,10 @@ class Recommendation:
     content mass (runtime/cold_start.py; no filter or catalog change moves the mass); warm items
     keep the model's. With a transition weight, a warm item's score also holds the re-ordering's
     term (weight * log(1 + count), runtime/transitions.py; logprob never does), and cold items
-    keep their places, so a list can then hold a cold item above a warm one of higher score."""
+    keep their places, so a list can then hold a cold item above a warm one of higher score.
+    With a re-ranker (runtime/rerank.py), a warm item's score is the re-ranker's, and an item
+    no beam reached (a successor the re-ranker added) has logprob -inf: the search never
+    computed it."""
 
     item_id: int
     score: float
@@ -119,6 +127,12 @@ class _Loaded:
         self.transitions = (None if m.transitions.file is None
                             else Transitions.load(bundle.file(m.transitions.file)))
         self.transition_weight = m.transitions.weight if self.transitions is not None else None
+        self.reranker = m.rerank
+        if self.reranker is not None and self.transitions is None:
+            raise ArtifactError(f"{bundle.path}/manifest.json has a re-ranker but no transition "
+                                "table (its count features); the manifest is damaged")
+        # each item's count as a successor in the table: the re-ranker's popularity feature
+        self.popularity = _rerank.popularity(self.transitions)
         n_views = len(catalog.state.views)
         if m.search_views is not None and m.search_views > n_views:
             raise ArtifactError(f"{bundle.path}/manifest.json: search_views is {m.search_views} "
@@ -290,6 +304,35 @@ class Recommender:
                     f"transition weight {weight!r}, but the bundle {loaded.bundle.path} has no "
                     "transition table (exported before they were recorded); expected None")
             loaded.transition_weight = weight
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The second stage over the answer (runtime/rerank.py; None: the model's order, then
+        the transition weight if any)."""
+        return self._loaded.reranker
+
+    def set_reranker(self, reranker: Reranker | Mapping | None) -> None:
+        """Serve with another re-ranker (a Reranker, its dict, or None: off) from the next
+        request on; a reload takes the new bundle's own."""
+        if reranker is not None and not isinstance(reranker, Reranker):
+            reranker = Reranker.from_dict(dict(reranker))
+        with self._write_lock, self._use() as loaded:
+            if reranker is not None and loaded.transitions is None:
+                raise InvalidArgumentError(
+                    f"a re-ranker, but the bundle {loaded.bundle.path} has no transition table "
+                    "(its count features would all read 0); expected None")
+            loaded.reranker = reranker
+
+    def rerank_candidates(self, requests: Sequence[Mapping]) -> list[tuple]:
+        """For choosing a re-ranker (eval/rerank.py): each request's (places, answer, pool) as
+        the re-ranking stage sees them, with the re-ranker and transition weight off for the
+        call: places, the top k's cold items at their places (None elsewhere); answer, that
+        top k; pool, the warm candidates with their FEATURES rows (runtime/rerank.Pool)."""
+        checked = [self.check_request(r, n) for n, r in enumerate(requests)]
+        out: list = []
+        with self._use() as loaded:
+            self._search(loaded, checked, collect=out)
+        return out
 
     @property
     def search_views(self) -> int:
@@ -510,7 +553,8 @@ class Recommender:
             self._counts["batches"] += 1 if checked else 0
         return out
 
-    def _search(self, loaded: _Loaded, requests: list[dict]) -> list[list[Recommendation]]:
+    def _search(self, loaded: _Loaded, requests: list[dict], collect: list | None = None
+                ) -> list[list[Recommendation]]:
         state = loaded.catalog.state  # one consistent catalog for the whole batch
         n_active = state.n_active
         histories, search_reqs = [], []
@@ -525,6 +569,7 @@ class Recommender:
             search_reqs.append(q)
         if not search_reqs:
             return []
+        wide = loaded.reranker is not None or collect is not None
         n_views = loaded.search_views
         answers: list[list] = [[] for _ in search_reqs]
         # every view of every request in one search: the views share the decode calls, and a
@@ -534,22 +579,60 @@ class Recommender:
             for v, view in enumerate(state.views[:n_views]):
                 texts.append(self._text(loaded, view, h[-loaded.max_history:], r["profile"]))
                 space_of.append(v)
-                reqs.append(_view_request(q, v, n_views, loaded.side_beam))
+                reqs.append(_view_request(dict(q, k=q["beam"]) if wide else q, v, n_views,
+                                          loaded.side_beam))
         spaces = [(*state.tries[v], loaded.token_tables[v]) for v in range(n_views)]
         flat = loaded.backend.search_spaces(spaces, space_of, texts, reqs)
         for n, res in enumerate(flat):
             answers[n // n_views].append((res["items"].tolist(), res["scores"].tolist(),
                                           res["logprobs"].tolist()))
-        fused = [fuse(a, q["k"]) for a, q in zip(answers, search_reqs)]
+        # with a re-ranker every view answers its whole beam, and the pool is all they reached
+        pools = [fuse(a, sum(len(x[0]) for x in a) or 1) if wide else None
+                 for a in answers]
+        fused = [fuse(a, q["k"]) if p is None else tuple(x[:q["k"]] for x in p)
+                 for a, q, p in zip(answers, search_reqs, pools)]
         cfg = loaded.cold_start
         if cfg is not None and len(state.cold):
-            fused = [self._mix_cold(state, cfg, f, h, q)
-                     for f, h, q in zip(fused, histories, search_reqs)]
+            fused = [self._mix_cold(state, cfg, f if p is None else p, h, q)
+                     for f, h, q, p in zip(fused, histories, search_reqs, pools)]
+        if wide:
+            fused = [self._rerank(loaded, state, f, p, a, h, q, collect)
+                     for f, p, a, h, q in zip(fused, pools, answers, histories, search_reqs)]
         weight, table = loaded.transition_weight, loaded.transitions
-        if weight is not None and table is not None:
+        if weight is not None and table is not None and loaded.reranker is None:
             fused = [ordered(f, h[-1] if h else None, table, weight, state.cold)
                      for f, h in zip(fused, histories)]
         return [self._answer(state, *f) for f in fused]
+
+    @staticmethod
+    def _rerank(loaded: _Loaded, state: CatalogState, answer, pool, views, history: list[int],
+                q: dict, collect: list | None):
+        """One request's top k under the re-ranker (runtime/rerank.py): the cold items of
+        `answer` (the top k after the cold-start mixture) in their places, the warm candidates of
+        the pool and the newest item's successors, re-ranked, in the others. With `collect` (a
+        list) the candidates are appended to it and `answer` is returned as it is."""
+        cold = state.cold
+        allow = None if q.get("allow") is None else set(q["allow"])
+        deny = set(q.get("deny") or ())
+
+        def is_cold(item: int) -> bool:
+            j = int(np.searchsorted(cold, item))
+            return j < len(cold) and int(cold[j]) == item
+
+        def skip(item: int) -> bool:
+            return (item not in state.sids or is_cold(item) or item in deny
+                    or (allow is not None and item not in allow) or not state.is_active(item))
+
+        reranker = loaded.reranker if collect is None else None
+        successors = (_rerank.SUCCESSORS if reranker is None else reranker.successors)
+        cands = _rerank.pool(pool, views, history, loaded.transitions, loaded.popularity,
+                             lambda ids: item_directions(state.sids, ids), successors, skip)
+        slots = _rerank.places(answer, is_cold)
+        if collect is not None:
+            collect.append((slots, answer, cands))
+            return answer
+        order, scores = _rerank.ranked(reranker, cands)
+        return _rerank.fill(slots, answer, cands, order, scores)
 
     @staticmethod
     def _mix_cold(state: CatalogState, cfg: ColdStartConfig, answer, history: list[int], q: dict):

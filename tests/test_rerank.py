@@ -1,0 +1,263 @@
+"""The re-ranker (runtime/rerank.py, eval/rerank.py): its settings, the candidates and features
+of one request, the served lists (equal to the offline ones), the bundle plumbing and the fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from genrec_lite.errors import ArtifactError, InvalidArgumentError
+from genrec_lite.eval.rerank import choose_reranker, fit_weights, fitted, lists
+from genrec_lite.runtime.rerank import (FEATURES, FLOOR, Pool, Reranker, fill, places, pool,
+                                        popularity, ranked)
+from genrec_lite.runtime.transitions import Transitions
+
+F = len(FEATURES)
+
+
+def _reranker(**kw) -> Reranker:
+    rng = np.random.default_rng(0)
+    return Reranker(**{"weights": rng.normal(size=F), "mean": np.zeros(F), "scale": np.ones(F),
+                       **kw})
+
+
+# --- settings ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [dict(weights=np.ones(F - 1)), dict(mean=np.full(F, np.nan)),
+                                 dict(scale=np.zeros(F)), dict(successors=-1),
+                                 dict(successors=True), dict(successors=2.5)])
+def test_settings_are_checked(bad):
+    with pytest.raises(InvalidArgumentError, match="re-ranker"):
+        _reranker(**bad)
+
+
+def test_settings_round_trip_and_another_feature_list_is_refused():
+    r = _reranker(successors=7)
+    back = Reranker.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.successors == 7 and np.array_equal(back.weights, r.weights)
+    d = r.to_dict()
+    with pytest.raises(InvalidArgumentError, match="this version computes"):
+        Reranker.from_dict(dict(d, features=d["features"][::-1]))
+    with pytest.raises(InvalidArgumentError, match="unknown keys"):
+        Reranker.from_dict(dict(d, bias=1.0))
+    with pytest.raises(InvalidArgumentError, match="incomplete"):
+        Reranker.from_dict({k: v for k, v in d.items() if k != "mean"})
+
+
+# --- one request's candidates ------------------------------------------------------------------
+def _dirs(n_items=40, dim=8, seed=0):
+    v = np.random.default_rng(seed).normal(size=(n_items, dim))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_the_pool_holds_the_beams_items_and_the_newest_items_successors():
+    # 5 -> 7 (3 times), 5 -> 8 (2), 5 -> 9 (1), 4 -> 7 (1); 3 -> 2 (1)
+    table = Transitions.from_sequences([[5, 7]] * 3 + [[5, 8]] * 2 + [[5, 9], [4, 7], [3, 2]])
+    pop = popularity(table)
+    dirs = _dirs()
+    fused = ([1, 2, 7], [-1.0, -2.0, -3.0], [-1.5, -2.5, -3.5])
+    views = [([1, 7], [-0.5, -4.0]), ([2, 1, 7], [-1.0, -2.0, -2.0])]
+    history = [3, 4, 5]
+    p = pool(fused, views, history, table, pop, lambda ids: dirs[ids], successors=5,
+             skip=lambda i: i == 9)                    # 9 is filtered out (cold, denied...)
+    assert p.items == [1, 2, 7, 8]                     # the beam's, then 8 (7 is in the beam)
+    X = dict(zip(FEATURES, p.X.T))
+    assert X["logprob"].tolist() == [-1.0, -2.0, -3.0, FLOOR]
+    assert p.logprobs[:3] == [-1.5, -2.5, -3.5] and p.logprobs[3] == -math.inf
+    assert X["in_beam"].tolist() == [1, 1, 1, 0]
+    assert X["beam_rank"].tolist() == pytest.approx(np.log1p([0, 1, 2, 50]).tolist())
+    assert X["count_1"].tolist() == pytest.approx(np.log1p([0, 0, 3, 2]).tolist())   # from 5
+    assert X["share_1"].tolist() == pytest.approx([0, 0, 0.5, 2 / 6])
+    assert X["count_2"].tolist() == pytest.approx(np.log1p([0, 0, 1, 0]).tolist())   # from 4
+    assert X["count_3"].tolist() == pytest.approx(np.log1p([0, 1, 0, 0]).tolist())   # from 3
+    assert X["popularity"].tolist() == pytest.approx(np.log1p([0, 1, 4, 2]).tolist())
+    assert X["in_history"].tolist() == [0, 0, 0, 0] and X["is_last"].tolist() == [0, 0, 0, 0]
+    assert X["views"].tolist() == [2, 1, 2, 0]
+    assert X["logprob_first"].tolist() == [-0.5, FLOOR, -4.0, FLOOR]
+    cos = dirs[[1, 2, 7, 8]] @ dirs[[5, 4, 3]].T
+    assert X["cos_last"] == pytest.approx(cos[:, 0])
+    assert X["cos_recent"] == pytest.approx(cos.max(axis=1))
+    assert X["near"] == pytest.approx(np.maximum(0, cos.max(axis=1) - 0.9) * 10)
+    # a history item's own features; no history: no counts, no cosines
+    p = pool(([5, 1], [-1.0, -2.0], [-1.0, -2.0]), [([5, 1], [-1.0, -2.0])], [5], table, pop,
+             lambda ids: dirs[ids], 0, lambda i: False)
+    X = dict(zip(FEATURES, p.X.T))
+    assert X["in_history"].tolist() == [1, 0] and X["is_last"].tolist() == [1, 0]
+    assert X["duplicate"].tolist() == [1, 0] and X["cos_recent"][0] == pytest.approx(1)
+    p = pool(([1], [-1.0], [-1.0]), [([1], [-1.0])], [], table, pop, lambda ids: dirs[ids], 5,
+             lambda i: False)
+    assert p.items == [1] and not p.X[0, 3:10].any() and not p.X[0, 12:].any()
+
+
+def test_cold_items_keep_their_places_and_warm_candidates_fill_the_rest():
+    answer = ([4, 30, 5, 31], [-1.0, -1.5, -2.0, -2.5], [-1.0, -1.5, -2.0, -2.5])
+    slots = places(answer, lambda i: i >= 30)
+    assert slots == [None, 30, None, 31]
+    cands = Pool([4, 5, 6], np.zeros((3, F)), [-1.0, -2.0, -math.inf])
+    items, scores, logprobs = fill(slots, answer, cands, np.array([2, 0, 1]),
+                                   np.array([0.1, 0.2, 0.9]))
+    assert items == [6, 30, 4, 31]
+    assert scores == [0.9, -1.5, 0.1, -2.5] and logprobs == [-math.inf, -1.5, -1.0, -2.5]
+    # without a re-ranker the warm candidates keep the model's order
+    X = np.zeros((3, F))
+    X[:, 0] = [-1.0, -2.0, FLOOR]
+    order, _ = ranked(None, Pool([4, 5, 6], X, [-1.0, -2.0, -math.inf]))
+    assert order.tolist() == [0, 1, 2]
+
+
+# --- fitting -----------------------------------------------------------------------------------
+def test_the_logit_recovers_the_weights_that_drew_the_targets():
+    rng = np.random.default_rng(1)
+    truth = np.zeros(F)
+    truth[[0, 3, 13]] = [1.5, 1.0, -0.8]
+    rows, at = [], []
+    for _ in range(3000):
+        X = rng.normal(size=(int(rng.integers(5, 15)), F))
+        p = np.exp(X @ truth)
+        rows.append(X)
+        at.append(int(rng.choice(len(X), p=p / p.sum())))
+    w = fit_weights(rows, at, lam=0.1)
+    assert np.abs(w - truth).max() < 0.15
+    # a large penalty pulls them to 0
+    assert np.abs(fit_weights(rows, at, lam=1e6)).max() < 0.01
+
+
+def _inputs(n_cases, signal, seed=0):
+    """Cases of 12 warm candidates in the model's order; with `signal`, the next item is the
+    candidate with the largest count_1 (the model's order knows nothing of it)."""
+    rng = np.random.default_rng(seed)
+    inputs, targets = [], []
+    for _ in range(n_cases):
+        X = rng.normal(size=(12, F))
+        X[:, 0] = -np.sort(rng.exponential(size=12))     # the model's order
+        items = list(rng.permutation(1000)[:12] + 1)
+        answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
+        inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist())))
+        targets.append(items[int(np.argmax(X[:, 3]))] if signal else items[int(rng.integers(12))])
+    return inputs, targets
+
+
+def test_the_choice_keeps_a_reranker_that_helps_and_its_lists_are_the_runtimes():
+    inputs, targets = _inputs(400, signal=True)
+    chosen, rows = choose_reranker(inputs, targets, lambdas=(0.1, 10.0))
+    assert [r["lambda"] for r in rows] == [None, 0.1, 10.0]
+    assert chosen is not None
+    assert max(r["NDCG@10"] for r in rows[1:]) > rows[0]["NDCG@10"] + 0.2
+    served = lists(inputs, chosen)
+    assert all(len(s) == 10 for s in served)
+    hits = np.mean([t in s[:1] for s, t in zip(served, targets)])
+    assert hits > 0.9
+    assert lists(inputs, None) == [a[0] for _, a, _ in inputs]
+
+
+def test_the_choice_is_off_when_nothing_beats_the_models_order():
+    inputs, targets = _inputs(300, signal=False)
+    # the next item is the model's first: no re-ranking can do better
+    targets = [a[0][0] for _, a, _ in inputs]
+    chosen, rows = choose_reranker(inputs, targets, lambdas=(1.0,))
+    assert chosen is None and rows[0]["HR@1"] == 1.0
+    with pytest.raises(InvalidArgumentError, match="targets"):
+        choose_reranker(inputs, targets[:-1])
+    with pytest.raises(InvalidArgumentError, match="folds=1"):
+        choose_reranker(inputs, targets, folds=1)
+
+
+def test_fitted_standardises_with_the_cases_statistics():
+    inputs, targets = _inputs(200, signal=True)
+    r = fitted(inputs, targets, 1.0)
+    X = np.concatenate([p.X for _, _, p in inputs])
+    assert np.allclose(r.mean, X.mean(axis=0)) and np.allclose(r.scale, X.std(axis=0))
+
+
+# --- served by the Recommender -----------------------------------------------------------------
+def _cases(runtime_checkpoint, n=40):
+    from genrec_lite.data import make_synthetic, resolve_split
+    from genrec_lite.data.splits import Case
+
+    meta = json.loads((runtime_checkpoint / "genrec.json").read_text())
+    ds = make_synthetic()
+    seqs = resolve_split(meta["train"]["split"], ds).apply(ds, meta["train"]["max_history"]).train
+    return [Case(str(u), tuple(int(i) for i in s[:-1]), int(s[-1]))
+            for u, s in list(seqs.items())[:n] if len(s) >= 3]
+
+
+def test_the_served_lists_are_the_offline_ones(runtime_checkpoint, runtime_bundle, tmp_path):
+    from genrec_lite.eval.rerank import rerank_inputs
+    from genrec_lite.export.bundle import set_reranker
+    from genrec_lite.runtime import Recommender
+
+    bundle = tmp_path / "b"
+    shutil.copytree(runtime_bundle, bundle)
+    cases = _cases(runtime_checkpoint)
+    reqs = [{"history": list(c.history), "k": 10} for c in cases]
+    with Recommender.load(bundle, n_threads=1) as rec:
+        assert rec.reranker is None
+        plain = [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)]
+        inputs = rerank_inputs(rec, cases)
+        assert [a[0] for _, a, _ in inputs] == plain           # the answer as served without
+        assert all(set(a[0]) <= set(p.items) | {s for s in sl if s is not None}
+                   for sl, a, p in inputs)
+        rr = fitted(inputs, [c.target for c in cases], 1.0)
+        rr = Reranker(rr.weights + np.eye(F)[3] * 2, rr.mean, rr.scale)  # counts matter
+        rec.set_reranker(rr.to_dict())
+        on = rec.recommend_batch(reqs)
+        assert [[r.item_id for r in recs] for recs in on] == lists(inputs, rr)
+        assert sum([r.item_id for r in recs] != p for recs, p in zip(on, plain)) > 0
+        # an added successor has no model log-probability; every item answered is active
+        assert all(r.logprob == -math.inf or r.logprob <= 0 for recs in on for r in recs)
+        assert any(r.logprob == -math.inf for recs in on for r in recs)   # successors were added
+        # filters hold for the added successors too
+        first = on[0][0].item_id
+        assert first not in [r.item_id for r in rec.recommend(reqs[0]["history"], k=10,
+                                                              deny=[first])]
+        rec.set_active([first], False)
+        assert first not in [r.item_id for r in rec.recommend(reqs[0]["history"], k=10)]
+        rec.set_active([first], True)
+        rec.set_reranker(None)
+        assert [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)] == plain
+    set_reranker(bundle, rr)
+    with Recommender.load(bundle, n_threads=1) as rec:
+        assert np.array_equal(rec.reranker.weights, rr.weights)
+        assert [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)] == lists(inputs, rr)
+
+
+def test_cold_items_keep_the_mixtures_places_under_the_reranker(runtime_bundle, runtime_checkpoint):
+    from genrec_lite.runtime import Recommender
+
+    cases = _cases(runtime_checkpoint, 10)
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        hist = [i for i in cases[0].history if i in state.sids]
+        rec.add_items([dict(state.records[hist[-1]], item_id=900_500)])
+        rec.set_cold_start({"weight": 0.5, "temperature": 0.1})
+        plain = [r.item_id for r in rec.recommend(hist, k=10)]
+        assert 900_500 in plain
+        rec.set_reranker(_reranker())
+        got = [r.item_id for r in rec.recommend(hist, k=10)]
+        cold = set(rec.catalog.state.cold.tolist())
+        assert [i if i in cold else None for i in got] == [i if i in cold else None for i in plain]
+
+
+def test_a_reranker_needs_a_transition_table(runtime_bundle, tmp_path):
+    from conftest import bundle_without_transitions
+    from genrec_lite.export.bundle import set_reranker
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.manifest import Manifest
+
+    bundle = bundle_without_transitions(runtime_bundle, tmp_path / "old")
+    with Recommender.load(bundle, n_threads=1) as rec:
+        with pytest.raises(InvalidArgumentError, match="no transition table"):
+            rec.set_reranker(_reranker())
+    with pytest.raises(InvalidArgumentError, match="no transition table"):
+        set_reranker(bundle, _reranker())
+    # a manifest that names one anyway is damaged; a malformed one is named
+    d = json.loads((bundle / "manifest.json").read_text())
+    with pytest.raises(ArtifactError, match="rerank"):
+        Manifest.from_dict(dict(d, rerank={"weights": [1.0]}))
+    back = Manifest.from_dict(dict(d, rerank=_reranker().to_dict()))
+    back.save(bundle)
+    with pytest.raises(ArtifactError, match="re-ranker but no transition table"):
+        Recommender.load(bundle, n_threads=1)
