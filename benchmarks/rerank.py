@@ -33,7 +33,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_info, request_histories, table, write_json  # noqa: E402
+from benchmarks._common import (machine_info, pyplot, request_histories, table,  # noqa: E402
+                                write_json)
+
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "rerank.png"
 
 KS = ("HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10")
 LABELS = {"without": "model", "transitions": "transition weight (fit before)",
@@ -137,6 +140,34 @@ def latency(fit_dir: Path, reranker: dict | None, n: int, threads: int) -> dict:
             "on_vs_one_view": round(p50["served, re-ranker on"] / p50["one view"], 4)}
 
 
+def plot(result: dict, path: Path = PLOT) -> None:
+    """The mean test metrics of each order beside MiniOneRec's published row, one bar group per
+    metric."""
+    plt = pyplot()
+    if plt is None:
+        return
+    metrics = list(MINIONEREC)
+    rows = [(LABELS[key], [result["mean"][key][m] for m in metrics])
+            for key in ("without", "transitions", "with") if key in result["mean"]]
+    rows.append(("MiniOneRec (published)", [MINIONEREC[m] for m in metrics]))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(rows)
+    for n, (label, values) in enumerate(rows):
+        ax.bar(np.arange(len(metrics)) + (n - (len(rows) - 1) / 2) * width, values, width,
+               label=label)
+    ax.set_xticks(np.arange(len(metrics)), metrics)
+    ax.set_ylim(0.08, max(max(v) for _, v in rows) * 1.05)
+    ax.set_ylabel(f"test, mean of {len(result['runs'])} fit runs")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("amazon-industrial: fit's served bundle, by how its answer is ordered")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fits", nargs="+", required=True, help="fit OUT folders")
@@ -177,6 +208,7 @@ def main(argv=None) -> int:
               ", ".join(f"{m} {v} ms" for m, v in lat["p50_ms"].items()) +
               f"; on/off {lat['on_vs_off']}, on/one view {lat['on_vs_one_view']}")
     print(f"wrote {write_json(args.out, result)}")
+    plot(result)
     return 0
 
 
