@@ -119,6 +119,32 @@ def test_choose_point_takes_the_best_within_the_latency_limit():
     assert choose_point(rows[:1]) == (1, 20, None)
 
 
+def test_points_after_the_reference_are_timed_with_a_reranker(runtime_bundle, monkeypatch):
+    """The shipped bundle carries the re-ranker fit learns later, so the latency limit must
+    price it: every timed call of a point but the reference has one, the reference none."""
+    from genrec_lite import fit as fit_mod
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.data.splits import Case
+    from genrec_lite.runtime import Recommender
+
+    seen = []
+    real = Recommender.recommend_batch
+
+    def spy(self, reqs):
+        seen.append((self.search_views, reqs[0]["beam"], self.reranker is not None))
+        return real(self, reqs)
+
+    monkeypatch.setattr(Recommender, "recommend_batch", spy)
+    ds = make_synthetic()
+    cases = [Case("u", (1, 2, 3), 4), Case("v", (5, 6), 7)]
+    rows = fit_mod.serving_points({1: runtime_bundle}, ((1, 20), (1, 10)), cases, ds, threads=1,
+                                  rounds=1, n_timed=2, more_rounds=0)
+    assert [r["timed_calls"] for r in rows] == [2, 2]
+    timed = seen[-8:]   # the timing calls come last: 2 rounds (one untimed) x 2 points x 2 cases
+    assert {(b, rr) for _, b, rr in timed} == {(20, False), (10, True)}
+    assert not any(rr for _, _, rr in seen[:-8])   # the quality rows are the model's alone
+
+
 def test_near_limit_picks_the_points_a_noisy_timing_could_misplace():
     from genrec_lite.fit import near_limit
 

@@ -20,8 +20,9 @@ Given a data set and a time budget:
    the multi-view point). A point names the views a request decodes, the first view's beam
    (it holds the answer's k) and optionally a narrower beam for the other views, which only
    vote in the fusion (the side beam). Every point is served by the C++ runtime on the
-   validation sample (quality) and timed at batch 1 (p50, rounds alternating the points; a
-   point within ``LATENCY_NEAR`` of the limit is timed again, longer, beside the reference); the
+   validation sample (quality) and timed at batch 1 (p50, rounds alternating the points, every
+   point but the reference with a re-ranker, as it will ship; a point within ``LATENCY_NEAR`` of
+   the limit is timed again, longer, beside the reference); the
    point with the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view
    point's p50 wins, ties going to the earlier one. Its views and beams are written into the
    bundle (search_views, search_beam, search_side_beam).
@@ -241,6 +242,10 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
                 for i in which:
                     (views, beam, side), (rec, prof) = points[i], served[i]
                     use(rec, views, side)
+                    # a point is timed as it will ship, with a re-ranker (step 8; its cost does
+                    # not depend on its weights); the reference is the plain one-view request
+                    rec.set_reranker(timing_reranker() if i and rec.transitions is not None
+                                     else None)
                     for c in cases[:n_timed]:
                         req = {"history": list(c.history), "k": 10, "beam": beam,
                                "profile": None if prof is None else prof.get(c.user_id)}
@@ -265,6 +270,15 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
     finally:
         for rec in recs.values():
             rec.close()
+
+
+def timing_reranker():
+    """A re-ranker that costs what any fitted one does (the features and the wider pool are the
+    work; the weights are not): serving points are timed with it."""
+    from .runtime.rerank import FEATURES, Reranker
+
+    n = len(FEATURES)
+    return Reranker(np.ones(n), np.zeros(n), np.ones(n))
 
 
 def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int, int | None]:
