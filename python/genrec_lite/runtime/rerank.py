@@ -151,10 +151,11 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         if i not in score:
             score[i], logprob[i], rank[i] = float(s), float(p), r
     recent = list(history[-DEPTH:])[::-1]          # newest first
-    counts = [_successors(table, last) for last in recent]
+    empty = np.zeros(0, np.int64)
+    rows = [table.successors(last) if table is not None else (empty, empty) for last in recent]
     cand = [i for i in score if not skip(i)]
-    if successors and counts and counts[0][0].size:
-        tg, c = counts[0]
+    if successors and rows and len(rows[0][0]):
+        tg, c = rows[0]
         taken = 0
         for j in np.lexsort((tg, -c)).tolist():    # most frequent first, ties by id
             if taken >= successors:
@@ -172,10 +173,10 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
     X[:, 1] = [i in score for i in cand]
     X[:, 2] = np.log1p([rank.get(i, ABSENT_RANK) for i in cand])
     for j, col in ((0, 3), (1, 5), (2, 6)):
-        if j < len(counts):
-            X[:, col] = np.log1p(_lookup(counts[j], ids))
-    if counts and counts[0][1].size:
-        X[:, 4] = _lookup(counts[0], ids) / counts[0][1].sum()
+        if j < len(recent):
+            X[:, col] = np.log1p(table.counts_of(recent[j], ids) if table is not None else 0)
+    if rows and len(rows[0][1]):
+        X[:, 4] = table.counts_of(recent[0], ids) / rows[0][1].sum()
     X[:, 7] = np.log1p(np.where(ids < len(pop), pop[np.minimum(ids, len(pop) - 1)], 0.0)
                        if len(pop) else 0.0)
     hist = set(int(i) for i in history)
@@ -201,25 +202,6 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         X[:, 15] = np.maximum(0.0, best - 0.9) * 10
         X[:, 16] = best > 0.97
     return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand])
-
-
-def _successors(table: Transitions | None, item: int) -> tuple[np.ndarray, np.ndarray]:
-    """(successor ids sorted, their counts as float) of `item` in the table."""
-    if table is None:
-        return np.zeros(0, np.int64), np.zeros(0)
-    s = int(np.searchsorted(table.sources, item))
-    if s == len(table.sources) or table.sources[s] != item:
-        return np.zeros(0, np.int64), np.zeros(0)
-    lo, hi = int(table.offsets[s]), int(table.offsets[s + 1])
-    return table.targets[lo:hi], table.counts[lo:hi].astype(np.float64)
-
-
-def _lookup(succ: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> np.ndarray:
-    tg, c = succ
-    if not tg.size:
-        return np.zeros(len(ids))
-    at = np.minimum(np.searchsorted(tg, ids), len(tg) - 1)
-    return np.where(tg[at] == ids, c[at], 0.0)
 
 
 def places(answer: tuple, is_cold: Callable[[int], bool]) -> list[int | None]:

@@ -109,16 +109,24 @@ class Transitions:
         return cls(sources.astype(np.int64), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                    pairs[:, 1].copy(), counts)
 
+    def successors(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the kept successors of `item`, sorted by id; their counts), both int64 views (empty
+        when the item was never followed by another)."""
+        s = int(np.searchsorted(self.sources, item))
+        if s == len(self.sources) or self.sources[s] != item:
+            return self.targets[:0], self.counts[:0]
+        lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
+        return self.targets[lo:hi], self.counts[lo:hi]
+
     def counts_of(self, last: int, items: Sequence[int]) -> np.ndarray:
         """count(last -> item) for each of `items` (0 where the pair never occurred or was not
         kept), int64."""
         out = np.zeros(len(items), dtype=np.int64)
-        s = int(np.searchsorted(self.sources, last))
-        if s == len(self.sources) or self.sources[s] != last or not len(items):
+        targets, counts = self.successors(last)
+        if not len(targets) or not len(items):
             return out
-        lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
-        at, found = find_sorted(self.targets[lo:hi], items)
-        out[found] = self.counts[lo + at[found]]
+        at, found = find_sorted(targets, items)
+        out[found] = counts[at[found]]
         return out
 
     def save(self, path: str | Path) -> None:
