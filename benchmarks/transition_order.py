@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: find the benchmarks package fr
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info, request_histories, table, write_json  # noqa: E402
+from benchmarks.rerank import tuning_bundle  # noqa: E402
 
 KS = ("HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10")
 
@@ -57,11 +58,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     rep = json.loads((fit_dir / "report.json").read_text())
     ds = Dataset.load(data_root / rep["data"])
     point = rep.get("serving_chosen", {"views": 1})
-    chosen = rep["chosen"]
-    tune_name = rep["views_model"]["name"] if point["views"] > 1 else chosen
-    if (rep.get("rl") or {}).get("steps_chosen"):
-        tune_name = f"{chosen}-rl"
-    tune_bundle = fit_dir / "search" / f"{tune_name}-bundle"
+    tune_bundle = tuning_bundle(fit_dir, rep)
     hist = rep["final"]["train"]["max_history"]
     valid = resolve_split(rep["split"]["tuning"], ds).apply(ds, None).valid
     test = ds.test_cases or resolve_split(rep["split"]["final"], ds).apply(ds, None).test

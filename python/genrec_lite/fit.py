@@ -237,6 +237,8 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
                          **{k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}})
         times: list[list[float]] = [[] for _ in points]
 
+        placeholder = timing_reranker()
+
         def timed(which: list[int], n_rounds: int) -> None:
             for r in range(n_rounds + 1):  # round 0 warms the contexts up, untimed
                 for i in which:
@@ -244,7 +246,7 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
                     use(rec, views, side)
                     # a point is timed as it will ship, with a re-ranker (step 8; its cost does
                     # not depend on its weights); the reference is the plain one-view request
-                    rec.set_reranker(timing_reranker() if i and rec.transitions is not None
+                    rec.set_reranker(placeholder if i and rec.transitions is not None
                                      else None)
                     for c in cases[:n_timed]:
                         req = {"history": list(c.history), "k": 10, "beam": beam,
