@@ -186,6 +186,17 @@ def fit_seed(dataset, work: Path, seed: int, args) -> dict:
     from genrec_lite.fit import fit
     from genrec_lite.train.rl import RLConfig
 
+    if args.fits:  # runs named on the command line: read, never retrained
+        done = Path(args.fits[args.seeds.index(seed)]) / "report.json"
+        if not done.is_file():
+            raise SystemExit(f"--fits: {done} not found (expected a finished fit run)")
+        rep = json.loads(done.read_text())
+        if rep.get("seed") != seed or rep.get("minutes_budget") != args.minutes:
+            raise SystemExit(f"--fits: {done} is seed {rep.get('seed')} at "
+                             f"{rep.get('minutes_budget')} minutes; expected seed {seed} at "
+                             f"{args.minutes} (give --seeds and --minutes in the runs' order)")
+        log(f"fit, seed {seed}: reading {done.parent}")
+        return rep
     out = work / (f"fit-rl-seed{seed}" if args.rl else f"fit-seed{seed}")
     done = out / "report.json"
     if done.is_file():
@@ -245,6 +256,10 @@ def run(name: str, args) -> dict:
                                 "minutes": rep["minutes"], "rl": rep.get("rl"),
                                 "cold_start": rep.get("cold_start")}
         seeds.append(label)
+        # the cases whose target never occurs in training (cold start's natural segment)
+        natural = rep["test"].get("new targets", {}).get("genrec-lite")
+        if natural:
+            out["models"][f"{label}, new targets"] = {"test": natural}
         if "genrec-lite before RL" in rep["test"]:
             before.append(rep["test"]["genrec-lite before RL"])
             out["models"][f"genrec-lite fit, seed {seed}, before RL"] = {"test": before[-1]}
@@ -252,6 +267,11 @@ def run(name: str, args) -> dict:
     if len(seeds) > 1:
         out["models"][f"genrec-lite fit{' + RL' if args.rl else ''}, mean of {len(seeds)} seeds"] = {
             "test": mean_row([out["models"][s]["test"] for s in seeds])}
+        natural = [out["models"][f"{s}, new targets"]["test"] for s in seeds
+                   if f"{s}, new targets" in out["models"]]
+        if len(natural) == len(seeds):
+            out["models"][f"genrec-lite fit, mean of {len(seeds)} seeds, new targets"] = {
+                "test": mean_row(natural)}
         if len(before) == len(seeds):
             out["models"][f"genrec-lite fit before RL, mean of {len(seeds)} seeds"] = {
                 "test": mean_row(before)}
@@ -316,12 +336,18 @@ def main(argv=None) -> int:
     ap.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="run fit from each of these seeds; the mean is reported too")
+    ap.add_argument("--fits", nargs="+", default=None,
+                    help="finished fit run folders to read instead of running fit, one per seed "
+                         "of --seeds in the same order (one data set only)")
     ap.add_argument("--rl", action="store_true", help="fit --rl (and the same model before RL)")
     ap.add_argument("--views", type=int, default=3,
                     help="SID views of the multi-view ablation (1: none)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "quality.json"))
     args = ap.parse_args(argv)
+    if args.fits and (len(args.fits) != len(args.seeds) or len(args.datasets) != 1):
+        ap.error(f"--fits names {len(args.fits)} run(s) for seeds {args.seeds} over data sets "
+                 f"{args.datasets}: give one run per seed, and one data set")
     if not DATA.is_dir():
         log(f"{DATA} not found: the quality benchmark needs the shared data sets")
         return 1
