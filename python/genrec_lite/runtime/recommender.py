@@ -54,6 +54,7 @@ import numpy as np
 
 from .._ext import core
 from .._io import atomic_directory, write_json
+from .._sorted import find_sorted
 from ..templates import Template
 from ..errors import ArtifactError, ClosedError, InvalidArgumentError, UnknownItemError
 from ..prompts import PromptSet, profile_text
@@ -589,12 +590,13 @@ class Recommender:
         # with a re-ranker every view answers its whole beam, and the pool is all they reached
         pools = [fuse(a, sum(len(x[0]) for x in a) or 1) if wide else None
                  for a in answers]
-        fused = [fuse(a, q["k"]) if p is None else tuple(x[:q["k"]] for x in p)
-                 for a, q, p in zip(answers, search_reqs, pools)]
         cfg = loaded.cold_start
-        if cfg is not None and len(state.cold):
-            fused = [self._mix_cold(state, cfg, f if p is None else p, h, q)
-                     for f, h, q, p in zip(fused, histories, search_reqs, pools)]
+        if cfg is not None and len(state.cold):  # the mixture ranks the whole pool itself
+            fused = [self._mix_cold(state, cfg, fuse(a, q["k"]) if p is None else p, h, q)
+                     for a, h, q, p in zip(answers, histories, search_reqs, pools)]
+        else:
+            fused = [fuse(a, q["k"]) if p is None else tuple(x[:q["k"]] for x in p)
+                     for a, q, p in zip(answers, search_reqs, pools)]
         if wide:
             fused = [self._rerank(loaded, state, f, p, a, h, q, collect)
                      for f, p, a, h, q in zip(fused, pools, answers, histories, search_reqs)]
@@ -616,8 +618,7 @@ class Recommender:
         deny = set(q.get("deny") or ())
 
         def is_cold(item: int) -> bool:
-            j = int(np.searchsorted(cold, item))
-            return j < len(cold) and int(cold[j]) == item
+            return bool(find_sorted(cold, item)[1])
 
         def skip(item: int) -> bool:
             return (item not in state.sids or is_cold(item) or item in deny
