@@ -151,11 +151,12 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         if i not in score:
             score[i], logprob[i], rank[i] = float(s), float(p), r
     recent = list(history[-DEPTH:])[::-1]          # newest first
+    # the newest item's row: its successors join the pool, and its total is the share's base
     empty = np.zeros(0, np.int64)
-    rows = [table.successors(last) if table is not None else (empty, empty) for last in recent]
+    first = table.successors(recent[0]) if table is not None and recent else (empty, empty)
     cand = [i for i in score if not skip(i)]
-    if successors and rows and len(rows[0][0]):
-        tg, c = rows[0]
+    if successors and len(first[0]):
+        tg, c = first
         taken = 0
         for j in np.lexsort((tg, -c)).tolist():    # most frequent first, ties by id
             if taken >= successors:
@@ -172,11 +173,13 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
     X[:, 0] = [score.get(i, FLOOR) for i in cand]
     X[:, 1] = [i in score for i in cand]
     X[:, 2] = np.log1p([rank.get(i, ABSENT_RANK) for i in cand])
+    counts = [table.counts_of(last, ids) if table is not None else np.zeros(n, np.int64)
+              for last in recent]
     for j, col in ((0, 3), (1, 5), (2, 6)):
-        if j < len(recent):
-            X[:, col] = np.log1p(table.counts_of(recent[j], ids) if table is not None else 0)
-    if rows and len(rows[0][1]):
-        X[:, 4] = table.counts_of(recent[0], ids) / rows[0][1].sum()
+        if j < len(counts):
+            X[:, col] = np.log1p(counts[j])
+    if len(first[1]):
+        X[:, 4] = counts[0] / first[1].sum()
     X[:, 7] = np.log1p(np.where(ids < len(pop), pop[np.minimum(ids, len(pop) - 1)], 0.0)
                        if len(pop) else 0.0)
     hist = set(int(i) for i in history)
