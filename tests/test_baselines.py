@@ -55,6 +55,20 @@ def test_popularity_hand_computed():
     assert m.recommend([(10,)], k=2).shape == (1, 2)
 
 
+def test_evaluate_with_history_excluded_ranks_deeper_past_the_history():
+    from genrec_lite.data import Case
+
+    m = Popularity().fit(TRAIN, ITEMS)  # order 20, 10, 30, 40, 50 for every history
+    cases = [Case("a", (20, 10, 20), 30), Case("b", (), 20), Case("c", (30,), 30)]
+    plain = evaluate(m, cases, ks=(1, 2))
+    assert plain["HR@1"] == pytest.approx(1 / 3) and plain["HR@2"] == pytest.approx(1 / 3)
+    excluded = evaluate(m, cases, ks=(1, 2), exclude_history=True)
+    # a: 30 moves to the top past its history; b: nothing to drop; c: its target is in its
+    # history, so it can never be recommended
+    assert excluded["HR@1"] == pytest.approx(2 / 3) and excluded["HR@2"] == pytest.approx(2 / 3)
+    assert excluded["n_cases"] == 3
+
+
 def test_popularity_ties_go_to_catalog_order():
     m = Popularity().fit({"u": np.array([30, 10])}, ITEMS)
     np.testing.assert_array_equal(m.recommend([()], k=5)[0], [10, 30, 20, 40, 50])
