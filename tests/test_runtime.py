@@ -190,6 +190,47 @@ def test_filters_and_active_mask(rec, cases):
     assert [x.item_id for x in rec.recommend(h, k=10)] == base
 
 
+def test_exclude_history_denies_each_request_its_own_history(rec, bundle, cases, tmp_path):
+    import shutil
+
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.export.bundle import set_exclude_history
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.manifest import Manifest
+
+    cs, ds = cases
+    reqs = [{"history": list(c.history), "k": 10} for c in cs[:16]]
+    plain = [[x.item_id for x in r] for r in rec.recommend_batch(reqs)]
+    # the same lists as denying each history by hand, and merged with a request's own deny
+    by_hand = [[x.item_id for x in r] for r in rec.recommend_batch(
+        [dict(q, deny=q["history"]) for q in reqs])]
+    assert rec.exclude_history is False
+    try:
+        rec.set_exclude_history(True)
+        got = [[x.item_id for x in r] for r in rec.recommend_batch(reqs)]
+        assert got == by_hand
+        assert all(len(g) == 10 and not set(g) & set(q["history"]) for g, q in zip(got, reqs))
+        extra = plain[0][:2]
+        got = [x.item_id for x in rec.recommend(reqs[0]["history"], k=10, deny=extra)]
+        assert not set(got) & (set(extra) | set(reqs[0]["history"]))
+        with pytest.raises(InvalidArgumentError, match="exclude_history 1"):
+            rec.set_exclude_history(1)
+    finally:
+        rec.set_exclude_history(False)
+    assert [[x.item_id for x in r] for r in rec.recommend_batch(reqs)] == plain
+    # the setting travels in the manifest, and a loaded bundle serves it
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    assert set_exclude_history(copy, True).exclude_history is True
+    assert Manifest.load(copy).to_dict()["exclude_history"] is True
+    with Recommender.load(copy, n_threads=1) as r2:
+        assert r2.exclude_history is True
+        assert [[x.item_id for x in r] for r in r2.recommend_batch(reqs)] == by_hand
+    assert "exclude_history" not in set_exclude_history(copy, False).to_dict()
+    with pytest.raises(InvalidArgumentError, match="exclude_history 'yes'"):
+        set_exclude_history(copy, "yes")
+
+
 def test_pausing_a_sibling_moves_score_not_logprob(rec, cases):
     """score is renormalised over the codes a request can reach, so pausing the ads next to an
     item in the trie raises its score; logprob is the model's own probability and stays."""

@@ -207,6 +207,15 @@ def set_search_beam(bundle: str | Path, beam: int | None) -> Manifest:
     return _edit_manifest(bundle, lambda m: replace(m, search_beam=beam))
 
 
+def set_exclude_history(bundle: str | Path, on: bool) -> Manifest:
+    """Write whether every request's own history is kept out of its answer into an exported
+    bundle's manifest (fit chooses it on validation). The manifest is replaced atomically;
+    returns it."""
+    if not isinstance(on, bool):
+        raise InvalidArgumentError(f"exclude_history {on!r}; expected True or False")
+    return _edit_manifest(bundle, lambda m: replace(m, exclude_history=on))
+
+
 def set_search_side_beam(bundle: str | Path, beam: int | None) -> Manifest:
     """Write the beam of every SID view after the first (None: the request's beam) into an
     exported bundle's manifest: the first view's beam holds the request's k, the others only

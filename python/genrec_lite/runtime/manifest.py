@@ -278,6 +278,10 @@ class Manifest:
     # holds the request's k, the others only vote in the fusion: a narrower beam there makes
     # more views affordable (fit.py's serving points)
     search_side_beam: int | None = None
+    # every request's own history is denied in its answer (as if in its deny list): where
+    # nothing is consumed twice, the model's prompt shows only the newest items and it re-offers
+    # older ones (fit chooses it on validation). Absent: off
+    exclude_history: bool = False
     data: DataFacts = field(default_factory=DataFacts)
     checkpoint: CheckpointFacts = field(default_factory=CheckpointFacts)
     backbone: dict = field(default_factory=dict)
@@ -316,6 +320,7 @@ class Manifest:
             search_views=_positive_or_null(f, "search_views"),
             search_beam=_positive_or_null(f, "search_beam"),
             search_side_beam=_positive_or_null(f, "search_side_beam"),
+            exclude_history=f.get("exclude_history", bool, default=False),
             data=DataFacts.read(f.child("data", default=None)),
             checkpoint=CheckpointFacts.read(f.child("checkpoint", default=None)),
             backbone=f.get("backbone", dict, default={}),
@@ -340,6 +345,7 @@ class Manifest:
                 **({} if self.search_beam is None else {"search_beam": self.search_beam}),
                 **({} if self.search_side_beam is None
                    else {"search_side_beam": self.search_side_beam}),
+                **({"exclude_history": True} if self.exclude_history else {}),
                 "files": {n: {"bytes": x.bytes, "sha256": x.sha256} for n, x in self.files.items()},
                 "versions": self.versions, "export_seconds": self.export_seconds, **self.extra}
 

@@ -141,6 +141,7 @@ class _Loaded:
         self.search_views = m.search_views or n_views
         self.search_beam = m.search_beam or DEFAULT_BEAM
         self.side_beam = m.search_side_beam  # None: the request's beam in every view
+        self.exclude_history = m.exclude_history  # deny every request its own history
         # how training wrote a user's profile record as text (None: 'field value' pairs)
         self.profile_template = m.profile_template
         self.max_history = m.max_history
@@ -376,6 +377,20 @@ class Recommender:
         with self._write_lock, self._use() as loaded:
             loaded.side_beam = beam
 
+    @property
+    def exclude_history(self) -> bool:
+        """Whether every request's own history is kept out of its answer (as if in its deny
+        list): the bundle's setting, or set_exclude_history's."""
+        return self._loaded.exclude_history
+
+    def set_exclude_history(self, on: bool) -> None:
+        """Keep (True) or stop keeping each request's history out of its answer, from the next
+        request on. A reload takes the new bundle's own setting."""
+        if not isinstance(on, (bool, np.bool_)):
+            raise InvalidArgumentError(f"exclude_history {on!r}; expected True or False")
+        with self._write_lock, self._use() as loaded:
+            loaded.exclude_history = bool(on)
+
     @contextmanager
     def _use(self):
         """The current bundle, counted as in use until the block ends (ClosedError once closed)."""
@@ -567,6 +582,8 @@ class Recommender:
             for key in ("allow", "deny"):
                 if r[key] is not None:
                     q[key] = r[key]
+            if loaded.exclude_history and histories[-1]:
+                q["deny"] = sorted(set(q.get("deny") or ()) | set(histories[-1]))
             search_reqs.append(q)
         if not search_reqs:
             return []
