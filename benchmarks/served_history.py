@@ -9,7 +9,14 @@ whose prompt shows only the newest items fills its list with items the user alre
 re-ranker with an ``in_history`` feature learns on validation to push them out. The baselines'
 like-for-like rows ("history excluded", benchmarks/baselines) drop the history from their lists
 the same way; this script gives the served bundle's rows beside them, and counts the history
-items each list holds. Prints a table; writes benchmarks/results/<out>.json.
+items each list holds.
+
+--replay: for a run whose bundle allows the history (fit before its history policy), replay
+what the current `fit` does after the serving point on the run's own models: the history
+policy on the validation sample (fit.history_policy), and, where it denies, the re-ranker
+refitted on the tuning bundle's pools without the history (cold start as the run chose it),
+then the final bundle on test with both. Not a fresh run: the models are the run's.
+Prints a table; writes benchmarks/results/<out>.json.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="the data set folder the fit ran on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="results name (default served_history_<data>)")
+    ap.add_argument("--replay", action="store_true",
+                    help="also replay fit's history policy and re-ranker stage on the run's models")
     args = ap.parse_args(argv)
 
     from genrec_lite.data import resolve_dataset, resolve_split
@@ -75,14 +84,67 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append([name, *(round(m[k], 4) for k in ("HR@1", "HR@5", "HR@10",
                                                                 "NDCG@5", "NDCG@10")),
                              round(in_history, 2)])
+    replay = _replay(args, report, ds, test) if args.replay else None
+    if replay is not None:
+        m = replay["test"]
+        rows.append(["replay: history policy + re-ranker refitted", *(
+            round(m[k], 4) for k in ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10")),
+            round(m["history_items_per_list"], 2)])
     print(table(["served bundle", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10",
                  "history items a list"], rows))
     path = write_json(args.out or f"served_history_{ds.name}", {
         "benchmark": "served_history", "fit": str(args.fit), "data": ds.name,
         "seed": report.get("seed"), "serving": report.get("serving_chosen"),
-        "n_cases": len(test), "machine": machine_info(), "rows": out})
+        "n_cases": len(test), "machine": machine_info(), "rows": out, "replay": replay})
     print(f"wrote {path}")
     return 0
+
+
+def _replay(args, report: dict, ds, test) -> dict:
+    """fit's history policy and re-ranker stage on the run's own tuning and final bundles."""
+    import shutil
+    import tempfile
+
+    from genrec_lite import pipeline
+    from genrec_lite.data import resolve_split
+    from genrec_lite.eval.metrics import rank_metrics
+    from genrec_lite.eval.rerank import choose_reranker, rerank_inputs
+    from genrec_lite.export.bundle import set_exclude_history, set_reranker
+    from genrec_lite.fit import VALID_CASES, history_policy
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+    from genrec_lite.train.evaluate import validation_sample
+
+    valid = resolve_split(report["split"]["tuning"], ds).apply(ds, None).valid
+    sample = validation_sample(valid, min(VALID_CASES, len(valid)), report["seed"])
+    point = report["serving_chosen"]
+    views = report.get("views_model", {}).get("name")
+    tuning = args.fit / "search" / (f"{report['chosen']}-bundle" if point["views"] == 1 or
+                                    views is None else f"{views}-bundle")
+    cold = report.get("cold_start")
+    cold = None if cold is None else ColdStartConfig.from_dict(cold)
+    with tempfile.TemporaryDirectory() as d:
+        tune, final = Path(d) / "tune", Path(d) / "final"
+        shutil.copytree(tuning, tune)
+        shutil.copytree(args.fit / "bundle", final)
+        exclude, policy = history_policy(tune, ds, sample, threads=args.threads)
+        set_exclude_history(tune, exclude)
+        with Recommender.load(tune, n_threads=args.threads) as rec:
+            rec.set_cold_start(cold)
+            rec.set_transition_weight(None)
+            inputs = rerank_inputs(rec, valid, profiles=pipeline.bundle_profiles(rec, ds))
+        reranker, trials = choose_reranker(inputs, [c.target for c in valid],
+                                           seed=report["seed"])
+        set_exclude_history(final, exclude)
+        set_reranker(final, reranker)
+        ranked: list = []
+        with Recommender.load(final, n_threads=args.threads) as rec:
+            pipeline.evaluate_recommender(rec, ds, test, ranked=ranked)
+    m = rank_metrics(ranked, [c.target for c in test])
+    m["history_items_per_list"] = sum(len(set(r) & set(c.history))
+                                      for r, c in zip(ranked, test)) / max(len(test), 1)
+    return {"tuning_bundle": str(tuning), "history_policy": policy, "rerank_trials": trials,
+            "rerank_kept": reranker is not None, "test": m}
 
 
 if __name__ == "__main__":

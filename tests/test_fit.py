@@ -211,6 +211,10 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         assert (rec.reranker is None) == (rr["chosen"] is None)
         if rec.reranker is not None:
             assert rec.reranker.to_dict() == rr["chosen"]
+        # the history policy: denied only where it scored higher on validation, and served
+        hp = report["history_policy"]
+        assert hp["exclude_history"] == (hp["denied"]["NDCG@10"] > hp["allowed"]["NDCG@10"])
+        assert rec.exclude_history == hp["exclude_history"]
     # a bundle that serves cold start is also scored with it off, on the same cases
     import shutil
 
