@@ -39,18 +39,18 @@ Given a data set and a time budget:
    consumed twice the model re-offers what the user already has (its prompt shows only the
    newest items); where items repeat, denying them loses those hits. Cold start and the
    re-ranker below are chosen with the policy in place.
-   **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
+8. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
    served by the C++ runtime at the chosen point (eval/cold_start.py's procedure), its price
    paid at the cold share the final model will serve (fewer of its items are cold:
    ``served_cold_share``), and written into the bundle.
-8. **Re-ranking**: a linear re-ranker over the pool (every item the views' beams reached and the
+9. **Re-ranking**: a linear re-ranker over the pool (every item the views' beams reached and the
    newest history item's most frequent successors; runtime/rerank.py) is fitted on the
    validation cases with the same tuning model served at that point and cold start
    (eval/rerank.py: a conditional logit, its L2 penalty chosen by two-fold cross-validation on
    NDCG@10 over ``rerank.LAMBDAS``, kept only when it beats the model's own order there) and
    written into the bundle. It replaces the transition weight (runtime/transitions.py) of
    earlier versions: the transition counts are among its features.
-9. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
+10. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases, the same bundle
    with cold start off, and both on the test cases whose target never occurs in the final
