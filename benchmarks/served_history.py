@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from genrec_lite.data import resolve_dataset, resolve_split
-    from genrec_lite.eval.metrics import rank_metrics
     from genrec_lite.runtime import Recommender
 
     report_path = args.fit / "report.json"
@@ -59,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     test = ds.test_cases or resolve_split(report["split"]["final"], ds).apply(ds, None).test
     rows, out = [], {}
     with Recommender.load(args.fit / "bundle", n_threads=args.threads) as rec:
-        profiles = ds.profiles if rec.bundle.manifest.use_profiles else None
         for reranker in ("on", "off"):
             if reranker == "off":
                 if rec.reranker is None:
@@ -68,22 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             elif rec.reranker is None:
                 reranker = "none in the bundle"
             for deny in (False, True):
-                ranked, t0 = [], time.perf_counter()
-                for s in range(0, len(test), 32):
-                    reqs = [{"history": list(c.history), "k": 10,
-                             "profile": profiles.get(c.user_id) if profiles is not None else None,
-                             "deny": sorted(set(c.history)) if deny else None}
-                            for c in test[s:s + 32]]
-                    ranked.extend([r.item_id for r in recs] for recs in rec.recommend_batch(reqs))
-                m = rank_metrics(ranked, [c.target for c in test])
-                in_history = sum(len(set(r) & set(c.history))
-                                 for r, c in zip(ranked, test)) / max(len(test), 1)
+                t0 = time.perf_counter()
+                rec.set_exclude_history(deny)  # the runtime's own policy: the history denied
+                m = _scored(rec, ds, test)
                 name = f"re-ranker {reranker}, history {'denied' if deny else 'allowed'}"
-                out[name] = {**m, "history_items_per_list": round(in_history, 3),
-                             "seconds": round(time.perf_counter() - t0, 1)}
+                out[name] = {**m, "seconds": round(time.perf_counter() - t0, 1)}
                 rows.append([name, *(round(m[k], 4) for k in ("HR@1", "HR@5", "HR@10",
                                                                 "NDCG@5", "NDCG@10")),
-                             round(in_history, 2)])
+                             round(m["history_items_per_list"], 2)])
     replay = _replay(args, report, ds, test) if args.replay else None
     if replay is not None:
         m = replay["test"]
@@ -100,6 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _scored(rec, ds, test) -> dict:
+    """The Recommender's HR/NDCG@K on `test` as it stands (pipeline.evaluate_recommender), and
+    how many of each list's items are in its case's history."""
+    from genrec_lite import pipeline
+
+    ranked: list = []
+    m = pipeline.evaluate_recommender(rec, ds, test, ranked=ranked)
+    m.pop("seconds", None)
+    m["history_items_per_list"] = round(sum(len(set(r) & set(c.history)) for r, c in
+                                            zip(ranked, test)) / max(len(test), 1), 3)
+    return m
+
+
 def _replay(args, report: dict, ds, test) -> dict:
     """fit's history policy and re-ranker stage on the run's own tuning and final bundles."""
     import shutil
@@ -107,7 +110,6 @@ def _replay(args, report: dict, ds, test) -> dict:
 
     from genrec_lite import pipeline
     from genrec_lite.data import resolve_split
-    from genrec_lite.eval.metrics import rank_metrics
     from genrec_lite.eval.rerank import choose_reranker, rerank_inputs
     from genrec_lite.export.bundle import set_exclude_history, set_reranker
     from genrec_lite.fit import VALID_CASES, history_policy
@@ -137,12 +139,8 @@ def _replay(args, report: dict, ds, test) -> dict:
                                            seed=report["seed"])
         set_exclude_history(final, exclude)
         set_reranker(final, reranker)
-        ranked: list = []
         with Recommender.load(final, n_threads=args.threads) as rec:
-            pipeline.evaluate_recommender(rec, ds, test, ranked=ranked)
-    m = rank_metrics(ranked, [c.target for c in test])
-    m["history_items_per_list"] = sum(len(set(r) & set(c.history))
-                                      for r, c in zip(ranked, test)) / max(len(test), 1)
+            m = _scored(rec, ds, test)
     return {"tuning_bundle": str(tuning), "history_policy": policy, "rerank_trials": trials,
             "rerank_kept": reranker is not None, "test": m}
 

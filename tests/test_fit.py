@@ -215,6 +215,18 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         hp = report["history_policy"]
         assert hp["exclude_history"] == (hp["denied"]["NDCG@10"] > hp["allowed"]["NDCG@10"])
         assert rec.exclude_history == hp["exclude_history"]
+    # without RL the allowed side is the chosen serving row, reused: measured again on the
+    # tuning bundle (the one the policy was chosen with) it is the same
+    from genrec_lite.fit import history_policy
+    from genrec_lite.train.evaluate import validation_sample
+
+    name = report["chosen"] + ("-views2" if report["serving_chosen"]["views"] > 1 else
+                               "-rl" if report["rl"]["steps_chosen"] else "")
+    valid = resolve_split("leave-one-out", ds).apply(ds, None).valid
+    sample = validation_sample(valid, report["procedure"]["valid_cases_scored"], 0)
+    _, again = history_policy(tmp_path / "fit" / "search" / f"{name}-bundle", ds, sample,
+                              threads=1)
+    assert again == hp
     # a bundle that serves cold start is also scored with it off, on the same cases
     import shutil
 

@@ -298,24 +298,29 @@ def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, i
     return best["views"], best["beam"], best.get("side_beam")
 
 
-def history_policy(bundle: Path, dataset, cases, *, threads: int | None = None
-                   ) -> tuple[bool, dict]:
+def history_policy(bundle: Path, dataset, cases, *, allowed: dict | None = None,
+                   threads: int | None = None) -> tuple[bool, dict]:
     """Whether the bundle (at its serving point, as it stands) should deny each request its own
     history: its HR/NDCG@K on `cases` with the history allowed and denied, and True only where
     denying scores a higher NDCG@10 (ties: allowed, the model's own answer). Where nothing is
     consumed twice (ml-100k: a film is rated once) the model, whose prompt shows only the
     newest items, re-offers older ones; where items repeat (amazon: 2.8% of the test targets
-    are in their history) denying them loses those hits."""
+    are in their history) denying them loses those hits. `allowed`: the bundle's metrics on
+    `cases` with the history allowed where they were measured already (fit's serving-point row
+    of the same bundle and point), so only the denied side is decoded."""
     from . import pipeline
     from .runtime import Recommender
 
-    rows = {}
+    def kept(m: dict) -> dict:
+        return {k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}
+
+    rows = {} if allowed is None else {"allowed": kept(allowed)}
     with Recommender.load(bundle, n_threads=threads) as rec:
         for name, on in (("allowed", False), ("denied", True)):
-            rec.set_exclude_history(on)
-            m = pipeline.evaluate_recommender(rec, dataset, cases)
-            rows[name] = {k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}
-    exclude = rows["denied"]["NDCG@10"] > rows["allowed"]["NDCG@10"]
+            if name not in rows:
+                rec.set_exclude_history(on)
+                rows[name] = kept(pipeline.evaluate_recommender(rec, dataset, cases))
+    exclude = bool(rows["denied"]["NDCG@10"] > rows["allowed"]["NDCG@10"])
     return exclude, {**rows, "exclude_history": exclude,
                      "selection": "denied only where its validation NDCG@10 is higher"}
 
@@ -492,7 +497,13 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     # --- the history policy: each request's own history denied in its answer, or not -------
     tune_bundle = bundles[model_views]
     _set_point(tune_bundle, views, beam, side, model_views)
-    exclude, policy = history_policy(tune_bundle, dataset, sample, threads=threads)
+    # the chosen point's serving row is this bundle allowing the history on the same sample,
+    # unless RL has replaced the model since
+    scored = None if rl_steps else next(
+        r for r in report["serving"]
+        if (r["views"], r["beam"], r.get("side_beam")) == (views, beam, side))
+    exclude, policy = history_policy(tune_bundle, dataset, sample, allowed=scored,
+                                     threads=threads)
     report["history_policy"] = policy
     say(f"history policy (validation NDCG@10): allowed {policy['allowed']['NDCG@10']:.4f}, "
         f"denied {policy['denied']['NDCG@10']:.4f}; {'denied' if exclude else 'allowed'}")
