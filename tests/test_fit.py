@@ -178,6 +178,12 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     assert set(scores) == {"history2", "history8"}
     assert report["chosen"] == max(scores, key=lambda n: (scores[n], n == "history2"))
     assert all(len(c["curve"]) == 2 and not c["stopped_by_budget"] for c in report["candidates"])
+    # on a CPU the candidates were validated through the C++ search over snapshots, which leave
+    # nothing in their folders
+    from genrec_lite.train.trainer import SNAPSHOT_WEIGHTS
+
+    assert report["procedure"]["validation_backend"] == "runtime"
+    assert not list((tmp_path / "fit" / "search").glob(f"*/{SNAPSHOT_WEIGHTS}"))
     # the final model is the chosen recipe on the final split, served from OUT/bundle
     final = report["final"]["train"]
     chosen = next(c for c in grid if c.name == report["chosen"])

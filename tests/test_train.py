@@ -349,3 +349,40 @@ def test_a_budget_shortens_the_schedule_to_end_where_it_ends():
     assert budget_span(5, 5, 100.0, 101.0, 1000, 50) == 51
     assert budget_span(100, 100, 200.0, 120.0, 1000, 10) == 101
     assert budget_span(0, 0, 0.0, 120.0, 1000, 10) == 1000
+
+
+def test_runtime_validation_scores_what_the_reference_decoder_does(synthetic_sids, tmp_path,
+                                                                   monkeypatch):
+    """eval_backend='runtime' validates through the C++ search over an f32 snapshot of the live
+    weights: the same metrics as the reference decoder, and nothing left behind."""
+    pytest.importorskip("llama_cpp")
+    import tempfile
+    from dataclasses import replace
+
+    from genrec_lite.data import make_synthetic
+    from genrec_lite.errors import InvalidArgumentError
+    from genrec_lite.sid import SidViews
+    from genrec_lite.train.trainer import SNAPSHOT_WEIGHTS, TrainConfig, Trainer
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    cfg = TrainConfig(prompts="en-seq", task_weights={"next_item": 1.0}, epochs=2, max_steps=150,
+                      batch_size=32, lr=3e-3, eval_cases=80, eval_backend="runtime",
+                      num_threads=1, compact={"hidden_size": 48, "num_layers": 2,
+                                              "num_heads": 4, "num_kv_heads": 4})
+    tr = Trainer(make_synthetic(), SidViews.load(synthetic_sids), tmp_path / "ckpt", cfg,
+                 progress=False, resume=False, device="cpu")
+    res = tr.fit()
+    assert res["best"] is not None and "NDCG@10" in res["best"]
+    assert all("NDCG@10" in r for r in res["history"])
+    assert not (tmp_path / "ckpt" / SNAPSHOT_WEIGHTS).exists() and not list(scratch.iterdir())
+    served = tr.validate(tr.model)
+    tr._snapshot.close()
+    tr.cfg = replace(cfg, eval_backend="reference")
+    reference = tr.validate(tr.model)
+    assert served["HR@10"] > 0
+    for k in ("HR@1", "HR@5", "HR@10", "NDCG@1", "NDCG@5", "NDCG@10"):
+        assert served[k] == pytest.approx(reference[k], abs=1e-12), k
+    with pytest.raises(InvalidArgumentError, match="eval_backend='torch'"):
+        TrainConfig(eval_backend="torch").validate()

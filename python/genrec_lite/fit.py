@@ -343,6 +343,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     the report (also written to out/report.json and out/report.md). ``points``: the serving
     points compared (default SERVING_POINTS; ``((1, 20),)`` trains no multi-view model)."""
     from . import pipeline
+    from ._devices import resolve_device
     from .data import resolve_split
     from .eval.cold_start import trained_items
     from .eval.metrics import metrics_table
@@ -390,6 +391,11 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
                     "candidates": []}
     sid_cfg = dict(SID_CONFIG, **(sid_config or {}))
     report["sid_config"] = sid_cfg
+    # on a CPU the C++ search validates the candidates several times faster than the reference
+    # decoder (a validation took half of the 50-item candidate's epochs on ml-100k), which
+    # leaves their slots more epochs; on an accelerator the reference decoder runs there
+    eval_backend = "runtime" if resolve_device(device).type == "cpu" else "reference"
+    report["procedure"]["validation_backend"] = eval_backend
     report["procedure"]["serving"] = {"points": [list(p) for p in points],
                                       "latency_limit": LATENCY_LIMIT,
                                       "timing": {"rounds": LATENCY_ROUNDS,
@@ -429,7 +435,7 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     best = None
     for cand in candidates:
         cfg = _train_config(cand, tune_spec, eval_cases=n_scored, seed=seed,
-                            max_minutes=share, num_threads=threads)
+                            max_minutes=share, num_threads=threads, eval_backend=eval_backend)
         say(f"candidate {cand.name}: up to {share:.1f} min")
         res = pipeline.train(dataset, tune_views.primary, out / "search" / cand.name, cfg,
                              progress=False, resume=False, device=device)
@@ -456,7 +462,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         views_minutes = max(share * MULTI_SLOTS, (search_end - time.perf_counter()) / 60)
         name = f"{chosen.name}-views{multi}"
         cfg = _train_config(chosen, tune_spec, eval_cases=n_scored, seed=seed,
-                            max_minutes=views_minutes, num_threads=threads)
+                            max_minutes=views_minutes, num_threads=threads,
+                            eval_backend=eval_backend)
         say(f"{name}: the chosen recipe in {multi} SID views, up to {views_minutes:.1f} min")
         res = pipeline.train(dataset, tune_views, out / "search" / name, cfg, progress=False,
                              resume=False, device=device)

@@ -12,8 +12,8 @@ group. The loss is
 
 where log p is the policy's raw log-probability of the candidate's SID tokens (teacher forced,
 whole vocabulary) and the KL estimate is k3 = exp(d) - d - 1, d = log p_sft - log p, on the same
-candidates. Validation NDCG@10 (the reference decoder, beam 20, a fixed sample of the validation
-cases) is measured before training and every ``eval_every`` updates; the best weights are kept
+candidates. Validation NDCG@10 (the same runtime over a fresh snapshot, beam 20, a fixed
+sample of the validation cases) is measured before training and every ``eval_every`` updates; the best weights are kept
 and training stops after ``patience`` measurements without a gain, so RL never ships a model
 worse on validation than the SFT model it started from.
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,39 +111,14 @@ def sid_logprobs(model, tok, prompts: list[str], sid_tokens: list[list[int]], de
     return (picked * keep).sum(dim=1)
 
 
-class _Rollouts:
-    """The policy's constrained beam search through the C++ runtime: a bundle of the SFT model
-    whose model.gguf is replaced by a snapshot of the policy."""
-
-    def __init__(self, ckpt: Path, work: Path, threads):
-        from ..export.bundle import export_bundle
-
-        self.bundle = work / "rollout-bundle"
-        export_bundle(ckpt, self.bundle, quant="f32", text_encoder=False)
-        self.threads = threads
-        self.rec = None
-
-    def refresh(self, model, tok) -> None:
-        from ..export.gguf_export import write_gguf
-        from ..runtime import Recommender
-
-        if self.rec is not None:
-            self.rec.close()
-        write_gguf(model, tok, self.bundle / "model.gguf", quant="f32")
-        self.rec = Recommender.load(self.bundle, n_threads=self.threads, verify=False)
-        self.rec.set_cold_start(None)
-
-    def groups(self, cases, size: int, beam: int, profiles=None):
-        """Each case's top `size` items; with `profiles`, each user's record in the prompt (the
-        Recommender writes it with the bundle's profile template, as training did)."""
-        reqs = [{"history": list(c.history), "k": size, "beam": beam,
-                 "profile": profiles.get(c.user_id) if profiles is not None else None}
-                for c in cases]
-        return self.rec.recommend_batch(reqs)
-
-    def close(self) -> None:
-        if self.rec is not None:
-            self.rec.close()
+def _groups(rec, cases, size: int, beam: int, profiles=None):
+    """Each case's top `size` items from the policy's snapshot `rec`; with `profiles`, each
+    user's record in the prompt (the Recommender writes it with the bundle's profile template,
+    as training did)."""
+    reqs = [{"history": list(c.history), "k": size, "beam": beam,
+             "profile": profiles.get(c.user_id) if profiles is not None else None}
+            for c in cases]
+    return rec.recommend_batch(reqs)
 
 
 def _training_cases(train, users: list, max_history: int, rng: np.random.Generator, n: int):
@@ -175,7 +149,9 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     from ..data.split_spec import make_split
     from ..prompts import PromptSet
     from .checkpoint import load_model, read_run_config
-    from .evaluate import case_prompts, evaluate_cases
+    from ..eval.bundle import evaluate_bundle
+    from .evaluate import case_prompts
+    from .snapshot import RuntimeSnapshot
 
     cfg = (cfg or RLConfig()).validate()
     say = log or (lambda msg: None)
@@ -213,79 +189,75 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
         return [level_tokens[lv][c] for lv, c in enumerate(sids.codes_of(item))]
 
     def validate(model) -> dict:
-        with torch.no_grad():
-            m = evaluate_cases(model, tok, sids, valid, prompts, beam=20, **common)
+        # a fresh snapshot: the rollouts that follow search the weights just measured
+        m = evaluate_bundle(roll.refresh(model, tok), valid, profiles=profiles, beam=20)
         return {k: m[k] for k in ("HR@10", "NDCG@10")}
 
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=0.0)
     t0 = time.time()
-    base = validate(policy) if select else None
-    if select:
-        say(f"SFT model: validation NDCG@10 {base['NDCG@10']:.4f}, HR@10 {base['HR@10']:.4f}")
-    curve = [{"step": 0, **(base or {})}]
-    best = {"step": 0, **(base or {})}
-    best_state = ({k: v.detach().clone() for k, v in policy.state_dict().items()} if select
-                  else None)
-    stale, step, stopped = 0, 0, "steps"
-    users = [u for u, seq in split.train.items() if len(seq) >= 2]
-    with tempfile.TemporaryDirectory() as tmp:
-        roll = _Rollouts(sft_ckpt, Path(tmp), cfg.threads)
-        try:
-            # dropout off throughout: the log-probabilities the gradient follows must be the
-            # ones the rollouts sampled from and the KL compares with the (eval-mode) SFT model
-            policy.eval()
-            for step in range(1, cfg.steps + 1):
-                if (step - 1) % cfg.snapshot_every == 0:
-                    roll.refresh(policy, tok)
-                cases = _training_cases(split.train, users, common["max_history"], rng,
-                                        cfg.cases_per_step)
-                groups = roll.groups(cases, cfg.group, cfg.beam, profiles)
-                texts, toks, adv = [], [], []
-                prompt_of = case_prompts(cases, sids, prompts, **common)
-                for c, g, text in zip(cases, groups, prompt_of):
-                    items = [r.item_id for r in g]
-                    a = advantages(rewards(items, c.target, cfg.reward))
-                    for i, ai in zip(items, a):
-                        texts.append(text)
-                        toks.append(sid_tokens(i))
-                        adv.append(ai)
-                adv_t = torch.tensor(adv, dtype=torch.float32, device=dev)
-                logp = sid_logprobs(policy, tok, texts, toks, dev)
-                with torch.no_grad():
-                    logp_ref = sid_logprobs(ref, tok, texts, toks, dev)
-                d = logp_ref - logp
-                kl = (torch.exp(d) - d - 1).mean()
-                loss = -(adv_t * logp).mean() + cfg.kl * kl
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-                opt.step()
-                out_of_time = cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60
-                if not select:
-                    if step % cfg.eval_every == 0 or step == cfg.steps:
-                        curve.append({"step": step, "kl": kl.item(), "loss": loss.item(),
-                                      "minutes": round((time.time() - t0) / 60, 2)})
-                elif step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
-                    m = validate(policy)
-                    curve.append({"step": step, **m, "kl": kl.item(), "loss": loss.item(),
+    with RuntimeSnapshot(sft_ckpt, cfg.threads) as roll:
+        base = validate(policy) if select else None
+        if select:
+            say(f"SFT model: validation NDCG@10 {base['NDCG@10']:.4f}, HR@10 {base['HR@10']:.4f}")
+        curve = [{"step": 0, **(base or {})}]
+        best = {"step": 0, **(base or {})}
+        best_state = ({k: v.detach().clone() for k, v in policy.state_dict().items()} if select
+                      else None)
+        stale, step, stopped = 0, 0, "steps"
+        users = [u for u, seq in split.train.items() if len(seq) >= 2]
+        # dropout off throughout: the log-probabilities the gradient follows must be the
+        # ones the rollouts sampled from and the KL compares with the (eval-mode) SFT model
+        policy.eval()
+        for step in range(1, cfg.steps + 1):
+            if (step - 1) % cfg.snapshot_every == 0:
+                roll.refresh(policy, tok)
+            cases = _training_cases(split.train, users, common["max_history"], rng,
+                                    cfg.cases_per_step)
+            groups = _groups(roll.rec, cases, cfg.group, cfg.beam, profiles)
+            texts, toks, adv = [], [], []
+            prompt_of = case_prompts(cases, sids, prompts, **common)
+            for c, g, text in zip(cases, groups, prompt_of):
+                items = [r.item_id for r in g]
+                a = advantages(rewards(items, c.target, cfg.reward))
+                for i, ai in zip(items, a):
+                    texts.append(text)
+                    toks.append(sid_tokens(i))
+                    adv.append(ai)
+            adv_t = torch.tensor(adv, dtype=torch.float32, device=dev)
+            logp = sid_logprobs(policy, tok, texts, toks, dev)
+            with torch.no_grad():
+                logp_ref = sid_logprobs(ref, tok, texts, toks, dev)
+            d = logp_ref - logp
+            kl = (torch.exp(d) - d - 1).mean()
+            loss = -(adv_t * logp).mean() + cfg.kl * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            out_of_time = cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60
+            if not select:
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    curve.append({"step": step, "kl": kl.item(), "loss": loss.item(),
                                   "minutes": round((time.time() - t0) / 60, 2)})
-                    say(f"step {step}: validation NDCG@10 {m['NDCG@10']:.4f}, HR@10 "
-                        f"{m['HR@10']:.4f}, KL {curve[-1]['kl']:.4f}")
-                    if m["NDCG@10"] > best["NDCG@10"]:
-                        best, stale = {"step": step, **m}, 0
-                        best_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-                    else:
-                        stale += 1
-                        if stale >= cfg.patience:
-                            stopped = "patience"
-                            break
-                if out_of_time:
-                    stopped = "time"
-                    break
-        finally:
-            roll.close()
+            elif step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+                m = validate(policy)
+                curve.append({"step": step, **m, "kl": kl.item(), "loss": loss.item(),
+                              "minutes": round((time.time() - t0) / 60, 2)})
+                say(f"step {step}: validation NDCG@10 {m['NDCG@10']:.4f}, HR@10 "
+                    f"{m['HR@10']:.4f}, KL {curve[-1]['kl']:.4f}")
+                if m["NDCG@10"] > best["NDCG@10"]:
+                    best, stale = {"step": step, **m}, 0
+                    best_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        stopped = "patience"
+                        break
+            if out_of_time:
+                stopped = "time"
+                break
     if select:
         policy.load_state_dict(best_state)
     else:

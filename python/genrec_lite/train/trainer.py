@@ -59,6 +59,9 @@ class TrainConfig:
     eval_every: int = 1                    # epochs between validations (0: never)
     eval_cases: int = 1000                 # validation sample size (0: no validation)
     eval_beam: int = 20
+    eval_backend: str = "reference"        # 'reference' (the torch decoder) or 'runtime' (the C++
+                                           # search over an f32 snapshot: several times faster
+                                           # on a CPU; needs the serve extra)
     save_every: int = 500                  # steps between last/ checkpoints
     max_minutes: float | None = None       # wall-clock budget; training stops cleanly at it,
                                            # its LR schedule shortened to end there (budget_span)
@@ -72,8 +75,15 @@ class TrainConfig:
                 raise InvalidArgumentError(f"task {t!r} is not known; expected one of {TASKS}")
         if self.epochs < 1 or self.batch_size < 1:
             raise InvalidArgumentError(f"epochs={self.epochs}, batch_size={self.batch_size}; expected >= 1")
+        if self.eval_backend not in EVAL_BACKENDS:
+            raise InvalidArgumentError(f"eval_backend={self.eval_backend!r}; expected one of "
+                                       f"{EVAL_BACKENDS}")
         parse_split(self.split)
         return self
+
+
+EVAL_BACKENDS = ("reference", "runtime")
+SNAPSHOT_WEIGHTS = "snapshot"  # the weights the runtime's validation bundle is first exported from
 
 
 # what fit() reads back from last/trainer_state.pt (written by Trainer._state)
@@ -230,6 +240,7 @@ class Trainer:
         self.views = SidViews.of(sids)
         self.dataset, self.sids, self.out = dataset, self.views.primary, Path(out)
         self.progress, self.resume = progress, resume
+        self._snapshot = None  # eval_backend='runtime': the validation bundle (RuntimeSnapshot)
         self.rank, self.world, self.device = _init_distributed(device)
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
@@ -457,13 +468,20 @@ class Trainer:
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self, model) -> dict:
-        """HR@K / NDCG@K on a seeded sample of the validation cases (reference decoder)."""
+        """HR@K / NDCG@K on a seeded sample of the validation cases: the reference decoder, or
+        with eval_backend='runtime' the C++ search over a snapshot of the current weights."""
         from .evaluate import evaluate_cases, validation_sample
 
         cases = self.split.valid
         if not cases or self.cfg.eval_cases == 0:
             return {}
         cases = validation_sample(cases, self.cfg.eval_cases, self.cfg.seed)
+        if self.cfg.eval_backend == "runtime":
+            from ..eval.bundle import evaluate_bundle
+
+            rec = self._runtime_snapshot().refresh(model, self.tok)
+            return evaluate_bundle(rec, cases, beam=self.cfg.eval_beam, profiles=(
+                self.dataset.profiles if self.cfg.use_profiles else None))
         was = model.training
         metrics = evaluate_cases(model, self.tok, self.views, cases, self.prompts,
                                  profiles=self.dataset.profiles if self.cfg.use_profiles else None,
@@ -471,6 +489,20 @@ class Trainer:
                                  max_history=self.cfg.max_history, beam=self.cfg.eval_beam)
         model.train(was)
         return metrics
+
+    def _runtime_snapshot(self):
+        """The validation bundle, exported on first use from a save of the current weights
+        (every later validation rewrites only its model.gguf)."""
+        if self._snapshot is None:
+            from .snapshot import RuntimeSnapshot
+
+            self._save_weights(SNAPSHOT_WEIGHTS)
+            try:
+                self._snapshot = RuntimeSnapshot(self.out, self.cfg.num_threads,
+                                                 which=SNAPSHOT_WEIGHTS)
+            finally:
+                shutil.rmtree(self.out / SNAPSHOT_WEIGHTS, ignore_errors=True)
+        return self._snapshot
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _save_weights(self, which: str, extra: dict | None = None, state: dict | None = None):
@@ -521,12 +553,23 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            if self._snapshot is not None:
+                self._snapshot.close()
+                self._snapshot = None
+
+    def _fit(self) -> dict:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         state = self._load_resume_state()
         if state is None and self.rank == 0:
             self._write_static()
+        if (self.rank == 0 and cfg.eval_backend == "runtime" and cfg.eval_every
+                and cfg.eval_cases and self.split.valid):
+            self._runtime_snapshot()  # a model the runtime cannot serve fails here, not an epoch in
         model = self.model
         model.train()
         wrapped = ResponseLoss(model)
