@@ -12,7 +12,8 @@ the same way; this script gives the served bundle's rows beside them, and counts
 items each list holds.
 
 --replay: for a run whose bundle allows the history (fit before its history policy), replay
-what the current `fit` does after the serving point on the run's own models: the history
+what `fit` did at 770d0ef after the serving point on the run's own models (fit now decides the
+policy earlier, on the one-view tuning model, before the serving points): the history
 policy on the validation sample (fit.history_policy), and, where it denies, the re-ranker
 refitted on the tuning bundle's pools without the history (cold start as the run chose it),
 then the final bundle on test with both. Not a fresh run: the models are the run's.

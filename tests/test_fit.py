@@ -221,18 +221,22 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         hp = report["history_policy"]
         assert hp["exclude_history"] == (hp["denied"]["NDCG@10"] > hp["allowed"]["NDCG@10"])
         assert rec.exclude_history == hp["exclude_history"]
-    # without RL the allowed side is the chosen serving row, reused: measured again on the
-    # tuning bundle (the one the policy was chosen with) it is the same
+    # the policy was measured on the one-view tuning bundle at the reference point, before the
+    # serving points: measured again it is the same, and the reference's serving row is the
+    # side it kept (the serving points were scored with the policy in place)
     from genrec_lite.fit import history_policy
     from genrec_lite.train.evaluate import validation_sample
 
-    name = report["chosen"] + ("-views2" if report["serving_chosen"]["views"] > 1 else
-                               "-rl" if report["rl"]["steps_chosen"] else "")
     valid = resolve_split("leave-one-out", ds).apply(ds, None).valid
     sample = validation_sample(valid, report["procedure"]["valid_cases_scored"], 0)
-    _, again = history_policy(tmp_path / "fit" / "search" / f"{name}-bundle", ds, sample,
-                              threads=1)
+    _, again = history_policy(tmp_path / "fit" / "search" / f"{report['chosen']}-bundle", ds,
+                              sample, threads=1)
     assert again == hp
+    views_bundle = tmp_path / "fit" / "search" / f"{report['chosen']}-views2-bundle"
+    with Recommender.load(views_bundle, n_threads=1) as rec:
+        assert rec.exclude_history == hp["exclude_history"]
+    ref = report["serving"][0]
+    assert {k: ref[k] for k in hp["allowed"]} == hp["denied" if hp["exclude_history"] else "allowed"]
     # a bundle that serves cold start is also scored with it off, on the same cases
     import shutil
 

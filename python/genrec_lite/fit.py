@@ -12,7 +12,14 @@ Given a data set and a time budget:
    ``VALID_CASES`` validation cases; the one with the best validation NDCG@10 (its best epoch)
    wins, ties going to the earlier candidate. The grid spans what the measured recipes differ in
    (prompt length, model width, schedule length), not any data set's name.
-4. **Serving point** (SID views x beam, ``SERVING_POINTS``). The winner's recipe also trains on
+4. **History policy**: the winner's one-view tuning model, served at the reference point,
+   answers the validation sample with each request's own history allowed and denied
+   (``history_policy``); the bundles deny it (manifest ``exclude_history``) only where that
+   scores a higher NDCG@10. Where nothing is consumed twice the model re-offers what the user
+   already has (its prompt shows only the newest items); where items repeat, denying them
+   loses those hits. Everything after (the serving points, cold start, the re-ranker) is
+   chosen with the policy in place, as it will be served.
+5. **Serving point** (SID views x beam, ``SERVING_POINTS``). The winner's recipe also trains on
    the tuning split written in K SID views (sid/views.py; K the most views of any point, 3 by
    default), in ``MULTI_SLOTS`` candidates' minutes or what the candidates left of the search's
    share if more (it reads every history K times an epoch; at one candidate's minutes a
@@ -26,19 +33,13 @@ Given a data set and a time budget:
    point with the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view
    point's p50 wins, ties going to the earlier one. Its views and beams are written into the
    bundle (search_views, search_beam, search_side_beam).
-5. **Final model.** The winner's recipe trains on the final split (no validation there: its
+6. **Final model.** The winner's recipe trains on the final split (no validation there: its
    validation period is training data) with the rest of the budget, less the final split's SIDs
    (priced at what the tuning split's took), the RL updates chosen (priced at what they cost
    the tuning model) and ``REST_SHARE`` for what follows, and is exported to ``OUT/bundle``.
-6. **RL** (optional, ``rl``; one-view points only): GRPO after SFT (train/rl.py) on the
+7. **RL** (optional, ``rl``; one-view points only): GRPO after SFT (train/rl.py) on the
    winner's tuning model, early stopping on validation NDCG@10, chooses how many updates help
    (none: RL is skipped); the final model then gets that many updates.
-7. **History policy**: the tuning bundle at the chosen point answers the validation sample with
-   each request's own history allowed and denied (``history_policy``); the final bundle denies
-   it (manifest ``exclude_history``) only where that scores a higher NDCG@10. Where nothing is
-   consumed twice the model re-offers what the user already has (its prompt shows only the
-   newest items); where items repeat, denying them loses those hits. Cold start and the
-   re-ranker below are chosen with the policy in place.
 8. **Cold start** is chosen on the validation cases with the winner's tuning model (after RL)
    served by the C++ runtime at the chosen point (eval/cold_start.py's procedure), its price
    paid at the cold share the final model will serve (fewer of its items are cold:
@@ -205,15 +206,17 @@ def near_limit(ratios, limit: float = LATENCY_LIMIT, band: float = LATENCY_NEAR)
 
 def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None = None,
                    rounds: int = LATENCY_ROUNDS, n_timed: int = LATENCY_HISTORIES,
-                   limit: float = LATENCY_LIMIT, more_rounds: int = LATENCY_MORE_ROUNDS
-                   ) -> list[dict]:
+                   limit: float = LATENCY_LIMIT, more_rounds: int = LATENCY_MORE_ROUNDS,
+                   scored: dict | None = None) -> list[dict]:
     """Each point (views, beam): HR/NDCG@1,3,5,10 on `cases` (k 10) and the p50 of one request
     at batch 1 over the first `n_timed` of them, served by the C++ runtime. A one-view point is
     served by bundles[1], a K-view one by the multi-view bundle decoding its first `views` views.
     The timed rounds alternate the points, so all of them see the same machine; the p50 is the
     median over every call, and `vs_reference` its ratio to the first point's. Points whose
     ratio comes out within LATENCY_NEAR of `limit` get `more_rounds` rounds more, alternating
-    with the reference (whose calls are pooled too); `timed_calls` says how many each had."""
+    with the reference (whose calls are pooled too); `timed_calls` says how many each had.
+    `scored`: {(views, beam, side beam): metrics} already measured on `cases` with the same
+    bundle as it stands (fit's history policy scored the reference point), not decoded again."""
     from . import pipeline
     from .runtime import Recommender
 
@@ -238,7 +241,9 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
         rows = []
         for (views, beam, side), (rec, _) in zip(points, served):
             use(rec, views, side)
-            m = pipeline.evaluate_recommender(rec, dataset, cases, beam=beam)
+            m = (scored or {}).get((views, beam, side))
+            if m is None:
+                m = pipeline.evaluate_recommender(rec, dataset, cases, beam=beam)
             rows.append({"views": views, "beam": beam, "side_beam": side,
                          **{k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}})
         times: list[list[float]] = [[] for _ in points]
@@ -250,7 +255,7 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
                 for i in which:
                     (views, beam, side), (rec, prof) = points[i], served[i]
                     use(rec, views, side)
-                    # a point is timed as it will ship, with a re-ranker (step 8; its cost does
+                    # a point is timed as it will ship, with a re-ranker (step 9; its cost does
                     # not depend on its weights); the reference is the plain one-view request
                     rec.set_reranker(placeholder if i and rec.transitions is not None
                                      else None)
@@ -298,28 +303,23 @@ def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, i
     return best["views"], best["beam"], best.get("side_beam")
 
 
-def history_policy(bundle: Path, dataset, cases, *, allowed: dict | None = None,
+def history_policy(bundle: Path, dataset, cases, *,
                    threads: int | None = None) -> tuple[bool, dict]:
     """Whether the bundle (at its serving point, as it stands) should deny each request its own
     history: its HR/NDCG@K on `cases` with the history allowed and denied, and True only where
     denying scores a higher NDCG@10 (ties: allowed, the model's own answer). Where nothing is
     consumed twice (ml-100k: a film is rated once) the model, whose prompt shows only the
     newest items, re-offers older ones; where items repeat (amazon: 2.8% of the test targets
-    are in their history) denying them loses those hits. `allowed`: the bundle's metrics on
-    `cases` with the history allowed where they were measured already (fit's serving-point row
-    of the same bundle and point), so only the denied side is decoded."""
+    are in their history) denying them loses those hits."""
     from . import pipeline
     from .runtime import Recommender
 
-    def kept(m: dict) -> dict:
-        return {k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}
-
-    rows = {} if allowed is None else {"allowed": kept(allowed)}
+    rows = {}
     with Recommender.load(bundle, n_threads=threads) as rec:
         for name, on in (("allowed", False), ("denied", True)):
-            if name not in rows:
-                rec.set_exclude_history(on)
-                rows[name] = kept(pipeline.evaluate_recommender(rec, dataset, cases))
+            rec.set_exclude_history(on)
+            m = pipeline.evaluate_recommender(rec, dataset, cases)
+            rows[name] = {k: v for k, v in m.items() if k.startswith(("HR@", "NDCG@"))}
     exclude = bool(rows["denied"]["NDCG@10"] > rows["allowed"]["NDCG@10"])
     return exclude, {**rows, "exclude_history": exclude,
                      "selection": "denied only where its validation NDCG@10 is higher"}
@@ -471,7 +471,22 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         bundles[multi] = out / "search" / f"{name}-bundle"
         pipeline.export(out / "search" / name, bundles[multi], quant="f16")
     sample = validation_sample(valid, n_scored, seed)  # the one the candidates were scored on
-    rows = serving_points(bundles, points, sample, dataset, threads=threads)
+
+    # --- the history policy: each request's own history denied in its answer, or not -------
+    # decided on the one-view tuning bundle at the reference point, before the serving points,
+    # so that they are scored and timed as they will be served
+    ref_views, ref_beam, _ = points[0]
+    _set_point(tune_bundle, ref_views, ref_beam, None, 1)
+    exclude, policy = history_policy(tune_bundle, dataset, sample, threads=threads)
+    report["history_policy"] = policy
+    say(f"history policy (validation NDCG@10, one view at beam {ref_beam}): allowed "
+        f"{policy['allowed']['NDCG@10']:.4f}, denied {policy['denied']['NDCG@10']:.4f}; "
+        f"{'denied' if exclude else 'allowed'}")
+    for path in bundles.values():
+        set_exclude_history(path, exclude)
+    kept_row = policy["denied" if exclude else "allowed"]
+    rows = serving_points(bundles, points, sample, dataset, threads=threads,
+                          scored={points[0]: kept_row})
     report["serving"] = rows
     views, beam, side = choose_point(rows)
     report["serving_chosen"] = {"views": views, "beam": beam, "side_beam": side}
@@ -500,21 +515,9 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
             tune_model = out / "search" / f"{chosen.name}-rl"
             bundles[1] = out / "search" / f"{chosen.name}-rl-bundle"
             pipeline.export(tune_model, bundles[1], quant="f16")
-
-    # --- the history policy: each request's own history denied in its answer, or not -------
+            set_exclude_history(bundles[1], exclude)
     tune_bundle = bundles[model_views]
     _set_point(tune_bundle, views, beam, side, model_views)
-    # the chosen point's serving row is this bundle allowing the history on the same sample,
-    # unless RL has replaced the model since
-    scored = None if rl_steps else next(
-        r for r in report["serving"]
-        if (r["views"], r["beam"], r.get("side_beam")) == (views, beam, side))
-    exclude, policy = history_policy(tune_bundle, dataset, sample, allowed=scored,
-                                     threads=threads)
-    report["history_policy"] = policy
-    say(f"history policy (validation NDCG@10): allowed {policy['allowed']['NDCG@10']:.4f}, "
-        f"denied {policy['denied']['NDCG@10']:.4f}; {'denied' if exclude else 'allowed'}")
-    set_exclude_history(tune_bundle, exclude)
 
     # --- cold start, chosen on validation with the winner's tuning model --------------------
     with Recommender.load(tune_bundle, n_threads=threads) as rec:
@@ -698,8 +701,8 @@ def _write_report(out: Path, report: dict, metrics_table) -> None:
                           f"{v['minutes']:g} of its {v['budget_minutes']:g} min."]
     hp = report.get("history_policy")
     if hp is not None:
-        lines += ["", "Each request's own history in its answer, on the validation sample at the "
-                      f"chosen point (HR@10 / NDCG@10): allowed {hp['allowed']['HR@10']:.4f} / "
+        lines += ["", "Each request's own history in its answer, on the validation sample with "
+                      f"the one-view tuning model (HR@10 / NDCG@10): allowed {hp['allowed']['HR@10']:.4f} / "
                       f"{hp['allowed']['NDCG@10']:.4f}, denied {hp['denied']['HR@10']:.4f} / "
                       f"{hp['denied']['NDCG@10']:.4f}; "
                       f"{'denied' if hp['exclude_history'] else 'allowed'}."]

@@ -33,19 +33,22 @@ class RuntimeSnapshot:
         from ..export.gguf_export import write_gguf
         from ..runtime import Recommender
 
-        if self.rec is not None:
-            self.rec.close()
-            self.rec = None
+        self.release()
         write_gguf(model, tok, self.bundle / "model.gguf", quant="f32")
         # verify=False: the manifest's checksum is the exported weights', not these
         self.rec = Recommender.load(self.bundle, n_threads=self.threads, verify=False)
         self.rec.set_cold_start(None)
         return self.rec
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close the Recommender (its weights and contexts), keeping the bundle for the next
+        refresh: training between validations should not hold a second copy of the model."""
         if self.rec is not None:
             self.rec.close()
             self.rec = None
+
+    def close(self) -> None:
+        self.release()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "RuntimeSnapshot":

@@ -479,9 +479,13 @@ class Trainer:
         if self.cfg.eval_backend == "runtime":
             from ..eval.bundle import evaluate_bundle
 
-            rec = self._runtime_snapshot().refresh(model, self.tok)
-            return evaluate_bundle(rec, cases, beam=self.cfg.eval_beam, profiles=(
-                self.dataset.profiles if self.cfg.use_profiles else None))
+            snap = self._runtime_snapshot()
+            try:
+                return evaluate_bundle(snap.refresh(model, self.tok), cases,
+                                       beam=self.cfg.eval_beam, profiles=(
+                                           self.dataset.profiles if self.cfg.use_profiles else None))
+            finally:
+                snap.release()
         was = model.training
         metrics = evaluate_cases(model, self.tok, self.views, cases, self.prompts,
                                  profiles=self.dataset.profiles if self.cfg.use_profiles else None,
