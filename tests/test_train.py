@@ -176,8 +176,14 @@ def test_resume_refuses_another_config_and_a_foreign_state(synthetic_sids, tmp_p
     assert main(base + ["--max-steps", "5"]) == 2
     assert "another configuration" in capsys.readouterr().err
 
-    # the state this version writes resumes (it loads with weights_only=True) ...
+    # the state this version writes resumes (it loads with weights_only=True), as does a run
+    # written before a field existed (the field takes its default) ...
     assert main(base + ["--max-steps", "3"]) == 0
+    meta = json.loads((ckpt / "genrec.json").read_text())
+    del meta["train"]["eval_backend"]
+    (ckpt / "genrec.json").write_text(json.dumps(meta))
+    assert main(base + ["--max-steps", "3"]) == 0
+    assert main(base + ["--max-steps", "3", "--eval-backend", "runtime"]) == 2
     # ... and one holding an arbitrary pickled object is refused before anything in it runs
     path = ckpt / "last" / "trainer_state.pt"
     state = torch.load(path, weights_only=True)

@@ -535,8 +535,9 @@ class Trainer:
         path = self.out / "last" / "trainer_state.pt"
         if not (self.resume and path.is_file()):
             return None
-        saved = read_json(self.out / "genrec.json")
-        if saved.get("train") != asdict(self.cfg):
+        saved = read_json(self.out / "genrec.json").get("train")
+        # a field added since the run was written takes its default (eval_backend, for one)
+        if saved is None or {**asdict(TrainConfig()), **saved} != asdict(self.cfg):
             raise InvalidArgumentError(
                 f"{self.out} holds a run with another configuration; use a new --out folder or "
                 "--no-resume to start over")
