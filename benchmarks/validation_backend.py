@@ -8,10 +8,10 @@ For each tuning model of a finished `fit` folder (OUT/search/*, the candidates a
 multi-view model) this scores the validation sample the trainer scores every epoch (its
 eval_cases, seed and beam) both ways, rounds alternating:
 
-- **reference**: `train.evaluate.evaluate_cases`, the torch decoder (TrainConfig
+- **reference**: `pipeline.evaluate_checkpoint`, the torch decoder (TrainConfig
   eval_backend="reference");
 - **runtime**: `train.snapshot.RuntimeSnapshot.refresh` (write the f32 GGUF of the live
-  weights, load it) plus `eval.bundle.evaluate_bundle`, the C++ search (eval_backend="runtime",
+  weights, load it) plus `pipeline.evaluate_recommender`, the C++ search (eval_backend="runtime",
   what `fit` uses on a CPU). The bundle's one-off export, done once per run, is timed apart.
 
 Prints the table (median seconds per validation, the ratio, and NDCG@10 both ways: they should
@@ -21,6 +21,7 @@ agree) and writes benchmarks/results/<out>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,16 +44,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results name (default validation_backend_DATA)")
     args = ap.parse_args(argv)
 
-    import json
-
     import torch
 
     from genrec_lite.data import Dataset
     from genrec_lite.data.split_spec import make_split
-    from genrec_lite.eval.bundle import evaluate_bundle
-    from genrec_lite.prompts import PromptSet
-    from genrec_lite.train.checkpoint import load_model
-    from genrec_lite.train.evaluate import evaluate_cases, validation_sample
+    from genrec_lite.pipeline import evaluate_checkpoint, evaluate_recommender, load_checkpoint
+    from genrec_lite.train.evaluate import validation_sample
     from genrec_lite.train.snapshot import RuntimeSnapshot
 
     torch.set_num_threads(args.threads)
@@ -62,12 +59,11 @@ def main(argv=None) -> int:
                     if p.is_dir() and (p / "genrec.json").is_file())
     rows = []
     for ckpt in models:
-        model, tok, views, meta = load_model(ckpt, "best")
-        model.eval()
-        cfg = meta["train"]
+        loaded = load_checkpoint(ckpt, device="cpu")
+        loaded.model.eval()
+        cfg = loaded.train_config
         split = make_split(dataset, cfg["split"], cfg["max_history"])
         cases = validation_sample(split.valid, cfg["eval_cases"], cfg["seed"])
-        profiles = dataset.profiles if cfg["use_profiles"] else None
         t0 = time.perf_counter()
         snap = RuntimeSnapshot(ckpt, args.threads)
         export_s = time.perf_counter() - t0
@@ -75,17 +71,13 @@ def main(argv=None) -> int:
         with snap:
             for _ in range(args.rounds):
                 t0 = time.perf_counter()
-                with torch.no_grad():
-                    ref = evaluate_cases(model, tok, views, cases, PromptSet.load(cfg["prompts"]),
-                                         profiles=profiles,
-                                         profile_template=cfg["profile_template"],
-                                         max_history=cfg["max_history"], beam=cfg["eval_beam"])
+                ref = evaluate_checkpoint(loaded, dataset, cases, beam=cfg["eval_beam"])
                 ref_s.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                run = evaluate_bundle(snap.refresh(model, tok), cases, profiles=profiles,
-                                      beam=cfg["eval_beam"])
+                run = evaluate_recommender(snap.refresh(loaded.model, loaded.tokenizer), dataset,
+                                           cases, beam=cfg["eval_beam"])
                 run_s.append(time.perf_counter() - t0)
-        row = {"model": ckpt.name, "views": len(views), "max_history": cfg["max_history"],
+        row = {"model": ckpt.name, "views": len(loaded.sids), "max_history": cfg["max_history"],
                "cases": len(cases), "beam": cfg["eval_beam"], "reference_s": ref_s,
                "runtime_s": run_s, "export_once_s": round(export_s, 2),
                "reference_median_s": median(ref_s), "runtime_median_s": median(run_s),
@@ -96,7 +88,7 @@ def main(argv=None) -> int:
         print(f"{ckpt.name}: reference {row['reference_median_s']:.1f} s, runtime "
               f"{row['runtime_median_s']:.1f} s ({row['speedup']:.2f}x); NDCG@10 "
               f"{ref['NDCG@10']:.4f} / {run['NDCG@10']:.4f}", flush=True)
-        del model
+        del loaded
 
     print(f"\n{rep['data']}: one validation of each tuning model ({args.threads} threads, "
           f"median of {args.rounds} rounds)")

@@ -198,6 +198,7 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
     t0 = time.time()
     with RuntimeSnapshot(sft_ckpt, cfg.threads) as roll:
         base = validate(policy) if select else None
+        fresh = select  # whether the snapshot holds the policy's weights as they are
         if select:
             say(f"SFT model: validation NDCG@10 {base['NDCG@10']:.4f}, HR@10 {base['HR@10']:.4f}")
         curve = [{"step": 0, **(base or {})}]
@@ -210,7 +211,7 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
         # ones the rollouts sampled from and the KL compares with the (eval-mode) SFT model
         policy.eval()
         for step in range(1, cfg.steps + 1):
-            if (step - 1) % cfg.snapshot_every == 0:
+            if (step - 1) % cfg.snapshot_every == 0 and not fresh:
                 roll.refresh(policy, tok)
             cases = _training_cases(split.train, users, common["max_history"], rng,
                                     cfg.cases_per_step)
@@ -236,6 +237,7 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
             opt.step()
+            fresh = False
             out_of_time = cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60
             if not select:
                 if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -243,6 +245,7 @@ def rl_finetune(sft_ckpt, dataset, out, cfg: RLConfig | None = None, *, device: 
                                   "minutes": round((time.time() - t0) / 60, 2)})
             elif step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
                 m = validate(policy)
+                fresh = True
                 curve.append({"step": step, **m, "kl": kl.item(), "loss": loss.item(),
                               "minutes": round((time.time() - t0) / 60, 2)})
                 say(f"step {step}: validation NDCG@10 {m['NDCG@10']:.4f}, HR@10 "
