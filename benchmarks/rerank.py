@@ -14,8 +14,9 @@ whose target never occurs in the final model's training (report["test"]["new tar
 whose `fit` already fitted one is replayed the same way (same seed, same folds).
 
 --latency: batch-1 p50 on the first fit's final bundle of the same histories at its serving
-point with the re-ranker off and on, and of the one-view request (the first view at beam 20,
-the reference of fit's latency limit) without it, rotated request by request.
+point with the re-ranker off and on (a joint one also with its warm features only, the cost of
+the warm kind), and of the one-view request (the first view at beam 20, the reference of fit's
+latency limit) without it, rotated request by request.
 Writes benchmarks/results/<out>.json.
 """
 
@@ -113,12 +114,21 @@ def latency(fit_dir: Path, reranker: dict | None, n: int, threads: int) -> dict:
     """p50 (ms) at batch 1 of the served point with the re-ranker off and on, and of the
     one-view reference, rotated request by request."""
     from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.rerank import WARM_FEATURES
 
     with Recommender.load(fit_dir / "bundle", n_threads=threads) as rec:
         served = (rec.search_views, rec.search_beam, rec.search_side_beam)
         hists = request_histories(rec.catalog.state.sids.item_ids, n)
         modes = {"one view": ((1, 20, None), None), "served, re-ranker off": (served, None),
                  "served, re-ranker on": (served, reranker)}
+        if reranker is not None and reranker.get("cold"):
+            # the warm kind's cost beside the joint one's: the same work without cold rows
+            # (timing does not depend on the weights)
+            keep = [n for n, f in enumerate(reranker["features"]) if f in WARM_FEATURES]
+            warm = {k: [reranker[k][n] for n in keep] for k in ("weights", "mean", "scale")}
+            modes["served, warm-only re-ranker"] = (served, dict(
+                warm, features=[reranker["features"][n] for n in keep],
+                successors=reranker["successors"]))
         names = list(modes)
         times: dict[str, list[float]] = {m: [] for m in names}
         for i, h in enumerate(hists[:5] + hists):

@@ -209,8 +209,12 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
     from genrec_lite.eval.rerank import LAMBDAS
 
     rr = report["rerank"]
-    assert [r["lambda"] for r in rr["trials"]] == [None, *LAMBDAS]
+    kinds = sorted({r["cold"] for r in rr["trials"][1:]})   # warm-only, and joint with cold
+    assert kinds[0] == 0 and len(kinds) <= 2
+    assert [(r["lambda"], r["cold"]) for r in rr["trials"]] == [(None, 0)] + [
+        (lam, c) for c in kinds for lam in LAMBDAS]
     best = max(rr["trials"][1:], key=lambda r: r["NDCG@10"])
+    assert (rr["chosen"] or {}).get("cold", 0) == (best["cold"] if rr["chosen"] else 0)
     assert (rr["chosen"] is None) == (best["NDCG@10"] <= rr["trials"][0]["NDCG@10"])
     assert ("genrec-lite, re-ranker off" in test) == (rr["chosen"] is not None)
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:

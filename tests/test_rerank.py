@@ -12,11 +12,11 @@ import pytest
 
 from genrec_lite.errors import ArtifactError, InvalidArgumentError
 from genrec_lite.eval.rerank import choose_reranker, fit_weights, fitted, lists
-from genrec_lite.runtime.rerank import (FEATURES, FLOOR, Pool, Reranker, fill, places, pool,
-                                        popularity, ranked)
+from genrec_lite.runtime.rerank import (FEATURES, FLOOR, WARM_FEATURES, Pool, Reranker, fill,
+                                        places, pool, popularity, ranked)
 from genrec_lite.runtime.transitions import Transitions
 
-F = len(FEATURES)
+F = len(WARM_FEATURES)
 
 
 def _reranker(**kw) -> Reranker:
@@ -34,13 +34,29 @@ def test_settings_are_checked(bad):
         _reranker(**bad)
 
 
-def test_settings_round_trip_and_another_feature_list_is_refused():
+def test_settings_round_trip_and_an_unknown_feature_is_refused():
     r = _reranker(successors=7)
     back = Reranker.from_dict(json.loads(json.dumps(r.to_dict())))
     assert back.successors == 7 and np.array_equal(back.weights, r.weights)
     d = r.to_dict()
+    assert "cold" not in d and d["features"] == list(WARM_FEATURES)   # as earlier bundles wrote
     with pytest.raises(InvalidArgumentError, match="this version computes"):
-        Reranker.from_dict(dict(d, features=d["features"][::-1]))
+        Reranker.from_dict(dict(d, features=d["features"][:-1] + ["dwell_time"]))
+    with pytest.raises(InvalidArgumentError, match="distinct"):
+        Reranker.from_dict(dict(d, features=d["features"][:-1] + ["logprob"]))
+    # the weights follow the names, in any order
+    X = np.random.default_rng(3).normal(size=(6, len(FEATURES)))
+    flip = Reranker.from_dict(dict(d, features=d["features"][::-1], weights=d["weights"][::-1],
+                                   mean=d["mean"][::-1], scale=d["scale"][::-1]))
+    assert np.allclose(flip.scores(X), r.scores(X))
+    n = len(FEATURES)
+    c = Reranker(np.ones(n), np.zeros(n), np.ones(n), features=FEATURES, cold=5)
+    back = Reranker.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert back.cold == 5 and back.features == FEATURES
+    with pytest.raises(InvalidArgumentError, match="'cold' feature"):
+        _reranker(cold=5)
+    with pytest.raises(InvalidArgumentError, match="cold=-1"):
+        Reranker(np.ones(n), np.zeros(n), np.ones(n), features=FEATURES, cold=-1)
     with pytest.raises(InvalidArgumentError, match="unknown keys"):
         Reranker.from_dict(dict(d, bias=1.0))
     with pytest.raises(InvalidArgumentError, match="incomplete"):
@@ -90,6 +106,33 @@ def test_the_pool_holds_the_beams_items_and_the_newest_items_successors():
     p = pool(([1], [-1.0], [-1.0]), [([1], [-1.0])], [], table, pop, lambda ids: dirs[ids], 5,
              lambda i: False)
     assert p.items == [1] and not p.X[0, 3:10].any() and not p.X[0, 12:].any()
+
+
+def test_cold_candidates_follow_the_warm_ones_with_their_own_features():
+    table = Transitions.from_sequences([[5, 7]] * 3 + [[4, 7]])
+    dirs = _dirs()
+    fused = ([1, 7], [-1.0, -2.0], [-1.0, -2.0])
+    p = pool(fused, [fused[:2]], [4, 5], table, popularity(table), lambda ids: dirs[ids], 5,
+             skip=lambda i: i >= 30, cold=[31, 30, 7, 31],   # 7 is warm here: not again
+             cold_mass=[-1.0, -2.5, -3.0, -4.0])
+    assert p.items == [1, 7, 31, 30] and p.n_warm == 2
+    X = dict(zip(FEATURES, p.X.T))
+    assert X["cold"].tolist() == [0, 0, 1, 1]
+    assert X["cold_cos"][:2].tolist() == [0, 0]
+    assert X["cold_cos"][2:] == pytest.approx(X["cos_recent"][2:])
+    assert X["cold_rank"].tolist() == pytest.approx(np.log1p([0, 0, 0, 1]).tolist())
+    assert X["cold_mass"].tolist() == [0, 0, -1.0, -2.5]   # an item's first mass
+    assert X["in_beam"][2:].tolist() == [0, 0] and X["logprob"][2:].tolist() == [FLOOR, FLOOR]
+    assert p.logprobs[2:] == [-math.inf, -math.inf]
+    # a warm re-ranker ranks the warm rows only; one with cold candidates ranks them all
+    n = len(FEATURES)
+    w = np.zeros(n)
+    w[FEATURES.index("cold")] = 5.0
+    assert sorted(ranked(None, p)[0].tolist()) == [0, 1]
+    assert sorted(ranked(_reranker(), p)[0].tolist()) == [0, 1]
+    joint = Reranker(w, np.zeros(n), np.ones(n), features=FEATURES, cold=2)
+    order, scores = ranked(joint, p)
+    assert order.tolist() == [2, 3, 0, 1] and scores.tolist() == [0, 0, 5, 5]
 
 
 def test_cold_items_keep_their_places_and_warm_candidates_fill_the_rest():
@@ -163,6 +206,43 @@ def test_the_choice_is_off_when_nothing_beats_the_models_order():
         choose_reranker(inputs, targets[:-1])
     with pytest.raises(InvalidArgumentError, match="folds=1"):
         choose_reranker(inputs, targets, folds=1)
+
+
+def _cold_inputs(n_cases, seed=0):
+    """Cases of 12 warm and 4 cold candidates; the next item is cold in a third of them, the
+    cold candidate of the largest cold_cos (the model's order never holds a cold item)."""
+    rng = np.random.default_rng(seed)
+    n = len(FEATURES)
+    c = FEATURES.index("cold")
+    inputs, targets = [], []
+    for _ in range(n_cases):
+        X = rng.normal(size=(16, n))
+        X[:, 0] = -np.sort(rng.exponential(size=16))
+        X[:12, c:] = 0
+        X[12:, c] = 1
+        X[12:, :c] = 0                   # no model evidence about a cold item
+        X[12:, 0] = FLOOR
+        cold_case = rng.random() < 1 / 3
+        X[12:, c + 1] = rng.uniform(0.2, 0.5, size=4) + (0.5 if cold_case else 0)
+        items = list(rng.permutation(1000)[:16] + 1)
+        answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
+        inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist(), n_warm=12)))
+        targets.append(items[12 + int(np.argmax(X[12:, c + 1]))] if cold_case else items[0])
+    return inputs, targets
+
+
+def test_the_choice_takes_cold_candidates_where_cold_next_items_are_learnable():
+    inputs, targets = _cold_inputs(450)
+    chosen, rows = choose_reranker(inputs, targets, lambdas=(0.01,))
+    assert [(r["lambda"], r["cold"]) for r in rows] == [(None, 0), (0.01, 0), (0.01, 4)]
+    assert chosen is not None and chosen.cold == 4 and chosen.features == FEATURES
+    assert rows[2]["NDCG@10"] > rows[1]["NDCG@10"] + 0.2
+    served = lists(inputs, chosen)
+    assert np.mean([t == s[0] for s, t in zip(served, targets)]) > 0.9
+    # pools without cold rows: the warm kind only
+    warm = [(sl, a, Pool(p.items[:12], p.X[:12], p.logprobs[:12])) for sl, a, p in inputs]
+    _, rows = choose_reranker(warm, targets, lambdas=(1.0,))
+    assert [r["cold"] for r in rows] == [0, 0]
 
 
 def test_fitted_standardises_with_the_cases_statistics():
@@ -239,6 +319,47 @@ def test_cold_items_keep_the_mixtures_places_under_the_reranker(runtime_bundle, 
         got = [r.item_id for r in rec.recommend(hist, k=10)]
         cold = set(rec.catalog.state.cold.tolist())
         assert [i if i in cold else None for i in got] == [i if i in cold else None for i in plain]
+
+
+def test_cold_candidates_are_ranked_as_offline_and_replace_the_mixture(runtime_bundle,
+                                                                      runtime_checkpoint):
+    from genrec_lite.eval.rerank import rerank_inputs
+    from genrec_lite.runtime import Recommender
+
+    cases = _cases(runtime_checkpoint, 20)
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        hist = [i for i in cases[0].history if i in state.sids]
+        added = [dict(state.records[i], item_id=900_500 + n) for n, i in enumerate(hist[-3:])]
+        rec.add_items(added)
+        rec.set_cold_start({"weight": 0.5, "temperature": 0.1})
+        inputs = rerank_inputs(rec, cases, cold=3)
+        cold = set(rec.catalog.state.cold.tolist())
+        assert all(set(p.items[p.n_warm:]) <= cold and len(p.items) - p.n_warm <= 3
+                   for _, _, p in inputs)
+        assert any(900_500 + 2 in p.items[p.n_warm:] for _, _, p in inputs)
+        # the cold rows carry the mixture's masses, best first (finite: none without mass)
+        m = FEATURES.index("cold_mass")
+        for _, _, p in inputs:
+            masses = p.X[p.n_warm:, m]
+            assert np.isfinite(masses).all() and (np.diff(masses) <= 0).all()
+        n = len(FEATURES)
+        w = np.zeros(n)
+        w[FEATURES.index("logprob")] = 0.01   # warm items score in (-0.12, 0]
+        w[FEATURES.index("cold")] = 2.0       # cold ones in (0.88, 3): first
+        w[FEATURES.index("cold_cos")] = 1.0
+        rr = Reranker(w, np.zeros(n), np.ones(n), features=FEATURES, cold=3)
+        rec.set_reranker(rr)
+        reqs = [{"history": list(c.history), "k": 10} for c in cases]
+        got = [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)]
+        assert got == lists(inputs, rr)
+        assert all(set(g[:len(p.items) - p.n_warm]) <= cold for g, (_, _, p) in zip(got, inputs))
+        # filters hold for cold candidates; the mixture's cap does not apply
+        first = got[0][0]
+        assert first in cold and first not in [r.item_id for r in rec.recommend(
+            reqs[0]["history"], k=10, deny=[first])]
+        rec.set_active([first], False)
+        assert first not in [r.item_id for r in rec.recommend(reqs[0]["history"], k=10)]
 
 
 def test_a_reranker_needs_a_transition_table(runtime_bundle, tmp_path):

@@ -49,7 +49,10 @@ Given a data set and a time budget:
    validation cases with the same tuning model served at that point and cold start
    (eval/rerank.py: a conditional logit, its L2 penalty chosen by two-fold cross-validation on
    NDCG@10 over ``rerank.LAMBDAS``, kept only when it beats the model's own order there) and
-   written into the bundle. It replaces the transition weight (runtime/transitions.py) of
+   written into the bundle. Two kinds are cross-validated side by side: one that re-orders the
+   warm items only (cold ones keep the mixture's places) and a joint one that also ranks the
+   ``rerank.COLD`` cold items nearest in content to the history by their own features; the
+   better wins. It replaces the transition weight (runtime/transitions.py) of
    earlier versions: the transition counts are among its features.
 10. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
@@ -287,11 +290,12 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
 
 def timing_reranker():
     """A re-ranker that costs what any fitted one does (the features and the wider pool are the
-    work; the weights are not): serving points are timed with it."""
-    from .runtime.rerank import FEATURES, Reranker
+    work; the weights are not), the dearer kind, with cold candidates: serving points are timed
+    with it."""
+    from .runtime.rerank import COLD, FEATURES, Reranker
 
     n = len(FEATURES)
-    return Reranker(np.ones(n), np.zeros(n), np.ones(n))
+    return Reranker(np.ones(n), np.zeros(n), np.ones(n), features=FEATURES, cold=COLD)
 
 
 def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int, int | None]:
@@ -558,9 +562,11 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=seed)
     report["rerank"] = {"chosen": None if reranker is None else reranker.to_dict(),
                         "trials": rows}
-    say("re-ranker (cross-validated NDCG@10 by L2 penalty): " + "; ".join(
-        f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')} {r['NDCG@10']:.4f}"
-        for r in rows) + ("; off" if reranker is None else "; kept"))
+    say("re-ranker (cross-validated NDCG@10 by L2 penalty; +cold: ranking cold candidates "
+        "too): " + "; ".join(
+            f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')}"
+            f"{'+cold' if r.get('cold') else ''} {r['NDCG@10']:.4f}" for r in rows)
+        + ("; off" if reranker is None else "; kept" + (" (+cold)" if reranker.cold else "")))
     final_plan = resolve_split(final_spec, dataset)
     final_split = final_plan.apply(dataset, None)
     test = dataset.test_cases or final_split.test

@@ -265,18 +265,30 @@ def mix(items, scores, logprobs, cold_ids: np.ndarray, cold_scores: np.ndarray, 
                     c = float(cold_scores[j])
                     score[item] = float(np.logaddexp(score[item], c))
                     lp[item] = float(np.logaddexp(lp[item], c))
-        picked, room = 0, k if slots is None else min(k, slots)
-        for j in _best_first(cold_scores, max(4 * k, 64)):
-            if picked >= room or cold_scores[j] == -math.inf:
-                break
-            item = int(cold_ids[j])
-            if item not in score and eligible(item):
-                score[item] = lp[item] = float(cold_scores[j])
-                order.append(item)
-                picked += 1
+        room = k if slots is None else min(k, slots)
+        for item, c in best_cold(cold_ids, cold_scores,
+                                 lambda i: i not in score and eligible(i), room):
+            score[item] = lp[item] = c
+            order.append(item)
     rank = {item: r for r, item in enumerate(order)}
     best = sorted(order, key=lambda i: (-score[i], rank[i]))[:k]
     return best, [score[i] for i in best], [lp[i] for i in best]
+
+
+def best_cold(cold_ids: np.ndarray, cold_scores: np.ndarray, eligible, n: int
+              ) -> list[tuple[int, float]]:
+    """The (item, log mass) of the n cold items of most content mass that `eligible(item)`
+    accepts, best first (ties: the lower position in cold_ids), none without mass (-inf)."""
+    out: list[tuple[int, float]] = []
+    if n <= 0 or not len(cold_ids):
+        return out
+    for j in _best_first(cold_scores, max(4 * n, 64)):
+        if len(out) >= n or cold_scores[j] == -math.inf:
+            break
+        item = int(cold_ids[j])
+        if eligible(item):
+            out.append((item, float(cold_scores[j])))
+    return out
 
 
 def _best_first(scores: np.ndarray, m: int):

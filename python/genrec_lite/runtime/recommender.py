@@ -63,8 +63,8 @@ from .bundle import Bundle
 from .catalog import CatalogState, LiveCatalog
 from .items import ItemRecords
 from .manifest import DEFAULT_BEAM, checked_search_beam, checked_search_views
-from .cold_start import (ColdStartConfig, content_scores, history_mass, item_directions, mix,
-                         query_directions, similarities)
+from .cold_start import (ColdStartConfig, best_cold, content_scores, history_mass,
+                         item_directions, mix, query_directions, similarities)
 from .transitions import Transitions, checked_weight, ordered
 from . import rerank as _rerank
 from .rerank import Reranker
@@ -325,15 +325,19 @@ class Recommender:
                     "(its count features would all read 0); expected None")
             loaded.reranker = reranker
 
-    def rerank_candidates(self, requests: Sequence[Mapping]) -> list[tuple]:
+    def rerank_candidates(self, requests: Sequence[Mapping], cold: int = 0) -> list[tuple]:
         """For choosing a re-ranker (eval/rerank.py): each request's (places, answer, pool) as
         the re-ranking stage sees them, with the re-ranker and transition weight off for the
         call: places, the top k's cold items at their places (None elsewhere); answer, that
-        top k; pool, the warm candidates with their FEATURES rows (runtime/rerank.Pool)."""
+        top k (after the cold-start mixture); pool, the warm candidates and the `cold` cold ones
+        closest in content, with their FEATURES rows (runtime/rerank.Pool)."""
+        if isinstance(cold, (bool, np.bool_)) or not isinstance(cold, (int, np.integer)) \
+                or not 0 <= cold <= 1000:
+            raise InvalidArgumentError(f"cold={cold!r:.40}; expected an integer from 0 to 1000")
         checked = [self.check_request(r, n) for n, r in enumerate(requests)]
         out: list = []
         with self._use() as loaded:
-            self._search(loaded, checked, collect=out)
+            self._search(loaded, checked, collect=out, collect_cold=int(cold))
         return out
 
     @property
@@ -569,8 +573,8 @@ class Recommender:
             self._counts["batches"] += 1 if checked else 0
         return out
 
-    def _search(self, loaded: _Loaded, requests: list[dict], collect: list | None = None
-                ) -> list[list[Recommendation]]:
+    def _search(self, loaded: _Loaded, requests: list[dict], collect: list | None = None,
+                collect_cold: int = 0) -> list[list[Recommendation]]:
         state = loaded.catalog.state  # one consistent catalog for the whole batch
         n_active = state.n_active
         histories, search_reqs = [], []
@@ -608,14 +612,18 @@ class Recommender:
         pools = [fuse(a, sum(len(x[0]) for x in a) or 1) if wide else None
                  for a in answers]
         cfg = loaded.cold_start
-        if cfg is not None and len(state.cold):  # the mixture ranks the whole pool itself
+        # a re-ranker with cold candidates places the cold items itself: no mixture before it
+        n_cold = collect_cold if collect is not None else (
+            loaded.reranker.cold if loaded.reranker is not None else 0)
+        joint = collect is None and n_cold > 0
+        if cfg is not None and len(state.cold) and not joint:  # the mixture ranks the pool
             fused = [self._mix_cold(state, cfg, fuse(a, q["k"]) if p is None else p, h, q)
                      for a, h, q, p in zip(answers, histories, search_reqs, pools)]
         else:
             fused = [fuse(a, q["k"]) if p is None else tuple(x[:q["k"]] for x in p)
                      for a, q, p in zip(answers, search_reqs, pools)]
         if wide:
-            fused = [self._rerank(loaded, state, f, p, a, h, q, collect)
+            fused = [self._rerank(loaded, state, f, p, a, h, q, collect, n_cold)
                      for f, p, a, h, q in zip(fused, pools, answers, histories, search_reqs)]
         weight, table = loaded.transition_weight, loaded.transitions
         if weight is not None and table is not None and loaded.reranker is None:
@@ -625,11 +633,12 @@ class Recommender:
 
     @staticmethod
     def _rerank(loaded: _Loaded, state: CatalogState, answer, pool, views, history: list[int],
-                q: dict, collect: list | None):
-        """One request's top k under the re-ranker (runtime/rerank.py): the cold items of
-        `answer` (the top k after the cold-start mixture) in their places, the warm candidates of
-        the pool and the newest item's successors, re-ranked, in the others. With `collect` (a
-        list) the candidates are appended to it and `answer` is returned as it is."""
+                q: dict, collect: list | None, n_cold: int = 0):
+        """One request's top k under the re-ranker (runtime/rerank.py): the warm candidates of
+        the pool and the newest item's successors, re-ranked, and either the cold items of
+        `answer` (the top k after the cold-start mixture) in their places, or, with `n_cold`
+        cold candidates, ranked with them. With `collect` (a list) the candidates (the `n_cold`
+        cold ones included) are appended to it and `answer` is returned as it is."""
         cold = state.cold
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
@@ -643,24 +652,44 @@ class Recommender:
 
         reranker = loaded.reranker if collect is None else None
         successors = (_rerank.SUCCESSORS if reranker is None else reranker.successors)
+        near = []
+        if n_cold and len(cold):
+            cold_scores = Recommender._cold_scores(state, loaded.cold_start, history)
+            near = best_cold(cold, cold_scores, lambda i: not (
+                i in deny or (allow is not None and i not in allow) or not state.is_active(i)),
+                n_cold)
         cands = _rerank.pool(pool, views, history, loaded.transitions, loaded.popularity,
-                             lambda ids: item_directions(state.sids, ids), successors, skip)
+                             lambda ids: item_directions(state.sids, ids), successors, skip,
+                             [i for i, _ in near], [m for _, m in near])
         slots = _rerank.places(answer, is_cold)
         if collect is not None:
             collect.append((slots, answer, cands))
             return answer
         order, scores = _rerank.ranked(reranker, cands)
+        if reranker.cold:
+            return _rerank.top(cands, order, scores, q["k"])
         return _rerank.fill(slots, answer, cands, order, scores)
+
+    @staticmethod
+    def _cold_scores(state: CatalogState, cfg: ColdStartConfig | None, history: list[int]
+                     ) -> np.ndarray:
+        """The log content mass of each cold item for a request (runtime/cold_start.py), by the
+        cold-start settings; without them by the largest cosine to the newest DEPTH items."""
+        if cfg is None:
+            recent = history[-_rerank.DEPTH:]
+            return similarities(state.cold_dirs,
+                                item_directions(state.sids, recent) if recent else None)
+        recent = history[-cfg.history:]
+        query = query_directions(item_directions(state.sids, recent) if recent else None,
+                                 cfg.query)
+        return history_mass(state.cold, content_scores(similarities(state.cold_dirs, query), cfg),
+                            history, cfg.repeat)
 
     @staticmethod
     def _mix_cold(state: CatalogState, cfg: ColdStartConfig, answer, history: list[int], q: dict):
         """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
         items ranked by the content similarity to the newest known history items."""
-        recent = history[-cfg.history:]
-        query = query_directions(item_directions(state.sids, recent) if recent else None,
-                                 cfg.query)
-        cold = content_scores(similarities(state.cold_dirs, query), cfg)
-        cold = history_mass(state.cold, cold, history, cfg.repeat)
+        cold = Recommender._cold_scores(state, cfg, history)
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
         def eligible(item: int) -> bool:

@@ -9,13 +9,17 @@ many SID views' beams reached it. So the answer is re-ranked over a wider pool o
 - every item the views' beams reached (the whole beam of each view, not only the k answered);
 - the `successors` most frequent successors of the newest history item in the training log
   that the beam missed (eligible ones only: active, allowed, not denied, not cold);
+- with `cold` > 0, the `cold` eligible cold items (never a next item in training, or added
+  since: runtime/cold_start.py) closest in content to the newest history items;
 
-each scored by ``w . (x - mean) / scale`` over the features ``FEATURES`` (below). Cold items
-(never a next item in training, or added since: runtime/cold_start.py) keep the places the
-cold-start mixture gave them in the top k; the warm candidates, best first, fill the other
-places. `fit` fits the weights on its validation cases (eval/rerank.py: a conditional logit, the
-L2 penalty chosen by two-fold cross-validation on NDCG@10, off unless it beats the model's own
-order there) and writes them into the bundle's manifest.
+each scored by ``w . (x - mean) / scale`` over its features (``FEATURES``, below). A re-ranker
+with cold candidates ranks warm and cold items on one scale: the model has no evidence about a
+cold item, so where it belongs against the warm ones is learnt from validation cases whose next
+item was cold. Without them, cold items keep the places the cold-start mixture gave them in the
+top k and the warm candidates, best first, fill the other places. `fit` fits the weights on its
+validation cases (eval/rerank.py: a conditional logit, the L2 penalty and the cold candidates
+chosen by two-fold cross-validation on NDCG@10, off unless it beats the model's own order there)
+and writes them into the bundle's manifest.
 
 Serving code: numpy only, nothing from training.
 """
@@ -31,7 +35,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from .transitions import Transitions
 
-# one row per candidate; the order is the weights' order, and a bundle's list must equal it
+# one row per candidate; a re-ranker names the features it weighs (any of these, in its order)
 FEATURES = (
     "logprob",           # the fused score: log of the mean over views of the SID probability
     "in_beam",           # 1 when some view's beam reached the item, 0 for an added successor
@@ -50,52 +54,75 @@ FEATURES = (
     "cos_recent_sq",     # cos_recent squared (near-duplicates apart from related items)
     "near",              # max(0, cos_recent - 0.9) * 10
     "duplicate",         # 1 when cos_recent > 0.97 (another size, colour or pack of one seen)
+    "cold",              # 1 for a cold candidate (no model evidence), 0 for a warm one
+    "cold_cos",          # cos_recent of a cold candidate, 0 for a warm one (its own slope)
+    "cold_rank",         # log(1 + its rank among the request's cold items by content), 0 warm
+    "cold_mass",         # the cold-start mixture's log content mass for it, 0 for a warm one
 )
+WARM_FEATURES = FEATURES[:17]   # the features of a re-ranker without cold candidates
 FLOOR = math.log(1e-5)   # the log-probability of an item no beam reached
 ABSENT_RANK = 50
 DEPTH = 3                # history items the counts and the cosines look back over
 SUCCESSORS = 20          # default number of successors of the newest item added to the pool
+COLD = 20                # cold candidates of a re-ranker that ranks cold items too
 
 
 @dataclass(frozen=True, eq=False)
 class Reranker:
-    """The re-ranking model: weights over standardised FEATURES, and the pool's size."""
+    """The re-ranking model: weights over the standardised `features` (names of FEATURES), the
+    number of successors and of cold candidates (0: cold items keep the mixture's places)."""
 
     weights: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
     successors: int = SUCCESSORS
+    features: tuple = WARM_FEATURES
+    cold: int = 0
 
     def __post_init__(self):
-        n = len(FEATURES)
+        names = tuple(self.features) if isinstance(self.features, (list, tuple)) else None
+        if not names or len(set(names)) != len(names) or not set(names) <= set(FEATURES):
+            raise InvalidArgumentError(f"re-ranker features {self.features!r:.200}; expected "
+                                       f"distinct names of {list(FEATURES)}")
+        n = len(names)
         arrays = {}
         for name in ("weights", "mean", "scale"):
             a = np.asarray(getattr(self, name), dtype=np.float64)
             if a.shape != (n,) or not np.all(np.isfinite(a)):
                 raise InvalidArgumentError(
                     f"re-ranker {name} of shape {a.shape}; expected {n} finite numbers, one per "
-                    f"feature of {FEATURES}")
+                    f"feature of {names}")
             arrays[name] = a
         if not np.all(arrays["scale"] > 0):
             raise InvalidArgumentError(f"re-ranker scale {arrays['scale'].tolist()}; expected "
                                        "every value > 0")
-        s = self.successors
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= 1000:
-            raise InvalidArgumentError(f"re-ranker successors={s!r}; expected an integer from 0 "
-                                       "to 1000")
+        for name in ("successors", "cold"):
+            s = getattr(self, name)
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= 1000:
+                raise InvalidArgumentError(f"re-ranker {name}={s!r}; expected an integer from 0 "
+                                           "to 1000")
+            object.__setattr__(self, name, int(s))
+        if self.cold and "cold" not in names:
+            raise InvalidArgumentError(f"re-ranker with cold={self.cold} candidates but no "
+                                       "'cold' feature; expected it among the features")
         for name, a in arrays.items():
             a.setflags(write=False)
             object.__setattr__(self, name, a)
-        object.__setattr__(self, "successors", int(s))
+        object.__setattr__(self, "features", names)
+        cols = np.array([FEATURES.index(f) for f in names], dtype=np.int64)
+        cols.setflags(write=False)
+        object.__setattr__(self, "_cols", cols)
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Each candidate row's score (rows of FEATURES, unstandardised)."""
-        return ((X - self.mean) / self.scale) @ self.weights
+        return ((X[:, self._cols] - self.mean) / self.scale) @ self.weights
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "weights": self.weights.tolist(),
+        """The settings as written to a manifest; `cold` only where set, so that a re-ranker
+        without cold candidates reads the same in a bundle of any version."""
+        return {"features": list(self.features), "weights": self.weights.tolist(),
                 "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "successors": self.successors}
+                "successors": self.successors, **({"cold": self.cold} if self.cold else {})}
 
     @classmethod
     def from_dict(cls, d) -> "Reranker":
@@ -103,15 +130,17 @@ class Reranker:
         written by a version with other features cannot be served by this one's)."""
         if not isinstance(d, dict):
             raise InvalidArgumentError(f"re-ranker settings {d!r:.60}; expected an object")
-        unknown = set(d) - {"features", "weights", "mean", "scale", "successors"}
+        unknown = set(d) - {"features", "weights", "mean", "scale", "successors", "cold"}
         if unknown:
             raise InvalidArgumentError(f"re-ranker settings with unknown keys {sorted(unknown)}")
-        if list(d.get("features", ())) != list(FEATURES):
-            raise InvalidArgumentError(f"re-ranker features {d.get('features')!r:.200}; this "
-                                       f"version computes {list(FEATURES)}")
+        names = d.get("features")
+        if not isinstance(names, list) or not set(names) <= set(FEATURES):
+            raise InvalidArgumentError(f"re-ranker features {names!r:.200}; this version "
+                                       f"computes {list(FEATURES)}")
         try:
             return cls(np.asarray(d["weights"], float), np.asarray(d["mean"], float),
-                       np.asarray(d["scale"], float), d.get("successors", SUCCESSORS))
+                       np.asarray(d["scale"], float), d.get("successors", SUCCESSORS),
+                       tuple(names), d.get("cold", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"re-ranker settings are incomplete or not numbers "
                                        f"({exc!r})") from exc
@@ -127,22 +156,31 @@ def popularity(table: Transitions | None, n_items: int = 0) -> np.ndarray:
 
 @dataclass
 class Pool:
-    """One request's candidates and their feature rows."""
+    """One request's candidates and their feature rows: the warm ones, then the cold ones."""
 
     items: list[int]
     X: np.ndarray          # (len(items), len(FEATURES))
-    logprobs: list[float]  # the fused model log-probability (-inf for an added successor)
+    logprobs: list[float]  # the fused model log-probability (-inf where the search has none)
+    n_warm: int | None = None   # the first n_warm candidates are warm (None: all of them)
+
+    def __post_init__(self):
+        if self.n_warm is None:
+            self.n_warm = len(self.items)
 
 
 def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Transitions | None,
          pop: np.ndarray, directions: Callable[[list[int]], np.ndarray], successors: int,
-         skip: Callable[[int], bool]) -> Pool:
-    """The warm candidates of one request and their FEATURES rows.
+         skip: Callable[[int], bool], cold: Sequence[int] = (),
+         cold_mass: Sequence[float] = ()) -> Pool:
+    """The candidates of one request and their FEATURES rows.
 
     fused: (items, scores, logprobs) of the views' beams fused, best first (the whole pool);
     views: each view's (items, scores[, logprobs]); history: the known history ids, oldest
     first; pop: `popularity(table)`; directions(ids): their unit content vectors (n, dim);
-    skip(item): True for items that may not be candidates (cold, inactive, filtered out)."""
+    skip(item): True for items that may not be warm candidates (cold, inactive, filtered out);
+    cold: eligible cold candidates, closest in content first (they follow the warm ones; one
+    the beam reached keeps its beam features); cold_mass: their log content masses by the
+    cold-start settings (runtime/cold_start.py), where known."""
     items = [int(i) for i in fused[0]]
     score = {}
     logprob = {}
@@ -165,6 +203,12 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
             if i not in score and not skip(i):
                 cand.append(i)
                 taken += 1
+    n_warm = len(cand)
+    warm = set(cand)
+    mass: dict[int, float] = {}
+    for i, m in zip(cold, cold_mass):
+        mass.setdefault(int(i), float(m))
+    cand += [i for i in dict.fromkeys(int(i) for i in cold) if i not in warm]
     n = len(cand)
     X = np.zeros((n, len(FEATURES)), dtype=np.float64)
     if not n:
@@ -204,7 +248,12 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         X[:, 14] = best ** 2
         X[:, 15] = np.maximum(0.0, best - 0.9) * 10
         X[:, 16] = best > 0.97
-    return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand])
+    if n > n_warm:
+        X[n_warm:, 17] = 1.0
+        X[n_warm:, 18] = X[n_warm:, 13]
+        X[n_warm:, 19] = np.log1p(np.arange(n - n_warm))
+        X[n_warm:, 20] = [mass.get(i, 0.0) for i in cand[n_warm:]]
+    return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand], n_warm)
 
 
 def places(answer: tuple, is_cold: Callable[[int], bool]) -> list[int | None]:
@@ -237,11 +286,23 @@ def fill(slots: list[int | None], answer: tuple, candidates: Pool, order: np.nda
     return items, out_s, out_p
 
 
+def top(candidates: Pool, order: np.ndarray, scores: np.ndarray, k: int
+        ) -> tuple[list[int], list[float], list[float]]:
+    """The final answer of a re-ranker with cold candidates: the first k of `order` (indices
+    into candidates.items, best first), each with its score and model log-probability."""
+    at = order[:k].tolist()
+    return ([candidates.items[j] for j in at], [float(scores[j]) for j in at],
+            [float(candidates.logprobs[j]) for j in at])
+
+
 def ranked(reranker: Reranker | None, candidates: Pool) -> tuple[np.ndarray, np.ndarray]:
     """(the candidates' order, best first; their scores): by the re-ranker, or without one by
-    the model's fused log-probability (the pool's own order), ties in the pool's order."""
+    the model's fused log-probability (the pool's own order), ties in the pool's order. Only
+    a re-ranker with cold candidates ranks the cold rows; the others rank the warm ones."""
+    n = len(candidates.items) if reranker is not None and reranker.cold else candidates.n_warm
+    X = candidates.X[:n]
     if reranker is None:
-        s = candidates.X[:, 0] if len(candidates.items) else np.zeros(0)
+        s = X[:, 0] if n else np.zeros(0)
     else:
-        s = reranker.scores(candidates.X)
+        s = reranker.scores(X)
     return np.argsort(-s, kind="stable"), s
