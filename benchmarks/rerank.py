@@ -8,8 +8,10 @@ For each fit folder (its report.json, its tuning and final bundles) the stage is
 the code `fit` runs (eval/rerank.py): the tuning model, served at the chosen point with the
 chosen cold start, answers the validation cases; the re-ranker is cross-validated over the L2
 penalties and refitted on all of them (or kept off). The final bundle then answers the test
-cases with it, without it, and with the transition weight the run's `fit` chose where it chose
-one (what `fit` shipped before the re-ranker), cold start as the bundle serves it, on all cases and on the cases
+cases with it, without it, with the best warm-only re-ranker where the joint kind (cold
+candidates ranked too) was chosen, and with the transition weight the run's `fit` chose where it
+chose one (what `fit` shipped before the re-ranker), cold start as the bundle serves it, on all
+cases and on the cases
 whose target never occurs in the final model's training (report["test"]["new targets"]). A run
 whose `fit` already fitted one is replayed the same way (same seed, same folds).
 
@@ -41,7 +43,7 @@ PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "rerank.png"
 
 KS = ("HR@1", "HR@3", "HR@5", "HR@10", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10")
 LABELS = {"without": "model", "transitions": "transition weight (fit before)",
-          "with": "re-ranker"}
+          "warm": "warm-only re-ranker", "with": "re-ranker"}
 MINIONEREC = {"HR@3": 0.1143, "HR@5": 0.1321, "HR@10": 0.1586,
               "NDCG@3": 0.1011, "NDCG@5": 0.1084, "NDCG@10": 0.1167}
 
@@ -60,7 +62,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     from genrec_lite.data import Dataset, resolve_split
     from genrec_lite.eval.cold_start import trained_items
     from genrec_lite.eval.metrics import rank_metrics, segment_metrics
-    from genrec_lite.eval.rerank import choose_reranker, rerank_inputs
+    from genrec_lite.eval.rerank import choose_reranker, fitted, rerank_inputs
     from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
 
@@ -81,6 +83,11 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
         inputs = rerank_inputs(rec, valid, profiles=bundle_profiles(rec, ds))
     t1 = time.perf_counter()
     reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=rep["seed"])
+    warm = None   # the best warm kind too, where the joint one was chosen (what it replaced)
+    if reranker is not None and reranker.cold:
+        best = max((r for r in rows if r["lambda"] is not None and not r["cold"]),
+                   key=lambda r: r["NDCG@10"])
+        warm = fitted(inputs, [c.target for c in valid], best["lambda"])
     out.update(valid_cases=len(valid), valid=rows,
                reranker=None if reranker is None else reranker.to_dict(),
                stage_seconds={"candidates": round(t1 - t0, 1),
@@ -95,8 +102,8 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
         out["transition_weight"] = weight
         profiles = bundle_profiles(rec, ds)
         for key, w, r in (("transitions", weight, None), ("without", None, None),
-                          ("with", None, reranker)):
-            if key == "transitions" and weight is None:
+                          ("warm", None, warm), ("with", None, reranker)):
+            if (key == "transitions" and weight is None) or (key == "warm" and warm is None):
                 continue
             rec.set_transition_weight(w)
             rec.set_reranker(r)
@@ -158,7 +165,7 @@ def plot(result: dict, path: Path = PLOT) -> None:
         return
     metrics = list(MINIONEREC)
     rows = [(LABELS[key], [result["mean"][key][m] for m in metrics])
-            for key in ("without", "transitions", "with") if key in result["mean"]]
+            for key in ("without", "transitions", "warm", "with") if key in result["mean"]]
     rows.append(("MiniOneRec (published)", [MINIONEREC[m] for m in metrics]))
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(rows)
@@ -190,7 +197,7 @@ def main(argv=None) -> int:
     runs = [score_fit(Path(f), Path(args.data_root), args.threads) for f in args.fits]
     head = ["seed", "order", *KS]
     body = []
-    keys = [key for key in ("without", "transitions", "with")
+    keys = [key for key in ("without", "transitions", "warm", "with")
             if all(f"test_{key}" in r for r in runs)]
     for r in runs:
         for key in keys:

@@ -360,6 +360,16 @@ def test_cold_candidates_are_ranked_as_offline_and_replace_the_mixture(runtime_b
             reqs[0]["history"], k=10, deny=[first])]
         rec.set_active([first], False)
         assert first not in [r.item_id for r in rec.recommend(reqs[0]["history"], k=10)]
+        # cold start off: no cold candidates, and the joint kind serves as the warm one (the
+        # cold features read 0 on warm rows), cold items the beam reached keeping their places
+        rec.set_active([first], True)
+        rec.set_cold_start(None)
+        assert all(p.n_warm == len(p.items) for _, _, p in rerank_inputs(rec, cases, cold=3))
+        off = [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)]
+        keep = [n for n, f in enumerate(FEATURES) if f in WARM_FEATURES]
+        rec.set_reranker(Reranker(w[keep], np.zeros(len(keep)), np.ones(len(keep))))
+        assert off == [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)]
+        assert off != got
 
 
 def test_a_reranker_needs_a_transition_table(runtime_bundle, tmp_path):

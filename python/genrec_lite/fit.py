@@ -28,7 +28,8 @@ Given a data set and a time budget:
    (it holds the answer's k) and optionally a narrower beam for the other views, which only
    vote in the fusion (the side beam). Every point is served by the C++ runtime on the
    validation sample (quality) and timed at batch 1 (p50, rounds alternating the points, every
-   point but the reference with a re-ranker, as it will ship; a point within ``LATENCY_NEAR`` of
+   point but the reference with a re-ranker, and all with cold start on where the catalog has
+   cold items, as they will ship; a point within ``LATENCY_NEAR`` of
    the limit is timed again, longer, beside the reference); the
    point with the best validation NDCG@10 among those within ``LATENCY_LIMIT`` x the one-view
    point's p50 wins, ties going to the earlier one. Its views and beams are written into the
@@ -252,6 +253,9 @@ def serving_points(bundles: dict, points, cases, dataset, *, threads: int | None
         times: list[list[float]] = [[] for _ in points]
 
         placeholder = timing_reranker()
+        for rec in recs.values():   # every point, the reference too, pays for cold start
+            if len(rec.catalog.state.cold):
+                rec.set_cold_start(timing_cold_start())
 
         def timed(which: list[int], n_rounds: int) -> None:
             for r in range(n_rounds + 1):  # round 0 warms the contexts up, untimed
@@ -296,6 +300,17 @@ def timing_reranker():
 
     n = len(FEATURES)
     return Reranker(np.ones(n), np.zeros(n), np.ones(n), features=FEATURES, cold=COLD)
+
+
+def timing_cold_start():
+    """Cold-start settings that cost what the dearest of the grid does (the most history
+    items, the near kernel; eval/cold_start.py): serving points are timed with cold start on,
+    as they will ship (the settings are chosen after the point; their cost barely depends on
+    the values)."""
+    from .eval.cold_start import HISTORY, NEAR
+    from .runtime.cold_start import ColdStartConfig
+
+    return ColdStartConfig(0.1, 0.5, max(HISTORY), None, None, "max", *NEAR[0])
 
 
 def choose_point(rows: list[dict], limit: float = LATENCY_LIMIT) -> tuple[int, int, int | None]:

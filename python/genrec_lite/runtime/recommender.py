@@ -330,7 +330,8 @@ class Recommender:
         the re-ranking stage sees them, with the re-ranker and transition weight off for the
         call: places, the top k's cold items at their places (None elsewhere); answer, that
         top k (after the cold-start mixture); pool, the warm candidates and the `cold` cold ones
-        closest in content, with their FEATURES rows (runtime/rerank.Pool)."""
+        of most content mass (none with cold start off), with their FEATURES rows
+        (runtime/rerank.Pool)."""
         if isinstance(cold, (bool, np.bool_)) or not isinstance(cold, (int, np.integer)) \
                 or not 0 <= cold <= 1000:
             raise InvalidArgumentError(f"cold={cold!r:.40}; expected an integer from 0 to 1000")
@@ -612,8 +613,10 @@ class Recommender:
         pools = [fuse(a, sum(len(x[0]) for x in a) or 1) if wide else None
                  for a in answers]
         cfg = loaded.cold_start
-        # a re-ranker with cold candidates places the cold items itself: no mixture before it
-        n_cold = collect_cold if collect is not None else (
+        # a re-ranker with cold candidates places the cold items itself: no mixture before it.
+        # Cold candidates need the cold-start settings (their content mass is a feature); with
+        # cold start off (None) no cold item is recommended by content, by either kind
+        n_cold = 0 if cfg is None else collect_cold if collect is not None else (
             loaded.reranker.cold if loaded.reranker is not None else 0)
         joint = collect is None and n_cold > 0
         if cfg is not None and len(state.cold) and not joint:  # the mixture ranks the pool
@@ -666,19 +669,15 @@ class Recommender:
             collect.append((slots, answer, cands))
             return answer
         order, scores = _rerank.ranked(reranker, cands)
-        if reranker.cold:
+        if n_cold:   # the joint kind with cold start on: cold candidates ranked with the rest
             return _rerank.top(cands, order, scores, q["k"])
         return _rerank.fill(slots, answer, cands, order, scores)
 
     @staticmethod
-    def _cold_scores(state: CatalogState, cfg: ColdStartConfig | None, history: list[int]
+    def _cold_scores(state: CatalogState, cfg: ColdStartConfig, history: list[int]
                      ) -> np.ndarray:
         """The log content mass of each cold item for a request (runtime/cold_start.py), by the
-        cold-start settings; without them by the largest cosine to the newest DEPTH items."""
-        if cfg is None:
-            recent = history[-_rerank.DEPTH:]
-            return similarities(state.cold_dirs,
-                                item_directions(state.sids, recent) if recent else None)
+        cold-start settings."""
         recent = history[-cfg.history:]
         query = query_directions(item_directions(state.sids, recent) if recent else None,
                                  cfg.query)
