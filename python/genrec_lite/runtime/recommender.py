@@ -48,7 +48,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -643,24 +643,20 @@ class Recommender:
         cold candidates, ranked with them. With `collect` (a list) the candidates (the `n_cold`
         cold ones included) are appended to it and `answer` is returned as it is."""
         cold = state.cold
-        allow = None if q.get("allow") is None else set(q["allow"])
-        deny = set(q.get("deny") or ())
+        eligible = Recommender._eligible(state, q)
 
         def is_cold(item: int) -> bool:
             return bool(find_sorted(cold, item)[1])
 
         def skip(item: int) -> bool:
-            return (item not in state.sids or is_cold(item) or item in deny
-                    or (allow is not None and item not in allow) or not state.is_active(item))
+            return item not in state.sids or is_cold(item) or not eligible(item)
 
         reranker = loaded.reranker if collect is None else None
         successors = (_rerank.SUCCESSORS if reranker is None else reranker.successors)
         near = []
         if n_cold and len(cold):
             cold_scores = Recommender._cold_scores(state, loaded.cold_start, history)
-            near = best_cold(cold, cold_scores, lambda i: not (
-                i in deny or (allow is not None and i not in allow) or not state.is_active(i)),
-                n_cold)
+            near = best_cold(cold, cold_scores, eligible, n_cold)
         cands = _rerank.pool(pool, views, history, loaded.transitions, loaded.popularity,
                              lambda ids: item_directions(state.sids, ids), successors, skip,
                              [i for i, _ in near], [m for _, m in near])
@@ -689,12 +685,18 @@ class Recommender:
         """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
         items ranked by the content similarity to the newest known history items."""
         cold = Recommender._cold_scores(state, cfg, history)
+        return mix(*answer, state.cold, cold, Recommender._eligible(state, q), q["k"], cfg.slots)
+
+    @staticmethod
+    def _eligible(state: CatalogState, q: dict) -> Callable[[int], bool]:
+        """A request's filter: True for an item that is active, allowed and not denied."""
         allow = None if q.get("allow") is None else set(q["allow"])
         deny = set(q.get("deny") or ())
+
         def eligible(item: int) -> bool:
             return state.is_active(item) and item not in deny and (allow is None or item in allow)
 
-        return mix(*answer, state.cold, cold, eligible, q["k"], cfg.slots)
+        return eligible
 
     def _prompt(self, state: CatalogState, history, profile, view: int = 0) -> str:
         """The prompt of a request in one SID view."""
