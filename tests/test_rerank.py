@@ -226,7 +226,8 @@ def _cold_inputs(n_cases, seed=0):
         X[12:, c + 1] = rng.uniform(0.2, 0.5, size=4) + (0.5 if cold_case else 0)
         items = list(rng.permutation(1000)[:16] + 1)
         answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
-        inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist(), n_warm=12)))
+        inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist(), n_warm=12,
+                                                  joint=True)))
         targets.append(items[12 + int(np.argmax(X[12:, c + 1]))] if cold_case else items[0])
     return inputs, targets
 
@@ -243,6 +244,21 @@ def test_the_choice_takes_cold_candidates_where_cold_next_items_are_learnable():
     warm = [(sl, a, Pool(p.items[:12], p.X[:12], p.logprobs[:12])) for sl, a, p in inputs]
     _, rows = choose_reranker(warm, targets, lambdas=(1.0,))
     assert [r["cold"] for r in rows] == [0, 0]
+
+
+def test_a_joint_reranker_answers_as_the_runtime_does_on_pools_without_cold_candidates():
+    inputs, targets = _cold_inputs(300)
+    chosen, _ = choose_reranker(inputs, targets, lambdas=(0.01,))
+    assert chosen is not None and chosen.cold
+    # collected with cold start off: no cold candidates asked for, and a cold item the beam
+    # reached (5000) keeps its place, as the runtime serves it; asked for, the ranking decides
+    slots, answer, p = inputs[0]
+    slots = [None, None, 5000] + [None] * 7
+    answer = (answer[0][:2] + [5000] + answer[0][3:], answer[1], answer[2])
+    off = Pool(p.items[:12], p.X[:12], p.logprobs[:12])
+    served = lists([(slots, answer, off)], chosen)[0]
+    assert served[2] == 5000 and len(served) == 10 and set(served) - {5000} <= set(p.items[:12])
+    assert 5000 not in lists([(slots, answer, p)], chosen)[0]
 
 
 def test_fitted_standardises_with_the_cases_statistics():

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..runtime.rerank import (COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, fill, ranked,
-                              top)
+from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, serve
 from .metrics import rank_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,12 +51,7 @@ def lists(inputs: Sequence[tuple], reranker: Reranker | None, k: int = 10) -> li
     model and the cold-start mixture ordered it)."""
     if reranker is None:
         return [[int(i) for i in answer[0]] for _, answer, _ in inputs]
-    out = []
-    for slots, answer, pool in inputs:
-        order, scores = ranked(reranker, pool)
-        out.append(top(pool, order, scores, k)[0] if reranker.cold
-                   else fill(slots, answer, pool, order, scores)[0])
-    return out
+    return [serve(reranker, slots, answer, pool, k)[0] for slots, answer, pool in inputs]
 
 
 def fit_weights(rows: Sequence[np.ndarray], targets: Sequence[int], lam: float,
@@ -134,7 +128,8 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
     """(the re-ranker refitted on all cases with the kind and penalty of the best
     cross-validated NDCG@10, or None when none beats the model's order; one row per kind and
     penalty and one for off, each with the cross-validated HR/NDCG@1,3,5,10 of the lists
-    served). The kind with cold candidates is tried where the pools hold any."""
+    served). The kind with cold candidates is tried where the pools hold any (pools built for
+    it: Pool.joint)."""
     if len(inputs) != len(targets):
         raise InvalidArgumentError(f"{len(inputs)} cases of candidates and {len(targets)} "
                                    "targets; expected one target per case")
@@ -145,7 +140,7 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
     targets = [int(t) for t in targets]
     off = rank_metrics(lists(inputs, None), targets)
     rows = [{"lambda": None, "cold": 0, **off}]
-    n_cold = max((len(p.items) - p.n_warm for _, _, p in inputs), default=0)
+    n_cold = max((len(p.items) - p.n_warm for _, _, p in inputs if p.joint), default=0)
     best = None
     for cold in (0, n_cold) if n_cold else (0,):
         for lam in lambdas:

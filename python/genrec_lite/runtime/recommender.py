@@ -619,15 +619,20 @@ class Recommender:
         n_cold = 0 if cfg is None else collect_cold if collect is not None else (
             loaded.reranker.cold if loaded.reranker is not None else 0)
         joint = collect is None and n_cold > 0
+        # each request's cold content masses, once: the mixture and the cold candidates use them
+        masses = ([self._cold_scores(state, cfg, h) for h in histories]
+                  if cfg is not None and len(state.cold) else [None] * len(histories))
         if cfg is not None and len(state.cold) and not joint:  # the mixture ranks the pool
-            fused = [self._mix_cold(state, cfg, fuse(a, q["k"]) if p is None else p, h, q)
-                     for a, h, q, p in zip(answers, histories, search_reqs, pools)]
+            fused = [mix(*(fuse(a, q["k"]) if p is None else p), state.cold, m,
+                         self._eligible(state, q), q["k"], cfg.slots)
+                     for a, m, q, p in zip(answers, masses, search_reqs, pools)]
         else:
             fused = [fuse(a, q["k"]) if p is None else tuple(x[:q["k"]] for x in p)
                      for a, q, p in zip(answers, search_reqs, pools)]
         if wide:
-            fused = [self._rerank(loaded, state, f, p, a, h, q, collect, n_cold)
-                     for f, p, a, h, q in zip(fused, pools, answers, histories, search_reqs)]
+            fused = [self._rerank(loaded, state, f, p, a, h, m, q, collect, n_cold)
+                     for f, p, a, h, m, q in zip(fused, pools, answers, histories, masses,
+                                                 search_reqs)]
         weight, table = loaded.transition_weight, loaded.transitions
         if weight is not None and table is not None and loaded.reranker is None:
             fused = [ordered(f, h[-1] if h else None, table, weight, state.cold)
@@ -636,12 +641,13 @@ class Recommender:
 
     @staticmethod
     def _rerank(loaded: _Loaded, state: CatalogState, answer, pool, views, history: list[int],
-                q: dict, collect: list | None, n_cold: int = 0):
+                cold_scores: np.ndarray | None, q: dict, collect: list | None, n_cold: int = 0):
         """One request's top k under the re-ranker (runtime/rerank.py): the warm candidates of
         the pool and the newest item's successors, re-ranked, and either the cold items of
         `answer` (the top k after the cold-start mixture) in their places, or, with `n_cold`
-        cold candidates, ranked with them. With `collect` (a list) the candidates (the `n_cold`
-        cold ones included) are appended to it and `answer` is returned as it is."""
+        cold candidates (the cold items of most content mass, `cold_scores`: their log masses),
+        ranked with them. With `collect` (a list) the candidates (the `n_cold` cold ones
+        included) are appended to it and `answer` is returned as it is."""
         cold = state.cold
         eligible = Recommender._eligible(state, q)
 
@@ -655,19 +661,15 @@ class Recommender:
         successors = (_rerank.SUCCESSORS if reranker is None else reranker.successors)
         near = []
         if n_cold and len(cold):
-            cold_scores = Recommender._cold_scores(state, loaded.cold_start, history)
             near = best_cold(cold, cold_scores, eligible, n_cold)
         cands = _rerank.pool(pool, views, history, loaded.transitions, loaded.popularity,
                              lambda ids: item_directions(state.sids, ids), successors, skip,
-                             [i for i, _ in near], [m for _, m in near])
+                             [i for i, _ in near], [m for _, m in near], joint=n_cold > 0)
         slots = _rerank.places(answer, is_cold)
         if collect is not None:
             collect.append((slots, answer, cands))
             return answer
-        order, scores = _rerank.ranked(reranker, cands)
-        if n_cold:   # the joint kind with cold start on: cold candidates ranked with the rest
-            return _rerank.top(cands, order, scores, q["k"])
-        return _rerank.fill(slots, answer, cands, order, scores)
+        return _rerank.serve(reranker, slots, answer, cands, q["k"])
 
     @staticmethod
     def _cold_scores(state: CatalogState, cfg: ColdStartConfig, history: list[int]
@@ -679,13 +681,6 @@ class Recommender:
                                  cfg.query)
         return history_mass(state.cold, content_scores(similarities(state.cold_dirs, query), cfg),
                             history, cfg.repeat)
-
-    @staticmethod
-    def _mix_cold(state: CatalogState, cfg: ColdStartConfig, answer, history: list[int], q: dict):
-        """One request's answer under the cold-start mixture (runtime/cold_start.py): the cold
-        items ranked by the content similarity to the newest known history items."""
-        cold = Recommender._cold_scores(state, cfg, history)
-        return mix(*answer, state.cold, cold, Recommender._eligible(state, q), q["k"], cfg.slots)
 
     @staticmethod
     def _eligible(state: CatalogState, q: dict) -> Callable[[int], bool]:

@@ -162,6 +162,9 @@ class Pool:
     X: np.ndarray          # (len(items), len(FEATURES))
     logprobs: list[float]  # the fused model log-probability (-inf where the search has none)
     n_warm: int | None = None   # the first n_warm candidates are warm (None: all of them)
+    # cold candidates were asked for (a joint re-ranker with cold start on): the answer is the
+    # first k of the ranking; otherwise cold items keep the places the mixture gave them
+    joint: bool = False
 
     def __post_init__(self):
         if self.n_warm is None:
@@ -171,7 +174,7 @@ class Pool:
 def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Transitions | None,
          pop: np.ndarray, directions: Callable[[list[int]], np.ndarray], successors: int,
          skip: Callable[[int], bool], cold: Sequence[int] = (),
-         cold_mass: Sequence[float] = ()) -> Pool:
+         cold_mass: Sequence[float] = (), joint: bool = False) -> Pool:
     """The candidates of one request and their FEATURES rows.
 
     fused: (items, scores, logprobs) of the views' beams fused, best first (the whole pool);
@@ -180,7 +183,8 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
     skip(item): True for items that may not be warm candidates (cold, inactive, filtered out);
     cold: eligible cold candidates, closest in content first (they follow the warm ones; one
     the beam reached keeps its beam features); cold_mass: their log content masses by the
-    cold-start settings (runtime/cold_start.py), where known."""
+    cold-start settings (runtime/cold_start.py), where known; joint: cold candidates were asked
+    for (Pool.joint), even where none was eligible."""
     items = [int(i) for i in fused[0]]
     score = {}
     logprob = {}
@@ -212,7 +216,7 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
     n = len(cand)
     X = np.zeros((n, len(FEATURES)), dtype=np.float64)
     if not n:
-        return Pool([], X, [])
+        return Pool([], X, [], joint=joint)
     ids = np.asarray(cand, dtype=np.int64)
     X[:, 0] = [score.get(i, FLOOR) for i in cand]
     X[:, 1] = [i in score for i in cand]
@@ -253,7 +257,7 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         X[n_warm:, 18] = X[n_warm:, 13]
         X[n_warm:, 19] = np.log1p(np.arange(n - n_warm))
         X[n_warm:, 20] = [mass.get(i, 0.0) for i in cand[n_warm:]]
-    return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand], n_warm)
+    return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand], n_warm, joint)
 
 
 def places(answer: tuple, is_cold: Callable[[int], bool]) -> list[int | None]:
@@ -293,6 +297,18 @@ def top(candidates: Pool, order: np.ndarray, scores: np.ndarray, k: int
     at = order[:k].tolist()
     return ([candidates.items[j] for j in at], [float(scores[j]) for j in at],
             [float(candidates.logprobs[j]) for j in at])
+
+
+def serve(reranker: Reranker, slots: list[int | None], answer: tuple, candidates: Pool, k: int
+          ) -> tuple[list[int], list[float], list[float]]:
+    """One request's served top k under `reranker`: the first k of its ranking where it ranks
+    cold candidates and the pool holds them (`top`), else the warm candidates around the cold
+    items' places (`fill`). The runtime and the evaluation (eval/rerank.lists) both answer
+    through it, so what is fitted is what is served."""
+    order, scores = ranked(reranker, candidates)
+    if reranker.cold and candidates.joint:
+        return top(candidates, order, scores, k)
+    return fill(slots, answer, candidates, order, scores)
 
 
 def ranked(reranker: Reranker | None, candidates: Pool) -> tuple[np.ndarray, np.ndarray]:
