@@ -13,8 +13,12 @@ cases into segments:
   - seen transition: (last item -> target) occurs in the training sequences (and is no repeat);
   - unseen transition: the rest;
   - target / last item whose SID names several items (collision mode `none`; the first bundle's SIDs).
-Prints HR@1 / HR@10 / NDCG@10 per segment and model, and writes HR/NDCG@1,3,5,10 per segment and
-model to benchmarks/results/quality_breakdown.json.
+Prints HR@1 / HR@10 / NDCG@10 per segment and model, and a second table on the first place: how
+often each model puts the newest history item there and how often that is right (against the
+share of test and validation cases whose target is that item: a repeat-rate shift between the
+two shows here). Writes HR/NDCG@1,3,5,10 per segment and model, and the first-place rows, to
+benchmarks/results/<--out>.json. Bundles are served as shipped (their user profiles where they
+were trained with them; `--beam 0`: each bundle's own serving beam).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def main(argv=None) -> int:
                     help="[NAME=]PATH, repeatable (default runs/bundles/amazon-f16)")
     ap.add_argument("--sasrec", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beam", type=int, default=20, help="0: each bundle's own serving beam")
+    ap.add_argument("--out", default="quality_breakdown", help="name of the JSON in results/")
     args = ap.parse_args(argv)
     if not (DATA / "amazon-industrial").is_dir():
         print(f"{DATA / 'amazon-industrial'} not found: this benchmark needs the shared data",
@@ -50,6 +56,7 @@ def main(argv=None) -> int:
     from benchmarks.baselines.run import load_protocol
     from benchmarks.quality import SASREC
     from genrec_lite.eval.metrics import segment_metrics
+    from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
 
     P = load_protocol("amazon-industrial", DATA)
@@ -64,7 +71,10 @@ def main(argv=None) -> int:
         name = name or ("bundle" if not args.bundle or len(args.bundle) == 1 else Path(path).name)
         rec = Recommender.load(path, n_threads=args.threads)
         first = first or rec
-        out = rec.recommend_batch([{"history": h, "k": 10, "beam": 20} for h in hist])
+        prof = bundle_profiles(rec, P["dataset"]) or {}
+        out = rec.recommend_batch([{"history": h, "k": 10, "beam": args.beam or None,
+                                    "profile": prof.get(c.user_id)}
+                                   for h, c in zip(hist, cases)])
         lists[name], bundles[name] = [[r.item_id for r in o] for o in out], path
     markov = Markov().fit(train, items)
     lists["Markov"] = markov.recommend(hist, 10).tolist()
@@ -103,9 +113,30 @@ def main(argv=None) -> int:
                      *[f"{by_model[m]['HR@1']:.3f} / {by_model[m]['HR@10']:.3f} / "
                        f"{by_model[m]['NDCG@10']:.3f}" if by_model[m]["n_cases"] else "-" for m in lists]])
     print(table(["segment", "cases", "share", *[f"{m}: HR@1 / HR@10 / NDCG@10" for m in lists]], rows))
-    path = write_json("quality_breakdown", {
+    # the first place: the newest history item there, and how often it is the target
+    valid_repeat = float(np.mean([c.target == c.history[-1] for c in P["valid"] if c.history]))
+    first_rows, first_res = [], {}
+    for name, lst in lists.items():
+        top = np.array([x[0] if x else -1 for x in lst])
+        at_last = top == last
+        hit = top == targets
+        first_res[name] = {"share_first_is_last": float(at_last.mean()),
+                           "HR@1_first_is_last": float(hit[at_last].mean()) if at_last.any() else None,
+                           "HR@1_otherwise": float(hit[~at_last].mean()) if (~at_last).any() else None,
+                           "HR@1_repeat_cases": float(hit[repeat].mean()) if repeat.any() else None}
+        f = first_res[name]
+        first_rows.append([name, f"{f['share_first_is_last']:.1%}",
+                           *[("-" if f[k] is None else f"{f[k]:.3f}")
+                             for k in ("HR@1_first_is_last", "HR@1_otherwise", "HR@1_repeat_cases")]])
+    print(f"\ntargets that are the newest history item: test {repeat.mean():.1%}, validation "
+          f"{valid_repeat:.1%}")
+    print(table(["model", "first = newest history item", "HR@1 there", "HR@1 elsewhere",
+                 "HR@1 on repeat cases"], first_rows))
+    path = write_json(args.out, {
         "benchmark": "quality_breakdown", "machine": machine_info(), "bundles": bundles,
-        "n_cases": len(cases), "segments": res})
+        "beam": args.beam or "bundle", "n_cases": len(cases), "segments": res,
+        "repeat_share": {"test": float(repeat.mean()), "validation": valid_repeat},
+        "first_place": first_res})
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
