@@ -620,9 +620,10 @@ class Recommender:
             loaded.reranker.cold if loaded.reranker is not None else 0)
         joint = collect is None and n_cold > 0
         # each request's cold content masses, once: the mixture and the cold candidates use them
-        masses = ([self._cold_scores(state, cfg, h) for h in histories]
-                  if cfg is not None and len(state.cold) else [None] * len(histories))
-        if cfg is not None and len(state.cold) and not joint:  # the mixture ranks the pool
+        content = cfg is not None and len(state.cold) > 0
+        masses = ([self._cold_scores(state, cfg, h) for h in histories] if content
+                  else [None] * len(histories))
+        if content and not joint:  # the mixture ranks the pool
             fused = [mix(*(fuse(a, q["k"]) if p is None else p), state.cold, m,
                          self._eligible(state, q), q["k"], cfg.slots)
                      for a, m, q, p in zip(answers, masses, search_reqs, pools)]
