@@ -12,8 +12,8 @@ import pytest
 
 from genrec_lite.errors import ArtifactError, InvalidArgumentError
 from genrec_lite.eval.rerank import choose_reranker, fit_weights, fitted, lists
-from genrec_lite.runtime.rerank import (FEATURES, FLOOR, WARM_FEATURES, Pool, Reranker, fill,
-                                        places, pool, popularity, ranked)
+from genrec_lite.runtime.rerank import (FEATURES, FLOOR, SEEN, WARM_FEATURES, Pool, Reranker,
+                                        fill, places, pool, popularity, ranked)
 from genrec_lite.runtime.transitions import Transitions
 
 F = len(WARM_FEATURES)
@@ -40,6 +40,12 @@ def test_settings_round_trip_and_an_unknown_feature_is_refused():
     assert back.successors == 7 and np.array_equal(back.weights, r.weights)
     d = r.to_dict()
     assert "cold" not in d and d["features"] == list(WARM_FEATURES)   # as earlier bundles wrote
+    # a bundle of an earlier version names fewer features (no seen_*): served by its names
+    old = FEATURES[:17]
+    X = np.random.default_rng(4).normal(size=(6, len(FEATURES)))
+    earlier = Reranker.from_dict({"features": list(old), "weights": [1.0] * 17,
+                                  "mean": [0.0] * 17, "scale": [1.0] * 17})
+    assert np.allclose(earlier.scores(X), X[:, :17].sum(axis=1))
     with pytest.raises(InvalidArgumentError, match="this version computes"):
         Reranker.from_dict(dict(d, features=d["features"][:-1] + ["dwell_time"]))
     with pytest.raises(InvalidArgumentError, match="distinct"):
@@ -97,12 +103,17 @@ def test_the_pool_holds_the_beams_items_and_the_newest_items_successors():
     assert X["cos_last"] == pytest.approx(cos[:, 0])
     assert X["cos_recent"] == pytest.approx(cos.max(axis=1))
     assert X["near"] == pytest.approx(np.maximum(0, cos.max(axis=1) - 0.9) * 10)
+    assert not p.X[:, [FEATURES.index(f) for f in SEEN]].any()     # none is in the history
     # a history item's own features; no history: no counts, no cosines
     p = pool(([5, 1], [-1.0, -2.0], [-1.0, -2.0]), [([5, 1], [-1.0, -2.0])], [5], table, pop,
              lambda ids: dirs[ids], 0, lambda i: False)
     X = dict(zip(FEATURES, p.X.T))
     assert X["in_history"].tolist() == [1, 0] and X["is_last"].tolist() == [1, 0]
     assert X["duplicate"].tolist() == [1, 0] and X["cos_recent"][0] == pytest.approx(1)
+    # its features again under seen_*, 0 for the item not in the history
+    for f in SEEN:
+        assert X[f].tolist() == [X[f[len("seen_"):]][0], 0], f
+    assert X["seen_logprob"][0] == -1.0 and X["seen_views"][0] == 1
     p = pool(([1], [-1.0], [-1.0]), [([1], [-1.0])], [], table, pop, lambda ids: dirs[ids], 5,
              lambda i: False)
     assert p.items == [1] and not p.X[0, 3:10].any() and not p.X[0, 12:].any()
@@ -174,7 +185,7 @@ def _inputs(n_cases, signal, seed=0):
     rng = np.random.default_rng(seed)
     inputs, targets = [], []
     for _ in range(n_cases):
-        X = rng.normal(size=(12, F))
+        X = rng.normal(size=(12, len(FEATURES)))
         X[:, 0] = -np.sort(rng.exponential(size=12))     # the model's order
         items = list(rng.permutation(1000)[:12] + 1)
         answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
@@ -194,6 +205,28 @@ def test_the_choice_keeps_a_reranker_that_helps_and_its_lists_are_the_runtimes()
     hits = np.mean([t in s[:1] for s, t in zip(served, targets)])
     assert hits > 0.9
     assert lists(inputs, None) == [a[0] for _, a, _ in inputs]
+
+
+def test_history_items_get_slopes_of_their_own():
+    # the model's score means the opposite for an item already in the history: a new item is
+    # the more likely the higher it scores, a history item the less (targets drawn that way)
+    rng = np.random.default_rng(5)
+    col = {f: FEATURES.index(f) for f in ("logprob", "in_history", "seen_logprob")}
+    inputs, targets = [], []
+    for _ in range(600):
+        X = np.zeros((12, len(FEATURES)))
+        X[:, col["logprob"]] = -np.sort(rng.exponential(size=12))
+        X[:, col["in_history"]] = rng.random(12) < 0.3
+        X[:, col["seen_logprob"]] = X[:, col["logprob"]] * X[:, col["in_history"]]
+        u = 3 * X[:, col["logprob"]] - 6 * X[:, col["seen_logprob"]]
+        items = list(rng.permutation(1000)[:12] + 1)
+        answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
+        inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist())))
+        targets.append(items[int(rng.choice(12, p=np.exp(u) / np.exp(u).sum()))])
+    chosen, rows = choose_reranker(inputs, targets, lambdas=(1.0,))
+    assert chosen is not None and rows[1]["NDCG@10"] > rows[0]["NDCG@10"] + 0.05
+    w = dict(zip(chosen.features, chosen.weights))
+    assert w["logprob"] > 0 > w["seen_logprob"]
 
 
 def test_the_choice_is_off_when_nothing_beats_the_models_order():
@@ -264,7 +297,8 @@ def test_a_joint_reranker_answers_as_the_runtime_does_on_pools_without_cold_cand
 def test_fitted_standardises_with_the_cases_statistics():
     inputs, targets = _inputs(200, signal=True)
     r = fitted(inputs, targets, 1.0)
-    X = np.concatenate([p.X for _, _, p in inputs])
+    X = np.concatenate([p.X for _, _, p in inputs])[:, [FEATURES.index(f) for f in r.features]]
+    assert r.features == WARM_FEATURES
     assert np.allclose(r.mean, X.mean(axis=0)) and np.allclose(r.scale, X.std(axis=0))
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)   # L2 penalties tried (on the summed log-loss)
 FOLDS = 2
+_WARM_COLS = [FEATURES.index(f) for f in WARM_FEATURES]
 
 
 def rerank_inputs(rec: "Recommender", cases, *, profiles=None, k: int = 10,
@@ -100,7 +101,7 @@ def _rows(pool, cold: bool) -> tuple[np.ndarray, list[int]]:
     over FEATURES, or the warm ones over WARM_FEATURES."""
     if cold:
         return pool.X, pool.items
-    return pool.X[:pool.n_warm, :len(WARM_FEATURES)], pool.items[:pool.n_warm]
+    return pool.X[:pool.n_warm][:, _WARM_COLS], pool.items[:pool.n_warm]
 
 
 def fitted(inputs: Sequence[tuple], targets: Sequence[int], lam: float,
