@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     from benchmarks.baselines.markov import Markov
     from benchmarks.baselines.run import load_protocol
     from benchmarks.quality import SASREC
-    from genrec_lite.eval.metrics import segment_metrics
+    from genrec_lite.eval.metrics import first_place, segment_metrics
     from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
 
@@ -117,13 +117,7 @@ def main(argv=None) -> int:
     valid_repeat = float(np.mean([c.target == c.history[-1] for c in P["valid"] if c.history]))
     first_rows, first_res = [], {}
     for name, lst in lists.items():
-        top = np.array([x[0] if x else -1 for x in lst])
-        at_last = top == last
-        hit = top == targets
-        first_res[name] = {"share_first_is_last": float(at_last.mean()),
-                           "HR@1_first_is_last": float(hit[at_last].mean()) if at_last.any() else None,
-                           "HR@1_otherwise": float(hit[~at_last].mean()) if (~at_last).any() else None,
-                           "HR@1_repeat_cases": float(hit[repeat].mean()) if repeat.any() else None}
+        first_res[name] = first_place(lst, last, targets)
         f = first_res[name]
         first_rows.append([name, f"{f['share_first_is_last']:.1%}",
                            *[("-" if f[k] is None else f"{f[k]:.3f}")

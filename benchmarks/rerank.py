@@ -3,6 +3,7 @@ without, for finished `fit` runs, and what it costs a request.
 
     python benchmarks/rerank.py --fits runs/quality/amazon-industrial/fit-seed{0,1,2}
         [--latency --requests 300] [--out rerank]
+    python benchmarks/rerank.py --fits ... --latency-only [--out rerank_latency]
 
 For each fit folder (its report.json, its tuning and final bundles) the stage is replayed with
 the code `fit` runs (eval/rerank.py): the tuning model, served at the chosen point with the
@@ -18,7 +19,9 @@ whose `fit` already fitted one is replayed the same way (same seed, same folds).
 --latency: batch-1 p50 on the first fit's final bundle of the same histories at its serving
 point with the re-ranker off and on (a joint one also with its warm features only, the cost of
 the warm kind), and of the one-view request (the first view at beam 20, the reference of fit's
-latency limit) without it, rotated request by request.
+latency limit) without it, rotated request by request. --latency-only: the same for every
+fit's final bundle with the re-ranker its `fit` chose (report.json), without the replay: what
+each shipped bundle costs.
 Writes benchmarks/results/<out>.json.
 """
 
@@ -61,7 +64,7 @@ def tuning_bundle(fit_dir: Path, rep: dict) -> Path:
 def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     from genrec_lite.data import Dataset, resolve_split
     from genrec_lite.eval.cold_start import trained_items
-    from genrec_lite.eval.metrics import rank_metrics, segment_metrics
+    from genrec_lite.eval.metrics import first_place, rank_metrics, segment_metrics
     from genrec_lite.eval.rerank import choose_reranker, fitted, rerank_inputs
     from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
@@ -93,6 +96,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
                stage_seconds={"candidates": round(t1 - t0, 1),
                               "choice": round(time.perf_counter() - t1, 1)})
     targets = [c.target for c in test]
+    newest = [c.history[-1] if len(c.history) else -1 for c in test]
     seen = trained_items(final_split.train)
     new = np.array([t not in seen for t in targets])
     from genrec_lite.eval.bundle import served_answers
@@ -110,6 +114,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
 
             lists = [a[0] for a in served_answers(rec, test, profiles=profiles)]
             out[f"test_{key}"] = {k: v for k, v in rank_metrics(lists, targets).items() if k in KS}
+            out[f"first_place_{key}"] = first_place(lists, newest, targets)
             part = segment_metrics(lists, targets, {"new": new}).get("new")
             if part is not None:
                 out[f"new_targets_{key}"] = {k: v for k, v in part.items() if k in KS}
@@ -157,6 +162,12 @@ def latency(fit_dir: Path, reranker: dict | None, n: int, threads: int) -> dict:
             "on_vs_one_view": round(p50["served, re-ranker on"] / p50["one view"], 4)}
 
 
+def print_latency(lat: dict, what: str) -> None:
+    print(f"\nlatency of {what} (batch 1, {lat['requests']} requests, {lat['threads']} "
+          "threads): " + ", ".join(f"{m} {v} ms" for m, v in lat["p50_ms"].items()) +
+          f"; on/off {lat['on_vs_off']}, on/one view {lat['on_vs_one_view']}")
+
+
 def plot(result: dict, path: Path = PLOT) -> None:
     """The mean test metrics of each order beside MiniOneRec's published row, one bar group per
     metric."""
@@ -191,9 +202,21 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--out", default="rerank")
     args = ap.parse_args(argv)
+    if args.latency_only:
+        lats = []
+        for f in args.fits:
+            rep = json.loads((Path(f) / "report.json").read_text())
+            lats.append(lat := latency(Path(f), (rep.get("rerank") or {}).get("chosen"),
+                                       args.requests, args.threads))
+            print_latency(lat, f"seed {rep['seed']}, {lat['point']}")
+        path = write_json(args.out, {"benchmark": "rerank_latency", "latency": lats,
+                                     "machine": machine_info("llama_cpp_python")})
+        print(f"wrote {path}")
+        return 0
     runs = [score_fit(Path(f), Path(args.data_root), args.threads) for f in args.fits]
     head = ["seed", "order", *KS]
     body = []
@@ -210,6 +233,13 @@ def main(argv=None) -> int:
     body.append(["MiniOneRec", "(published)", *(f"{MINIONEREC[k]:.4f}" if k in MINIONEREC
                                                 else "-" for k in KS)])
     print(table(head, body))
+    print("\nthe first place (the newest history item opening a list):")
+    print(table(["seed", "order", "first = newest item", "HR@1 there", "HR@1 elsewhere",
+                 "HR@1 on repeat cases"],
+                [[r["seed"], LABELS[key], f"{f['share_first_is_last']:.1%}",
+                  *("-" if f[k] is None else f"{f[k]:.3f}"
+                    for k in ("HR@1_first_is_last", "HR@1_otherwise", "HR@1_repeat_cases"))]
+                 for r in runs for key in keys for f in [r[f"first_place_{key}"]]]))
     new_rows = [[r["seed"], r["new_target_cases"], LABELS[key],
                  *(f"{r[f'new_targets_{key}'][k]:.4f}" for k in ("HR@10", "NDCG@10"))]
                 for r in runs if r.get("new_targets_with") for key in keys]
@@ -221,9 +251,7 @@ def main(argv=None) -> int:
     if args.latency:
         result["latency"] = lat = latency(Path(args.fits[0]), runs[0]["reranker"],
                                           args.requests, args.threads)
-        print(f"\nlatency (batch 1, {lat['requests']} requests, {args.threads} threads): " +
-              ", ".join(f"{m} {v} ms" for m, v in lat["p50_ms"].items()) +
-              f"; on/off {lat['on_vs_off']}, on/one view {lat['on_vs_one_view']}")
+        print_latency(lat, args.fits[0])
     print(f"wrote {write_json(args.out, result)}")
     plot(result)
     return 0

@@ -238,3 +238,22 @@ def test_segment_metrics_scores_every_case_and_each_segment():
     assert set(out) == {"all", "some"}  # an empty segment is left out
     assert out["all"] == rank_metrics(ranked, targets)
     assert out["some"] == rank_metrics([ranked[0], ranked[2]], [2, 5])
+
+
+def test_first_place_counts_lists_that_open_with_the_newest_item():
+    from genrec_lite.eval.metrics import first_place
+
+    # case 0: opens with the newest item, a repeat (hit); case 1: opens with it, no repeat (miss);
+    # case 2: opens elsewhere, hit; case 3: empty history, empty list; case 4: a repeat missed
+    ranked = [[5, 1], [7, 2], [3, 9], [], [4, 8]]
+    newest = [5, 7, 6, -1, 8]
+    targets = [5, 2, 3, 1, 8]
+    f = first_place(ranked, newest, targets)
+    assert f["share_first_is_last"] == pytest.approx(2 / 5)
+    assert f["HR@1_first_is_last"] == pytest.approx(1 / 2)
+    assert f["HR@1_otherwise"] == pytest.approx(1 / 3)
+    assert f["repeat_cases"] == 2 and f["HR@1_repeat_cases"] == pytest.approx(1 / 2)
+    none = first_place([[1]], [2], [3])
+    assert none["HR@1_first_is_last"] is None and none["HR@1_repeat_cases"] is None
+    with pytest.raises(InvalidArgumentError, match="one of each per case"):
+        first_place([[1]], [2, 3], [3])

@@ -175,6 +175,31 @@ def segment_metrics(ranked: Sequence[Sequence[int]], targets: Sequence[int] | np
     return out
 
 
+def first_place(ranked: Sequence[Sequence[int]], newest: Sequence[int] | np.ndarray,
+                targets: Sequence[int] | np.ndarray) -> dict:
+    """Where the first place goes: the share of lists that open with the request's newest
+    history item (`newest`, -1 where the history is empty), HR@1 on those lists, HR@1 on the
+    others, and HR@1 on the cases whose target is that item (repeats); None where no case is in
+    a part."""
+    targets = np.asarray(targets, dtype=np.int64)
+    newest = np.asarray(newest, dtype=np.int64)
+    if not len(targets) or len(ranked) != len(targets) or newest.shape != targets.shape:
+        raise InvalidArgumentError(
+            f"{len(ranked)} lists, {newest.size} newest items and {len(targets)} targets; "
+            "expected one of each per case, at least one case")
+    top = np.array([int(r[0]) if len(r) else -1 for r in ranked], dtype=np.int64)
+    at_newest = (top == newest) & (newest >= 0)
+    hit = top == targets
+    repeat = (targets == newest) & (newest >= 0)
+
+    def share(mask):
+        return float(hit[mask].mean()) if mask.any() else None
+
+    return {"share_first_is_last": float(at_newest.mean()),
+            "HR@1_first_is_last": share(at_newest), "HR@1_otherwise": share(~at_newest),
+            "HR@1_repeat_cases": share(repeat), "repeat_cases": int(repeat.sum())}
+
+
 def rank_metrics_of(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict:
     """:func:`rank_metrics` from the targets' 1-based ranks (0: absent), as
     :func:`target_ranks` gives them."""

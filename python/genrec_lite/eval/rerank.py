@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, serve
+from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, columns, serve
 from .metrics import rank_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)   # L2 penalties tried (on the summed log-loss)
 FOLDS = 2
-_WARM_COLS = [FEATURES.index(f) for f in WARM_FEATURES]
+_WARM_COLS = columns(WARM_FEATURES)
 
 
 def rerank_inputs(rec: "Recommender", cases, *, profiles=None, k: int = 10,

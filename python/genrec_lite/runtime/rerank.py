@@ -36,7 +36,7 @@ from ..errors import InvalidArgumentError
 from .transitions import Transitions
 
 # one row per candidate; a re-ranker names the features it weighs (any of these, in its order)
-FEATURES = (
+_BASE = (
     "logprob",           # the fused score: log of the mean over views of the SID probability
     "in_beam",           # 1 when some view's beam reached the item, 0 for an added successor
     "beam_rank",         # log(1 + its rank in the fused beam); ABSENT_RANK when not in it
@@ -58,21 +58,30 @@ FEATURES = (
     "cold_cos",          # cos_recent of a cold candidate, 0 for a warm one (its own slope)
     "cold_rank",         # log(1 + its rank among the request's cold items by content), 0 warm
     "cold_mass",         # the cold-start mixture's log content mass for it, 0 for a warm one
-) + tuple(f"seen_{f}" for f in ("logprob", "beam_rank", "count_1", "share_1", "count_2",
-                                "popularity", "views", "logprob_first", "cos_recent"))
+)
+SEEN = tuple(f"seen_{f}" for f in ("logprob", "beam_rank", "count_1", "share_1", "count_2",
+                                   "popularity", "views", "logprob_first", "cos_recent"))
+FEATURES = _BASE + SEEN
 # seen_<f>: <f> of an item in the request's history, 0 for the others. A repeat is another kind
 # of next item: the model and the log's counts favour the items just seen, and how far to trust
 # them for an item the user already has is not how far to trust them for a new one, so those
 # items get slopes of their own (on amazon the re-ranker put the newest history item first in
 # a third of the test cases, right 3% of the time: docs/rerank.md).
-SEEN = FEATURES[21:]
-WARM_FEATURES = FEATURES[:17] + SEEN   # the features of a re-ranker without cold candidates
+# the features of a re-ranker without cold candidates: all but the cold_* ones
+WARM_FEATURES = tuple(f for f in FEATURES if not f.startswith("cold"))
 FLOOR = math.log(1e-5)   # the log-probability of an item no beam reached
 ABSENT_RANK = 50
 DEPTH = 3                # history items the counts and the cosines look back over
 SUCCESSORS = 20          # default number of successors of the newest item added to the pool
 COLD = 20                # cold candidates of a re-ranker that ranks cold items too
-_SEEN_OF = [FEATURES.index(f[len("seen_"):]) for f in SEEN]   # the columns SEEN gates
+
+
+def columns(names: Sequence[str]) -> np.ndarray:
+    """The columns of a FEATURES row that hold `names`, in their order."""
+    return np.array([FEATURES.index(f) for f in names], dtype=np.int64)
+
+
+_SEEN_OF = columns([f[len("seen_"):] for f in SEEN])   # the columns SEEN gates
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +126,7 @@ class Reranker:
             a.setflags(write=False)
             object.__setattr__(self, name, a)
         object.__setattr__(self, "features", names)
-        cols = np.array([FEATURES.index(f) for f in names], dtype=np.int64)
+        cols = columns(names)
         cols.setflags(write=False)
         object.__setattr__(self, "_cols", cols)
 
@@ -265,7 +274,7 @@ def pool(fused: tuple, views: Sequence[tuple], history: Sequence[int], table: Tr
         X[n_warm:, 18] = X[n_warm:, 13]
         X[n_warm:, 19] = np.log1p(np.arange(n - n_warm))
         X[n_warm:, 20] = [mass.get(i, 0.0) for i in cand[n_warm:]]
-    X[:, 21:] = X[:, _SEEN_OF] * X[:, 8:9]
+    X[:, len(_BASE):] = X[:, _SEEN_OF] * X[:, 8:9]
     return Pool(cand, X, [logprob.get(i, -math.inf) for i in cand], n_warm, joint)
 
 
