@@ -8,7 +8,8 @@ without, for finished `fit` runs, and what it costs a request.
 For each fit folder (its report.json, its tuning and final bundles) the stage is replayed with
 the code `fit` runs (eval/rerank.py): the tuning model, served at the chosen point with the
 chosen cold start, answers the validation cases; the re-ranker is cross-validated over the L2
-penalties and refitted on all of them (or kept off). The final bundle then answers the test
+penalties (and, for the joint kind, the cold offsets, priced at the run's served cold share)
+and refitted on all of them (or kept off). The final bundle then answers the test
 cases with it, without it, with the best warm-only re-ranker where the joint kind (cold
 candidates ranked too) was chosen, and with the transition weight the run's `fit` chose where it
 chose one (what `fit` shipped before the re-ranker), cold start as the bundle serves it, on all
@@ -84,15 +85,19 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
         rec.set_transition_weight(None)
         rec.set_reranker(None)
         inputs = rerank_inputs(rec, valid, profiles=bundle_profiles(rec, ds))
+        cold_targets = np.isin([c.target for c in valid], rec.catalog.state.cold)
     t1 = time.perf_counter()
-    reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=rep["seed"])
+    share = (rep.get("cold_start_procedure") or {}).get("served_cold_share")
+    reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=rep["seed"],
+                                     cold_targets=cold_targets, cold_share=share)
     warm = None   # the best warm kind too, where the joint one was chosen (what it replaced)
     if reranker is not None and reranker.cold:
         best = max((r for r in rows if r["lambda"] is not None and not r["cold"]),
-                   key=lambda r: r["NDCG@10"])
+                   key=lambda r: r["priced"]["NDCG@10"])
         warm = fitted(inputs, [c.target for c in valid], best["lambda"])
     out.update(valid_cases=len(valid), valid=rows,
                reranker=None if reranker is None else reranker.to_dict(),
+               offset=next((r["offset"] for r in rows if r.get("chosen")), None),
                stage_seconds={"candidates": round(t1 - t0, 1),
                               "choice": round(time.perf_counter() - t1, 1)})
     targets = [c.target for c in test]

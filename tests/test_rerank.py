@@ -241,9 +241,10 @@ def test_the_choice_is_off_when_nothing_beats_the_models_order():
         choose_reranker(inputs, targets, folds=1)
 
 
-def _cold_inputs(n_cases, seed=0):
+def _cold_inputs(n_cases, seed=0, shift=0.5):
     """Cases of 12 warm and 4 cold candidates; the next item is cold in a third of them, the
-    cold candidate of the largest cold_cos (the model's order never holds a cold item)."""
+    cold candidate of the largest cold_cos (the model's order never holds a cold item), whose
+    values are `shift` larger in those cases."""
     rng = np.random.default_rng(seed)
     n = len(FEATURES)
     c = FEATURES.index("cold")
@@ -256,7 +257,7 @@ def _cold_inputs(n_cases, seed=0):
         X[12:, :c] = 0                   # no model evidence about a cold item
         X[12:, 0] = FLOOR
         cold_case = rng.random() < 1 / 3
-        X[12:, c + 1] = rng.uniform(0.2, 0.5, size=4) + (0.5 if cold_case else 0)
+        X[12:, c + 1] = rng.uniform(0.2, 0.5, size=4) + (shift if cold_case else 0)
         items = list(rng.permutation(1000)[:16] + 1)
         answer = (items[:10], X[:10, 0].tolist(), X[:10, 0].tolist())
         inputs.append(([None] * 10, answer, Pool(items, X, X[:, 0].tolist(), n_warm=12,
@@ -277,6 +278,40 @@ def test_the_choice_takes_cold_candidates_where_cold_next_items_are_learnable():
     warm = [(sl, a, Pool(p.items[:12], p.X[:12], p.logprobs[:12])) for sl, a, p in inputs]
     _, rows = choose_reranker(warm, targets, lambdas=(1.0,))
     assert [r["cold"] for r in rows] == [0, 0]
+
+
+def test_a_cold_offset_buys_cold_cases_at_the_stated_price():
+    # a weak content signal: the fitted logit leaves cold next items below the model's first
+    inputs, targets = _cold_inputs(600, seed=3, shift=0.1)
+    flags = [t not in a[0] for (_, a, _), t in zip(inputs, targets)]
+    plain, plain_rows = choose_reranker(inputs, targets, lambdas=(1.0,))
+    assert [r["offset"] for r in plain_rows] == [0.0, 0.0, 0.0]      # no flags: no offsets
+    chosen, rows = choose_reranker(inputs, targets, lambdas=(1.0,), cold_targets=flags,
+                                   max_cost=0.2)
+    assert sorted({r["offset"] for r in rows if r["cold"]}) == [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+    pick = [r for r in rows if r.get("chosen")]
+    assert len(pick) == 1 and pick[0]["cold"] == 4 and pick[0]["offset"] > 0
+    joint0 = next(r for r in rows if r["cold"] and r["offset"] == 0.0)
+    assert pick[0]["cold_cases"]["NDCG@10"] > joint0["cold_cases"]["NDCG@10"]
+    best = max(r["priced"]["NDCG@10"] for r in rows[1:])
+    assert best > pick[0]["priced"]["NDCG@10"] >= 0.8 * best
+    # the offset is folded into the cold weight: the lists are those of the shifted scores
+    base = fitted(inputs, targets, 1.0, cold=4)
+    j = FEATURES.index("cold")
+    assert chosen.weights[j] == pytest.approx(base.weights[j] + pick[0]["offset"] * base.scale[j])
+    X = inputs[0][2].X
+    gap = chosen.scores(X) - base.scores(X) - pick[0]["offset"] * X[:, j]
+    assert np.allclose(gap, gap[0])          # the same up to a constant: the same order
+    # no price: the best trial itself
+    _, rows0 = choose_reranker(inputs, targets, lambdas=(1.0,), cold_targets=flags, max_cost=0)
+    top = next(r for r in rows0 if r.get("chosen"))
+    assert top["priced"]["NDCG@10"] == max(r["priced"]["NDCG@10"] for r in rows0[1:])
+    with pytest.raises(InvalidArgumentError, match="cold_targets"):
+        choose_reranker(inputs, targets, cold_targets=flags[:-1])
+    with pytest.raises(InvalidArgumentError, match="max_cost=1"):
+        choose_reranker(inputs, targets, cold_targets=flags, max_cost=1)
+    with pytest.raises(InvalidArgumentError, match="offsets"):
+        choose_reranker(inputs, targets, cold_targets=flags, offsets=(0.5,))
 
 
 def test_a_joint_reranker_answers_as_the_runtime_does_on_pools_without_cold_candidates():

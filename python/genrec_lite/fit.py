@@ -574,14 +574,24 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
         rec.set_cold_start(cold)
         rec.set_transition_weight(None)
         inputs = rerank_inputs(rec, valid, profiles=pipeline.bundle_profiles(rec, dataset))
-    reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=seed)
+        # cold items get exposure at the price the cold-start settings were chosen at, paid at
+        # the cold share the final model will serve
+        cold_targets = np.isin([c.target for c in valid], rec.catalog.state.cold)
+    reranker, rows = choose_reranker(
+        inputs, [c.target for c in valid], seed=seed, cold_targets=cold_targets,
+        cold_share=None if shares is None else shares["served_cold_share"])
+    chosen_row = next((r for r in rows if r.get("chosen")), None)
     report["rerank"] = {"chosen": None if reranker is None else reranker.to_dict(),
+                        "offset": None if chosen_row is None else chosen_row["offset"],
                         "trials": rows}
     say("re-ranker (cross-validated NDCG@10 by L2 penalty; +cold: ranking cold candidates "
         "too): " + "; ".join(
             f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')}"
-            f"{'+cold' if r.get('cold') else ''} {r['NDCG@10']:.4f}" for r in rows)
-        + ("; off" if reranker is None else "; kept" + (" (+cold)" if reranker.cold else "")))
+            f"{'+cold' if r.get('cold') else ''} {r['NDCG@10']:.4f}" for r in rows
+            if not r.get("offset")) + ("; off" if reranker is None else "; kept" + (
+                f" (+cold, offset {chosen_row['offset']:g}: cold cases' NDCG@10 "
+                f"{chosen_row['cold_cases']['NDCG@10']:.4f})" if reranker.cold and
+                "cold_cases" in chosen_row else " (+cold)" if reranker.cold else "")))
     final_plan = resolve_split(final_spec, dataset)
     final_split = final_plan.apply(dataset, None)
     test = dataset.test_cases or final_split.test

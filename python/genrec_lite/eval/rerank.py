@@ -13,7 +13,9 @@ on standardised features; a case whose next item is not among its candidates doe
 fit (nothing can lift it). The kind and the penalty are chosen by k-fold cross-validation on
 NDCG@10 of the lists the runtime would serve (`lists`); the re-ranker is kept only when its
 cross-validated NDCG@10 beats the model's own order (with the mixture) on the same cases, and is
-then refitted on all of them.
+then refitted on all of them. Where the cases whose next item is cold are known, the joint kind
+is tried with offsets added to the cold candidates' scores, and the exposure price of the
+cold-start settings (eval/cold_start.py) chooses among the trials (`choose_reranker`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, columns, serve
+from .cold_start import MAX_COST
 from .metrics import rank_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)   # L2 penalties tried (on the summed log-loss)
 FOLDS = 2
+OFFSETS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)   # log-odds added to cold candidates, tried
 _WARM_COLS = columns(WARM_FEATURES)
 
 
@@ -123,40 +127,109 @@ def fitted(inputs: Sequence[tuple], targets: Sequence[int], lam: float,
     return Reranker(w, mean, scale, successors, names, cold)
 
 
+def _priced(m_cold: dict, m_warm: dict, share: float) -> dict:
+    """HR@10 and NDCG@10 of all cases with the cold ones at `share` of them."""
+    return {k: share * m_cold[k] + (1 - share) * m_warm[k] for k in ("HR@10", "NDCG@10")}
+
+
 def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
-                    lambdas: Sequence[float] = LAMBDAS, folds: int = FOLDS, seed: int = 0
+                    lambdas: Sequence[float] = LAMBDAS, folds: int = FOLDS, seed: int = 0,
+                    cold_targets: Sequence[bool] | None = None, cold_share: float | None = None,
+                    max_cost: float = MAX_COST, offsets: Sequence[float] = OFFSETS
                     ) -> tuple[Reranker | None, list[dict]]:
-    """(the re-ranker refitted on all cases with the kind and penalty of the best
-    cross-validated NDCG@10, or None when none beats the model's order; one row per kind and
-    penalty and one for off, each with the cross-validated HR/NDCG@1,3,5,10 of the lists
-    served). The kind with cold candidates is tried where the pools hold any (pools built for
-    it: Pool.joint)."""
+    """(the re-ranker refitted on all cases with the kind, penalty and cold offset chosen by
+    cross-validation, or None when none beats the model's order; one row per trial and one for
+    off, each with the cross-validated HR/NDCG@1,3,5,10 of the lists served, the chosen one
+    marked "chosen"). The kind with cold
+    candidates is tried where the pools hold any (pools built for it: Pool.joint).
+
+    Without `cold_targets` the trial of the best NDCG@10 is chosen. With them (a flag per case:
+    its next item is cold) the joint kind is tried with each of `offsets` added to the cold
+    candidates' scores too, and the exposure rule of the cold-start settings chooses
+    (eval/cold_start.py): among the trials whose HR@10 and NDCG@10 are each within `max_cost`
+    of the best trial's, the one that ranks the cold cases best (their NDCG@10, then HR@10, then
+    all cases' NDCG@10). All cases' metrics are taken with the cold ones at `cold_share` of
+    them where given (the share the served model will see), else as they come."""
     if len(inputs) != len(targets):
         raise InvalidArgumentError(f"{len(inputs)} cases of candidates and {len(targets)} "
                                    "targets; expected one target per case")
     if folds < 2 or len(inputs) < folds:
         raise InvalidArgumentError(f"folds={folds} for {len(inputs)} cases; expected 2 <= folds "
                                    "<= the number of cases")
+    if cold_targets is not None and len(cold_targets) != len(targets):
+        raise InvalidArgumentError(f"{len(cold_targets)} cold_targets flags for {len(targets)} "
+                                   "cases; expected one per case")
+    if isinstance(max_cost, bool) or not (isinstance(max_cost, (int, float)) and
+                                          0 <= max_cost < 1):
+        raise InvalidArgumentError(f"max_cost={max_cost!r}; expected a number in [0, 1)")
+    if cold_share is not None and not (isinstance(cold_share, (int, float)) and
+                                       0 <= cold_share <= 1):
+        raise InvalidArgumentError(f"cold_share={cold_share!r}; expected None or a number in "
+                                   "[0, 1]")
+    if any(not (isinstance(b, (int, float)) and np.isfinite(b) and b >= 0) for b in offsets) \
+            or 0.0 not in [float(b) for b in offsets]:
+        raise InvalidArgumentError(f"offsets={list(offsets)!r}; expected finite numbers >= 0, "
+                                   "0 among them")
     fold = np.random.default_rng(seed).permutation(len(inputs)) % folds
     targets = [int(t) for t in targets]
-    off = rank_metrics(lists(inputs, None), targets)
-    rows = [{"lambda": None, "cold": 0, **off}]
+    flags = None if cold_targets is None else np.asarray(cold_targets, dtype=bool)
+    priced = flags is not None and flags.any() and not flags.all()
+
+    def scored(served: list) -> dict:
+        m = rank_metrics(served, targets)
+        if not priced:
+            return {**m, "priced": {k: m[k] for k in ("HR@10", "NDCG@10")}}
+        part = {name: rank_metrics([served[n] for n in idx], [targets[n] for n in idx])
+                for name, idx in (("cold", np.flatnonzero(flags)),
+                                  ("warm", np.flatnonzero(~flags)))}
+        share = float(flags.mean()) if cold_share is None else float(cold_share)
+        return {**m, "priced": _priced(part["cold"], part["warm"], share),
+                "cold_cases": {k: part["cold"][k] for k in ("HR@10", "NDCG@10")}}
+
+    off = scored(lists(inputs, None))
+    rows = [{"lambda": None, "cold": 0, "offset": 0.0, **off}]
     n_cold = max((len(p.items) - p.n_warm for _, _, p in inputs if p.joint), default=0)
-    best = None
     for cold in (0, n_cold) if n_cold else (0,):
+        tried = sorted({float(b) for b in offsets}) if cold and priced else [0.0]
         for lam in lambdas:
-            served: list = [None] * len(inputs)
+            served: dict[float, list] = {b: [None] * len(inputs) for b in tried}
             for f in range(folds):
                 train = [n for n in range(len(inputs)) if fold[n] != f]
                 held = [n for n in range(len(inputs)) if fold[n] == f]
                 model = fitted([inputs[n] for n in train], [targets[n] for n in train], lam,
                                cold=cold)
-                for n, items in zip(held, lists([inputs[n] for n in held], model)):
-                    served[n] = items
-            m = rank_metrics(served, targets)
-            rows.append({"lambda": float(lam), "cold": cold, **m})
-            if best is None or m["NDCG@10"] > best[2]:
-                best = (float(lam), cold, m["NDCG@10"])
-    if best is None or best[2] <= off["NDCG@10"]:
+                for b in tried:
+                    shifted = with_cold_offset(model, b)
+                    for n, items in zip(held, lists([inputs[n] for n in held], shifted)):
+                        served[b][n] = items
+            for b in tried:
+                rows.append({"lambda": float(lam), "cold": cold, "offset": b, **scored(served[b])})
+    trials = rows[1:]
+    best = max(trials, key=lambda r: (r["priced"]["NDCG@10"], r["priced"]["HR@10"]))
+    if best["priced"]["NDCG@10"] <= off["priced"]["NDCG@10"]:
         return None, rows
-    return fitted(inputs, targets, best[0], cold=best[1]), rows
+    chosen = best
+    if priced:
+        near = [r for r in trials
+                if r["priced"]["NDCG@10"] >= (1 - max_cost) * best["priced"]["NDCG@10"]
+                and r["priced"]["HR@10"] >= (1 - max_cost) * best["priced"]["HR@10"]
+                and r["priced"]["NDCG@10"] > off["priced"]["NDCG@10"]]
+        chosen = max(near, key=lambda r: (r["cold_cases"]["NDCG@10"], r["cold_cases"]["HR@10"],
+                                          r["priced"]["NDCG@10"]))
+    chosen["chosen"] = True
+    model = fitted(inputs, targets, chosen["lambda"], cold=chosen["cold"])
+    return with_cold_offset(model, chosen["offset"]), rows
+
+
+def with_cold_offset(model: Reranker, offset: float) -> Reranker:
+    """`model` with `offset` added to every cold candidate's score: folded into the weight of
+    its standardised `cold` feature, so that a bundle carries it as any re-ranker."""
+    if not offset:
+        return model
+    if "cold" not in model.features:
+        raise InvalidArgumentError(f"cold offset {offset} for a re-ranker without the 'cold' "
+                                   f"feature (features {model.features})")
+    w = model.weights.copy()
+    j = model.features.index("cold")
+    w[j] += offset * model.scale[j]
+    return Reranker(w, model.mean, model.scale, model.successors, model.features, model.cold)
