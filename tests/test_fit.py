@@ -206,16 +206,26 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
                                                       "genrec-lite, re-ranker off") if k in test}
     # the re-ranker: cross-validated on validation against the model's order, the bundle serves
     # what was kept, and a kept one is scored without it too
-    from genrec_lite.eval.rerank import LAMBDAS
+    from genrec_lite.eval.rerank import LAMBDAS, OFFSETS
 
     rr = report["rerank"]
     kinds = sorted({r["cold"] for r in rr["trials"][1:]})   # warm-only, and joint with cold
     assert kinds[0] == 0 and len(kinds) <= 2
-    assert [(r["lambda"], r["cold"]) for r in rr["trials"]] == [(None, 0)] + [
-        (lam, c) for c in kinds for lam in LAMBDAS]
-    best = max(rr["trials"][1:], key=lambda r: r["NDCG@10"])
-    assert (rr["chosen"] or {}).get("cold", 0) == (best["cold"] if rr["chosen"] else 0)
-    assert (rr["chosen"] is None) == (best["NDCG@10"] <= rr["trials"][0]["NDCG@10"])
+    # the joint kind also tries each cold offset where validation has cold and warm targets
+    # (whether it does turns on the cold-start settings chosen, so on the machine's numbers)
+    priced = "cold_cases" in rr["trials"][0]
+    tried = sorted(OFFSETS) if priced else [0.0]
+    assert [(r["lambda"], r["cold"], r["offset"]) for r in rr["trials"]] == [(None, 0, 0.0)] + [
+        (lam, c, b) for c in kinds for lam in LAMBDAS for b in (tried if c else [0.0])]
+    best = max(rr["trials"][1:], key=lambda r: (r["priced"]["NDCG@10"], r["priced"]["HR@10"]))
+    marked = [r for r in rr["trials"] if r.get("chosen")]
+    assert (rr["chosen"] is None) == (best["priced"]["NDCG@10"] <=
+                                      rr["trials"][0]["priced"]["NDCG@10"]) == (not marked)
+    if marked:
+        assert len(marked) == 1 and rr["offset"] == marked[0]["offset"]
+        assert rr["chosen"].get("cold", 0) == marked[0]["cold"]
+        if not priced:   # without cold targets the best trial is kept
+            assert marked[0] == best
     assert ("genrec-lite, re-ranker off" in test) == (rr["chosen"] is not None)
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
         assert (rec.reranker is None) == (rr["chosen"] is None)
