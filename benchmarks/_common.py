@@ -99,6 +99,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+FIRST_PLACE_HEAD = ["first = newest history item", "HR@1 there", "HR@1 elsewhere",
+                    "HR@1 on repeat cases"]
+
+
+def first_place_cells(f: dict) -> list[str]:
+    """One row's cells of eval.metrics.first_place's result, under FIRST_PLACE_HEAD."""
+    return [f"{f['share_first_is_last']:.1%}",
+            *("-" if f[k] is None else f"{f[k]:.3f}"
+              for k in ("HR@1_first_is_last", "HR@1_otherwise", "HR@1_repeat_cases"))]
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend, or None where matplotlib is not installed
     (plots are optional; the JSON and the printed table are the results)."""

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_info, table, write_json  # noqa: E402
+from benchmarks._common import (FIRST_PLACE_HEAD, first_place_cells, machine_info,  # noqa: E402
+                                table, write_json)
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -118,14 +119,10 @@ def main(argv=None) -> int:
     first_rows, first_res = [], {}
     for name, lst in lists.items():
         first_res[name] = first_place(lst, last, targets)
-        f = first_res[name]
-        first_rows.append([name, f"{f['share_first_is_last']:.1%}",
-                           *[("-" if f[k] is None else f"{f[k]:.3f}")
-                             for k in ("HR@1_first_is_last", "HR@1_otherwise", "HR@1_repeat_cases")]])
+        first_rows.append([name, *first_place_cells(first_res[name])])
     print(f"\ntargets that are the newest history item: test {repeat.mean():.1%}, validation "
           f"{valid_repeat:.1%}")
-    print(table(["model", "first = newest history item", "HR@1 there", "HR@1 elsewhere",
-                 "HR@1 on repeat cases"], first_rows))
+    print(table(["model", *FIRST_PLACE_HEAD], first_rows))
     path = write_json(args.out, {
         "benchmark": "quality_breakdown", "machine": machine_info(), "bundles": bundles,
         "beam": args.beam or "bundle", "n_cases": len(cases), "segments": res,

@@ -40,8 +40,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: find the benchmarks package from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import (machine_info, pyplot, request_histories, table,  # noqa: E402
-                                write_json)
+from benchmarks._common import (FIRST_PLACE_HEAD, first_place_cells, machine_info, pyplot,  # noqa: E402
+                                request_histories, table, write_json)
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "rerank.png"
 
@@ -239,12 +239,9 @@ def main(argv=None) -> int:
                                                 else "-" for k in KS)])
     print(table(head, body))
     print("\nthe first place (the newest history item opening a list):")
-    print(table(["seed", "order", "first = newest item", "HR@1 there", "HR@1 elsewhere",
-                 "HR@1 on repeat cases"],
-                [[r["seed"], LABELS[key], f"{f['share_first_is_last']:.1%}",
-                  *("-" if f[k] is None else f"{f[k]:.3f}"
-                    for k in ("HR@1_first_is_last", "HR@1_otherwise", "HR@1_repeat_cases"))]
-                 for r in runs for key in keys for f in [r[f"first_place_{key}"]]]))
+    print(table(["seed", "order", *FIRST_PLACE_HEAD],
+                [[r["seed"], LABELS[key], *first_place_cells(r[f"first_place_{key}"])]
+                 for r in runs for key in keys]))
     new_rows = [[r["seed"], r["new_target_cases"], LABELS[key],
                  *(f"{r[f'new_targets_{key}'][k]:.4f}" for k in ("HR@10", "NDCG@10"))]
                 for r in runs if r.get("new_targets_with") for key in keys]

@@ -584,14 +584,18 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     report["rerank"] = {"chosen": None if reranker is None else reranker.to_dict(),
                         "offset": None if chosen_row is None else chosen_row["offset"],
                         "trials": rows}
+    if reranker is None:
+        kept = "off"
+    elif reranker.cold and "cold_cases" in chosen_row:
+        kept = (f"kept (+cold, offset {chosen_row['offset']:g}: cold cases' NDCG@10 "
+                f"{chosen_row['cold_cases']['NDCG@10']:.4f})")
+    else:
+        kept = "kept (+cold)" if reranker.cold else "kept"
     say("re-ranker (cross-validated NDCG@10 by L2 penalty; +cold: ranking cold candidates "
         "too): " + "; ".join(
             f"{'off' if r['lambda'] is None else format(r['lambda'], 'g')}"
             f"{'+cold' if r.get('cold') else ''} {r['NDCG@10']:.4f}" for r in rows
-            if not r.get("offset")) + ("; off" if reranker is None else "; kept" + (
-                f" (+cold, offset {chosen_row['offset']:g}: cold cases' NDCG@10 "
-                f"{chosen_row['cold_cases']['NDCG@10']:.4f})" if reranker.cold and
-                "cold_cases" in chosen_row else " (+cold)" if reranker.cold else "")))
+            if not r.get("offset")) + "; " + kept)
     final_plan = resolve_split(final_spec, dataset)
     final_split = final_plan.apply(dataset, None)
     test = dataset.test_cases or final_split.test

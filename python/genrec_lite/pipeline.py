@@ -281,10 +281,10 @@ def tune_reranker(rec: "Recommender", bundle, valid, profiles, seed: int = 0
         return None, []
     rec.set_transition_weight(None)
     inputs = rerank_inputs(rec, valid, profiles=profiles)
+    targets = [c.target for c in valid]
     # the bundle serves as it was tuned: its cold items are those of validation, at their share
-    chosen, rows = choose_reranker(inputs, [c.target for c in valid], seed=seed,
-                                   cold_targets=np.isin([c.target for c in valid],
-                                                        rec.catalog.state.cold))
+    chosen, rows = choose_reranker(inputs, targets, seed=seed,
+                                   cold_targets=np.isin(targets, rec.catalog.state.cold))
     rec.set_reranker(chosen)
     set_reranker(bundle, chosen)
     return chosen, rows

@@ -251,7 +251,7 @@ def choose_cold_start(answers, cases, sids, cold_ids, *, k: int = 10, grid=None,
     the model's `answers` (runtime_answers, or the reference decoder's), `sids` the served SID
     table, `cold_ids` the items the model never trained on; see the module doc (`cold_share`:
     `pick`'s)."""
-    _check_rule(max_loss, max_cost, cold_share)
+    check_rule(max_loss, max_cost, cold_share)
     cand = ColdCandidates(sids, cold_ids, cases)
     if grid is None:
         grid = settings_grid(repeat_rate(cases, cand.cold))
@@ -275,7 +275,7 @@ def pick(trials: list[dict], *, max_loss: float | None = None, max_cost: float =
     other rules can be compared on the same trials. `cold_share`: the share of the served cases
     whose target is cold, where it differs from validation's (`served_cold_share`); the overall
     metrics the rule compares are then the cold and warm cases' reweighted to it."""
-    _check_rule(max_loss, max_cost, cold_share)
+    check_rule(max_loss, max_cost, cold_share)
     ok = range(len(trials))
     parts = trials[0]["metrics"]
     both = "cold" in parts and "warm" in parts
@@ -290,16 +290,11 @@ def pick(trials: list[dict], *, max_loss: float | None = None, max_cost: float =
         off = parts["warm"]
         ok = [n for n in ok if all(trials[n]["metrics"]["warm"][key] >= (1 - max_loss) * off[key]
                                    for key in ("HR@10", "NDCG@10"))]
-    best = max(ok, key=lambda n: (overall(n, "NDCG@10"), overall(n, "HR@10"), -n))
     if max_cost > 0 and "cold" in parts:
-        # the exposure a deployment buys: the best ranking of the cold cases among the settings
-        # within max_cost of the best overall ranking (which is among them)
-        top = {key: overall(best, key) for key in ("HR@10", "NDCG@10")}
-        within = [n for n in ok if all(overall(n, key) >= (1 - max_cost) * top[key]
-                                       for key in ("HR@10", "NDCG@10"))]
-        best = max(within, key=lambda n: (trials[n]["metrics"]["cold"]["NDCG@10"],
-                                          trials[n]["metrics"]["cold"]["HR@10"],
-                                          overall(n, "NDCG@10"), -n))
+        best = most_exposed(ok, overall, lambda n, key: trials[n]["metrics"]["cold"][key],
+                            max_cost)
+    else:
+        best = max(ok, key=lambda n: (overall(n, "NDCG@10"), overall(n, "HR@10"), -n))
     chosen = trials[best]["settings"]
     return None if chosen is None else ColdStartConfig.from_dict(chosen)
 
@@ -316,7 +311,24 @@ def served_cold_share(valid_share: float, valid_cold: int, served_cold: int) -> 
     return float(min(1.0, valid_share * served_cold / valid_cold))
 
 
-def _check_rule(max_loss, max_cost, cold_share=None) -> None:
+def most_exposed(candidates: Sequence, overall, cold, max_cost: float):
+    """The exposure rule, shared by the cold-start settings and the re-ranker's cold offset:
+    among `candidates` whose overall HR@10 and NDCG@10 (`overall(c, key)`) are each within
+    `max_cost` of the best overall candidate's (best NDCG@10, then HR@10, then the first), the
+    one that ranks the cold cases best (`cold(c, key)`: NDCG@10, then HR@10, then overall
+    NDCG@10, then the first): the exposure a deployment buys for new items at a stated price."""
+    keys = ("HR@10", "NDCG@10")
+    # max() keeps the first of equal keys
+    best = max(candidates, key=lambda c: (overall(c, "NDCG@10"), overall(c, "HR@10")))
+    top = {key: overall(best, key) for key in keys}
+    within = [c for c in candidates if all(overall(c, key) >= (1 - max_cost) * top[key]
+                                           for key in keys)]
+    return max(within, key=lambda c: (cold(c, "NDCG@10"), cold(c, "HR@10"),
+                                      overall(c, "NDCG@10")))
+
+
+def check_rule(max_loss, max_cost, cold_share=None) -> None:
+    """A clear error for an exposure rule's arguments out of range."""
     if cold_share is not None and (isinstance(cold_share, bool) or not (
             isinstance(cold_share, (int, float)) and 0 <= cold_share <= 1)):
         raise InvalidArgumentError(f"cold_share={cold_share!r}; expected None or a number in "

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, columns, serve
-from .cold_start import MAX_COST
+from .cold_start import MAX_COST, check_rule, most_exposed
 from .metrics import rank_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,13 +159,7 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
     if cold_targets is not None and len(cold_targets) != len(targets):
         raise InvalidArgumentError(f"{len(cold_targets)} cold_targets flags for {len(targets)} "
                                    "cases; expected one per case")
-    if isinstance(max_cost, bool) or not (isinstance(max_cost, (int, float)) and
-                                          0 <= max_cost < 1):
-        raise InvalidArgumentError(f"max_cost={max_cost!r}; expected a number in [0, 1)")
-    if cold_share is not None and not (isinstance(cold_share, (int, float)) and
-                                       0 <= cold_share <= 1):
-        raise InvalidArgumentError(f"cold_share={cold_share!r}; expected None or a number in "
-                                   "[0, 1]")
+    check_rule(None, max_cost, cold_share)
     if any(not (isinstance(b, (int, float)) and np.isfinite(b) and b >= 0) for b in offsets) \
             or 0.0 not in [float(b) for b in offsets]:
         raise InvalidArgumentError(f"offsets={list(offsets)!r}; expected finite numbers >= 0, "
@@ -209,13 +203,11 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
     if best["priced"]["NDCG@10"] <= off["priced"]["NDCG@10"]:
         return None, rows
     chosen = best
-    if priced:
-        near = [r for r in trials
-                if r["priced"]["NDCG@10"] >= (1 - max_cost) * best["priced"]["NDCG@10"]
-                and r["priced"]["HR@10"] >= (1 - max_cost) * best["priced"]["HR@10"]
-                and r["priced"]["NDCG@10"] > off["priced"]["NDCG@10"]]
-        chosen = max(near, key=lambda r: (r["cold_cases"]["NDCG@10"], r["cold_cases"]["HR@10"],
-                                          r["priced"]["NDCG@10"]))
+    if priced:   # the cold-start settings' exposure rule, among the trials that beat off
+        chosen = most_exposed([r for r in trials
+                               if r["priced"]["NDCG@10"] > off["priced"]["NDCG@10"]],
+                              lambda r, key: r["priced"][key], lambda r, key: r["cold_cases"][key],
+                              max_cost)
     chosen["chosen"] = True
     model = fitted(inputs, targets, chosen["lambda"], cold=chosen["cold"])
     return with_cold_offset(model, chosen["offset"]), rows
