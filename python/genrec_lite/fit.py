@@ -512,6 +512,8 @@ def fit(dataset: "Dataset", out, *, minutes: float = 60.0, split: str = "auto",
     say("serving points (validation NDCG@10, p50 vs one view): " + "; ".join(
         f"{r['views']}v b{_beams(r)} {r['NDCG@10']:.4f} {r['vs_reference']:.2f}x" for r in rows)
         + f"; chosen {views} view(s) at beam {_beams(report['serving_chosen'])}")
+    # a point that decodes fewer views than the multi-view model holds was validated on that
+    # model (trained on all its views), so the final model is trained the same way
     model_views = 1 if views == 1 else multi
 
     # --- RL on the winner's tuning model: how many updates help ------------------------------
