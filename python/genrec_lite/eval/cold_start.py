@@ -284,7 +284,7 @@ def pick(trials: list[dict], *, max_loss: float | None = None, max_cost: float =
         m = trials[n]["metrics"]
         if cold_share is None or not both:
             return m["all"][key]
-        return cold_share * m["cold"][key] + (1 - cold_share) * m["warm"][key]
+        return at_share(m["cold"], m["warm"], cold_share, key)
 
     if max_loss is not None and both:
         off = parts["warm"]
@@ -309,6 +309,11 @@ def served_cold_share(valid_share: float, valid_cold: int, served_cold: int) -> 
     if valid_cold <= 0:
         return 0.0
     return float(min(1.0, valid_share * served_cold / valid_cold))
+
+
+def at_share(m_cold: dict, m_warm: dict, share: float, key: str) -> float:
+    """Metric `key` of all cases from the cold and warm cases', the cold ones at `share`."""
+    return share * m_cold[key] + (1 - share) * m_warm[key]
 
 
 def most_exposed(candidates: Sequence, overall, cold, max_cost: float):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..runtime.rerank import COLD, FEATURES, SUCCESSORS, WARM_FEATURES, Reranker, columns, serve
-from .cold_start import MAX_COST, check_rule, most_exposed
+from .cold_start import MAX_COST, at_share, check_rule, most_exposed
 from .metrics import rank_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,11 +127,6 @@ def fitted(inputs: Sequence[tuple], targets: Sequence[int], lam: float,
     return Reranker(w, mean, scale, successors, names, cold)
 
 
-def _priced(m_cold: dict, m_warm: dict, share: float) -> dict:
-    """HR@10 and NDCG@10 of all cases with the cold ones at `share` of them."""
-    return {k: share * m_cold[k] + (1 - share) * m_warm[k] for k in ("HR@10", "NDCG@10")}
-
-
 def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
                     lambdas: Sequence[float] = LAMBDAS, folds: int = FOLDS, seed: int = 0,
                     cold_targets: Sequence[bool] | None = None, cold_share: float | None = None,
@@ -177,7 +172,8 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
                 for name, idx in (("cold", np.flatnonzero(flags)),
                                   ("warm", np.flatnonzero(~flags)))}
         share = float(flags.mean()) if cold_share is None else float(cold_share)
-        return {**m, "priced": _priced(part["cold"], part["warm"], share),
+        return {**m, "priced": {k: at_share(part["cold"], part["warm"], share, k)
+                                for k in ("HR@10", "NDCG@10")},
                 "cold_cases": {k: part["cold"][k] for k in ("HR@10", "NDCG@10")}}
 
     off = scored(lists(inputs, None))
