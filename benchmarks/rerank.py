@@ -8,8 +8,8 @@ without, for finished `fit` runs, and what it costs a request.
 For each fit folder (its report.json, its tuning and final bundles) the stage is replayed with
 the code `fit` runs (eval/rerank.py): the tuning model, served at the chosen point with the
 chosen cold start, answers the validation cases; the re-ranker is cross-validated over the L2
-penalties (and, for the joint kind, the cold offsets, priced at the run's served cold share)
-and refitted on all of them (or kept off). The final bundle then answers the test
+penalties (and, for the joint kind, the cold offsets, priced at the run's served cold share
+against the same stage with cold start off: eval/rerank.choose_served) and refitted on all of them (or kept off). The final bundle then answers the test
 cases with it, without it, with the best warm-only re-ranker where the joint kind (cold
 candidates ranked too) was chosen, and with the transition weight the run's `fit` chose where it
 chose one (what `fit` shipped before the re-ranker), cold start as the bundle serves it, on all
@@ -66,7 +66,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     from genrec_lite.data import Dataset, resolve_split
     from genrec_lite.eval.cold_start import trained_items
     from genrec_lite.eval.metrics import first_place, rank_metrics, segment_metrics
-    from genrec_lite.eval.rerank import choose_reranker, fitted, rerank_inputs
+    from genrec_lite.eval.rerank import choose_served, fitted
     from genrec_lite.pipeline import bundle_profiles
     from genrec_lite.runtime import Recommender
 
@@ -79,17 +79,15 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     out = {"fit": str(fit_dir), "seed": rep["seed"], "views": point["views"],
            "beam": point.get("beam"), "side_beam": point.get("side_beam"),
            "cold_start": rep.get("cold_start")}
+    share = (rep.get("cold_start_procedure") or {}).get("served_cold_share")
     t0 = time.perf_counter()
     with Recommender.load(tuning_bundle(fit_dir, rep), n_threads=threads) as rec:
         rec.set_cold_start(rep.get("cold_start"))
         rec.set_transition_weight(None)
         rec.set_reranker(None)
-        inputs = rerank_inputs(rec, valid, profiles=bundle_profiles(rec, ds))
-        cold_targets = np.isin([c.target for c in valid], rec.catalog.state.cold)
-    t1 = time.perf_counter()
-    share = (rep.get("cold_start_procedure") or {}).get("served_cold_share")
-    reranker, rows = choose_reranker(inputs, [c.target for c in valid], seed=rep["seed"],
-                                     cold_targets=cold_targets, cold_share=share)
+        choice = choose_served(rec, valid, profiles=bundle_profiles(rec, ds), seed=rep["seed"],
+                               cold_share=share)
+    inputs, reranker, rows = choice.inputs, choice.reranker, choice.rows
     warm = None   # the best warm kind too, where the joint one was chosen (what it replaced)
     if reranker is not None and reranker.cold:
         best = max((r for r in rows if r["lambda"] is not None and not r["cold"]),
@@ -98,8 +96,7 @@ def score_fit(fit_dir: Path, data_root: Path, threads: int) -> dict:
     out.update(valid_cases=len(valid), valid=rows,
                reranker=None if reranker is None else reranker.to_dict(),
                offset=next((r["offset"] for r in rows if r.get("chosen")), None),
-               stage_seconds={"candidates": round(t1 - t0, 1),
-                              "choice": round(time.perf_counter() - t1, 1)})
+               reference=choice.reference, stage_seconds=round(time.perf_counter() - t0, 1))
     targets = [c.target for c in test]
     newest = [c.history[-1] if len(c.history) else -1 for c in test]
     seen = trained_items(final_split.train)

@@ -111,7 +111,7 @@ def _replay(args, report: dict, ds, test) -> dict:
 
     from genrec_lite import pipeline
     from genrec_lite.data import resolve_split
-    from genrec_lite.eval.rerank import choose_reranker, rerank_inputs
+    from genrec_lite.eval.rerank import choose_served
     from genrec_lite.export.bundle import set_exclude_history, set_reranker
     from genrec_lite.fit import VALID_CASES, history_policy
     from genrec_lite.runtime import Recommender
@@ -132,12 +132,13 @@ def _replay(args, report: dict, ds, test) -> dict:
         shutil.copytree(args.fit / "bundle", final)
         exclude, policy = history_policy(tune, ds, sample, threads=args.threads)
         set_exclude_history(tune, exclude)
+        share = (report.get("cold_start_procedure") or {}).get("served_cold_share")
         with Recommender.load(tune, n_threads=args.threads) as rec:
             rec.set_cold_start(cold)
             rec.set_transition_weight(None)
-            inputs = rerank_inputs(rec, valid, profiles=pipeline.bundle_profiles(rec, ds))
-        reranker, trials = choose_reranker(inputs, [c.target for c in valid],
-                                           seed=report["seed"])
+            choice = choose_served(rec, valid, profiles=pipeline.bundle_profiles(rec, ds),
+                                   seed=report["seed"], cold_share=share)
+        reranker, trials = choice.reranker, choice.rows
         set_exclude_history(final, exclude)
         set_reranker(final, reranker)
         with Recommender.load(final, n_threads=args.threads) as rec:

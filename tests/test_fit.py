@@ -206,6 +206,7 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
                                                       "genrec-lite, re-ranker off") if k in test}
     # the re-ranker: cross-validated on validation against the model's order, the bundle serves
     # what was kept, and a kept one is scored without it too
+    from genrec_lite.eval.cold_start import MAX_COST
     from genrec_lite.eval.rerank import LAMBDAS, OFFSETS
 
     rr = report["rerank"]
@@ -226,6 +227,15 @@ def test_fit_chooses_on_validation_and_ships_a_served_bundle(tmp_path):
         assert rr["chosen"].get("cold", 0) == marked[0]["cold"]
         if not priced:   # without cold targets the best trial is kept
             assert marked[0] == best
+    # with cold start on, the price is stated against the same stage with it off: a kept trial
+    # is within MAX_COST of that reference, or the best trial where none is
+    ref = rr["reference"]
+    assert (ref is None) == (not priced or report["cold_start"] is None)
+    if marked and ref is not None:
+        off = rr["trials"][0]["priced"]["NDCG@10"]
+        ok = [r for r in rr["trials"][1:] if r["priced"]["NDCG@10"] > off and all(
+            r["priced"][k] >= (1 - MAX_COST) * ref[k] for k in ("HR@10", "NDCG@10"))]
+        assert marked[0] in ok if ok else marked[0] == best
     assert ("genrec-lite, re-ranker off" in test) == (rr["chosen"] is not None)
     with Recommender.load(tmp_path / "fit" / "bundle", n_threads=1) as rec:
         assert (rec.reranker is None) == (rr["chosen"] is None)

@@ -314,6 +314,37 @@ def test_a_cold_offset_buys_cold_cases_at_the_stated_price():
         choose_reranker(inputs, targets, cold_targets=flags, offsets=(0.5,))
 
 
+def test_the_price_can_be_stated_against_the_recipe_without_cold_start():
+    inputs, targets = _cold_inputs(600, seed=3, shift=0.1)
+    flags = [t not in a[0] for (_, a, _), t in zip(inputs, targets)]
+    kw = dict(lambdas=(1.0,), cold_targets=flags, max_cost=0.2)
+    _, rows = choose_reranker(inputs, targets, **kw)
+    trials = rows[1:]
+    best = max(trials, key=lambda r: (r["priced"]["NDCG@10"], r["priced"]["HR@10"]))
+
+    def kept(reference):
+        _, got = choose_reranker(inputs, targets, reference=reference, **kw)
+        assert [r["priced"] for r in got] == [r["priced"] for r in rows]   # the same trials
+        return next(n for n, r in enumerate(got) if r.get("chosen"))
+
+    # the best trial as the reference: the rule without one
+    assert kept(dict(best["priced"])) == next(n for n, r in enumerate(rows) if r.get("chosen"))
+    # a reference every trial that beats the model's order meets: the best cold ranking of them
+    beats = [n for n, r in enumerate(rows) if n and r["priced"]["NDCG@10"] > rows[0]["priced"]["NDCG@10"]]
+    n = kept({"HR@10": 0.0, "NDCG@10": 0.0})
+    assert n in beats and rows[n]["cold_cases"]["NDCG@10"] == max(
+        rows[m]["cold_cases"]["NDCG@10"] for m in beats)
+    # a reference no trial comes within: the best trial, the smallest cost there is
+    assert kept({"HR@10": 1.0, "NDCG@10": 1.0}) == rows.index(best)
+    # a reference between: every kept trial is within the price of it
+    mid = {k: (rows[0]["priced"][k] + best["priced"][k]) / 2 for k in ("HR@10", "NDCG@10")}
+    m = kept(mid)
+    assert all(rows[m]["priced"][k] >= 0.8 * mid[k] for k in mid)
+    for bad in ({"HR@10": 0.1}, {"HR@10": float("nan"), "NDCG@10": 0.1}, [0.1, 0.1]):
+        with pytest.raises(InvalidArgumentError, match="reference"):
+            choose_reranker(inputs, targets, reference=bad, **kw)
+
+
 def test_a_joint_reranker_answers_as_the_runtime_does_on_pools_without_cold_candidates():
     inputs, targets = _cold_inputs(300)
     chosen, _ = choose_reranker(inputs, targets, lambdas=(0.01,))
@@ -455,6 +486,52 @@ def test_cold_candidates_are_ranked_as_offline_and_replace_the_mixture(runtime_b
         rec.set_reranker(Reranker(w[keep], np.zeros(len(keep)), np.ones(len(keep))))
         assert off == [[r.item_id for r in recs] for recs in rec.recommend_batch(reqs)]
         assert off != got
+
+
+def test_the_served_choice_prices_exposure_against_cold_start_off(runtime_bundle,
+                                                                  runtime_checkpoint):
+    from genrec_lite.data.splits import Case
+    from genrec_lite.eval.rerank import choose_served, cold_flags, rerank_inputs
+    from genrec_lite.runtime import Recommender
+    from genrec_lite.runtime.cold_start import ColdStartConfig
+
+    cases = _cases(runtime_checkpoint, 40)
+    with Recommender.load(runtime_bundle, n_threads=1) as rec:
+        state = rec.catalog.state
+        # every third case's next item is a new copy of its newest history item: cold
+        added, moved = [], []
+        for n, c in enumerate(cases):
+            last = [i for i in c.history if i in state.sids][-1]
+            if n % 3 == 0:
+                added.append(dict(state.records[last], item_id=900_000 + n))
+                c = Case(c.user_id, c.history, 900_000 + n)
+            moved.append(c)
+        rec.add_items(added)
+        flags = cold_flags(rec, moved)
+        assert flags.tolist() == [n % 3 == 0 for n in range(len(moved))]
+        targets = [c.target for c in moved]
+        settings = {"weight": 0.5, "temperature": 0.1}
+        rec.set_cold_start(settings)
+        got = choose_served(rec, moved, seed=1, cold_share=0.2)
+        assert rec.cold_start == ColdStartConfig.from_dict(settings)    # restored
+        # the reference: the same choice on the answers with cold start off
+        rec.set_cold_start(None)
+        plain = rerank_inputs(rec, moved)
+        assert all(p.n_warm == len(p.items) for _, _, p in plain)
+        _, off_rows = choose_reranker(plain, targets, seed=1, cold_targets=flags,
+                                      cold_share=0.2)
+        ref = next((r for r in off_rows if r.get("chosen")), off_rows[0])["priced"]
+        assert got.reference == ref
+        rec.set_cold_start(settings)
+        assert [p.items for _, _, p in got.inputs] == [p.items for _, _, p in
+                                                       rerank_inputs(rec, moved)]
+        assert any(len(p.items) > p.n_warm for _, _, p in got.inputs)
+        _, rows = choose_reranker(got.inputs, targets, seed=1, cold_targets=flags,
+                                  cold_share=0.2, reference=ref)
+        assert got.rows == rows
+        # cold start off: no exposure to price, no reference
+        rec.set_cold_start(None)
+        assert choose_served(rec, moved, seed=1).reference is None
 
 
 def test_a_reranker_needs_a_transition_table(runtime_bundle, tmp_path):

@@ -775,7 +775,7 @@ def quickstart_cmd(data, out, minutes, threads, collab_weight, views, split, tim
                                               pipeline.bundle_profiles(rec, full))
     click.echo("      re-ranker: " + (
         f"kept (validation NDCG@10, cross-validated: {trials[0]['NDCG@10']:.4f} -> "
-        f"{max(r['NDCG@10'] for r in trials):.4f})" if reranker is not None
+        f"{next(r for r in trials if r.get('chosen'))['NDCG@10']:.4f})" if reranker is not None
         else "off (it did not rank the validation cases better)" if trials
         else "off (no validation cases or no transition table)"), err=True)
     new = np.isin([c.target for c in cases], launched)

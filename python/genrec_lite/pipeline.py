@@ -271,23 +271,21 @@ def tune_cold_start(rec: "Recommender", bundle, valid, profiles) -> "ColdStartCo
 
 def tune_reranker(rec: "Recommender", bundle, valid, profiles, seed: int = 0
                   ) -> tuple["Reranker | None", list[dict]]:
-    """The re-ranker fitted on the validation cases (eval/rerank.py; None: off, also without
-    validation cases or a transition table) with its cross-validation rows, set on ``rec`` and
-    written into the bundle (``rec`` serves as the bundle will: cold start already chosen)."""
-    from .eval.rerank import choose_reranker, rerank_inputs
+    """The re-ranker fitted on the validation cases (eval/rerank.choose_served; None: off, also
+    without validation cases or a transition table) with its cross-validation rows, set on
+    ``rec`` and written into the bundle (``rec`` serves as the bundle will: cold start already
+    chosen; the bundle serves as it was tuned, so its cold items are those of validation, at
+    their share)."""
+    from .eval.rerank import choose_served
     from .export.bundle import set_reranker
 
     if not valid or rec.transitions is None:
         return None, []
     rec.set_transition_weight(None)
-    inputs = rerank_inputs(rec, valid, profiles=profiles)
-    targets = [c.target for c in valid]
-    # the bundle serves as it was tuned: its cold items are those of validation, at their share
-    chosen, rows = choose_reranker(inputs, targets, seed=seed,
-                                   cold_targets=np.isin(targets, rec.catalog.state.cold))
-    rec.set_reranker(chosen)
-    set_reranker(bundle, chosen)
-    return chosen, rows
+    choice = choose_served(rec, valid, profiles=profiles, seed=seed)
+    rec.set_reranker(choice.reranker)
+    set_reranker(bundle, choice.reranker)
+    return choice.reranker, choice.rows
 
 
 def cold_start_trials(rec: "Recommender", valid, profiles) -> dict | None:

@@ -316,18 +316,23 @@ def at_share(m_cold: dict, m_warm: dict, share: float, key: str) -> float:
     return share * m_cold[key] + (1 - share) * m_warm[key]
 
 
-def most_exposed(candidates: Sequence, overall, cold, max_cost: float):
+def most_exposed(candidates: Sequence, overall, cold, max_cost: float, reference=None):
     """The exposure rule, shared by the cold-start settings and the re-ranker's cold offset:
     among `candidates` whose overall HR@10 and NDCG@10 (`overall(c, key)`) are each within
-    `max_cost` of the best overall candidate's (best NDCG@10, then HR@10, then the first), the
-    one that ranks the cold cases best (`cold(c, key)`: NDCG@10, then HR@10, then overall
-    NDCG@10, then the first): the exposure a deployment buys for new items at a stated price."""
+    `max_cost` of the reference's, the one that ranks the cold cases best (`cold(c, key)`:
+    NDCG@10, then HR@10, then overall NDCG@10, then the first): the exposure a deployment buys
+    for new items at a stated price. The reference is the best overall candidate (best NDCG@10,
+    then HR@10, then the first), or `reference` ({"HR@10": .., "NDCG@10": ..}) where given:
+    what the same recipe scores without cold start, the price's own terms (issue 27); where no
+    candidate is within it, the best overall one."""
     keys = ("HR@10", "NDCG@10")
     # max() keeps the first of equal keys
     best = max(candidates, key=lambda c: (overall(c, "NDCG@10"), overall(c, "HR@10")))
-    top = {key: overall(best, key) for key in keys}
+    top = {key: overall(best, key) for key in keys} if reference is None else reference
     within = [c for c in candidates if all(overall(c, key) >= (1 - max_cost) * top[key]
                                            for key in keys)]
+    if not within:
+        return best
     return max(within, key=lambda c: (cold(c, "NDCG@10"), cold(c, "HR@10"),
                                       overall(c, "NDCG@10")))
 

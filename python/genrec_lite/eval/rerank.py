@@ -15,11 +15,13 @@ NDCG@10 of the lists the runtime would serve (`lists`); the re-ranker is kept on
 cross-validated NDCG@10 beats the model's own order (with the mixture) on the same cases, and is
 then refitted on all of them. Where the cases whose next item is cold are known, the joint kind
 is tried with offsets added to the cold candidates' scores, and the exposure price of the
-cold-start settings (eval/cold_start.py) chooses among the trials (`choose_reranker`).
+cold-start settings (eval/cold_start.py) chooses among the trials (`choose_reranker`), stated
+against what the same model and procedure score with cold start off (`choose_served`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -130,8 +132,8 @@ def fitted(inputs: Sequence[tuple], targets: Sequence[int], lam: float,
 def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
                     lambdas: Sequence[float] = LAMBDAS, folds: int = FOLDS, seed: int = 0,
                     cold_targets: Sequence[bool] | None = None, cold_share: float | None = None,
-                    max_cost: float = MAX_COST, offsets: Sequence[float] = OFFSETS
-                    ) -> tuple[Reranker | None, list[dict]]:
+                    max_cost: float = MAX_COST, offsets: Sequence[float] = OFFSETS,
+                    reference: dict | None = None) -> tuple[Reranker | None, list[dict]]:
     """(the re-ranker refitted on all cases with the kind, penalty and cold offset chosen by
     cross-validation, or None when none beats the model's order; one row per trial and one for
     off, each with the cross-validated HR/NDCG@1,3,5,10 of the lists served, the chosen one
@@ -141,10 +143,13 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
     Without `cold_targets` the trial of the best NDCG@10 is chosen. With them (a flag per case:
     its next item is cold) the joint kind is tried with each of `offsets` added to the cold
     candidates' scores too, and the exposure rule of the cold-start settings chooses
-    (eval/cold_start.py): among the trials whose HR@10 and NDCG@10 are each within `max_cost`
-    of the best trial's, the one that ranks the cold cases best (their NDCG@10, then HR@10, then
-    all cases' NDCG@10). All cases' metrics are taken with the cold ones at `cold_share` of
-    them where given (the share the served model will see), else as they come."""
+    (eval/cold_start.most_exposed): among the trials that beat the model's order and whose
+    HR@10 and NDCG@10 are each within `max_cost` of `reference`'s (what the recipe scores
+    without cold start: `choose_served`) or, without one, of the best trial's, the one that
+    ranks the cold cases best (their NDCG@10, then HR@10, then all cases' NDCG@10); none within
+    the reference: the best trial. All cases' metrics are taken with the cold ones at
+    `cold_share` of them where given (the share the served model will see), else as they
+    come."""
     if len(inputs) != len(targets):
         raise InvalidArgumentError(f"{len(inputs)} cases of candidates and {len(targets)} "
                                    "targets; expected one target per case")
@@ -155,6 +160,11 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
         raise InvalidArgumentError(f"{len(cold_targets)} cold_targets flags for {len(targets)} "
                                    "cases; expected one per case")
     check_rule(None, max_cost, cold_share)
+    if reference is not None and not (isinstance(reference, dict) and all(
+            isinstance(reference.get(k), (int, float)) and np.isfinite(reference[k])
+            and reference[k] >= 0 for k in ("HR@10", "NDCG@10"))):
+        raise InvalidArgumentError(f"reference={reference!r:.80}; expected None or a dict of "
+                                   "finite 'HR@10' and 'NDCG@10' >= 0")
     if any(not (isinstance(b, (int, float)) and np.isfinite(b) and b >= 0) for b in offsets) \
             or 0.0 not in [float(b) for b in offsets]:
         raise InvalidArgumentError(f"offsets={list(offsets)!r}; expected finite numbers >= 0, "
@@ -203,10 +213,55 @@ def choose_reranker(inputs: Sequence[tuple], targets: Sequence[int], *,
         chosen = most_exposed([r for r in trials
                                if r["priced"]["NDCG@10"] > off["priced"]["NDCG@10"]],
                               lambda r, key: r["priced"][key], lambda r, key: r["cold_cases"][key],
-                              max_cost)
+                              max_cost, reference)
     chosen["chosen"] = True
     model = fitted(inputs, targets, chosen["lambda"], cold=chosen["cold"])
     return with_cold_offset(model, chosen["offset"]), rows
+
+
+def cold_flags(rec: "Recommender", cases) -> np.ndarray:
+    """Per case, whether its next item is one of `rec`'s cold items (choose_reranker's
+    `cold_targets`)."""
+    return np.isin([int(c.target) for c in cases], rec.catalog.state.cold)
+
+
+@dataclass
+class Choice:
+    """What `choose_served` chose, and on what."""
+    reranker: Reranker | None       # None: off
+    rows: list[dict]                # choose_reranker's rows
+    inputs: list[tuple]             # the candidates the re-ranker was fitted on (rerank_inputs)
+    reference: dict | None          # priced HR@10 / NDCG@10 without cold start (None: not used)
+
+
+def choose_served(rec: "Recommender", cases, *, profiles=None, seed: int = 0,
+                  cold_share: float | None = None, max_cost: float = MAX_COST) -> Choice:
+    """The re-ranker for `rec` as it serves `cases` (its point and cold start as set), chosen by
+    `choose_reranker`. Where cold start is on and some but not all next items are cold, the
+    price of exposing them is stated against the same recipe without cold start: `rec` answers
+    the cases once more with it off, a re-ranker is chosen on those answers, and its priced
+    HR@10 / NDCG@10 (the model's order where none is kept) are the reference. Exposure then
+    costs at most `max_cost` of what the deployment would have scored without cold start,
+    rather than of the best trial with it (which cold start itself may have lifted)."""
+    targets = [int(c.target) for c in cases]
+    flags = cold_flags(rec, cases)
+    reference = None
+    if rec.cold_start is not None and flags.any() and not flags.all():
+        saved = rec.cold_start
+        rec.set_cold_start(None)
+        try:
+            plain = rerank_inputs(rec, cases, profiles=profiles)
+        finally:
+            rec.set_cold_start(saved)
+        _, rows = choose_reranker(plain, targets, seed=seed, cold_targets=flags,
+                                  cold_share=cold_share, max_cost=max_cost)
+        row = next((r for r in rows if r.get("chosen")), rows[0])
+        reference = dict(row["priced"])
+    inputs = rerank_inputs(rec, cases, profiles=profiles)
+    reranker, rows = choose_reranker(inputs, targets, seed=seed, cold_targets=flags,
+                                     cold_share=cold_share, max_cost=max_cost,
+                                     reference=reference)
+    return Choice(reranker, rows, inputs, reference)
 
 
 def with_cold_offset(model: Reranker, offset: float) -> Reranker:
