@@ -9,11 +9,11 @@ For each fit folder (its report.json, its tuning and final bundles) the stage is
 the code `fit` runs (eval/rerank.py): the tuning model, served at the chosen point with the
 chosen cold start, answers the validation cases; the re-ranker is cross-validated over the L2
 penalties (and, for the joint kind, the cold offsets, priced at the run's served cold share
-against the same stage with cold start off: eval/rerank.choose_served) and refitted on all of them (or kept off). The final bundle then answers the test
-cases with it, without it, with the best warm-only re-ranker where the joint kind (cold
-candidates ranked too) was chosen, and with the transition weight the run's `fit` chose where it
-chose one (what `fit` shipped before the re-ranker), cold start as the bundle serves it, on all
-cases and on the cases
+against the same stage with cold start off: eval/rerank.choose_served) and refitted on all of
+them (or kept off). The final bundle then answers the test cases with it, without it, with
+the best warm-only re-ranker where the joint kind (cold candidates ranked too) was chosen, and
+with the transition weight the run's `fit` chose where it chose one (what `fit` shipped before
+the re-ranker), cold start as the bundle serves it, on all cases and on the cases
 whose target never occurs in the final model's training (report["test"]["new targets"]). A run
 whose `fit` already fitted one is replayed the same way (same seed, same folds).
 

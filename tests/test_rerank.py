@@ -330,7 +330,8 @@ def test_the_price_can_be_stated_against_the_recipe_without_cold_start():
     # the best trial as the reference: the rule without one
     assert kept(dict(best["priced"])) == next(n for n, r in enumerate(rows) if r.get("chosen"))
     # a reference every trial that beats the model's order meets: the best cold ranking of them
-    beats = [n for n, r in enumerate(rows) if n and r["priced"]["NDCG@10"] > rows[0]["priced"]["NDCG@10"]]
+    beats = [n for n, r in enumerate(rows)
+             if n and r["priced"]["NDCG@10"] > rows[0]["priced"]["NDCG@10"]]
     n = kept({"HR@10": 0.0, "NDCG@10": 0.0})
     assert n in beats and rows[n]["cold_cases"]["NDCG@10"] == max(
         rows[m]["cold_cases"]["NDCG@10"] for m in beats)

@@ -57,8 +57,9 @@ Given a data set and a time budget:
    tried with offsets on the cold candidates' scores and the cold-start price chooses
    (eval/rerank.choose_served): among the trials whose validation HR@10 and NDCG@10 (at the
    served cold share) are within ``cold_start.MAX_COST`` of what the same model and stage
-   score with cold start off, the one that ranks the cold cases best. It replaces the transition weight (runtime/transitions.py) of
-   earlier versions: the transition counts are among its features.
+   score with cold start off, the one that ranks the cold cases best. It replaces the
+   transition weight (runtime/transitions.py) of earlier versions: the transition counts are
+   among its features.
 10. **Report.** ``OUT/report.json`` and ``OUT/report.md``: the splits, every candidate's
    validation curve, the choice, and, when the split has test cases, HR/NDCG@1,3,5,10 of the
    served bundle (at its serving point) beside popularity on the same cases, the same bundle
