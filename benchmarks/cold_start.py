@@ -5,6 +5,8 @@
     python benchmarks/cold_start.py --datasets ml-100k
     python benchmarks/cold_start.py --no-launch           # the natural segment only
     python benchmarks/cold_start.py --no-natural          # the launch segment only
+    python benchmarks/cold_start.py --no-natural --launch-recipe fit
+                                                          # launch, served by fit's own bundle
     python benchmarks/cold_start.py --quick               # smoke test: tiny budgets
 
 Segments (HR/NDCG@1,3,5,10 on each and on all test cases):
@@ -14,7 +16,9 @@ Segments (HR/NDCG@1,3,5,10 on each and on all test cases):
            every interaction with them removed), the model and baselines trained without them, the
            items then given to the live Recommender with add_items from their text only; its
            cold-start settings are chosen on validation shaped the same way (the tuning split's
-           model trained without those items, which are then added from their text).
+           model trained without those items, which are then added from their text). With
+           --launch-recipe fit, the model is what `genrec-lite fit` ships, run on the data
+           without those items (cold start and re-ranker chosen by fit on its own validation).
 Against, trained in the same run on the same data: content kNN (the cosine of all-MiniLM-L6-v2
 embeddings of title + brand to the last history item, whole catalog ranked; with and without the
 history's own items), popularity and SASRec (benchmarks/baselines, quality.py's configuration).
@@ -365,13 +369,13 @@ def launched_items(ds, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
 
 
-def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
-                   val: dict | None) -> dict:
-    """A seeded 10% of the items hidden from training, then given to the live Recommender with
-    add_items from their text; the test cases whose target is one of them, and all test cases."""
-
-    ds, test = P["dataset"], P["test"]
-    held = launched_items(ds, args.seed)
+def launch_start(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> tuple:
+    """What both launch recipes start from: (the launched items, the mask of the test cases
+    whose target is one of them, the replicate's folder, the segment's counts with the
+    baselines' rows, each trained on the final training split without those items and cached
+    in that folder)."""
+    test = P["test"]
+    held = launched_items(P["dataset"], args.seed)
     hidden = set(held.tolist())
     launch = np.isin([c.target for c in test], held)
     log(f"{name} launch: {len(held)} items hidden from training, {int(launch.sum())} test cases "
@@ -389,6 +393,16 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     for label, lists in baseline_lists(name, P_l, "final_train", test, vectors, lwork,
                                        args.quick, args.seed).items():
         out["models"][label] = segment_metrics(lists, [c.target for c in test], {"launch": launch})
+    return held, launch, lwork, out
+
+
+def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
+                   val: dict | None) -> dict:
+    """A seeded 10% of the items hidden from training, then given to the live Recommender with
+    add_items from their text; the test cases whose target is one of them, and all test cases."""
+
+    ds, test = P["dataset"], P["test"]
+    held, launch, lwork, out = launch_start(name, P, work, args, vectors)
     # the settings are chosen on validation shaped like this segment: the tuning split's model
     # trained without the launched items, which are then added from their text
     from genrec_lite.eval.cold_start import choose_cold_start, repeat_rate
@@ -425,6 +439,56 @@ def launch_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray,
     return out
 
 
+FIT_LAUNCH = "genrec-lite fit (its bundle, launched items added)"
+
+
+def launch_fit_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray) -> dict:
+    """The launch segment served by what `genrec-lite fit` ships: the whole procedure run on the
+    data without the launched items (out of the catalog and the log; the split resolved on the
+    whole data, so the launch cannot move its cut), its bundle then given them with add_items
+    from their text. Cold start and the re-ranker are as fit chose them on its own validation,
+    where the cold items are those its tuning model never trained on: nothing is tuned on the
+    launched items. Every test case is scored through the C++ runtime, with the bundle's cold
+    start on and off."""
+    from genrec_lite import pipeline
+    from genrec_lite.data import resolve_split
+    from genrec_lite.fit import fit
+
+    from benchmarks.quality import quick_fit_kwargs
+
+    ds, test = P["dataset"], P["test"]
+    held, launch, lwork, out = launch_start(name, P, work, args, vectors)
+    fdir = lwork / "fit"
+    done = fdir / "report.json"
+    rep = json.loads(done.read_text()) if done.is_file() else None
+    if rep is None or rep.get("minutes_budget") != args.minutes or rep.get("seed") != args.seed:
+        rep = fit(ds.without_items(held), fdir, minutes=args.minutes, threads=2, seed=args.seed,
+                  split=resolve_split("auto", ds).spec, log=log,
+                  **(quick_fit_kwargs() if args.quick else {}))
+    else:
+        log(f"{fdir}: reusing the finished run")
+    t = time.perf_counter()
+    rec = pipeline.serve_with_launch(fdir / "bundle", ds.catalog, held, 2)
+    out["add_items_seconds"] = round(time.perf_counter() - t, 2)
+    targets = [c.target for c in test]
+    try:
+        out.update(fit=str(fdir), minutes=rep["minutes"], point=rep["serving_chosen"],
+                   cold_start=rep["cold_start"], reranker=rec.reranker is not None,
+                   n_served_cold_items=int(len(rec.catalog.state.cold)))
+        served_cold = rec.cold_start
+        for label, cold in ((FIT_LAUNCH, served_cold),
+                            (f"{FIT_LAUNCH}, cold start off", None)):
+            if label != FIT_LAUNCH and served_cold is None:
+                continue
+            rec.set_cold_start(cold)
+            ranked: list = []
+            pipeline.evaluate_recommender(rec, ds, test, ranked=ranked)
+            out["models"][label] = segment_metrics(ranked, targets, {"launch": launch})
+    finally:
+        rec.close()
+    return out
+
+
 def tables(name: str, res: dict) -> str:
     from genrec_lite.eval import metrics_table
 
@@ -440,6 +504,10 @@ def tables(name: str, res: dict) -> str:
                        ("all", "all cases"))))
     if "launch" in res:
         parts.append(("test", res["launch"]["models"],
+                      (("launch", "launch segment (target hidden from training, added from text)"),
+                       ("all", "all cases, launch training"))))
+    if "launch_fit" in res:
+        parts.append(("test, fit's recipe", res["launch_fit"]["models"],
                       (("launch", "launch segment (target hidden from training, added from text)"),
                        ("all", "all cases, launch training"))))
     for where, models, segs in parts:
@@ -462,6 +530,11 @@ def main(argv=None) -> int:
                     help="shorten the recipe's schedule to this many epochs (a slow machine)")
     ap.add_argument("--launch", action=argparse.BooleanOptionalAction, default=True,
                     help="the launch segment (two more training runs and their bundles)")
+    ap.add_argument("--launch-recipe", choices=("compact", "fit"), default="compact",
+                    help="the model of the launch segment: the one-view compact recipe with its "
+                         "settings chosen on launch-shaped validation (two training runs), or "
+                         "what `genrec-lite fit` ships, run on the data without the launched "
+                         "items (--minutes is its budget)")
     ap.add_argument("--natural", action=argparse.BooleanOptionalAction, default=True,
                     help="the natural segment and its validation (two training runs)")
     ap.add_argument("--seed", type=int, default=0,
@@ -492,7 +565,9 @@ def main(argv=None) -> int:
             val, tuning = validation_settings(name, P, work, args, vectors)
             res["validation"] = val
             res["natural"] = natural_segment(name, P, work, args, vectors, val, tuning)
-        if args.launch:
+        if args.launch and args.launch_recipe == "fit":
+            res["launch_fit"] = launch_fit_segment(name, P, work, args, vectors)
+        elif args.launch:
             res["launch"] = launch_segment(name, P, work, args, vectors, val)
         md.append(tables(name, res))
         print(md[-1], flush=True)
@@ -507,7 +582,7 @@ def main(argv=None) -> int:
                 new = report["datasets"].setdefault(name, prev)
                 if new is prev:
                     continue
-                for seg in ("validation", "natural", "launch"):
+                for seg in ("validation", "natural", "launch", "launch_fit"):
                     if seg in prev and seg not in new:  # kept, with the run that measured it
                         new[seg] = {"machine": prev["machine"], "epochs": prev.get("epochs"),
                                     **prev[seg]}

@@ -180,6 +180,16 @@ def sasrec_mixture(name: str, params: dict, seeds) -> dict:
             "seconds": round(time.perf_counter() - t, 1)}
 
 
+def quick_fit_kwargs() -> dict:
+    """`fit` arguments for a smoke test (--quick): two candidates, tiny and one epoch each."""
+    from genrec_lite.fit import CANDIDATES, Candidate
+
+    tiny = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "num_kv_heads": 2}
+    return dict(candidates=tuple(Candidate(c.name, dict(c.train, epochs=1, max_steps=20,
+                                                        compact=tiny)) for c in CANDIDATES[:2]),
+                sid_config={"epochs": 20})
+
+
 def fit_seed(dataset, work: Path, seed: int, args) -> dict:
     """`genrec-lite fit` on the data set from one seed (reused when its report is there with the
     same budget and RL setting)."""
@@ -204,14 +214,7 @@ def fit_seed(dataset, work: Path, seed: int, args) -> dict:
         if rep.get("minutes_budget") == args.minutes and rep.get("seed") == seed:
             log(f"fit, seed {seed}: reusing {out}")
             return rep
-    kw = {}
-    if args.quick:
-        from genrec_lite.fit import CANDIDATES, Candidate
-
-        tiny = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "num_kv_heads": 2}
-        kw = dict(candidates=tuple(Candidate(c.name, dict(c.train, epochs=1, max_steps=20,
-                                                          compact=tiny)) for c in CANDIDATES[:2]),
-                  sid_config={"epochs": 20})
+    kw = quick_fit_kwargs() if args.quick else {}
     rl = RLConfig(max_minutes=0.1 * args.minutes, **({"steps": 4, "eval_every": 2, "eval_cases": 50}
                                                      if args.quick else {})) if args.rl else None
     t = time.perf_counter()
