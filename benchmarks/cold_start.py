@@ -454,14 +454,13 @@ def launch_fit_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray
     from genrec_lite.data import resolve_split
     from genrec_lite.fit import fit
 
-    from benchmarks.quality import quick_fit_kwargs
+    from benchmarks.quality import finished_fit, quick_fit_kwargs
 
     ds, test = P["dataset"], P["test"]
     held, launch, lwork, out = launch_start(name, P, work, args, vectors)
     fdir = lwork / "fit"
-    done = fdir / "report.json"
-    rep = json.loads(done.read_text()) if done.is_file() else None
-    if rep is None or rep.get("minutes_budget") != args.minutes or rep.get("seed") != args.seed:
+    rep = finished_fit(fdir, args.minutes, args.seed)
+    if rep is None:
         rep = fit(ds.without_items(held), fdir, minutes=args.minutes, threads=2, seed=args.seed,
                   split=resolve_split("auto", ds).spec, log=log,
                   **(quick_fit_kwargs() if args.quick else {}))
@@ -475,11 +474,10 @@ def launch_fit_segment(name: str, P: dict, work: Path, args, vectors: np.ndarray
         out.update(fit=str(fdir), minutes=rep["minutes"], point=rep["serving_chosen"],
                    cold_start=rep["cold_start"], reranker=rec.reranker is not None,
                    n_served_cold_items=int(len(rec.catalog.state.cold)))
-        served_cold = rec.cold_start
-        for label, cold in ((FIT_LAUNCH, served_cold),
-                            (f"{FIT_LAUNCH}, cold start off", None)):
-            if label != FIT_LAUNCH and served_cold is None:
-                continue
+        settings = [(FIT_LAUNCH, rec.cold_start)]
+        if rec.cold_start is not None:   # the same bundle without it
+            settings.append((f"{FIT_LAUNCH}, cold start off", None))
+        for label, cold in settings:
             rec.set_cold_start(cold)
             ranked: list = []
             pipeline.evaluate_recommender(rec, ds, test, ranked=ranked)

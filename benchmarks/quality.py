@@ -190,6 +190,15 @@ def quick_fit_kwargs() -> dict:
                 sid_config={"epochs": 20})
 
 
+def finished_fit(out: Path, minutes: float, seed: int) -> dict | None:
+    """The report of a finished `fit` run in `out` at this budget and seed (None: none there)."""
+    done = out / "report.json"
+    if not done.is_file():
+        return None
+    rep = json.loads(done.read_text())
+    return rep if rep.get("minutes_budget") == minutes and rep.get("seed") == seed else None
+
+
 def fit_seed(dataset, work: Path, seed: int, args) -> dict:
     """`genrec-lite fit` on the data set from one seed (reused when its report is there with the
     same budget and RL setting)."""
@@ -208,12 +217,10 @@ def fit_seed(dataset, work: Path, seed: int, args) -> dict:
         log(f"fit, seed {seed}: reading {done.parent}")
         return rep
     out = work / (f"fit-rl-seed{seed}" if args.rl else f"fit-seed{seed}")
-    done = out / "report.json"
-    if done.is_file():
-        rep = json.loads(done.read_text())
-        if rep.get("minutes_budget") == args.minutes and rep.get("seed") == seed:
-            log(f"fit, seed {seed}: reusing {out}")
-            return rep
+    rep = finished_fit(out, args.minutes, seed)
+    if rep is not None:
+        log(f"fit, seed {seed}: reusing {out}")
+        return rep
     kw = quick_fit_kwargs() if args.quick else {}
     rl = RLConfig(max_minutes=0.1 * args.minutes, **({"steps": 4, "eval_every": 2, "eval_cases": 50}
                                                      if args.quick else {})) if args.rl else None
